@@ -1,0 +1,33 @@
+"""Installable package for unet3d_keras."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="unet3d_keras",
+    version="0.1.0",
+    description=(
+        "Keras 3 / TensorFlow port of the 3D U-Net (Cicek et al. 2016) and the "
+        "Isensee et al. 2017 BraTS model from ellisdg/3DUnetCNN"
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["unet3d_keras", "unet3d_keras.*", "brats"]),
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.3",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "nibabel>=5.0",
+        "SimpleITK>=2.2",
+        "tables>=3.8",
+        "h5py>=3.8",
+        "pyyaml>=6.0",
+        "tqdm>=4.60",
+        "matplotlib>=3.6",
+    ],
+    extras_require={
+        "test": ["pytest>=7.0"],
+    },
+    entry_points={},
+)

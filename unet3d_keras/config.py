@@ -1,0 +1,447 @@
+"""The typed run configuration, loaded from YAML and validated at load time.
+
+A run is described by one YAML file (``config.yaml`` at the top of the
+repository documents every key). It is read with ``yaml.safe_load`` into the
+dataclasses below; unknown keys, wrong types and inconsistent values raise
+:class:`ConfigError` naming the key, the value and what is allowed. Scripts
+override any key with ``--set section.key=value`` (the value is parsed as
+YAML). Relative paths in ``data.data_dir`` and ``output_dir`` are resolved
+against the folder of the config file; the run's files (``data.data_file``,
+``training.model_file``, ...) live inside ``output_dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import os
+import tempfile
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Sequence
+
+import yaml
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, of the wrong type or inconsistent."""
+
+
+@dataclass
+class DataConfig:
+    source: Literal["demo", "brats", "folder"] = "demo"
+    data_dir: Optional[str] = None
+    data_file: str = "data.h5"
+    n_demo_subjects: int = 24
+    demo_shape: tuple[int, int, int] = (64, 64, 64)
+    image_shape: tuple[int, int, int] = (64, 64, 64)
+    all_modalities: tuple[str, ...] = ("t1", "t1ce", "flair", "t2")
+    training_modalities: tuple[str, ...] = ("t1", "t1ce", "flair", "t2")
+    truth_name: str = "truth"
+    labels: tuple[int, ...] = (1, 2, 4)
+    crop: bool = True
+    normalization: Literal["dataset", "zscore", "none"] = "dataset"
+
+
+@dataclass
+class SplitConfig:
+    data_split: float = 0.8
+    training_file: str = "training_ids.json"
+    validation_file: str = "validation_ids.json"
+
+
+@dataclass
+class ModelConfig:
+    name: Literal["unet", "isensee2017"] = "unet"
+    n_labels: Optional[int] = None
+    depth: int = 4
+    n_base_filters: int = 8
+    pool_size: tuple[int, int, int] = (2, 2, 2)
+    deconvolution: bool = True
+    batch_normalization: bool = False
+    instance_normalization: bool = False
+    activation: Literal["sigmoid", "softmax"] = "sigmoid"
+    dropout_rate: float = 0.3
+    n_segmentation_levels: int = 3
+    include_label_wise_dice_coefficients: bool = True
+
+
+@dataclass
+class TrainingConfig:
+    patch_shape: Optional[tuple[int, int, int]] = None
+    batch_size: int = 1
+    validation_batch_size: int = 2
+    n_epochs: int = 500
+    initial_learning_rate: float = 5e-4
+    learning_rate_drop: float = 0.5
+    learning_rate_patience: int = 10
+    learning_rate_epochs: Optional[int] = None
+    early_stopping_patience: Optional[int] = 50
+    validation_patch_overlap: int = 0
+    training_patch_start_offset: Optional[tuple[int, int, int]] = None
+    skip_blank: bool = True
+    model_file: str = "model.keras"
+    log_file: str = "training.log"
+    mixed_precision: Literal["auto", "off", "bfloat16", "float16"] = "auto"
+    distribution: Literal["none", "mirrored", "multi_worker"] = "none"
+
+
+@dataclass
+class AugmentConfig:
+    flip: bool = False
+    permute: bool = False
+    distortion_factor: Optional[float] = None
+
+
+@dataclass
+class PredictionConfig:
+    output_dir: str = "predictions"
+    overlap: int = 16
+    batch_size: int = 1
+    permute: bool = False
+    threshold: float = 0.5
+    output_label_map: bool = True
+
+
+@dataclass
+class Config:
+    output_dir: str = "runs/demo"
+    seed: int = 42
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    prediction: PredictionConfig = field(default_factory=PredictionConfig)
+    # Folder that relative paths are resolved against; not a YAML key.
+    base_dir: str = field(default=".", metadata={"internal": True})
+
+    @property
+    def n_labels(self) -> int:
+        """Output channels of the model: ``model.n_labels`` or the number of labels."""
+        return self.model.n_labels if self.model.n_labels is not None else len(self.data.labels)
+
+    @property
+    def n_channels(self) -> int:
+        return len(self.data.training_modalities)
+
+    @property
+    def spatial_input_shape(self) -> tuple[int, int, int]:
+        """The model's spatial input: the patch shape, or the whole image shape."""
+        return tuple(self.training.patch_shape or self.data.image_shape)
+
+    @property
+    def run_dir(self) -> Path:
+        return (Path(self.base_dir) / self.output_dir).resolve()
+
+    def run_path(self, name: str) -> Path:
+        """Path of a run file (``data.data_file``, ``training.model_file``...) in ``output_dir``."""
+        return self.run_dir / name
+
+    def input_path(self, name: str) -> Path:
+        """An input path from the config, resolved against the config file's folder."""
+        return (Path(self.base_dir) / os.path.expanduser(name)).resolve()
+
+    def to_dict(self) -> dict:
+        """The YAML-ready mapping of every key (tuples become lists)."""
+        return _to_plain(self)
+
+
+def _to_plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {
+            f.name: _to_plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not f.metadata.get("internal")
+        }
+    if isinstance(value, (tuple, list)):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def _describe(type_hint: Any) -> str:
+    origin = typing.get_origin(type_hint)
+    args = typing.get_args(type_hint)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return f"null or {_describe(inner[0])}"
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_describe(args[0])}"
+        return f"a list of {len(args)} {_describe(args[0])}"
+    return {int: "integer", float: "number", bool: "true or false", str: "string"}.get(type_hint, str(type_hint))
+
+
+def _coerce(value: Any, type_hint: Any, key: str) -> Any:
+    """Check ``value`` against ``type_hint`` and return it in canonical form."""
+    origin = typing.get_origin(type_hint)
+    args = typing.get_args(type_hint)
+
+    def fail() -> typing.NoReturn:
+        raise ConfigError(f"{key}: expected {_describe(type_hint)}, received {value!r}")
+
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, key)
+    if origin is Literal:
+        if value not in args:
+            fail()
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            fail()
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            fail()
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if type_hint is bool:
+        if not isinstance(value, bool):
+            fail()
+        return value
+    if type_hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail()
+        return value
+    if type_hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail()
+        return float(value)
+    if type_hint is str:
+        if not isinstance(value, str):
+            fail()
+        return value
+    raise TypeError(f"unsupported config type {type_hint!r} for {key}")  # a bug in this module
+
+
+def _build(cls: type, values: Any, prefix: str) -> Any:
+    """Make the dataclass ``cls`` from a mapping, rejecting unknown keys."""
+    where = prefix.rstrip(".") or "the top level"
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping of keys to values, received {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+    kwargs = {}
+    for key, value in values.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys here: {', '.join(names)}"
+            raise ConfigError(f"unknown key '{full}'{hint}")
+        type_hint = hints[key]
+        if dataclasses.is_dataclass(type_hint):
+            kwargs[key] = _build(type_hint, value if value is not None else {}, f"{full}.")
+        else:
+            kwargs[key] = _coerce(value, type_hint, full)
+    return cls(**kwargs)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def validate(config: Config) -> Config:
+    """Check the relations between keys; raise :class:`ConfigError` naming them.
+
+    Returns:
+        ``config`` itself, for chaining.
+    """
+    data, model, training = config.data, config.model, config.training
+    labels = data.labels
+    _check(len(labels) > 0, "data.labels: at least one label value is needed")
+    _check(len(set(labels)) == len(labels), f"data.labels: values must be unique, received {list(labels)}")
+    bad = [v for v in labels if not 0 < v < 256]
+    _check(not bad, f"data.labels: label values must be between 1 and 255 (0 is background), received {bad}")
+    _check(len(data.training_modalities) > 0, "data.training_modalities: at least one modality is needed")
+    unknown = [m for m in data.training_modalities if m not in data.all_modalities]
+    _check(
+        not unknown,
+        f"data.training_modalities: {unknown} not in data.all_modalities {list(data.all_modalities)}",
+    )
+    _check(data.source == "demo" or data.data_dir is not None,
+           f"data.data_dir: needed when data.source is {data.source!r} (the folder holding the subjects)")
+    _check(data.n_demo_subjects >= 2, f"data.n_demo_subjects: at least 2 are needed, received {data.n_demo_subjects}")
+    for name in ("image_shape", "demo_shape"):
+        shape = getattr(data, name)
+        _check(all(s > 0 for s in shape), f"data.{name}: sizes must be positive, received {list(shape)}")
+    _check(0.0 < config.split.data_split < 1.0,
+           f"split.data_split: the training fraction must be between 0 and 1, received {config.split.data_split}")
+
+    if model.n_labels is not None:
+        _check(
+            model.n_labels == len(labels),
+            f"model.n_labels: {model.n_labels} does not match the {len(labels)} values of data.labels "
+            f"{list(labels)}; set it to {len(labels)} or null",
+        )
+    _check(model.depth >= 1, f"model.depth: must be at least 1, received {model.depth}")
+    _check(model.n_base_filters >= 1, f"model.n_base_filters: must be at least 1, received {model.n_base_filters}")
+    _check(all(p >= 1 for p in model.pool_size), f"model.pool_size: must be positive, received {list(model.pool_size)}")
+    _check(0.0 <= model.dropout_rate < 1.0, f"model.dropout_rate: must be in [0, 1), received {model.dropout_rate}")
+    if model.name == "isensee2017":
+        _check(
+            1 <= model.n_segmentation_levels <= model.depth - 1,
+            f"model.n_segmentation_levels: must be between 1 and model.depth - 1 = {model.depth - 1}, "
+            f"received {model.n_segmentation_levels}",
+        )
+    pools = model.pool_size if model.name == "unet" else (2, 2, 2)
+    shape_key = "training.patch_shape" if training.patch_shape else "data.image_shape"
+    shape = config.spatial_input_shape
+    for axis, (size, pool) in enumerate(zip(shape, pools)):
+        factor = pool ** (model.depth - 1)
+        _check(
+            size > 0 and size % factor == 0,
+            f"{shape_key}: {list(shape)} has size {size} on axis {axis}, which is not divisible by "
+            f"{factor} = {pool}**(model.depth - 1) for model.depth {model.depth}; "
+            f"use a multiple of {factor} such as "
+            + " or ".join(str(s) for s in sorted({size // factor * factor, size // factor * factor + factor}) if s > 0),
+        )
+    if training.patch_shape:
+        _check(
+            training.validation_patch_overlap < min(training.patch_shape),
+            f"training.validation_patch_overlap: {training.validation_patch_overlap} must be smaller than "
+            f"the patch size {list(training.patch_shape)}",
+        )
+    _check(training.validation_patch_overlap >= 0,
+           f"training.validation_patch_overlap: must be >= 0, received {training.validation_patch_overlap}")
+    for name in ("batch_size", "validation_batch_size", "n_epochs"):
+        value = getattr(training, name)
+        _check(value >= 1, f"training.{name}: must be at least 1, received {value}")
+    _check(training.initial_learning_rate > 0,
+           f"training.initial_learning_rate: must be positive, received {training.initial_learning_rate}")
+    _check(0 < training.learning_rate_drop <= 1,
+           f"training.learning_rate_drop: must be in (0, 1], received {training.learning_rate_drop}")
+    if config.augment.permute:
+        _check(
+            len(set(shape)) == 1,
+            f"augment.permute: permutation augmentation needs a cubic {shape_key}, received {list(shape)}",
+        )
+    _check(0 <= config.prediction.overlap, f"prediction.overlap: must be >= 0, received {config.prediction.overlap}")
+    _check(0 < config.prediction.threshold < 1,
+           f"prediction.threshold: must be between 0 and 1, received {config.prediction.threshold}")
+    _check(config.prediction.batch_size >= 1,
+           f"prediction.batch_size: must be at least 1, received {config.prediction.batch_size}")
+    return config
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``section.key=value`` into the key path and the YAML-parsed value."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. training.batch_size=2")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({error.problem})") from None
+    return key.strip().split("."), value
+
+
+def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
+    """Return a copy of the raw mapping with ``--set`` overrides applied."""
+    raw = _deep_copy(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {text!r}: '{part}' is not a section")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    return value
+
+
+def config_from_dict(raw: dict | None, source: str = "config", base_dir: str | os.PathLike = ".") -> Config:
+    """Build and validate a :class:`Config` from a plain mapping."""
+    try:
+        config = _build(Config, raw if raw is not None else {}, "")
+        config.base_dir = str(Path(base_dir).resolve())
+        return validate(config)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Load, override and validate a YAML config.
+
+    Args:
+        path: YAML file; ``None`` loads the repository's ``config.yaml``.
+        overrides: ``section.key=value`` strings applied before validation.
+
+    Returns:
+        The validated config; its ``base_dir`` is the file's folder.
+
+    Raises:
+        ConfigError: The file is missing or not YAML, or a key is unknown,
+            of the wrong type or inconsistent with another.
+    """
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config file ({error.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level, received {type(raw).__name__}")
+    raw = apply_overrides(raw, overrides)
+    return config_from_dict(raw, source=str(path), base_dir=path.resolve().parent)
+
+
+def save_config(config: Config, path: str | os.PathLike) -> Path:
+    """Write the resolved config as YAML, atomically (temporary file + rename).
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    text = "# Resolved configuration of this run (written by unet3d_keras).\n"
+    text += yaml.safe_dump(config.to_dict(), sort_keys=False)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--config`` and ``--set`` to a script's argument parser."""
+    parser.add_argument("--config", default=None, help="YAML config file (default: the repository's config.yaml)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="override a config key, e.g. --set training.batch_size=2 (repeatable)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Load the config named by ``--config`` with the ``--set`` overrides."""
+    return load_config(args.config, args.overrides)

@@ -1,0 +1,172 @@
+"""Training: learning-rate schedule, callbacks, model loading and ``fit``.
+
+The reference's ``fit_generator`` call becomes Keras 3 ``Model.fit`` on a
+generator or a ``keras.utils.PyDataset``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from functools import partial
+from pathlib import Path
+
+import keras
+
+from . import metrics as _metrics
+
+logger = logging.getLogger(__name__)
+
+# Names under which the reference's model files refer to its losses and metrics.
+_REFERENCE_OBJECTS = {
+    "dice_coefficient": _metrics.dice_coefficient,
+    "dice_coefficient_loss": _metrics.dice_coefficient_loss,
+    "dice_coef": _metrics.dice_coef,
+    "dice_coef_loss": _metrics.dice_coef_loss,
+    "weighted_dice_coefficient": _metrics.weighted_dice_coefficient,
+    "weighted_dice_coefficient_loss": _metrics.weighted_dice_coefficient_loss,
+}
+
+
+def step_decay(epoch: int, initial_lrate: float, drop: float, epochs_drop: int) -> float:
+    """Learning rate ``initial_lrate * drop ** floor((1 + epoch) / epochs_drop)``."""
+    return initial_lrate * math.pow(drop, math.floor((1 + epoch) / float(epochs_drop)))
+
+
+def get_callbacks(
+    model_file: str | os.PathLike,
+    initial_learning_rate: float = 0.0001,
+    learning_rate_drop: float = 0.5,
+    learning_rate_epochs: int | None = None,
+    learning_rate_patience: int = 50,
+    logging_file: str | os.PathLike = "training.log",
+    verbosity: int = 1,
+    early_stopping_patience: int | None = None,
+    tensorboard_dir: str | os.PathLike | None = None,
+    backup_dir: str | os.PathLike | None = None,
+    terminate_on_nan: bool = True,
+) -> list[keras.callbacks.Callback]:
+    """The reference's callbacks, plus optional TensorBoard and crash recovery.
+
+    Args:
+        model_file: Where the best model (lowest ``val_loss``) is saved.
+        initial_learning_rate: Start of the step decay.
+        learning_rate_drop: Factor of each drop.
+        learning_rate_epochs: Step decay every this many epochs; ``None``
+            uses ReduceLROnPlateau with ``learning_rate_patience``.
+        learning_rate_patience: Plateau length before a drop.
+        logging_file: CSV log, appended to.
+        verbosity: Verbosity of the schedule and early-stopping callbacks.
+        early_stopping_patience: Stop after this many epochs without
+            improvement; ``None`` never stops early.
+        tensorboard_dir: Write TensorBoard logs there when given.
+        backup_dir: Keep a ``BackupAndRestore`` state there so that an
+            interrupted ``fit`` resumes at the last completed epoch.
+        terminate_on_nan: Stop on a NaN loss (the best model stays on disk).
+
+    Returns:
+        The callbacks, in the order the reference creates them.
+    """
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.ModelCheckpoint(str(model_file), save_best_only=True),
+        keras.callbacks.CSVLogger(str(logging_file), append=True),
+    ]
+    if learning_rate_epochs:
+        callbacks.append(
+            keras.callbacks.LearningRateScheduler(
+                partial(
+                    step_decay,
+                    initial_lrate=initial_learning_rate,
+                    drop=learning_rate_drop,
+                    epochs_drop=learning_rate_epochs,
+                )
+            )
+        )
+    else:
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                factor=learning_rate_drop, patience=learning_rate_patience, verbose=verbosity
+            )
+        )
+    if early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(verbose=verbosity, patience=early_stopping_patience))
+    if terminate_on_nan:
+        callbacks.append(keras.callbacks.TerminateOnNaN())
+    if tensorboard_dir is not None:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir)))
+    if backup_dir is not None:
+        callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
+    return callbacks
+
+
+def load_old_model(model_file: str | os.PathLike, compile: bool = True) -> keras.Model:
+    """Load a ``.keras`` or Keras-3 ``.h5`` model file in safe mode.
+
+    No ``custom_objects`` are needed: the project's layers, losses and
+    metrics are registered serializables, and the reference's loss names are
+    mapped here. Safe mode refuses model files that embed Python code.
+
+    Raises:
+        FileNotFoundError: ``model_file`` does not exist.
+    """
+    path = Path(model_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model file not found")
+    logger.info("Loading pre-trained model from %s", path)
+    return keras.saving.load_model(path, custom_objects=_REFERENCE_OBJECTS, compile=compile, safe_mode=True)
+
+
+def train_model(
+    model: keras.Model,
+    model_file: str | os.PathLike,
+    training_generator,
+    validation_generator,
+    steps_per_epoch: int,
+    validation_steps: int,
+    initial_learning_rate: float = 0.001,
+    learning_rate_drop: float = 0.5,
+    learning_rate_epochs: int | None = None,
+    n_epochs: int = 500,
+    learning_rate_patience: int = 20,
+    early_stopping_patience: int | None = None,
+    logging_file: str | os.PathLike = "training.log",
+    callbacks: list | None = None,
+    initial_epoch: int = 0,
+    verbose: int | str = "auto",
+) -> keras.callbacks.History:
+    """Train a compiled model with ``fit`` and the reference's callbacks.
+
+    Args:
+        model: Compiled model.
+        model_file: Where the best model is saved.
+        training_generator: Endless generator or ``PyDataset`` of
+            ``(inputs, targets)`` batches in the model's data format.
+        validation_generator: Same for validation.
+        steps_per_epoch: Training batches per epoch.
+        validation_steps: Validation batches per epoch.
+        callbacks: Extra callbacks appended to :func:`get_callbacks`'s.
+        initial_epoch: Epoch to start from (resuming).
+
+    Returns:
+        The ``History`` of ``fit``.
+    """
+    all_callbacks = get_callbacks(
+        model_file,
+        initial_learning_rate=initial_learning_rate,
+        learning_rate_drop=learning_rate_drop,
+        learning_rate_epochs=learning_rate_epochs,
+        learning_rate_patience=learning_rate_patience,
+        logging_file=logging_file,
+        early_stopping_patience=early_stopping_patience,
+    ) + list(callbacks or [])
+    return model.fit(
+        training_generator,
+        steps_per_epoch=steps_per_epoch,
+        epochs=n_epochs,
+        validation_data=validation_generator,
+        validation_steps=validation_steps,
+        callbacks=all_callbacks,
+        initial_epoch=initial_epoch,
+        verbose=verbose,
+    )
