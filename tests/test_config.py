@@ -119,8 +119,8 @@ def test_patch_not_divisible_by_the_depth(tmp_path):
          "training.validation_patch_overlap: 16 must be smaller than the patch size"),
         (["model.name=isensee2017", "model.depth=3"],
          "model.n_segmentation_levels: must be between 1 and model.depth - 1 = 2"),
-        (["model.name=isensee2017", "model.depth=5", "data.image_shape=[48, 48, 48]"],
-         "data.image_shape: [48, 48, 48] has size 48 on axis 0, which is not divisible by 16"),
+        (["model.name=isensee2017", "model.depth=5", "data.image_shape=[40, 40, 40]"],
+         "data.image_shape: [40, 40, 40] has size 40 on axis 0, which is not divisible by 16"),
     ],
 )
 def test_inconsistent_values_are_rejected(overrides, message):
