@@ -1,0 +1,98 @@
+"""Choosing the mixed-precision policy for the machine at hand.
+
+bfloat16 halves the cost of 3D convolutions on CPUs with AVX512-BF16 or AMX
+(about 2x faster training here); float16 is the fast choice on CUDA GPUs.
+The models keep their output activation in float32 and the losses cast to
+float32, so only the convolutions run in low precision. Setting the policy is
+a global Keras setting: scripts call :func:`apply_mixed_precision` at start-up,
+library code never does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import keras
+
+logger = logging.getLogger(__name__)
+
+SETTINGS = ("auto", "off", "bfloat16", "float16")
+
+
+def cpu_flags(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> set[str]:
+    """The CPU feature flags listed in ``/proc/cpuinfo`` (empty where unreadable)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_supports_bfloat16(flags: set[str] | None = None) -> bool:
+    """True when the CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX-BF16)."""
+    flags = cpu_flags() if flags is None else flags
+    return bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+def cuda_gpu_available() -> bool:
+    """True when the active Keras backend sees a CUDA GPU."""
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return bool(tf.config.list_physical_devices("GPU"))
+        if backend == "jax":
+            import jax
+
+            return any(device.platform == "gpu" for device in jax.devices())
+        if backend == "torch":
+            import torch
+
+            return torch.cuda.is_available()
+    except Exception:  # a broken GPU runtime means: no usable GPU
+        logger.debug("GPU detection failed", exc_info=True)
+    return False
+
+
+def resolve_mixed_precision(setting: str, gpu: bool | None = None, bf16_cpu: bool | None = None) -> str:
+    """The Keras dtype policy name for a ``training.mixed_precision`` setting.
+
+    Args:
+        setting: ``auto``, ``off``, ``bfloat16`` or ``float16``.
+        gpu: Whether a CUDA GPU is used (detected when None).
+        bf16_cpu: Whether the CPU has AVX512-BF16/AMX (detected when None).
+
+    Returns:
+        ``"float32"``, ``"mixed_bfloat16"`` or ``"mixed_float16"``.
+    """
+    if setting not in SETTINGS:
+        raise ValueError(f"training.mixed_precision: expected one of {', '.join(SETTINGS)}, received {setting!r}")
+    if setting == "off":
+        return "float32"
+    if setting == "bfloat16":
+        return "mixed_bfloat16"
+    if setting == "float16":
+        return "mixed_float16"
+    if gpu if gpu is not None else cuda_gpu_available():
+        return "mixed_float16"
+    if bf16_cpu if bf16_cpu is not None else cpu_supports_bfloat16():
+        return "mixed_bfloat16"
+    return "float32"
+
+
+def apply_mixed_precision(setting: str) -> str:
+    """Set the global Keras dtype policy for ``setting`` (call from scripts only).
+
+    Returns:
+        The policy name that was set.
+    """
+    policy = resolve_mixed_precision(setting)
+    keras.config.set_dtype_policy(policy)
+    logger.info("Mixed precision %r: dtype policy %s", setting, policy)
+    return policy
