@@ -84,17 +84,31 @@ def weighted_dice_coefficient(y_true, y_pred, axis: Sequence[int] | None = None,
     Returns:
         Scalar mean Dice.
     """
+    return ops.mean(per_label_dice(y_true, y_pred, axis=axis, smooth=smooth))
+
+
+def per_label_dice(y_true, y_pred, axis: Sequence[int] | None = None, smooth: float = 1e-5):
+    """Dice of every label of every batch item.
+
+    Returns:
+        ``(batch, labels)`` (or ``(labels,)`` for unbatched inputs).
+    """
     y_true, y_pred = _as_float32(y_true, y_pred)
     axis = tuple(spatial_axes() if axis is None else axis)
     intersection = ops.sum(y_true * y_pred, axis=axis)
     denominator = ops.sum(y_true, axis=axis) + ops.sum(y_pred, axis=axis)
-    return ops.mean(2.0 * (intersection + smooth / 2) / (denominator + smooth))
+    return 2.0 * (intersection + smooth / 2) / (denominator + smooth)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 def weighted_dice_coefficient_loss(y_true, y_pred):
-    """Negative :func:`weighted_dice_coefficient`, the models' default loss."""
-    return -weighted_dice_coefficient(y_true, y_pred)
+    """Negative :func:`weighted_dice_coefficient`, the models' default loss.
+
+    Returns one value per batch item, ``(batch,)``, whose mean is the
+    reference's scalar loss; Keras then averages over the global batch, which
+    keeps the loss right when the batch is split across devices.
+    """
+    return -ops.mean(per_label_dice(y_true, y_pred), axis=-1)
 
 
 def _take_label(tensor, label_index: int, data_format: str | None = None):
