@@ -1,0 +1,15 @@
+"""Exceptions shared by the data pipeline.
+
+Kept in a module of its own so that low-level helpers (``utils``, ``normalize``) and the HDF5
+writer (``data``) can raise the same type without importing each other.
+"""
+
+__all__ = ["DataError"]
+
+
+class DataError(ValueError):
+    """Bad input data: a missing, unreadable or inconsistent image, or an incomplete data file.
+
+    Messages name the subject and the file at fault where they are known, and say what was
+    expected and what was found.
+    """
