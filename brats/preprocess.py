@@ -142,7 +142,7 @@ def convert_image_format(in_file: str, out_file: str) -> str:
 
 def window_intensities(in_file: str, out_file: str, min_percent: float = 1, max_percent: float = 99) -> str:
     """Clips intensities to the ``min_percent``..``max_percent`` percentiles and rescales them to
-    the input type's range (``sitk.IntensityWindowing``)."""
+    0..255 (``sitk.IntensityWindowing``'s default output range, as in the reference)."""
     image = sitk.ReadImage(in_file)
     image_data = sitk.GetArrayViewFromImage(image)
     out_image = sitk.IntensityWindowing(

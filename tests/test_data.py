@@ -243,6 +243,10 @@ def test_killed_writer_leaves_no_accepted_file(generic, tmp_path):
     # The leftover is recognisably incomplete: the training code's check rejects it.
     with pytest.raises(DataError, match="incomplete|cannot be opened"):
         check_data_file(out_folder / leftovers[0])
+    # Rerunning finishes the job and clears the dead writer's leftover.
+    write_data_to_file(files, out_file, (8, 8, 8), show_progress=False)
+    assert os.listdir(out_folder) == ["data.h5"]
+    assert check_data_file(out_file)["n_subjects"] == len(files)
 
 
 def test_killed_writer_keeps_previous_complete_file(generic, tmp_path):

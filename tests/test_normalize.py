@@ -140,7 +140,7 @@ def test_dataset_statistics_from_training_indices_only():
     array = _random_storage()
     original = array.copy()
     storage = _CountingStorage(array)
-    statistics = normalize_data_storage(storage, indices=[0, 2, 3])
+    statistics = normalize_data_storage(storage, indices=[0, 2, 3], return_statistics=True)
     subset = original[[0, 2, 3]].astype(np.float64)
     expected_mean = subset.mean(axis=(0, 2, 3, 4))
     expected_std = subset.std(axis=(0, 2, 3, 4))
@@ -165,7 +165,7 @@ def test_statistics_are_accurate_for_large_offsets():
 def test_zscore_over_foreground():
     array = _random_storage(seed=1)
     array[:, :, :2] = 0.0  # background in every channel
-    statistics = normalize_data_storage(array, method="zscore")
+    statistics = normalize_data_storage(array, method="zscore", return_statistics=True)
     assert statistics["method"] == "zscore"
     assert statistics["mean"].shape == (5, 3)
     np.testing.assert_array_equal(array[:, :, :2], 0.0)
@@ -177,7 +177,7 @@ def test_zscore_over_foreground():
 def test_constant_channel_does_not_divide_by_zero():
     array = np.ones((2, 2, 3, 3, 3), dtype=np.float32)
     array[:, 1] = np.arange(27, dtype=np.float32).reshape(3, 3, 3)
-    statistics = normalize_data_storage(array)
+    statistics = normalize_data_storage(array, return_statistics=True)
     assert statistics["std"][0] == 0.0
     assert np.all(np.isfinite(array))
     np.testing.assert_array_equal(array[:, 0], 0.0)
@@ -191,3 +191,9 @@ def test_bad_method_and_indices():
         normalize_data_storage(array, indices=[5])
     with pytest.raises(DataError, match="empty"):
         normalize_data_storage(array, indices=[])
+
+
+def test_normalize_data_storage_returns_the_storage_like_the_reference():
+    array = np.arange(2 * 2 * 8, dtype=np.float32).reshape(2, 2, 2, 2, 2)
+    assert normalize_data_storage(array) is array
+    np.testing.assert_allclose(array.mean(axis=(0, 2, 3, 4)), 0, atol=1e-6)

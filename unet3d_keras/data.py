@@ -251,6 +251,38 @@ def temporary_path(out_file: PathLike) -> str:
     return os.path.join(folder, f".{name}.tmp-{os.getpid()}")
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporary_files(out_file: PathLike) -> list[str]:
+    """Delete the temporary files of writers of ``out_file`` that were killed.
+
+    A ``.{name}.tmp-{pid}`` file whose process no longer runs can never be
+    completed; one whose process still runs is left alone.
+
+    Returns:
+        The paths removed.
+    """
+    folder, name = os.path.split(os.path.abspath(os.fspath(out_file)))
+    prefix = f".{name}.tmp-"
+    removed = []
+    for entry in os.listdir(folder) if os.path.isdir(folder) else []:
+        pid = entry[len(prefix):]
+        if entry.startswith(prefix) and pid.isdigit() and not _process_alive(int(pid)):
+            path = os.path.join(folder, entry)
+            os.remove(path)
+            removed.append(path)
+            logger.info("Removed %s, left by an interrupted writer", path)
+    return removed
+
+
 def validate_training_files(
     training_data_files: Sequence[Sequence[PathLike]],
     subject_ids: Sequence[str] | None = None,
@@ -388,6 +420,7 @@ def write_data_to_file(
     """
     if normalization == "none":
         normalize = False
+    subject_ids = list(subject_ids) if subject_ids else None  # the reference treated [] as "no ids"
     n_channels, files = _validate_arguments(
         training_data_files, out_file, image_shape, subject_ids, save_truth, modalities, labels,
         normalize, normalization, normalization_indices,
@@ -396,6 +429,7 @@ def write_data_to_file(
     if validate:
         validate_training_files(files, subject_ids)
     n_samples = len(files)
+    remove_stale_temporary_files(out_file)
     temp_file = temporary_path(out_file)
     logger.info("Writing %d subjects to %s (via %s)", n_samples, out_file, temp_file)
     hdf5_file = None
@@ -424,7 +458,8 @@ def write_data_to_file(
         )
         if normalize:
             statistics = normalize_data_storage(
-                data_storage, indices=normalization_indices, method=normalization, show_progress=show_progress
+                data_storage, indices=normalization_indices, method=normalization, show_progress=show_progress,
+                return_statistics=True,
             )
             attrs.normalization = statistics["method"]
             attrs.normalization_mean = np.asarray(statistics["mean"], dtype=np.float64)

@@ -377,8 +377,9 @@ def normalize_data_storage(
     indices: Sequence[int] | None = None,
     method: str = "dataset",
     show_progress: bool = False,
-) -> dict[str, Any]:
-    """Normalises stored subjects in place and returns the statistics used.
+    return_statistics: bool = False,
+) -> Any:
+    """Normalises stored subjects in place; returns ``data_storage`` (or the statistics used).
 
     ``method="dataset"`` (the reference's method): per-channel mean and standard deviation over
     all voxels of the subjects in ``indices`` (the training subjects, so that validation data
@@ -387,17 +388,20 @@ def normalize_data_storage(
     standard deviation of its own foreground (voxels where any channel is non-zero); background
     stays 0, and ``indices`` is ignored.
 
-    The reference returned ``data_storage``; this returns the statistics, which
-    ``write_data_to_file`` stores as attributes of the HDF5 file.
+    Like the reference, it returns ``data_storage``; with ``return_statistics=True`` it returns
+    the statistics instead, which ``write_data_to_file`` stores as attributes of the HDF5 file.
+    The ``"dataset"`` standard deviation is the pooled one over all voxels of the subjects (the
+    reference averaged the per-subject standard deviations; the means agree).
 
     Args:
         data_storage: array-like of shape ``(n_subjects, channels, x, y, z)``, writable per subject.
         indices: subjects to take the ``"dataset"`` statistics from.
         method: one of ``NORMALIZATION_METHODS``.
         show_progress: show tqdm bars.
+        return_statistics: return the statistics instead of ``data_storage``.
 
     Returns:
-        ``{"method": str, "mean": array, "std": array, "indices": array}``: for ``"dataset"`` the
+        ``data_storage``, or with ``return_statistics``: ``{"method": str, "mean": array, "std": array, "indices": array}``: for ``"dataset"`` the
         mean and std have shape ``(channels,)`` and ``indices`` lists the subjects used; for
         ``"zscore"`` they have shape ``(n_subjects, channels)`` and ``indices`` is all subjects.
     """
@@ -411,7 +415,8 @@ def normalize_data_storage(
         divisor = _safe_std(std, "dataset normalisation")
         for index in tqdm(range(n_subjects), desc="Normalising", unit="subject", disable=not show_progress):
             data_storage[index] = normalize_data(np.asarray(data_storage[index], dtype=np.float32), mean, divisor)
-        return {"method": method, "mean": mean, "std": std, "indices": np.asarray(used, dtype=np.int64)}
+        statistics = {"method": method, "mean": mean, "std": std, "indices": np.asarray(used, dtype=np.int64)}
+        return statistics if return_statistics else data_storage
 
     means = np.zeros((n_subjects, n_channels))
     stds = np.ones((n_subjects, n_channels))
@@ -429,4 +434,5 @@ def normalize_data_storage(
         for channel in range(n_channels):
             data[channel][mask] = (data[channel][mask] - means[index, channel]) / divisor[channel]
         data_storage[index] = data
-    return {"method": method, "mean": means, "std": stds, "indices": np.arange(n_subjects, dtype=np.int64)}
+    statistics = {"method": method, "mean": means, "std": stds, "indices": np.arange(n_subjects, dtype=np.int64)}
+    return statistics if return_statistics else data_storage
