@@ -22,3 +22,19 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert "pytest" in test_command
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
     assert test_command in ci_lines
+
+
+def test_readme_config_reference_lists_every_key():
+    from unet3d_keras.config import Config
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip().strip("`"): line.split("|")[2] for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| section")}
+    for key, value in Config().to_dict().items():
+        if isinstance(value, dict):
+            assert key in rows, key
+            missing = [sub for sub in value if f"`{sub}`" not in rows[key]]
+            assert not missing, (key, missing)
+        else:
+            assert f"`{key}`" in rows["top level"], key
