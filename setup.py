@@ -15,6 +15,7 @@ setup(
     packages=find_packages(include=["unet3d_keras", "unet3d_keras.*", "brats"]),
     install_requires=[
         "tensorflow>=2.16",
+        "tensorboard>=2.16",
         "keras>=3.3",
         "numpy>=1.24",
         "scipy>=1.10",

@@ -65,7 +65,7 @@ class ModelConfig:
     deconvolution: bool = True
     batch_normalization: bool = False
     instance_normalization: bool = False
-    activation: Literal["sigmoid", "softmax"] = "sigmoid"
+    activation: Literal["sigmoid"] = "sigmoid"
     dropout_rate: float = 0.3
     n_segmentation_levels: int = 3
     include_label_wise_dice_coefficients: bool = True
@@ -85,6 +85,7 @@ class TrainingConfig:
     validation_patch_overlap: int = 0
     training_patch_start_offset: Optional[tuple[int, int, int]] = None
     skip_blank: bool = True
+    workers: int = 1
     model_file: str = "model.keras"
     log_file: str = "training.log"
     mixed_precision: Literal["auto", "off", "bfloat16", "float16"] = "auto"
@@ -96,6 +97,13 @@ class AugmentConfig:
     flip: bool = False
     permute: bool = False
     distortion_factor: Optional[float] = None
+    elastic: bool = False
+    elastic_sigma: float = 4.0
+    elastic_grid_spacing: int = 32
+    rotation_degrees: float = 0.0
+    intensity_scale: float = 0.0
+    intensity_shift: float = 0.0
+    gamma_range: Optional[tuple[float, float]] = None
 
 
 @dataclass
@@ -320,6 +328,18 @@ def validate(config: Config) -> Config:
            f"training.initial_learning_rate: must be positive, received {training.initial_learning_rate}")
     _check(0 < training.learning_rate_drop <= 1,
            f"training.learning_rate_drop: must be in (0, 1], received {training.learning_rate_drop}")
+    augment = config.augment
+    _check(augment.distortion_factor is None or augment.distortion_factor >= 0,
+           f"augment.distortion_factor: must be null or >= 0, received {augment.distortion_factor}")
+    for name in ("elastic_sigma", "intensity_scale", "intensity_shift"):
+        _check(getattr(augment, name) >= 0, f"augment.{name}: must be >= 0, received {getattr(augment, name)}")
+    _check(augment.elastic_grid_spacing >= 1,
+           f"augment.elastic_grid_spacing: must be at least 1 voxel, received {augment.elastic_grid_spacing}")
+    _check(0 <= augment.rotation_degrees <= 180,
+           f"augment.rotation_degrees: must be between 0 and 180, received {augment.rotation_degrees}")
+    _check(augment.gamma_range is None or 0 < augment.gamma_range[0] <= augment.gamma_range[1],
+           f"augment.gamma_range: must be null or [low, high] with 0 < low <= high, received {augment.gamma_range}")
+    _check(training.workers >= 0, f"training.workers: must be >= 0, received {training.workers}")
     if config.augment.permute:
         _check(
             len(set(shape)) == 1,

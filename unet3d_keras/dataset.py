@@ -72,6 +72,10 @@ def _path_of(data_file) -> str:
 class HDF5Dataset(keras.utils.PyDataset):
     """Batches ``(x, y)`` from an HDF5 data file, in the model's data format.
 
+    Pass ``shuffle=False`` to ``fit``: the dataset already shuffles each epoch
+    from its seed, while Keras's batch shuffling draws from global random state
+    and makes a resumed run differ from an uninterrupted one.
+
     Args:
         data_file: path of the data file (an open ``tables.File`` is accepted for its path).
         index_list: subjects (indices into the file) to draw from.

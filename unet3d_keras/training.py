@@ -6,9 +6,11 @@ generator or a ``keras.utils.PyDataset``.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import shutil
 from functools import partial
 from pathlib import Path
 
@@ -29,6 +31,104 @@ _REFERENCE_OBJECTS = {
 }
 
 
+class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """``ModelCheckpoint`` that writes to a temporary file and renames it.
+
+    A process killed while saving leaves the previous checkpoint intact
+    instead of a truncated file.
+    """
+
+    def _save_model(self, epoch, batch, logs):
+        filepath = self._get_file_path(epoch, batch, logs)
+        if not self._should_save_model(epoch, batch, logs, filepath):
+            return
+        folder, name = os.path.split(os.path.abspath(filepath))
+        os.makedirs(folder, exist_ok=True)
+        stem, suffix = os.path.splitext(name)
+        if name.endswith(".weights.h5"):
+            stem, suffix = name[: -len(".weights.h5")], ".weights.h5"
+        # The suffix stays last: Keras picks the file format from it.
+        tmp = os.path.join(folder, f".{stem}.tmp-{os.getpid()}{suffix}")
+        try:
+            if self.save_weights_only:
+                self.model.save_weights(tmp, overwrite=True)
+            else:
+                self.model.save(tmp, overwrite=True)
+            os.replace(tmp, filepath)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        if self.verbose > 0:
+            logger.info("Epoch %d: saved model to %s", epoch + 1, filepath)
+
+
+class ResumableBackup(keras.callbacks.Callback):
+    """Crash-safe ``BackupAndRestore``: resume an interrupted ``fit`` at its last epoch.
+
+    Keras's own callback overwrites its weights file in place and writes the
+    epoch beside it, so a process killed while saving can leave a truncated
+    file or weights that do not match the epoch. Here each epoch's weights
+    (model and optimizer) go to a new file, renamed into place when complete,
+    and a small JSON written the same way names the file and the epoch; older
+    files are removed only afterwards. A kill at any point leaves a
+    consistent pair.
+
+    Args:
+        backup_dir: Folder of the backup.
+        delete_on_end: Remove the backup when training ends normally.
+    """
+
+    METADATA = "training_metadata.json"
+
+    def __init__(self, backup_dir: str | os.PathLike, delete_on_end: bool = True):
+        super().__init__()
+        self.backup_dir = Path(backup_dir)
+        self.delete_on_end = delete_on_end
+
+    @classmethod
+    def restored_epoch(cls, backup_dir: str | os.PathLike) -> int:
+        """The epoch a backup folder resumes at (0 when there is no backup)."""
+        metadata = cls._read_metadata(Path(backup_dir))
+        return int(metadata["epoch"]) if metadata else 0
+
+    @classmethod
+    def _read_metadata(cls, backup_dir: Path) -> dict | None:
+        try:
+            metadata = json.loads((backup_dir / cls.METADATA).read_text(encoding="utf-8"))
+            if (backup_dir / metadata["weights"]).is_file():
+                return metadata
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return None
+
+    def on_train_begin(self, logs=None):
+        metadata = self._read_metadata(self.backup_dir)
+        if metadata is None:
+            return
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(self.backup_dir / metadata["weights"])
+        self.model._initial_epoch = int(metadata["epoch"])
+        logger.info("Restored the state of epoch %d from %s", metadata["epoch"], self.backup_dir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.backup_dir.mkdir(parents=True, exist_ok=True)
+        name = f"epoch-{epoch + 1:05d}.weights.h5"
+        tmp = self.backup_dir / f".{name}.tmp-{os.getpid()}.weights.h5"
+        self.model.save_weights(tmp, overwrite=True)
+        os.replace(tmp, self.backup_dir / name)
+        meta_tmp = self.backup_dir / f".{self.METADATA}.tmp-{os.getpid()}"
+        meta_tmp.write_text(json.dumps({"epoch": epoch + 1, "weights": name}), encoding="utf-8")
+        os.replace(meta_tmp, self.backup_dir / self.METADATA)
+        for old in self.backup_dir.glob("epoch-*.weights.h5"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+
+    def on_train_end(self, logs=None):
+        if self.delete_on_end and self.backup_dir.exists():
+            shutil.rmtree(self.backup_dir)
+
+
 def step_decay(epoch: int, initial_lrate: float, drop: float, epochs_drop: int) -> float:
     """Learning rate ``initial_lrate * drop ** floor((1 + epoch) / epochs_drop)``."""
     return initial_lrate * math.pow(drop, math.floor((1 + epoch) / float(epochs_drop)))
@@ -46,6 +146,7 @@ def get_callbacks(
     tensorboard_dir: str | os.PathLike | None = None,
     backup_dir: str | os.PathLike | None = None,
     terminate_on_nan: bool = True,
+    best_val_loss: float | None = None,
 ) -> list[keras.callbacks.Callback]:
     """The reference's callbacks, plus optional TensorBoard and crash recovery.
 
@@ -61,15 +162,17 @@ def get_callbacks(
         early_stopping_patience: Stop after this many epochs without
             improvement; ``None`` never stops early.
         tensorboard_dir: Write TensorBoard logs there when given.
-        backup_dir: Keep a ``BackupAndRestore`` state there so that an
-            interrupted ``fit`` resumes at the last completed epoch.
+        backup_dir: Keep a crash-safe backup there (:class:`ResumableBackup`)
+            so that an interrupted ``fit`` resumes at the last completed epoch.
         terminate_on_nan: Stop on a NaN loss (the best model stays on disk).
+        best_val_loss: Best validation loss so far (when resuming), so that
+            only a better model replaces the saved one.
 
     Returns:
         The callbacks, in the order the reference creates them.
     """
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.ModelCheckpoint(str(model_file), save_best_only=True),
+        AtomicModelCheckpoint(str(model_file), save_best_only=True, initial_value_threshold=best_val_loss),
         keras.callbacks.CSVLogger(str(logging_file), append=True),
     ]
     if learning_rate_epochs:
@@ -96,7 +199,7 @@ def get_callbacks(
     if tensorboard_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir)))
     if backup_dir is not None:
-        callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
+        callbacks.append(ResumableBackup(backup_dir))
     return callbacks
 
 
@@ -169,4 +272,5 @@ def train_model(
         callbacks=all_callbacks,
         initial_epoch=initial_epoch,
         verbose=verbose,
+        shuffle=False,  # a PyDataset shuffles itself, reproducibly; Keras would reorder its batches
     )

@@ -1,0 +1,69 @@
+"""Shared plumbing of the command-line scripts: logging, and one readable error line.
+
+A script's ``main(argv)`` builds its parser with :func:`base_parser` and runs
+its work through :func:`run`, which turns the errors a user can fix (bad
+config, missing or malformed input, a file in the way) into one line on
+stderr and exit status 2, with the traceback only under ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from typing import Callable
+
+from .config import ConfigError, add_config_arguments
+from .errors import DataError
+
+# Errors caused by the user's input or environment, reported without a traceback.
+USER_ERRORS = (ConfigError, DataError, FileNotFoundError, FileExistsError, PermissionError, ValueError, OSError)
+
+
+def base_parser(description: str, with_config: bool = True) -> argparse.ArgumentParser:
+    """An argument parser with ``--config``/``--set`` (optional), ``--debug`` and ``--quiet``."""
+    parser = argparse.ArgumentParser(description=description)
+    if with_config:
+        add_config_arguments(parser)
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logging")
+    parser.add_argument("--quiet", action="store_true", help="only warnings and errors")
+    return parser
+
+
+def setup_logging(debug: bool = False, quiet: bool = False) -> None:
+    """Plain ``LEVEL message`` logging on stderr for scripts."""
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr, force=True)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def run(work: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    """Run a script's work and map user errors to one line and exit status 2.
+
+    Returns:
+        The exit status: the work's return value (0 if None), 2 on a user
+        error, 130 on Ctrl-C.
+    """
+    setup_logging(getattr(args, "debug", False), getattr(args, "quiet", False))
+    try:
+        status = work(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as error:
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
+    return 0 if status is None else int(status)
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (OS errors get their file name)."""
+    if isinstance(error, OSError) and error.filename and str(error.filename) not in str(error):
+        message = f"{error.filename}: {error.strerror or error}"
+    else:
+        message = str(error) or type(error).__name__
+    return " ".join(message.split())
