@@ -15,6 +15,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = ROOT / "scripts" / "train.py"
+PREDICT = ROOT / "scripts" / "predict.py"
 
 
 def tiny_config(tmp_path, name="run", **sections):
@@ -33,9 +34,9 @@ def tiny_config(tmp_path, name="run", **sections):
     return path
 
 
-def run_train(*args, timeout=600):
+def run_train(*args, timeout=600, script=TRAIN):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, str(TRAIN), *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=ROOT)
 
 
@@ -75,6 +76,25 @@ def test_train_writes_every_output_and_prints_the_dice_table(tmp_path):
     again = run_train("--config", config, "--quiet")
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(log_rows(run / "training.log")) == 2
+
+    # scripts/predict.py writes inputs, truth and prediction per validation subject, with the same scores.
+    predicted = run_train("--config", config, "--quiet", script=PREDICT)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    for subject in split["subject_ids"]:
+        folder = run / "predictions" / subject
+        names = sorted(p.name for p in folder.iterdir())
+        assert names == sorted([f"data_{m}.nii.gz" for m in ("t1", "t1ce", "flair", "t2")]
+                               + ["truth.nii.gz", f"{subject}_prediction.nii.gz"])
+        import nibabel as nib
+
+        prediction = nib.load(folder / f"{subject}_prediction.nii.gz")
+        truth = nib.load(folder / "truth.nii.gz")
+        assert prediction.shape == truth.shape == (16, 16, 16)
+        np.testing.assert_allclose(prediction.affine, truth.affine)
+        assert set(np.unique(np.asarray(prediction.dataobj))) <= {0, 1, 2, 4}
+    table = predicted.stdout.splitlines()
+    mean_line = next(line for line in table if line.startswith("mean")).split()[1:]
+    assert [float(v) for v in mean_line] == pytest.approx([float(scores[-1][k]) for k in header[1:]], abs=1e-3)
 
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):

@@ -76,12 +76,12 @@ class TrainingConfig:
     patch_shape: Optional[tuple[int, int, int]] = None
     batch_size: int = 1
     validation_batch_size: int = 2
-    n_epochs: int = 500
+    n_epochs: int = 60
     initial_learning_rate: float = 5e-4
     learning_rate_drop: float = 0.5
-    learning_rate_patience: int = 10
+    learning_rate_patience: int = 8
     learning_rate_epochs: Optional[int] = None
-    early_stopping_patience: Optional[int] = 50
+    early_stopping_patience: Optional[int] = 15
     validation_patch_overlap: int = 0
     training_patch_start_offset: Optional[tuple[int, int, int]] = None
     skip_blank: bool = True
@@ -94,7 +94,7 @@ class TrainingConfig:
 
 @dataclass
 class AugmentConfig:
-    flip: bool = False
+    flip: bool = True
     permute: bool = False
     distortion_factor: Optional[float] = None
     elastic: bool = False

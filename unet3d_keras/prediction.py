@@ -360,3 +360,114 @@ def save_image_atomically(image: nib.spatialimages.SpatialImage, path: str | os.
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _subject_ids(data_file) -> list[str] | None:
+    if "subject_ids" not in data_file.root:
+        return None
+    return [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in data_file.root.subject_ids[:]]
+
+
+def run_validation_case(
+    data_index: int,
+    output_dir: str | os.PathLike,
+    model: keras.Model,
+    data_file,
+    training_modalities: Sequence[str],
+    output_label_map: bool = False,
+    threshold: float = 0.5,
+    labels: Sequence[int] | None = None,
+    overlap: int = 16,
+    permute: bool = False,
+    test: bool = False,
+    output_basename: str = "prediction.nii.gz",
+    batch_size: int = 1,
+    weighting: str = "uniform",
+    mirror: bool = False,
+) -> list[str]:
+    """Predict one subject of an open HDF5 data file and write NIfTI files (reference API).
+
+    With ``test`` the input modalities (``data_{modality}.nii.gz``) and the
+    truth (``truth.nii.gz``) are written too. Every file is written to a
+    temporary name and renamed.
+
+    Returns:
+        The paths written.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    affine = np.asarray(data_file.root.affine[data_index])
+    volume = np.asarray(data_file.root.data[data_index])
+    written = []
+
+    def save(image, name):
+        path = os.path.join(output_dir, name)
+        save_image_atomically(image, path)
+        written.append(path)
+
+    if test:
+        for channel, modality in enumerate(training_modalities):
+            save(nib.Nifti1Image(volume[channel], affine), f"data_{modality}.nii.gz")
+        save(nib.Nifti1Image(np.asarray(data_file.root.truth[data_index][0]), affine), "truth.nii.gz")
+    prediction = predict_volume(model, volume, overlap=overlap, batch_size=batch_size, permute=permute,
+                                weighting=weighting, mirror=mirror)
+    image = prediction_to_image(prediction[np.newaxis], affine, label_map=output_label_map, threshold=threshold,
+                                labels=labels)
+    if isinstance(image, list):
+        for index, channel_image in enumerate(image):
+            save(channel_image, f"{index + 1}_{output_basename}")
+    else:
+        save(image, output_basename)
+    return written
+
+
+def run_validation_cases(
+    validation_keys_file: str | os.PathLike,
+    model_file: str | os.PathLike,
+    training_modalities: Sequence[str],
+    labels: Sequence[int] | None,
+    hdf5_file: str | os.PathLike,
+    output_label_map: bool = False,
+    output_dir: str | os.PathLike = ".",
+    threshold: float = 0.5,
+    overlap: int = 16,
+    permute: bool = False,
+    output_basename: str = "{subject}_prediction.nii.gz",
+    test: bool = False,
+    batch_size: int = 1,
+    weighting: str = "uniform",
+    mirror: bool = False,
+    show_progress: bool = True,
+    allow_pickle: bool = False,
+) -> list[str]:
+    """Predict the validation subjects of a data file and write NIfTI files (reference API).
+
+    The split file is JSON (a ``.pkl`` file is read only with
+    ``allow_pickle=True``). Each subject gets a folder ``output_dir/<subject id>``
+    (``validation_case_<index>`` without ids).
+
+    Returns:
+        The paths written.
+    """
+    from .data import open_data_file
+    from .generator import load_split
+    from .training import load_old_model
+
+    model = load_old_model(model_file)
+    written = []
+    with open_data_file(hdf5_file) as data_file:
+        ids = _subject_ids(data_file)
+        indices = load_split(validation_keys_file, int(data_file.root.data.shape[0]), ids,
+                             allow_pickle=allow_pickle)
+        for index in tqdm(indices, desc="subjects", unit="subject", disable=not show_progress):
+            if ids:
+                folder = os.path.join(output_dir, ids[index])
+                basename = output_basename.format(subject=ids[index])
+            else:
+                folder = os.path.join(output_dir, f"validation_case_{index}")
+                basename = output_basename.replace("{subject}_", "")
+            written += run_validation_case(
+                index, folder, model, data_file, training_modalities, output_label_map=output_label_map,
+                threshold=threshold, labels=labels, overlap=overlap, permute=permute, test=test,
+                output_basename=basename, batch_size=batch_size, weighting=weighting, mirror=mirror,
+            )
+    return written

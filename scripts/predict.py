@@ -1,0 +1,72 @@
+#!/usr/bin/env python
+"""Predict the validation subjects of a training run and write NIfTI label maps.
+
+    python scripts/predict.py [--config FILE] [--model FILE] [--output DIR] [--set section.key=value ...]
+
+For each validation subject of the run's HDF5 file it writes, in
+<output_dir>/<prediction.output_dir>/<subject>/, the input modalities, the
+truth and the prediction (the reference's run_validation_cases with test=True),
+then prints the Dice table of those predictions.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from unet3d_keras.cli import base_parser, run  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="model file (default: the run's training.model_file)")
+    parser.add_argument("--output", default=None, help="output folder (default: <output_dir>/<prediction.output_dir>)")
+    return parser.parse_args(argv)
+
+
+def work(args) -> int:
+    from unet3d_keras.config import config_from_args
+    from unet3d_keras.errors import DataError
+
+    config = config_from_args(args)
+    paths_run = config.run_dir
+    model_file = Path(args.model) if args.model else config.run_path(config.training.model_file)
+    data_file = config.run_path(config.data.data_file)
+    validation_file = config.run_path(config.split.validation_file)
+    for path, what in ((model_file, "model"), (data_file, "data file"), (validation_file, "validation split")):
+        if not path.exists():
+            raise DataError(f"{path}: {what} not found; train first with python scripts/train.py (same --config)")
+    output = Path(args.output) if args.output else paths_run / config.prediction.output_dir
+
+    from unet3d_keras.evaluation import format_score_table  # imports below load Keras
+    from unet3d_keras.pipeline import check_model_matches_config, evaluate_validation
+    from unet3d_keras.prediction import run_validation_cases
+    from unet3d_keras.training import load_old_model
+    from unet3d_keras.generator import load_split
+    from unet3d_keras.data import open_data_file
+
+    check_model_matches_config(load_old_model(model_file, compile=False), config, model_file)
+    pred = config.prediction
+    written = run_validation_cases(
+        validation_file, model_file, config.data.training_modalities, config.data.labels, data_file,
+        output_label_map=pred.output_label_map, output_dir=output, threshold=pred.threshold, overlap=pred.overlap,
+        permute=pred.permute, test=True, batch_size=pred.batch_size, show_progress=not args.quiet,
+    )
+    with open_data_file(data_file) as handle:
+        ids = [s.decode() for s in handle.root.subject_ids[:]] if "subject_ids" in handle.root else None
+        indices = load_split(validation_file, int(handle.root.data.shape[0]), ids)
+    rows = evaluate_validation(config, load_old_model(model_file), data_file, indices, show_progress=False)
+    print("Validation Dice")
+    print(format_score_table(rows))
+    print(f"Wrote {len(written)} files to {output}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return run(work, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
