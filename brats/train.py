@@ -17,7 +17,7 @@ from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from unet3d_keras.cli import base_parser, run  # noqa: E402
+from unet3d_keras.cli import base_parser, run, train_and_report  # noqa: E402
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -62,15 +62,10 @@ def parse_args(argv=None):
 
 def work(args) -> int:
     from unet3d_keras.config import load_config
+
     folder = os.path.abspath(args.brats_folder)
     config = load_config(args.config, ["data.source=brats", f"data.data_dir={folder!r}", *args.overrides])
-    from unet3d_keras.pipeline import score_report, train_from_config  # imports Keras: after the config is valid
-
-    result = train_from_config(config, overwrite=args.overwrite, show_progress=not args.quiet,
-                               verbose=0 if args.quiet else 2)
-    print(score_report(result.scores))
-    print(f"Run folder: {result.paths.run_dir} ({result.epochs_trained} epochs)")
-    return 0
+    return train_and_report(config, args.overwrite, args.quiet)
 
 
 def main(argv=None) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from unet3d_keras.cli import base_parser, run  # noqa: E402
+from unet3d_keras.cli import base_parser, run, train_and_report  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -27,14 +27,9 @@ def parse_args(argv=None):
 
 def work(args) -> int:
     from unet3d_keras.config import config_from_args
-    config = config_from_args(args)
-    from unet3d_keras.pipeline import score_report, train_from_config  # imports Keras: after the config is valid
 
-    result = train_from_config(config, overwrite=args.overwrite, show_progress=not args.quiet,
-                               verbose=0 if args.quiet else 2)
-    print(score_report(result.scores))
-    print(f"Run folder: {result.paths.run_dir} ({result.epochs_trained} epochs)")
-    return 0
+    config = config_from_args(args)
+    return train_and_report(config, args.overwrite, args.quiet)
 
 
 def main(argv=None) -> int:

@@ -67,3 +67,14 @@ def one_line(error: BaseException) -> str:
     else:
         message = str(error) or type(error).__name__
     return " ".join(message.split())
+
+
+def train_and_report(config, overwrite: bool, quiet: bool) -> int:
+    """Run :func:`~unet3d_keras.pipeline.train_from_config` and print its Dice table (scripts)."""
+    # Imported here: it loads Keras, which only pays once the config is known to be valid.
+    from .pipeline import score_report, train_from_config
+
+    result = train_from_config(config, overwrite=overwrite, show_progress=not quiet, verbose=0 if quiet else 2)
+    print(score_report(result.scores))
+    print(f"Run folder: {result.paths.run_dir} ({result.epochs_trained} epochs)")
+    return 0
