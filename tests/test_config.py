@@ -129,6 +129,10 @@ def test_inconsistent_values_are_rejected(overrides, message):
     assert message in str(info.value)
 
 
+def test_bare_off_in_yaml_means_off():
+    assert load_config(None, ["training.mixed_precision=off"]).training.mixed_precision == "off"
+
+
 def test_overrides_parse_yaml_values():
     config = load_config(None, ["training.batch_size=3", "training.patch_shape=[32, 32, 32]", "model.n_labels=null",
                                 "augment.distortion_factor=0.25", "data.data_dir=/tmp/x y"])

@@ -47,3 +47,19 @@ def test_backup_without_metadata_restores_nothing(tmp_path):
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "training_metadata.json").write_text('{"epoch": 3, "weights": "missing.weights.h5"}')
     assert ResumableBackup.restored_epoch(tmp_path / "b") == 0  # weights file gone: no half restore
+
+
+def test_nan_loss_stops_with_a_message_and_marks_the_run_failed(tmp_path, monkeypatch):
+    import json
+
+    from unet3d_keras import pipeline
+
+    config = load_config(None, [f"output_dir={tmp_path / 'run'}", "data.n_demo_subjects=3",
+                                "data.demo_shape=[12, 12, 12]", "data.image_shape=[8, 8, 8]", "model.depth=2",
+                                "training.mixed_precision=off"])
+    monkeypatch.setattr(pipeline, "_fit", lambda *args: (3, float("nan")))
+    with pytest.raises(ValueError) as info:
+        pipeline.train_from_config(config, show_progress=False)
+    assert "training stopped at epoch 3: the loss became nan; the best model so far is kept in" in str(info.value)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state == {"status": "failed", "reason": "loss is NaN", "epochs": 3}

@@ -201,6 +201,8 @@ def _coerce(value: Any, type_hint: Any, key: str) -> Any:
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(value, inner, key)
     if origin is Literal:
+        if value is False and "off" in args:
+            value = "off"  # YAML 1.1 reads a bare `off` as false
         if value not in args:
             fail()
         return value

@@ -452,7 +452,16 @@ def train_from_config(config: Config, overwrite: bool = False, show_progress: bo
         if start:
             logger.info("Resuming %s at epoch %d", paths.run_dir, start + 1)
         write_json_atomically(paths.state_file, {"status": "training"})
-        epochs_trained = _fit(config, paths, data_file, training, validation, start, verbose, get_callbacks)
+        epochs_trained, last_loss = _fit(config, paths, data_file, training, validation, start, verbose,
+                                         get_callbacks)
+        if not np.isfinite(last_loss):
+            write_json_atomically(paths.state_file, {"status": "failed", "reason": "loss is NaN",
+                                                     "epochs": epochs_trained})
+            raise ValueError(
+                f"training stopped at epoch {epochs_trained}: the loss became {last_loss}; the best model so far "
+                f"is kept in {paths.model_file}. Lower training.initial_learning_rate (or turn off "
+                "training.mixed_precision) and rerun with --overwrite"
+            )
         write_json_atomically(paths.state_file, {"status": "complete", "epochs": epochs_trained})
 
     scores: dict = {}
@@ -465,7 +474,7 @@ def train_from_config(config: Config, overwrite: bool = False, show_progress: bo
 
 
 def _fit(config, paths, data_file, training, validation, start, verbose, get_callbacks) -> int:
-    """Train from epoch ``start``; returns the number of epochs completed in total."""
+    """Train from epoch ``start``; returns the epochs completed in total and the last training loss."""
     train = config.training
     truncate_log(paths.log_file, start)
     multi_worker = train.distribution == "multi_worker"
@@ -490,7 +499,7 @@ def _fit(config, paths, data_file, training, validation, start, verbose, get_cal
             steps_per_epoch=len(training_set), validation_steps=len(validation_set), epochs=train.n_epochs,
             global_batch_size=train.batch_size, callbacks=callbacks,
         )
-        return start + len(history.history.get("loss", []))
+        return _history_result(start, history)
     training_set, validation_set = make_datasets(config, data_file, training, validation, start)
     if train.distribution == "mirrored":
         from .distribute import get_strategy
@@ -507,4 +516,9 @@ def _fit(config, paths, data_file, training, validation, start, verbose, get_cal
     finally:
         training_set.close()
         validation_set.close()
-    return start + len(history.history.get("loss", []))
+    return _history_result(start, history)
+
+
+def _history_result(start: int, history) -> tuple[int, float]:
+    losses = history.history.get("loss", [])
+    return start + len(losses), float(losses[-1]) if losses else 0.0
