@@ -31,20 +31,19 @@ def work(args) -> int:
     from unet3d_keras.errors import DataError
 
     config = config_from_args(args)
-    paths_run = config.run_dir
     model_file = Path(args.model) if args.model else config.run_path(config.training.model_file)
     data_file = config.run_path(config.data.data_file)
     validation_file = config.run_path(config.split.validation_file)
     for path, what in ((model_file, "model"), (data_file, "data file"), (validation_file, "validation split")):
         if not path.exists():
             raise DataError(f"{path}: {what} not found; train first with python scripts/train.py (same --config)")
-    output = Path(args.output) if args.output else paths_run / config.prediction.output_dir
+    output = Path(args.output) if args.output else config.run_dir / config.prediction.output_dir
 
     from unet3d_keras.evaluation import format_score_table  # imports below load Keras
     from unet3d_keras.pipeline import check_model_matches_config, evaluate_validation
     from unet3d_keras.prediction import run_validation_cases
     from unet3d_keras.training import load_old_model
-    from unet3d_keras.generator import load_split
+    from unet3d_keras.generator import load_split, read_subject_ids
     from unet3d_keras.data import open_data_file
 
     check_model_matches_config(load_old_model(model_file, compile=False), config, model_file)
@@ -55,7 +54,7 @@ def work(args) -> int:
         permute=pred.permute, test=True, batch_size=pred.batch_size, show_progress=not args.quiet,
     )
     with open_data_file(data_file) as handle:
-        ids = [s.decode() for s in handle.root.subject_ids[:]] if "subject_ids" in handle.root else None
+        ids = read_subject_ids(handle)
         indices = load_split(validation_file, int(handle.root.data.shape[0]), ids)
     rows = evaluate_validation(config, load_old_model(model_file), data_file, indices, show_progress=False)
     print("Validation Dice")

@@ -80,6 +80,7 @@ __all__ = [
     "plan_rng",
     "item_rng",
     "split_rng",
+    "read_subject_ids",
 ]
 
 PathLike = str | os.PathLike
@@ -163,7 +164,8 @@ def _n_subjects(data_file) -> int:
     return int(data_file.root.data.shape[0])
 
 
-def _read_subject_ids(data_file) -> list[str] | None:
+def read_subject_ids(data_file) -> list[str] | None:
+    """The ``/subject_ids`` of an open data file as strings, or None when it has none."""
     if "/subject_ids" not in data_file:
         return None
     values = data_file.root.subject_ids[:]
@@ -397,7 +399,7 @@ def get_validation_split(
         SplitFileError: see :func:`load_split`; ``.pkl`` names without ``allow_pickle``.
     """
     n_subjects = _n_subjects(data_file)
-    subject_ids = _read_subject_ids(data_file)
+    subject_ids = read_subject_ids(data_file)
     paths = (training_file, validation_file)
     exists = [os.path.exists(os.fspath(p)) for p in paths]
     reuse = not overwrite and all(exists)

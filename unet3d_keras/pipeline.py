@@ -265,15 +265,11 @@ def read_state(paths: RunPaths) -> dict:
 
 
 def write_json_atomically(path: Path, content: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(content, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomically(path, json.dumps(content, indent=1))
 
 
 def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         tmp.write_text(text, encoding="utf-8")
@@ -312,12 +308,12 @@ def evaluate_validation(
     """
     from tqdm.auto import tqdm
 
+    from .generator import read_subject_ids
     from .prediction import get_prediction_labels, predict_volume
 
     rows = {}
     with data_module.open_data_file(data_file_path) as data_file:
-        ids = [s.decode() if isinstance(s, bytes) else str(s) for s in data_file.root.subject_ids[:]] \
-            if "subject_ids" in data_file.root else None
+        ids = read_subject_ids(data_file)
         for index in tqdm(indices, desc="validation subjects", disable=not show_progress):
             volume = data_file.root.data[index]
             truth = data_file.root.truth[index, 0]

@@ -362,12 +362,6 @@ def save_image_atomically(image: nib.spatialimages.SpatialImage, path: str | os.
         raise
 
 
-def _subject_ids(data_file) -> list[str] | None:
-    if "subject_ids" not in data_file.root:
-        return None
-    return [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in data_file.root.subject_ids[:]]
-
-
 def run_validation_case(
     data_index: int,
     output_dir: str | os.PathLike,
@@ -449,13 +443,13 @@ def run_validation_cases(
         The paths written.
     """
     from .data import open_data_file
-    from .generator import load_split
+    from .generator import load_split, read_subject_ids
     from .training import load_old_model
 
     model = load_old_model(model_file)
     written = []
     with open_data_file(hdf5_file) as data_file:
-        ids = _subject_ids(data_file)
+        ids = read_subject_ids(data_file)
         indices = load_split(validation_keys_file, int(data_file.root.data.shape[0]), ids,
                              allow_pickle=allow_pickle)
         for index in tqdm(indices, desc="subjects", unit="subject", disable=not show_progress):
