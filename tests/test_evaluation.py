@@ -38,3 +38,18 @@ def test_table_and_means_ignore_nan():
     table = format_score_table(rows).splitlines()
     assert table[0].split() == ["subject", "WT", "ET"]
     assert table[-1].split() == ["mean", "0.750", "0.250"]
+
+
+def test_hausdorff_95_and_sensitivity_known_answers():
+    from unet3d_keras.evaluation import hausdorff_95, sensitivity
+
+    a = np.zeros((20, 20, 20), bool)
+    a[5:10, 5:10, 5:10] = True
+    b = np.zeros_like(a)
+    b[7:12, 5:10, 5:10] = True  # the same cube moved 2 voxels along x
+    assert hausdorff_95(a, b) == pytest.approx(2.0)
+    assert hausdorff_95(a, b, spacing=(2.0, 1.0, 1.0)) == pytest.approx(4.0)  # 2 voxels of 2 mm
+    assert hausdorff_95(a, a) == 0.0
+    assert math.isnan(hausdorff_95(a, np.zeros_like(a)))
+    assert sensitivity(a, b) == pytest.approx(3 / 5)
+    assert math.isnan(sensitivity(np.zeros_like(a), b))

@@ -93,3 +93,57 @@ def mean_scores(rows: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
         return {}
     names = list(next(iter(rows.values())))
     return {n: _nanmean([scores[n] for scores in rows.values()]) for n in names}
+
+
+def sensitivity(truth: np.ndarray, prediction: np.ndarray) -> float:
+    """Fraction of truth voxels that are predicted (NaN when the truth is empty)."""
+    truth = np.asarray(truth, dtype=bool)
+    total = int(truth.sum())
+    if total == 0:
+        return math.nan
+    return int(np.logical_and(truth, np.asarray(prediction, dtype=bool)).sum()) / total
+
+
+def _surface(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    return mask & ~ndimage.binary_erosion(mask, border_value=0)
+
+
+def hausdorff_95(truth: np.ndarray, prediction: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> float:
+    """95th-percentile symmetric Hausdorff distance between two masks, in the units of ``spacing``.
+
+    The larger of the two directed 95th percentiles of surface-to-surface
+    distances (as in the BraTS evaluation). NaN when either mask is empty.
+    """
+    from scipy import ndimage
+
+    truth = np.asarray(truth, dtype=bool)
+    prediction = np.asarray(prediction, dtype=bool)
+    if not truth.any() or not prediction.any():
+        return math.nan
+    truth_surface, prediction_surface = _surface(truth), _surface(prediction)
+    to_truth = ndimage.distance_transform_edt(~truth_surface, sampling=spacing)
+    to_prediction = ndimage.distance_transform_edt(~prediction_surface, sampling=spacing)
+    return float(max(np.percentile(to_truth[prediction_surface], 95),
+                     np.percentile(to_prediction[truth_surface], 95)))
+
+
+def region_report(
+    truth: np.ndarray,
+    prediction: np.ndarray,
+    regions: Mapping[str, Callable[[np.ndarray], np.ndarray]],
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+) -> dict[str, float]:
+    """Dice, HD95 (in mm for a spacing in mm) and sensitivity of each region.
+
+    Returns:
+        ``{"WT_dice": ..., "WT_hd95": ..., "WT_sensitivity": ..., ...}``.
+    """
+    scores = {}
+    for name, region in regions.items():
+        t, p = region(truth), region(prediction)
+        scores[f"{name}_dice"] = dice_score(t, p)
+        scores[f"{name}_hd95"] = hausdorff_95(t, p, spacing)
+        scores[f"{name}_sensitivity"] = sensitivity(t, p)
+    return scores
