@@ -92,6 +92,28 @@ def test_train_writes_every_output_and_prints_the_dice_table(tmp_path):
         assert prediction.shape == truth.shape == (16, 16, 16)
         np.testing.assert_allclose(prediction.affine, truth.affine)
         assert set(np.unique(np.asarray(prediction.dataobj))) <= {0, 1, 2, 4}
+    # --input: raw subjects (no truth needed) get label maps on their own grid; a broken subject is
+    # reported and skipped, the others are still written, and the exit status says something failed.
+    raw = tmp_path / "raw"
+    import shutil
+
+    for subject in split["subject_ids"]:
+        shutil.copytree(run / "demo_data" / subject, raw / subject)
+        (raw / subject / f"{subject}_seg.nii.gz").unlink()
+    broken = split["subject_ids"][0]
+    (raw / broken / f"{broken}_flair.nii.gz").write_bytes(b"not a nifti")
+    new = run_train("--config", config, "--quiet", "--input", raw, "--output", tmp_path / "new", script=PREDICT)
+    assert new.returncode == 1
+    assert f"error: subject {broken}:" in new.stderr and "Traceback" not in new.stderr
+    good = split["subject_ids"][1]
+    written = sorted(p.name for p in (tmp_path / "new").iterdir())
+    assert written == [f"{good}_prediction.nii.gz"]
+    label_map = nib.load(tmp_path / "new" / written[0])
+    source = nib.load(raw / good / f"{good}_t1.nii.gz")
+    assert label_map.shape == source.shape == (24, 24, 24)
+    np.testing.assert_allclose(label_map.affine, source.affine)
+    assert set(np.unique(np.asarray(label_map.dataobj))) <= {0, 1, 2, 4}
+
     table = predicted.stdout.splitlines()
     mean_line = next(line for line in table if line.startswith("mean")).split()[1:]
     assert [float(v) for v in mean_line] == pytest.approx([float(scores[-1][k]) for k in header[1:]], abs=1e-3)

@@ -465,3 +465,99 @@ def run_validation_cases(
                 output_basename=basename, batch_size=batch_size, weighting=weighting, mirror=mirror,
             )
     return written
+
+
+def resample_to_grid(
+    data: np.ndarray, affine: np.ndarray, target_affine: np.ndarray, target_shape: Sequence[int], order: int = 0
+) -> np.ndarray:
+    """Resample ``data`` (voxel-to-world ``affine``) onto another voxel grid of the same space.
+
+    Args:
+        data: ``(x, y, z)`` array.
+        affine: 4x4 voxel-to-world matrix of ``data``.
+        target_affine: 4x4 voxel-to-world matrix of the target grid.
+        target_shape: ``(x, y, z)`` of the target grid.
+        order: Spline order (0: nearest neighbour, for label maps).
+
+    Returns:
+        Array of ``target_shape``; voxels outside ``data`` are 0.
+    """
+    from scipy import ndimage
+
+    mapping = np.linalg.inv(np.asarray(affine, dtype=np.float64)) @ np.asarray(target_affine, dtype=np.float64)
+    return ndimage.affine_transform(
+        np.asarray(data), mapping[:3, :3], offset=mapping[:3, 3], output_shape=tuple(int(s) for s in target_shape),
+        order=order, mode="constant", cval=0,
+    )
+
+
+def normalize_like_training(volume: np.ndarray, attributes: dict) -> np.ndarray:
+    """Apply a data file's normalisation to a new channels-first volume ``(n_channels, x, y, z)``.
+
+    ``dataset``: the stored per-channel training mean and standard deviation;
+    ``zscore``: the volume's own foreground statistics; ``none``: unchanged.
+    """
+    from .normalize import normalize_data, normalize_data_storage
+
+    method = attributes.get("normalization", "none")
+    volume = np.asarray(volume, dtype=np.float32)
+    if method == "dataset":
+        mean = np.asarray(attributes["normalization_mean"], dtype=np.float64)
+        std = np.asarray(attributes["normalization_std"], dtype=np.float64)
+        if mean.shape != (volume.shape[0],):
+            raise ValueError(
+                f"the data file's statistics cover {mean.shape[0]} channels but the volume has {volume.shape[0]}"
+            )
+        return normalize_data(volume, mean, np.where(std > 0, std, 1.0)).astype(np.float32)
+    if method == "zscore":
+        storage = volume[np.newaxis].copy()
+        normalize_data_storage(storage, method="zscore")
+        return storage[0]
+    return volume
+
+
+def predict_subject_files(
+    model: keras.Model,
+    files: Sequence[str | os.PathLike],
+    image_shape: Sequence[int],
+    attributes: dict,
+    labels: Sequence[int],
+    crop: bool = True,
+    threshold: float = 0.5,
+    overlap: int = 16,
+    batch_size: int = 1,
+    permute: bool = False,
+    subject_id: str | None = None,
+) -> nib.Nifti1Image:
+    """Segment one new subject and return its label map on the subject's own grid.
+
+    The modality files go through the training preprocessing (foreground crop,
+    resampling to ``image_shape``, the data file's normalisation); the label
+    map is resampled back (nearest neighbour) onto the first file's grid, so it
+    has the same shape and affine as the input files. No truth is needed.
+
+    Args:
+        model: Trained model whose input channels match ``files``.
+        files: One file per training modality, in the training order.
+        image_shape: The config's ``data.image_shape``.
+        attributes: The training data file's attributes (normalisation).
+        labels: Label values of the outputs.
+
+    Returns:
+        uint8 label image with the first file's shape and affine.
+    """
+    from .normalize import read_subject_images
+    from .utils.utils import read_image_header
+
+    if model_channels(model) != len(files):
+        raise ValueError(
+            f"subject {subject_id}: the model takes {model_channels(model)} channels but {len(files)} modality "
+            "files were given"
+        )
+    shape, affine = read_image_header(files[0])
+    images = read_subject_images(files, image_shape, crop=crop, subject_id=subject_id)
+    volume = normalize_like_training(np.stack([np.asarray(i.dataobj, dtype=np.float32) for i in images]), attributes)
+    prediction = predict_volume(model, volume, overlap=overlap, batch_size=batch_size, permute=permute)
+    label_map = get_prediction_labels(prediction[np.newaxis], threshold=threshold, labels=labels)[0]
+    original = resample_to_grid(label_map, images[0].affine, affine, shape[:3], order=0)
+    return nib.Nifti1Image(original.astype(np.uint8), affine)
