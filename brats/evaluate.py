@@ -86,6 +86,8 @@ def save_boxplot(rows: dict[str, dict[str, float]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from unet3d_keras.visualize import save_figure
+
     values = [[scores[f"{region}_dice"] for scores in rows.values()] for region in REGIONS]
     figure, axis = plt.subplots(figsize=(5, 4))
     axis.boxplot(values)
@@ -94,8 +96,7 @@ def save_boxplot(rows: dict[str, dict[str, float]], path: Path) -> None:
     axis.set_ylim(0, 1)
     axis.set_title(f"Dice over {len(rows)} subjects")
     figure.tight_layout()
-    _save_figure(figure, path)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def save_loss_graph(training_log: Path, path: Path) -> None:
@@ -106,6 +107,7 @@ def save_loss_graph(training_log: Path, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     from unet3d_keras.errors import DataError
+    from unet3d_keras.visualize import save_figure
 
     with open(training_log, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -120,17 +122,7 @@ def save_loss_graph(training_log: Path, path: Path) -> None:
     axis.set_ylabel("loss")
     axis.legend()
     figure.tight_layout()
-    _save_figure(figure, path)
-    plt.close(figure)
-
-
-def _save_figure(figure, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    try:
-        figure.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    save_figure(figure, path)
 
 
 def parse_args(argv=None):

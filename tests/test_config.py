@@ -117,6 +117,8 @@ def test_patch_not_divisible_by_the_depth(tmp_path):
         (["split.data_split=1.0"], "split.data_split: the training fraction must be between 0 and 1"),
         (["training.patch_shape=[16, 16, 16]", "training.validation_patch_overlap=16"],
          "training.validation_patch_overlap: 16 must be smaller than the patch size"),
+        (["training.patch_shape=[16, 16, 16]", "prediction.overlap=16"],
+         "prediction.overlap: 16 must be smaller than the window (training.patch_shape [16, 16, 16])"),
         (["model.name=isensee2017", "model.depth=3"],
          "model.n_segmentation_levels: must be between 1 and model.depth - 1 = 2"),
         (["model.name=isensee2017", "model.depth=5", "data.image_shape=[40, 40, 40]"],

@@ -84,7 +84,7 @@ def test_train_writes_every_output_and_prints_the_dice_table(tmp_path):
         folder = run / "predictions" / subject
         names = sorted(p.name for p in folder.iterdir())
         assert names == sorted([f"data_{m}.nii.gz" for m in ("t1", "t1ce", "flair", "t2")]
-                               + ["truth.nii.gz", f"{subject}_prediction.nii.gz"])
+                               + ["truth.nii.gz", f"{subject}_prediction.nii.gz", f"{subject}_prediction.png"])
         import nibabel as nib
 
         prediction = nib.load(folder / f"{subject}_prediction.nii.gz")
@@ -113,6 +113,25 @@ def test_train_writes_every_output_and_prints_the_dice_table(tmp_path):
     assert label_map.shape == source.shape == (24, 24, 24)
     np.testing.assert_allclose(label_map.affine, source.affine)
     assert set(np.unique(np.asarray(label_map.dataobj))) <= {0, 1, 2, 4}
+
+    # brats/predict.py does the same for a BraTS folder.
+    done_brats = subprocess.run(
+        [sys.executable, str(ROOT / "brats" / "predict.py"), str(raw / good), "--config", str(config), "--quiet"],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert done_brats.returncode == 0, done_brats.stderr[-3000:]
+    assert (run / "brats_predictions" / f"{good}_prediction.nii.gz").is_file()
+
+    # A picture per subject, and brats/evaluate.py on the demo run's predictions.
+    assert (run / "predictions" / good / f"{good}_prediction.png").read_bytes()[:4] == b"\x89PNG"
+    evaluated = subprocess.run(
+        [sys.executable, str(ROOT / "brats" / "evaluate.py"), str(run / "predictions"),
+         "--training-log", str(run / "training.log")], capture_output=True, text=True, timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    brats_rows = list(csv.DictReader(open(run / "predictions" / "brats_scores.csv")))
+    assert [r["subject"] for r in brats_rows] == sorted(split["subject_ids"]) + ["mean"]
+    assert float(brats_rows[-1]["WT_dice"]) == pytest.approx(float(scores[-1]["WT"]), abs=1e-3)
+    for name in ("brats_scores_boxplot.png", "loss_graph.png"):
+        assert (run / "predictions" / name).is_file()
 
     table = predicted.stdout.splitlines()
     mean_line = next(line for line in table if line.startswith("mean")).split()[1:]

@@ -78,3 +78,18 @@ def train_and_report(config, overwrite: bool, quiet: bool) -> int:
     print(score_report(result.scores))
     print(f"Run folder: {result.paths.run_dir} ({result.epochs_trained} epochs)")
     return 0
+
+
+def predict_and_report(config, inputs, model_file, data_file, output, quiet: bool) -> int:
+    """Run :func:`~unet3d_keras.pipeline.predict_new_subjects`; one error line per failed subject.
+
+    Returns:
+        0, or 1 when some subject failed (the others are still written).
+    """
+    from .pipeline import predict_new_subjects
+
+    written, failures = predict_new_subjects(config, inputs, model_file, data_file, output, show_progress=not quiet)
+    for subject, message in failures:
+        print(f"error: subject {subject}: {message}", file=sys.stderr)
+    print(f"Wrote {len(written)} label maps to {output}" + (f"; {len(failures)} subjects failed" if failures else ""))
+    return 1 if failures else 0

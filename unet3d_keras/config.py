@@ -348,6 +348,10 @@ def validate(config: Config) -> Config:
             f"augment.permute: permutation augmentation needs a cubic {shape_key}, received {list(shape)}",
         )
     _check(0 <= config.prediction.overlap, f"prediction.overlap: must be >= 0, received {config.prediction.overlap}")
+    if training.patch_shape:
+        _check(config.prediction.overlap < min(training.patch_shape),
+               f"prediction.overlap: {config.prediction.overlap} must be smaller than the window "
+               f"(training.patch_shape {list(training.patch_shape)})")
     _check(0 < config.prediction.threshold < 1,
            f"prediction.threshold: must be between 0 and 1, received {config.prediction.threshold}")
     _check(config.prediction.batch_size >= 1,

@@ -518,3 +518,71 @@ def _fit(config, paths, data_file, training, validation, start, verbose, get_cal
 def _history_result(start: int, history) -> tuple[int, float]:
     losses = history.history.get("loss", [])
     return start + len(losses), float(losses[-1]) if losses else 0.0
+
+
+def input_subjects(paths: Sequence[str | os.PathLike], modalities: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """``(subject id, modality files)`` for prediction inputs.
+
+    ``paths`` is either one subject's modality files (in ``modalities``
+    order), a subject folder (``{modality}.nii.gz`` or BraTS naming), or a
+    folder of subject folders (BraTS or generic layout).
+    """
+    paths = [Path(p) for p in paths]
+    if paths and all(p.is_file() for p in paths):
+        if len(paths) != len(modalities):
+            raise DataError(f"--input: {len(paths)} files given for the {len(modalities)} modalities "
+                            f"{list(modalities)} (one file per modality, in that order)")
+        return [(paths[0].name.split(".")[0], tuple(str(p) for p in paths))]
+    if len(paths) != 1 or not paths[0].is_dir():
+        missing = [str(p) for p in paths if not p.exists()]
+        raise DataError(f"--input: {missing[0] if missing else [str(p) for p in paths]}: "
+                        "expected one subject's image files or one folder")
+    folder = paths[0]
+    if all((folder / f"{m}.nii.gz").is_file() for m in modalities):  # one subject, generic naming
+        return [(folder.name, tuple(str(folder / f"{m}.nii.gz") for m in modalities))]
+    ids, files = find_subjects(folder, modalities=modalities, include_truth=False, layout="auto")
+    return list(zip(ids, files))
+
+
+def predict_new_subjects(
+    config: Config,
+    inputs: Sequence[str | os.PathLike],
+    model_file: str | os.PathLike,
+    data_file: str | os.PathLike,
+    output: str | os.PathLike,
+    show_progress: bool = True,
+) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Segment new subjects (no truth) as in training and write ``<output>/<subject>_prediction.nii.gz``.
+
+    A subject that fails (missing or broken file, wrong channels) is skipped
+    and reported; the others are still written.
+
+    Returns:
+        ``(files written, [(subject, error message), ...])``.
+    """
+    from tqdm.auto import tqdm
+
+    from .cli import USER_ERRORS, one_line
+    from .prediction import predict_subject_files, save_image_atomically
+    from .training import load_old_model
+
+    subjects = input_subjects(inputs, config.data.training_modalities)
+    attributes = data_module.check_data_file(data_file)
+    model = load_old_model(model_file, compile=False)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    pred = config.prediction
+    written, failures = [], []
+    for subject, files in tqdm(subjects, desc="subjects", unit="subject", disable=not show_progress):
+        try:
+            image = predict_subject_files(
+                model, files, config.data.image_shape, attributes, config.data.labels, crop=config.data.crop,
+                threshold=pred.threshold, overlap=pred.overlap, batch_size=pred.batch_size, permute=pred.permute,
+                subject_id=subject,
+            )
+            path = output / f"{subject}_prediction.nii.gz"
+            save_image_atomically(image, path)
+            written.append(path)
+        except USER_ERRORS as error:
+            failures.append((subject, one_line(error)))
+    return written, failures

@@ -378,12 +378,15 @@ def run_validation_case(
     batch_size: int = 1,
     weighting: str = "uniform",
     mirror: bool = False,
+    picture: bool = False,
 ) -> list[str]:
     """Predict one subject of an open HDF5 data file and write NIfTI files (reference API).
 
     With ``test`` the input modalities (``data_{modality}.nii.gz``) and the
-    truth (``truth.nii.gz``) are written too. Every file is written to a
-    temporary name and renamed.
+    truth (``truth.nii.gz``) are written too; with ``picture`` (and a label
+    map) a PNG of three orthogonal slices of the first modality with truth
+    and prediction outlines. Every file is written to a temporary name and
+    renamed.
 
     Returns:
         The paths written.
@@ -411,6 +414,13 @@ def run_validation_case(
             save(channel_image, f"{index + 1}_{output_basename}")
     else:
         save(image, output_basename)
+        if picture:
+            from .visualize import save_overlay_png
+
+            stem = output_basename.split(".")[0]
+            truth = np.asarray(data_file.root.truth[data_index][0])
+            written.append(str(save_overlay_png(volume[0], os.path.join(output_dir, f"{stem}.png"),
+                                                prediction=np.asarray(image.dataobj), truth=truth, title=stem)))
     return written
 
 
@@ -432,6 +442,7 @@ def run_validation_cases(
     mirror: bool = False,
     show_progress: bool = True,
     allow_pickle: bool = False,
+    picture: bool = False,
 ) -> list[str]:
     """Predict the validation subjects of a data file and write NIfTI files (reference API).
 
@@ -463,6 +474,7 @@ def run_validation_cases(
                 index, folder, model, data_file, training_modalities, output_label_map=output_label_map,
                 threshold=threshold, labels=labels, overlap=overlap, permute=permute, test=test,
                 output_basename=basename, batch_size=batch_size, weighting=weighting, mirror=mirror,
+                picture=picture,
             )
     return written
 
