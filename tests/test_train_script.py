@@ -102,9 +102,15 @@ def test_train_writes_every_output_and_prints_the_dice_table(tmp_path):
         (raw / subject / f"{subject}_seg.nii.gz").unlink()
     broken = split["subject_ids"][0]
     (raw / broken / f"{broken}_flair.nii.gz").write_bytes(b"not a nifti")
+    incomplete = "Demo_999"  # a subject missing a modality
+    shutil.copytree(run / "demo_data" / broken, raw / incomplete)
+    for path in (raw / incomplete).iterdir():
+        path.rename(raw / incomplete / path.name.replace(broken, incomplete))
+    (raw / incomplete / f"{incomplete}_t2.nii.gz").unlink()
     new = run_train("--config", config, "--quiet", "--input", raw, "--output", tmp_path / "new", script=PREDICT)
     assert new.returncode == 1
     assert f"error: subject {broken}:" in new.stderr and "Traceback" not in new.stderr
+    assert f"error: subject {incomplete}: Subject {incomplete}: missing modality 't2'" in new.stderr
     good = split["subject_ids"][1]
     written = sorted(p.name for p in (tmp_path / "new").iterdir())
     assert written == [f"{good}_prediction.nii.gz"]

@@ -520,28 +520,55 @@ def _history_result(start: int, history) -> tuple[int, float]:
     return start + len(losses), float(losses[-1]) if losses else 0.0
 
 
-def input_subjects(paths: Sequence[str | os.PathLike], modalities: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
-    """``(subject id, modality files)`` for prediction inputs.
+def input_subjects(
+    paths: Sequence[str | os.PathLike], modalities: Sequence[str]
+) -> tuple[list[tuple[str, tuple[str, ...]]], list[tuple[str, str]]]:
+    """``(subject id, modality files)`` for prediction inputs, and the subjects that cannot be used.
 
     ``paths`` is either one subject's modality files (in ``modalities``
     order), a subject folder (``{modality}.nii.gz`` or BraTS naming), or a
-    folder of subject folders (BraTS or generic layout).
+    folder of subject folders (BraTS or generic layout). In a folder of
+    subjects, a subject missing a modality is reported and the others kept.
+
+    Returns:
+        ``(subjects, [(subject, error message), ...])``.
     """
     paths = [Path(p) for p in paths]
     if paths and all(p.is_file() for p in paths):
         if len(paths) != len(modalities):
             raise DataError(f"--input: {len(paths)} files given for the {len(modalities)} modalities "
                             f"{list(modalities)} (one file per modality, in that order)")
-        return [(paths[0].name.split(".")[0], tuple(str(p) for p in paths))]
+        return [(paths[0].name.split(".")[0], tuple(str(p) for p in paths))], []
     if len(paths) != 1 or not paths[0].is_dir():
         missing = [str(p) for p in paths if not p.exists()]
         raise DataError(f"--input: {missing[0] if missing else [str(p) for p in paths]}: "
                         "expected one subject's image files or one folder")
     folder = paths[0]
     if all((folder / f"{m}.nii.gz").is_file() for m in modalities):  # one subject, generic naming
-        return [(folder.name, tuple(str(folder / f"{m}.nii.gz") for m in modalities))]
-    ids, files = find_subjects(folder, modalities=modalities, include_truth=False, layout="auto")
-    return list(zip(ids, files))
+        return [(folder.name, tuple(str(folder / f"{m}.nii.gz") for m in modalities))], []
+    try:
+        ids, files = find_subjects(folder, modalities=modalities, include_truth=False, layout="auto")
+        return list(zip(ids, files)), []
+    except DataError:
+        pass
+    # Some subject is incomplete: look at each folder of images on its own.
+    subjects, failures = [], []
+    for root, dirs, names in sorted(os.walk(folder)):
+        dirs.sort()
+        if not any(n.endswith((".nii", ".nii.gz")) for n in names):
+            continue
+        try:
+            if all(os.path.isfile(os.path.join(root, f"{m}.nii.gz")) for m in modalities):
+                subjects.append((os.path.basename(root),
+                                 tuple(os.path.join(root, f"{m}.nii.gz") for m in modalities)))
+                continue
+            ids, files = find_subjects(root, modalities=modalities, include_truth=False, layout="brats")
+            subjects += [(i, f) for i, f in zip(ids, files) if os.path.dirname(f[0]) == root]
+        except DataError as error:
+            failures.append((os.path.basename(root), " ".join(str(error).split())))
+    if not subjects and not failures:
+        raise DataError(f"--input: no subjects with modalities {list(modalities)} found in {folder}")
+    return subjects, failures
 
 
 def predict_new_subjects(
@@ -566,13 +593,13 @@ def predict_new_subjects(
     from .prediction import predict_subject_files, save_image_atomically
     from .training import load_old_model
 
-    subjects = input_subjects(inputs, config.data.training_modalities)
+    subjects, failures = input_subjects(inputs, config.data.training_modalities)
     attributes = data_module.check_data_file(data_file)
     model = load_old_model(model_file, compile=False)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     pred = config.prediction
-    written, failures = [], []
+    written = []
     for subject, files in tqdm(subjects, desc="subjects", unit="subject", disable=not show_progress):
         try:
             image = predict_subject_files(
