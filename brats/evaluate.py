@@ -12,7 +12,6 @@ and, given the training log, loss_graph.png.
 from __future__ import annotations
 
 import csv
-import io
 import math
 import os
 import sys
@@ -62,21 +61,6 @@ def evaluate_cases(cases) -> dict[str, dict[str, float]]:
         spacing = truth_image.header.get_zooms()[:3]
         rows[subject] = region_report(truth, prediction, BRATS_REGIONS, spacing)
     return rows
-
-
-def scores_csv(rows: dict[str, dict[str, float]]) -> str:
-    """CSV text: one row per subject and a mean row (NaNs, e.g. HD95 of an empty region, skipped)."""
-    from unet3d_keras.evaluation import mean_scores
-
-    names = list(next(iter(rows.values())))
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["subject", *names])
-    for subject, scores in rows.items():
-        writer.writerow([subject, *(f"{scores[n]:.6f}" for n in names)])
-    means = mean_scores(rows)
-    writer.writerow(["mean", *(f"{means[n]:.6f}" for n in names)])
-    return buffer.getvalue()
 
 
 def save_boxplot(rows: dict[str, dict[str, float]], path: Path) -> None:
@@ -135,13 +119,13 @@ def parse_args(argv=None):
 
 def work(args) -> int:
     from unet3d_keras.evaluation import mean_scores
-    from unet3d_keras.pipeline import write_text_atomically
+    from unet3d_keras.pipeline import write_scores_csv
 
     cases = find_cases(args.prediction_dir)
     output = Path(args.output or args.prediction_dir)
     output.mkdir(parents=True, exist_ok=True)
     rows = evaluate_cases(cases)
-    write_text_atomically(output / "brats_scores.csv", scores_csv(rows))
+    write_scores_csv(rows, output / "brats_scores.csv")
     save_boxplot(rows, output / "brats_scores_boxplot.png")
     if args.training_log:
         save_loss_graph(Path(args.training_log), output / "loss_graph.png")
