@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import difflib
 import os
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
 import yaml
+
+from .fileio import write_text_atomically
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
 
@@ -448,14 +449,7 @@ def save_config(config: Config, path: str | os.PathLike) -> Path:
     path = Path(path)
     text = "# Resolved configuration of this run (written by unet3d_keras).\n"
     text += yaml.safe_dump(config.to_dict(), sort_keys=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomically(path, text)
     return path
 
 

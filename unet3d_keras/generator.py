@@ -40,13 +40,13 @@ import logging
 import math
 import os
 import pickle
-import tempfile
 import threading
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from .augment import AugmentationParams, augment_sample
+from .fileio import atomic_path
 from .utils.patches import (
     compute_patch_indices,
     get_patch_bounds,
@@ -235,19 +235,12 @@ def _refuse_pickle(path: PathLike, reading: bool) -> SplitFileError:
 
 def _write_atomically(path: PathLike, write: Callable[[Any], None], binary: bool = False) -> None:
     path = os.path.abspath(os.fspath(path))
-    folder, name = os.path.split(path)
-    os.makedirs(folder, exist_ok=True)
-    handle, temp_path = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as stream:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with atomic_path(path) as temp_path:
+        with open(temp_path, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as stream:
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
-        os.replace(temp_path, path)
-    except BaseException:
-        if os.path.exists(temp_path):
-            os.remove(temp_path)
-        raise
 
 
 def save_split(

@@ -40,6 +40,7 @@ from .config import Config, ConfigError, config_from_dict, save_config
 from .demo import write_demo_dataset
 from .errors import DataError
 from .evaluation import format_score_table, mean_scores, segmentation_scores
+from .fileio import write_text_atomically
 from .generator import get_validation_split, save_split, split_list, split_rng
 from .subjects import find_subjects
 
@@ -266,16 +267,6 @@ def read_state(paths: RunPaths) -> dict:
 
 def write_json_atomically(path: Path, content: dict) -> None:
     write_text_atomically(path, json.dumps(content, indent=1))
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def truncate_log(log_file: Path, epoch: int) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .augment import generate_permutation_keys, permute_data, reverse_permute_data
+from .fileio import atomic_path
 from .utils.patches import compute_patch_indices
 
 logger = logging.getLogger(__name__)
@@ -350,16 +351,8 @@ def predict_volume(
 
 def save_image_atomically(image: nib.spatialimages.SpatialImage, path: str | os.PathLike) -> None:
     """Write a NIfTI image to a temporary name in the same folder, then rename it."""
-    path = os.fspath(path)
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}.nii.gz")
-    try:
+    with atomic_path(path, suffix=".nii.gz") as tmp:
         nib.save(image, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def run_validation_case(

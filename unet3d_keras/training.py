@@ -17,6 +17,7 @@ from pathlib import Path
 import keras
 
 from . import metrics as _metrics
+from .fileio import atomic_path, write_text_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -42,22 +43,14 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
         filepath = self._get_file_path(epoch, batch, logs)
         if not self._should_save_model(epoch, batch, logs, filepath):
             return
-        folder, name = os.path.split(os.path.abspath(filepath))
-        os.makedirs(folder, exist_ok=True)
-        stem, suffix = os.path.splitext(name)
-        if name.endswith(".weights.h5"):
-            stem, suffix = name[: -len(".weights.h5")], ".weights.h5"
-        # The suffix stays last: Keras picks the file format from it.
-        tmp = os.path.join(folder, f".{stem}.tmp-{os.getpid()}{suffix}")
-        try:
+        os.makedirs(os.path.dirname(os.path.abspath(filepath)), exist_ok=True)
+        # The extension goes last on the temporary name too: Keras picks the file format from it.
+        suffix = ".weights.h5" if filepath.endswith(".weights.h5") else os.path.splitext(filepath)[1]
+        with atomic_path(filepath, suffix=suffix) as tmp:
             if self.save_weights_only:
                 self.model.save_weights(tmp, overwrite=True)
             else:
                 self.model.save(tmp, overwrite=True)
-            os.replace(tmp, filepath)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
         if self.verbose > 0:
             logger.info("Epoch %d: saved model to %s", epoch + 1, filepath)
 
@@ -114,12 +107,9 @@ class ResumableBackup(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.backup_dir.mkdir(parents=True, exist_ok=True)
         name = f"epoch-{epoch + 1:05d}.weights.h5"
-        tmp = self.backup_dir / f".{name}.tmp-{os.getpid()}.weights.h5"
-        self.model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, self.backup_dir / name)
-        meta_tmp = self.backup_dir / f".{self.METADATA}.tmp-{os.getpid()}"
-        meta_tmp.write_text(json.dumps({"epoch": epoch + 1, "weights": name}), encoding="utf-8")
-        os.replace(meta_tmp, self.backup_dir / self.METADATA)
+        with atomic_path(self.backup_dir / name, suffix=".weights.h5") as tmp:
+            self.model.save_weights(tmp, overwrite=True)
+        write_text_atomically(self.backup_dir / self.METADATA, json.dumps({"epoch": epoch + 1, "weights": name}))
         for old in self.backup_dir.glob("epoch-*.weights.h5"):
             if old.name != name:
                 old.unlink(missing_ok=True)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .fileio import atomic_path
+
 
 def _centre(*masks: np.ndarray | None) -> tuple[int, int, int]:
     for mask in masks:
@@ -64,11 +66,8 @@ def save_figure(figure, path: str | os.PathLike, dpi: int = 100) -> None:
     """Save a matplotlib figure as PNG under a temporary name, rename it, and close the figure."""
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
     try:
-        figure.savefig(tmp, dpi=dpi)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            figure.savefig(tmp, dpi=dpi)
     finally:
-        tmp.unlink(missing_ok=True)
         plt.close(figure)
