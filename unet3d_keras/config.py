@@ -20,7 +20,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence, Union
 
 import yaml
 
@@ -45,6 +45,7 @@ class DataConfig:
     training_modalities: tuple[str, ...] = ("t1", "t1ce", "flair", "t2")
     truth_name: str = "truth"
     labels: tuple[int, ...] = (1, 2, 4)
+    ignore_label: int = 255
     crop: bool = True
     normalization: Literal["dataset", "zscore", "none"] = "dataset"
 
@@ -66,7 +67,7 @@ class ModelConfig:
     deconvolution: bool = True
     batch_normalization: bool = False
     instance_normalization: bool = False
-    activation: Literal["sigmoid"] = "sigmoid"
+    activation: Literal["auto", "sigmoid", "softmax"] = "auto"
     dropout_rate: float = 0.3
     n_segmentation_levels: int = 3
     include_label_wise_dice_coefficients: bool = True
@@ -86,6 +87,8 @@ class TrainingConfig:
     validation_patch_overlap: int = 0
     training_patch_start_offset: Optional[tuple[int, int, int]] = None
     skip_blank: bool = True
+    loss: Literal["auto", "dice", "cross_entropy", "cross_entropy_dice"] = "auto"
+    class_weights: Optional[Union[Literal["balanced"], tuple[float, ...]]] = "balanced"
     workers: int = 1
     model_file: str = "model.keras"
     log_file: str = "training.log"
@@ -179,8 +182,9 @@ def _describe(type_hint: Any) -> str:
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in args)
     if origin in (typing.Union, types.UnionType):
-        inner = [a for a in args if a is not type(None)]
-        return f"null or {_describe(inner[0])}"
+        inner = [_describe(a) for a in args if a is not type(None)]
+        prefix = "null or " if type(None) in args else ""
+        return prefix + " or ".join(inner)
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             return f"a list of {_describe(args[0])}"
@@ -197,10 +201,17 @@ def _coerce(value: Any, type_hint: Any, key: str) -> Any:
         raise ConfigError(f"{key}: expected {_describe(type_hint)}, received {value!r}")
 
     if origin in (typing.Union, types.UnionType):
-        if value is None:
+        if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(value, inner, key)
+        alternatives = [a for a in args if a is not type(None)]
+        if len(alternatives) == 1:
+            return _coerce(value, alternatives[0], key)  # its own message names the element at fault
+        for inner in alternatives:
+            try:
+                return _coerce(value, inner, key)
+            except ConfigError:
+                pass
+        fail()
     if origin is Literal:
         if value is False and "off" in args:
             value = "off"  # YAML 1.1 reads a bare `off` as false
@@ -288,6 +299,9 @@ def validate(config: Config) -> Config:
     _check(0.0 < config.split.data_split < 1.0,
            f"split.data_split: the training fraction must be between 0 and 1, received {config.split.data_split}")
 
+    _check(0 <= data.ignore_label <= 255 and data.ignore_label not in labels and data.ignore_label != 0,
+           f"data.ignore_label: {data.ignore_label} must be between 1 and 255 and differ from background (0) "
+           f"and from every value of data.labels {list(labels)}")
     if model.n_labels is not None:
         _check(
             model.n_labels == len(labels),
@@ -342,6 +356,16 @@ def validate(config: Config) -> Config:
            f"augment.rotation_degrees: must be between 0 and 180, received {augment.rotation_degrees}")
     _check(augment.gamma_range is None or 0 < augment.gamma_range[0] <= augment.gamma_range[1],
            f"augment.gamma_range: must be null or [low, high] with 0 < low <= high, received {augment.gamma_range}")
+    if model.activation == "sigmoid":
+        _check(training.loss in ("auto", "dice"),
+               f"training.loss: {training.loss!r} needs model.activation softmax (or auto); a sigmoid output "
+               "trains with the reference's dice loss")
+    if isinstance(training.class_weights, tuple):
+        n_classes = len(labels) + 1
+        _check(len(training.class_weights) == n_classes and all(w >= 0 for w in training.class_weights)
+               and sum(training.class_weights) > 0,
+               f"training.class_weights: expected {n_classes} non-negative weights (background first, then one "
+               f"per value of data.labels {list(labels)}) or 'balanced', received {list(training.class_weights)}")
     _check(training.workers >= 0, f"training.workers: must be >= 0, received {training.workers}")
     if config.augment.permute:
         _check(

@@ -91,6 +91,10 @@ class HDF5Dataset(keras.utils.PyDataset):
         seed: seed of the plans and augmentation; None draws one (logged, see :attr:`seed`).
         data_format: model data format; None reads ``keras.config.image_data_format()`` now.
         initial_epoch: the epoch the first batches belong to (resuming).
+        background: softmax targets, background channel first (``n_labels + 1`` channels).
+        ignore_label: with ``background``, the value of unlabeled voxels: their target rows are
+            all zero (masked out of the loss) and ``skip_blank`` drops samples with no
+            annotated voxel rather than samples with no label.
         workers, use_multiprocessing, max_queue_size: passed to ``keras.utils.PyDataset``.
 
     Raises:
@@ -117,6 +121,8 @@ class HDF5Dataset(keras.utils.PyDataset):
         workers: int = 1,
         use_multiprocessing: bool = False,
         max_queue_size: int = 10,
+        background: bool = False,
+        ignore_label: int | None = None,
         _truth_counts: dict[int, np.ndarray] | None = None,
     ) -> None:
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
@@ -125,6 +131,10 @@ class HDF5Dataset(keras.utils.PyDataset):
         self.n_labels = int(n_labels)
         self.labels = None if labels is None else tuple(int(v) for v in labels)
         self.patch_shape = None if patch_shape is None else tuple(int(s) for s in patch_shape)
+        if ignore_label is not None and not background:
+            raise ValueError("ignore_label needs background=True (softmax targets with a background channel)")
+        self.background = bool(background)
+        self.ignore_label = None if ignore_label is None else int(ignore_label)
         self.augmentation = augmentation or AugmentationParams()
         self.seed = resolve_seed(seed)
         self.data_format = _image_data_format(data_format)
@@ -146,7 +156,8 @@ class HDF5Dataset(keras.utils.PyDataset):
                 )
             _check_permute(self.augmentation.permute, self.patch_shape, image_shape)
             self._planner = SamplingPlan(
-                index_list, image_shape, self.patch_shape, patch_overlap, patch_start_offset, skip_blank, shuffle
+                index_list, image_shape, self.patch_shape, patch_overlap, patch_start_offset, skip_blank, shuffle,
+                ignore_label=self.ignore_label,
             )
             self._truth_counts = _truth_counts
             # Epoch 0 fixes the number of items, whatever epoch we start at.
@@ -251,7 +262,8 @@ class HDF5Dataset(keras.utils.PyDataset):
             x, y = load_sample(handle, row, self.patch_shape, self.augmentation, item_rng(self.seed, epoch, position))
             x_list.append(x)
             y_list.append(y)
-        return convert_data(x_list, y_list, n_labels=self.n_labels, labels=self.labels, data_format=self.data_format)
+        return convert_data(x_list, y_list, n_labels=self.n_labels, labels=self.labels, data_format=self.data_format,
+                            background=self.background, ignore_label=self.ignore_label)
 
 
 def get_training_and_validation_datasets(

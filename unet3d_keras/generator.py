@@ -461,6 +461,9 @@ class SamplingPlan:
         patch_start_offset: maximum random start offset ``(ox, oy, oz)``, or None.
         skip_blank: drop samples without any label.
         shuffle: shuffle each epoch.
+        ignore_label: with ``skip_blank``, a sample is blank when every voxel is this value
+            (nobody annotated it) instead of when it has no label; for softmax training,
+            where annotated background is worth learning from.
     """
 
     def __init__(
@@ -472,6 +475,7 @@ class SamplingPlan:
         patch_start_offset: Sequence[int] | None = None,
         skip_blank: bool = True,
         shuffle: bool = True,
+        ignore_label: int | None = None,
     ) -> None:
         self.index_list = [int(i) for i in index_list]
         self.image_shape = _as_shape(image_shape, "image_shape")
@@ -484,6 +488,7 @@ class SamplingPlan:
             self.patch_start_offset = None
         self.skip_blank = bool(skip_blank)
         self.shuffle = bool(shuffle)
+        self.ignore_label = None if ignore_label is None else int(ignore_label)
         self.n_items: int | None = None
         self._fixed_items: np.ndarray | None = None
         if self.patch_shape is not None:
@@ -526,6 +531,8 @@ class SamplingPlan:
         for subject in np.unique(items[:, 0]):
             rows = np.flatnonzero(items[:, 0] == subject)
             truth = read_truth(int(subject))
+            if self.ignore_label is not None:
+                truth = truth != self.ignore_label
             if self.patch_shape is None:
                 keep[rows] = np.any(truth)
                 continue
@@ -596,6 +603,7 @@ def check_label_values(
     n_labels: int,
     labels: Sequence[int] | None = None,
     counts: dict[int, np.ndarray] | None = None,
+    ignore_label: int | None = None,
 ) -> list[int]:
     """Checks ``labels`` against the truth of the listed subjects; logs warnings.
 
@@ -609,6 +617,7 @@ def check_label_values(
         n_labels: number of output labels.
         labels: label values, ``1..n_labels`` when None.
         counts: per-subject value histograms already computed (reused, extended).
+        ignore_label: the value of unlabeled voxels, not reported as an unknown label.
 
     Returns:
         The labels that never occur.
@@ -631,7 +640,7 @@ def check_label_values(
             "labels %s never occur in the truth of the %d subjects scanned in %s (values present: %s)",
             missing, len(index_list), _file_name(data_file), sorted(present),
         )
-    unknown = sorted(present - set(values) - {0})
+    unknown = sorted(present - set(values) - {0, ignore_label})
     if unknown:
         logger.warning(
             "truth values %s in %s are not among labels %s; those voxels are treated as background",
@@ -807,6 +816,30 @@ def get_multi_class_labels(data: np.ndarray, n_labels: int, labels: Sequence[int
     return (data[:, :1] == values).astype(np.int8)
 
 
+def one_hot_with_ignore(
+    data: np.ndarray, labels: Sequence[int], ignore_label: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One-hot targets with a background channel; unlabeled voxels stay all zero.
+
+    Args:
+        data: ``(N, 1, ...)`` label map; 0 is background, ``ignore_label`` unlabeled.
+        labels: label value of each channel after the background, e.g. ``(1, 2)``.
+        ignore_label: value of the voxels nobody annotated (None: every voxel is annotated).
+
+    Returns:
+        int8 ``(N, 1 + len(labels), ...)`` one-hot (background first) and the int8
+        ``(N, 1, ...)`` mask of the annotated voxels (the one-hot's sum over channels).
+        Values other than 0, the labels and ``ignore_label`` count as background.
+    """
+    data = np.asarray(data)[:, :1]
+    values = np.asarray([int(v) for v in labels]).reshape((1, len(labels)) + (1,) * (data.ndim - 2))
+    label_channels = data == values
+    annotated = np.ones_like(data, dtype=bool) if ignore_label is None else data != ignore_label
+    background = annotated & ~np.any(label_channels, axis=1, keepdims=True)
+    one_hot = np.concatenate([background, label_channels], axis=1).astype(np.int8)
+    return one_hot, annotated.astype(np.int8)
+
+
 def convert_data(
     x_list: Sequence[np.ndarray],
     y_list: Sequence[np.ndarray],
@@ -814,6 +847,8 @@ def convert_data(
     labels: Sequence[int] | None = None,
     *,
     data_format: str | None = None,
+    background: bool = False,
+    ignore_label: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stacks samples into a batch in the model's data format: the one place that converts.
 
@@ -823,14 +858,24 @@ def convert_data(
         n_labels: 1 gives a binary target (any label > 0); more gives one channel per label.
         labels: label values for ``n_labels > 1``.
         data_format: see :func:`to_model_format`.
+        background: softmax targets: a background channel first, then one per label, and
+            voxels equal to ``ignore_label`` all zero (see :func:`one_hot_with_ignore`).
+        ignore_label: value of unlabeled voxels, with ``background``.
 
     Returns:
         float32 ``(x, y)``: ``(N, x, y, z, C)`` and ``(N, x, y, z, n_labels)`` channels-last
-        (channels-first: ``(N, C, x, y, z)`` and ``(N, n_labels, x, y, z)``).
+        (channels-first: ``(N, C, x, y, z)`` and ``(N, n_labels, x, y, z)``); with
+        ``background`` y has ``n_labels + 1`` channels.
     """
     x = np.asarray(x_list, dtype=np.float32)
     y = np.asarray(y_list)
-    if n_labels == 1:
+    if background:
+        values = list(range(1, n_labels + 1)) if labels is None else list(labels)[:n_labels]
+        y = one_hot_with_ignore(y, values, ignore_label)[0]
+    elif ignore_label is not None:
+        raise ValueError("ignore_label needs background=True: without a background channel an unlabeled "
+                         "voxel cannot be told from annotated background")
+    elif n_labels == 1:
         y = y > 0
     elif n_labels > 1:
         y = get_multi_class_labels(y, n_labels=n_labels, labels=labels)
