@@ -19,9 +19,15 @@ def test_model_for_another_input_shape_is_refused_with_both_shapes(tmp_path):
     model = build_unet_3d((16, 16, 16, 2), n_labels=3, depth=2, n_base_filters=2)
     with pytest.raises(ConfigError) as info:
         check_model_matches_config(model, config, tmp_path / "m.keras")
-    assert "takes input (16, 16, 16, 2) (x, y, z, channels) and gives 3 labels" in str(info.value)
-    assert "the config needs input (16, 16, 16, 4) and 3 labels" in str(info.value)
+    assert "takes input (16, 16, 16, 2) (x, y, z, channels) and gives 3 outputs" in str(info.value)
+    # model.activation auto: sigmoid (3 outputs) or softmax (background + 3).
+    assert "the config needs input (16, 16, 16, 4) and 3 or 4 outputs" in str(info.value)
     check_model_matches_config(build_unet_3d((16, 16, 16, 4), n_labels=3, depth=2, n_base_filters=2), config, "m")
+    check_model_matches_config(build_unet_3d((16, 16, 16, 4), n_labels=4, depth=2, n_base_filters=2), config, "m")
+    sigmoid = load_config(None, ["model.depth=2", "data.image_shape=[16, 16, 16]", "model.activation=sigmoid"])
+    with pytest.raises(ConfigError, match="and 3 outputs"):
+        check_model_matches_config(build_unet_3d((16, 16, 16, 4), n_labels=4, depth=2, n_base_filters=2), sigmoid,
+                                   "m")
 
 
 def test_config_differences_name_each_changed_key():

@@ -111,5 +111,7 @@ def test_prediction_labels_map_indices_to_label_values():
     assert len(images) == 3 and images[2].get_fdata()[1, 0, 0] == pytest.approx(0.7)
     single = prediction_to_image(prediction[:, :1], np.eye(4), label_map=True, labels=(4,))
     np.testing.assert_array_equal(np.asarray(single.dataobj)[..., 0], [[4, 0], [0, 0]])
-    with pytest.raises(ValueError, match="2 label values \\[1, 2\\] for 3 prediction channels"):
-        get_prediction_labels(prediction, labels=(1, 2))
+    with pytest.raises(ValueError, match="4 label values \\[1, 2, 4, 5\\] for 3 prediction channels"):
+        get_prediction_labels(prediction, labels=(1, 2, 4, 5))
+    # One channel more than labels is a softmax output: background first.
+    np.testing.assert_array_equal(get_prediction_labels(prediction, labels=(1, 2))[0][..., 0], [[0, 1], [2, 2]])

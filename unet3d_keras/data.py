@@ -165,9 +165,12 @@ def _check_truth(truth: np.ndarray, subject: str, truth_file: PathLike) -> np.nd
     return values.astype(np.int64)
 
 
-def _warn_unexpected_labels(found: dict[str, np.ndarray], labels: Sequence[int]) -> None:
+def _warn_unexpected_labels(found: dict[str, np.ndarray], labels: Sequence[int],
+                            ignore_label: int | None = None) -> None:
     """One warning for all subjects whose truth holds values outside ``labels`` (0 is always allowed)."""
     allowed = {int(label) for label in labels} | {0}
+    if ignore_label is not None:
+        allowed.add(int(ignore_label))
     unexpected = {subject: [int(v) for v in values if int(v) not in allowed] for subject, values in found.items()}
     unexpected = {subject: values for subject, values in unexpected.items() if values}
     if not unexpected:
@@ -199,6 +202,7 @@ def write_image_data_to_file(
     subject_ids: Sequence[str] | None = None,
     labels: Sequence[int] | None = None,
     show_progress: bool = False,
+    ignore_label: int | None = None,
 ) -> tuple[tables.EArray, tables.EArray]:
     """Reads, crops, resizes and appends subjects one at a time.
 
@@ -214,6 +218,7 @@ def write_image_data_to_file(
         subject_ids: named in error messages.
         labels: expected label values; others trigger one warning listing the values found.
         show_progress: show a tqdm bar.
+        ignore_label: the value of unannotated voxels (sparse annotation), stored as it is.
 
     Returns:
         ``(data_storage, truth_storage)``.
@@ -240,7 +245,7 @@ def write_image_data_to_file(
         )
         del images, subject_data
     if labels is not None:
-        _warn_unexpected_labels(found_labels, labels)
+        _warn_unexpected_labels(found_labels, labels, ignore_label)
     return data_storage, truth_storage
 
 
@@ -381,6 +386,7 @@ def write_data_to_file(
     normalization_indices: Sequence[int] | None = None,
     show_progress: bool = True,
     validate: bool = True,
+    ignore_label: int | None = None,
 ) -> str:
     """Writes a set of subjects to an HDF5 file, atomically.
 
@@ -409,6 +415,8 @@ def write_data_to_file(
             split); all by default.
         show_progress: show tqdm progress bars.
         validate: check every subject's headers before creating the file.
+        ignore_label: the truth value of unannotated voxels (sparse annotation); stored as it
+            is and not warned about.
 
     Returns:
         ``out_file``.
@@ -454,7 +462,7 @@ def write_data_to_file(
             files, data_storage, truth_storage, image_shape, n_channels=n_channels,
             affine_storage=affine_storage, truth_dtype=truth_dtype, crop=crop,
             label_indices=None if save_truth else [], save_truth=save_truth,
-            subject_ids=subject_ids, labels=labels, show_progress=show_progress,
+            subject_ids=subject_ids, labels=labels, show_progress=show_progress, ignore_label=ignore_label,
         )
         if normalize:
             statistics = normalize_data_storage(

@@ -41,6 +41,7 @@ def segmentation_scores(
     prediction: np.ndarray,
     labels: Sequence[int],
     regions: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None,
+    ignore_label: int | None = None,
 ) -> dict[str, float]:
     """Dice per label value and per region for one subject.
 
@@ -50,11 +51,17 @@ def segmentation_scores(
         labels: Label values to score, e.g. ``(1, 2, 4)``.
         regions: Named masks computed from a label map; BraTS's WT/TC/ET
             when None and the labels are (1, 2, 4).
+        ignore_label: Truth value of unannotated voxels; those voxels are left out
+            (sparse truth is scored on its annotated voxels only).
 
     Returns:
         ``{"label_1": ..., "label_2": ..., "WT": ...}``.
     """
     regions = regions_for_labels(labels) if regions is None else regions
+    if ignore_label is not None:
+        annotated = np.asarray(truth) != ignore_label
+        if not annotated.all():
+            truth, prediction = np.asarray(truth)[annotated], np.asarray(prediction)[annotated]
     scores = {f"label_{label}": dice_score(truth == label, prediction == label) for label in labels}
     for name, region in regions.items():
         scores[name] = dice_score(region(truth), region(prediction))

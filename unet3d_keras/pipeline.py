@@ -153,7 +153,7 @@ def prepare_data(config: Config, show_progress: bool = True) -> tuple[Path, list
             files, paths.data_file, image_shape=config.data.image_shape, subject_ids=subject_ids,
             crop=config.data.crop, modalities=config.data.training_modalities, labels=config.data.labels,
             normalization=config.data.normalization, normalization_indices=training,
-            show_progress=show_progress,
+            show_progress=show_progress, ignore_label=config.data.ignore_label,
         )
     attributes = data_module.check_data_file(paths.data_file)
     _check_data_matches_config(config, paths.data_file, attributes)
@@ -177,10 +177,117 @@ def _check_data_matches_config(config: Config, path: Path, attributes: dict) -> 
         )
 
 
-def build_model(config: Config) -> keras.Model:
-    """The compiled model chosen in ``config.model``."""
+@dataclass(frozen=True)
+class TrainingTask:
+    """What a run's model learns, resolved from the config and the training truth.
+
+    Attributes:
+        activation: ``sigmoid`` (one output per label, the reference) or ``softmax``
+            (background first, then one output per label).
+        loss: ``dice`` (the reference's for sigmoid, masked for softmax), ``cross_entropy``
+            or ``cross_entropy_dice``.
+        class_weights: cross-entropy weight per class, background first (None: all 1).
+        unannotated: truth voxels equal to ``data.ignore_label`` in the run's subjects.
+    """
+
+    activation: str = "sigmoid"
+    loss: str = "dice"
+    class_weights: tuple[float, ...] | None = None
+    unannotated: int = 0
+
+    @property
+    def softmax(self) -> bool:
+        return self.activation == "softmax"
+
+
+def truth_histograms(data_file_path: str | os.PathLike, indices: Sequence[int]) -> np.ndarray:
+    """Voxel count of every truth value 0..255 of each listed subject, ``(len(indices), 256)`` int64."""
+    histograms = np.zeros((len(indices), 256), dtype=np.int64)
+    with data_module.open_data_file(data_file_path) as data_file:
+        for row, index in enumerate(indices):
+            truth = np.asarray(data_file.root.truth[int(index), 0])
+            histograms[row] = np.bincount(truth.ravel().astype(np.int64, copy=False), minlength=256)[:256]
+    return histograms
+
+
+def resolve_task(config: Config, training_histogram: np.ndarray | None = None, unannotated: int = 0,
+                 data_file: str | os.PathLike | None = None) -> TrainingTask:
+    """Choose the activation, loss and class weights of a run.
+
+    Args:
+        config: The run's config.
+        training_histogram: ``(256,)`` voxel count of each truth value over the training
+            subjects (needed for ``class_weights: balanced``; without it the weights are 1).
+        unannotated: number of ``data.ignore_label`` voxels in the run's truth; any makes
+            ``activation: auto`` a softmax with the masked loss.
+        data_file: named in the error message.
+
+    Raises:
+        ConfigError: ``model.activation: sigmoid`` with unannotated voxels in the data.
+    """
+    model, training = config.model, config.training
+    ignore = config.data.ignore_label
+    if model.activation == "sigmoid" and unannotated:
+        raise ConfigError(
+            f"model.activation: sigmoid cannot leave out the {unannotated} unannotated voxels (value {ignore}) "
+            f"of {data_file or 'the data'}; set model.activation to softmax or auto to train with the masked loss"
+        )
+    softmax = model.activation == "softmax" or (
+        model.activation == "auto" and (unannotated > 0 or training.loss in ("cross_entropy", "cross_entropy_dice"))
+    )
+    if not softmax:
+        return TrainingTask("sigmoid", "dice", None, 0)
+    loss = "cross_entropy_dice" if training.loss == "auto" else training.loss
+    weights = training.class_weights
+    if weights == "balanced":
+        weights = None
+        if training_histogram is not None and loss != "dice":
+            labels = list(config.data.labels)
+            label_counts = [int(training_histogram[v]) for v in labels]
+            annotated = int(training_histogram.sum()) - int(training_histogram[ignore])
+            from .metrics import balanced_class_weights
+
+            weights = tuple(balanced_class_weights([annotated - sum(label_counts), *label_counts]))
+    return TrainingTask("softmax", loss, None if weights is None else tuple(float(w) for w in weights), unannotated)
+
+
+def task_for_data(config: Config, data_file: str | os.PathLike, training: Sequence[int],
+                  validation: Sequence[int]) -> TrainingTask:
+    """:func:`resolve_task` from the truth stored in a run's data file."""
+    histograms = truth_histograms(data_file, list(training) + list(validation))
+    unannotated = int(histograms[:, config.data.ignore_label].sum())
+    annotated = histograms.sum(axis=1) - histograms[:, config.data.ignore_label]
+    if unannotated and not annotated.any():
+        raise DataError(f"{data_file}: no subject has an annotated voxel (every truth voxel is "
+                        f"data.ignore_label {config.data.ignore_label})")
+    task = resolve_task(config, histograms[: len(training)].sum(axis=0), unannotated, data_file)
+    if task.softmax:
+        logger.info("Training a softmax output with the %s loss (class weights %s; %d unannotated voxels)",
+                    task.loss, task.class_weights, unannotated)
+    return task
+
+
+def _loss_and_metrics(config: Config, task: TrainingTask):
+    from .metrics import MaskedLabelDiceCoefficient, MaskedSegmentationLoss
+
+    loss = MaskedSegmentationLoss(task.class_weights, cross_entropy=task.loss != "dice",
+                                  dice=task.loss != "cross_entropy")
+    metrics = []
+    if config.model.include_label_wise_dice_coefficients:
+        metrics = [MaskedLabelDiceCoefficient(index) for index in range(config.n_labels)]
+    return loss, metrics
+
+
+def build_model(config: Config, task: TrainingTask | None = None) -> keras.Model:
+    """The compiled model chosen in ``config.model``, for ``task`` (resolved without data when None)."""
     from .model import isensee2017_model, unet_model_3d
 
+    task = task or resolve_task(config)
+    n_outputs = config.n_labels + 1 if task.softmax else config.n_labels
+    extra = {}
+    if task.softmax:
+        loss, metrics = _loss_and_metrics(config, task)
+        extra = dict(loss=loss, metrics=metrics)
     model = config.model
     input_shape = tuple(config.spatial_input_shape) + (config.n_channels,)
     if keras.config.image_data_format() == "channels_first":
@@ -189,33 +296,35 @@ def build_model(config: Config) -> keras.Model:
         return isensee2017_model(
             input_shape=input_shape, n_base_filters=model.n_base_filters, depth=model.depth,
             dropout_rate=model.dropout_rate, n_segmentation_levels=model.n_segmentation_levels,
-            n_labels=config.n_labels, initial_learning_rate=config.training.initial_learning_rate,
-            activation_name=model.activation,
+            n_labels=n_outputs, initial_learning_rate=config.training.initial_learning_rate,
+            activation_name=task.activation, **({"loss_function": extra["loss"]} if extra else {}),
         )
     return unet_model_3d(
-        input_shape=input_shape, pool_size=model.pool_size, n_labels=config.n_labels,
+        input_shape=input_shape, pool_size=model.pool_size, n_labels=n_outputs,
         initial_learning_rate=config.training.initial_learning_rate, deconvolution=model.deconvolution,
         depth=model.depth, n_base_filters=model.n_base_filters,
-        include_label_wise_dice_coefficients=model.include_label_wise_dice_coefficients,
-        batch_normalization=model.batch_normalization, activation_name=model.activation,
-        instance_normalization=model.instance_normalization,
+        include_label_wise_dice_coefficients=model.include_label_wise_dice_coefficients and not task.softmax,
+        batch_normalization=model.batch_normalization, activation_name=task.activation,
+        instance_normalization=model.instance_normalization, **extra,
     )
 
 
 def check_model_matches_config(model: keras.Model, config: Config, model_file: str | os.PathLike) -> None:
     """Raise if a loaded model's input or output does not fit the config."""
     expected_in = (*config.spatial_input_shape, config.n_channels)
-    expected_out = config.n_labels
+    # A softmax model has a background output first.
+    expected_out = {"sigmoid": [config.n_labels], "softmax": [config.n_labels + 1]}.get(
+        config.model.activation, [config.n_labels, config.n_labels + 1])
     got_in = tuple(model.input_shape[1:])
     got_out = model.output_shape[-1]
     if keras.config.image_data_format() == "channels_first":
         got_in = (*got_in[1:], got_in[0])
         got_out = model.output_shape[1]
     spatial_ok = all(g is None or g == e for g, e in zip(got_in[:3], expected_in[:3]))
-    if not spatial_ok or got_in[3] != expected_in[3] or got_out != expected_out:
+    if not spatial_ok or got_in[3] != expected_in[3] or got_out not in expected_out:
         raise ConfigError(
-            f"{model_file}: the model takes input {got_in} (x, y, z, channels) and gives {got_out} labels, "
-            f"but the config needs input {expected_in} and {expected_out} labels"
+            f"{model_file}: the model takes input {got_in} (x, y, z, channels) and gives {got_out} outputs, "
+            f"but the config needs input {expected_in} and {' or '.join(map(str, expected_out))} outputs"
         )
 
 
@@ -313,7 +422,8 @@ def evaluate_validation(
             labels = get_prediction_labels(prediction[np.newaxis], threshold=config.prediction.threshold,
                                            labels=config.data.labels)[0]
             subject = ids[index] if ids else f"subject_{index}"
-            rows[subject] = segmentation_scores(truth, labels, config.data.labels)
+            rows[subject] = segmentation_scores(truth, labels, config.data.labels,
+                                                ignore_label=config.data.ignore_label)
     return rows
 
 
@@ -359,13 +469,15 @@ def augmentation_params(config: Config):
 
 
 def make_datasets(config: Config, data_file: Path, training: Sequence[int], validation: Sequence[int],
-                  initial_epoch: int = 0):
+                  initial_epoch: int = 0, task: TrainingTask | None = None):
     """Training and validation ``PyDataset``s of a run, positioned at ``initial_epoch``."""
     from .dataset import HDF5Dataset
 
     train = config.training
+    task = task or resolve_task(config)
     common = dict(n_labels=config.n_labels, labels=config.data.labels, patch_shape=train.patch_shape,
-                  skip_blank=train.skip_blank, seed=config.seed)
+                  skip_blank=train.skip_blank, seed=config.seed, background=task.softmax,
+                  ignore_label=config.data.ignore_label if task.softmax else None)
     training_set = HDF5Dataset(
         data_file, training, train.batch_size, patch_start_offset=train.training_patch_start_offset,
         augmentation=augmentation_params(config), shuffle=True, initial_epoch=initial_epoch,
@@ -425,6 +537,7 @@ def train_from_config(config: Config, overwrite: bool = False, show_progress: bo
     keras.utils.set_random_seed(config.seed)
     apply_mixed_precision(config.training.mixed_precision)
     data_file, training, validation = prepare_data(config, show_progress=show_progress)
+    task = task_for_data(config, data_file, training, validation)
     save_config(config_from_dict(resolved_config_dict(config)), paths.config_file)
 
     state = read_state(paths)
@@ -440,7 +553,7 @@ def train_from_config(config: Config, overwrite: bool = False, show_progress: bo
             logger.info("Resuming %s at epoch %d", paths.run_dir, start + 1)
         write_json_atomically(paths.state_file, {"status": "training"})
         epochs_trained, last_loss = _fit(config, paths, data_file, training, validation, start, verbose,
-                                         get_callbacks)
+                                         get_callbacks, task)
         if not np.isfinite(last_loss):
             write_json_atomically(paths.state_file, {"status": "failed", "reason": "loss is NaN",
                                                      "epochs": epochs_trained})
@@ -460,7 +573,7 @@ def train_from_config(config: Config, overwrite: bool = False, show_progress: bo
     return TrainingResult(paths=paths, epochs_trained=epochs_trained, resumed_from=start, scores=scores)
 
 
-def _fit(config, paths, data_file, training, validation, start, verbose, get_callbacks) -> int:
+def _fit(config, paths, data_file, training, validation, start, verbose, get_callbacks, task) -> int:
     """Train from epoch ``start``; returns the epochs completed in total and the last training loss."""
     train = config.training
     truncate_log(paths.log_file, start)
@@ -480,21 +593,21 @@ def _fit(config, paths, data_file, training, validation, start, verbose, get_cal
     if multi_worker:
         from .distribute import fit_multi_worker, get_strategy
 
-        training_set, validation_set = make_datasets(config, data_file, training, validation, 0)
+        training_set, validation_set = make_datasets(config, data_file, training, validation, 0, task)
         _, history = fit_multi_worker(
-            lambda: build_model(config), get_strategy("multi_worker"), training_set, validation_set,
+            lambda: build_model(config, task), get_strategy("multi_worker"), training_set, validation_set,
             steps_per_epoch=len(training_set), validation_steps=len(validation_set), epochs=train.n_epochs,
             global_batch_size=train.batch_size, callbacks=callbacks,
         )
         return _history_result(start, history)
-    training_set, validation_set = make_datasets(config, data_file, training, validation, start)
+    training_set, validation_set = make_datasets(config, data_file, training, validation, start, task)
     if train.distribution == "mirrored":
         from .distribute import get_strategy
 
         with get_strategy("mirrored").scope():
-            model = build_model(config)
+            model = build_model(config, task)
     else:
-        model = build_model(config)
+        model = build_model(config, task)
     try:
         # shuffle=False: the dataset shuffles each epoch from the seed; Keras's own batch shuffling
         # draws from global random state, which a resumed process does not share.

@@ -263,14 +263,16 @@ def predict_with_permutations(model: keras.Model, data: np.ndarray) -> np.ndarra
 def get_prediction_labels(
     prediction: np.ndarray, threshold: float = 0.5, labels: Sequence[int] | None = None
 ) -> list[np.ndarray]:
-    """Label maps from a batch of sigmoid predictions.
+    """Label maps from a batch of sigmoid or softmax predictions.
 
-    Each voxel takes the label of its largest output, or 0 where no output
-    reaches ``threshold``.
+    Sigmoid outputs (one channel per label): each voxel takes the label of its
+    largest output, or 0 where no output reaches ``threshold``. Softmax outputs
+    (``len(labels) + 1`` channels, background first): each voxel takes its most
+    probable class, 0 for background.
 
     Args:
-        prediction: ``(n, n_labels, x, y, z)``.
-        threshold: Minimum output for a label.
+        prediction: ``(n, n_labels, x, y, z)``, or ``(n, n_labels + 1, x, y, z)`` for softmax.
+        threshold: Minimum sigmoid output for a label.
         labels: Label values of the outputs, e.g. ``(1, 2, 4)``; 1..n_labels
             when None.
 
@@ -279,6 +281,9 @@ def get_prediction_labels(
     """
     prediction = np.asarray(prediction)
     n_labels = prediction.shape[1]
+    if labels and n_labels == len(labels) + 1:
+        lookup = np.asarray([0, *labels], dtype=np.uint8)
+        return [lookup[np.argmax(item, axis=0)] for item in prediction]
     values = np.asarray(list(labels) if labels else range(1, n_labels + 1), dtype=np.uint8)
     if len(values) != n_labels:
         raise ValueError(f"{len(values)} label values {values.tolist()} for {n_labels} prediction channels")

@@ -1,0 +1,122 @@
+#!/usr/bin/env python
+"""Semi-automated segmentation: densify the sparse annotation of one volume.
+
+    python scripts/densify.py --image IMG [--image IMG2 ...] --labels SPARSE --output OUT
+        [--ignore-label 255] [--max-minutes M] [--seed N] [--set section.key=value ...]
+
+A user annotates a few slices of a volume (every other voxel holds the ignore value); a 3D
+U-Net trained on those voxels alone (softmax, weighted cross-entropy plus Dice, elastic
+augmentation) writes the dense label map of the same volume, with the same shape and affine
+as SPARSE. The label values are those found in SPARSE; the smallest plays the background.
+--max-minutes bounds the whole run, prediction included; --set changes the defaults of
+unet3d_keras.sparse.DENSIFY_DEFAULTS (e.g. --set model.n_base_filters=8).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from unet3d_keras.cli import base_parser, run  # noqa: E402
+from unet3d_keras.errors import DataError  # noqa: E402
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def parse_args(argv=None):
+    parser = base_parser(__doc__.splitlines()[0], with_config=False)
+    parser.add_argument("--image", action="append", required=True, metavar="IMG",
+                        help="image of the volume (repeat for several channels, same grid)")
+    parser.add_argument("--labels", required=True, metavar="SPARSE", help="sparse label map (NIfTI)")
+    parser.add_argument("--output", required=True, metavar="OUT", help="dense label map to write (.nii or .nii.gz)")
+    parser.add_argument("--ignore-label", type=int, default=255, help="value of unannotated voxels (default 255)")
+    parser.add_argument("--max-minutes", type=float, default=10.0, help="time bound of the whole run (default 10)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: the config's 42)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="change a densify default, e.g. --set training.batch_size=1 (repeatable)")
+    return parser.parse_args(argv)
+
+
+def check_paths(args) -> Path:
+    """The output path, checked before any work: a NIfTI name in an existing folder, not an input."""
+    output = Path(args.output)
+    if not str(output).endswith(NIFTI_SUFFIXES):
+        raise DataError(f"{output}: the output must be a NIfTI file name ending in .nii or .nii.gz")
+    if not output.parent.resolve().is_dir():
+        raise DataError(f"{output}: the output folder {output.parent} does not exist")
+    inputs = {Path(p).resolve() for p in [*args.image, args.labels]}
+    if output.resolve() in inputs:
+        raise DataError(f"{output}: the output would overwrite an input file; choose another name")
+    if not 1 <= args.ignore_label <= 255:
+        raise DataError(f"--ignore-label: expected a value between 1 and 255 (0 is background), "
+                        f"received {args.ignore_label}")
+    if args.max_minutes <= 0:
+        raise DataError(f"--max-minutes: expected a positive number of minutes, received {args.max_minutes}")
+    return output
+
+
+def read_inputs(images: list[str], labels: str, ignore_label: int):
+    """The images ``(C, x, y, z)`` and sparse labels ``(x, y, z)``, checked; plus the label image."""
+    import numpy as np
+
+    from unet3d_keras.normalize import read_subject_images
+
+    read = read_subject_images([*images, labels], label_indices=[len(images)], crop=False,
+                               subject_id="densify inputs")
+    data = np.stack([np.asarray(image.dataobj, dtype=np.float32) for image in read[:-1]])
+    sparse = np.asanyarray(read[-1].dataobj)
+    if sparse.dtype.kind == "f":
+        if not np.all(np.equal(np.mod(sparse, 1), 0)):
+            raise DataError(f"{labels}: the label map holds non-integer values")
+        sparse = sparse.astype(np.int64)
+    if sparse.min() < 0:
+        raise DataError(f"{labels}: label values must not be negative, found {int(sparse.min())}")
+    if ignore_label != 255 and np.any(sparse == 255):
+        raise DataError(
+            f"{labels}: --ignore-label {ignore_label} collides with a real label: the file also holds 255, the usual "
+            f"value of unannotated voxels, which would become a class; pass --ignore-label 255 (or relabel the file)"
+        )
+    if not np.any(sparse == ignore_label):
+        raise DataError(
+            f"{labels}: no voxel has the ignore value {ignore_label}, so every voxel is already annotated "
+            f"(values found: {np.unique(sparse).tolist()[:20]}); pass --ignore-label with the value of the "
+            "unannotated voxels"
+        )
+    return data, sparse
+
+
+def work(args) -> int:
+    output = check_paths(args)
+    images, sparse = read_inputs(args.image, args.labels, args.ignore_label)
+    from unet3d_keras.sparse import annotated_classes
+
+    classes = annotated_classes(sparse, args.ignore_label, args.labels)  # fails fast, before Keras loads
+    import nibabel as nib
+    import numpy as np
+
+    from unet3d_keras.prediction import save_image_atomically
+    from unet3d_keras.sparse import densify
+
+    annotated = float(np.mean(sparse != args.ignore_label))
+    print(f"{args.labels}: {sparse.shape} voxels, classes {classes}, {100 * annotated:.2f}% annotated")
+    result = densify(images, sparse, args.ignore_label, overrides=args.overrides,
+                     max_seconds=60 * args.max_minutes, seed=args.seed, show_progress=not args.quiet)
+    label_image = nib.load(args.labels)
+    dtype = np.uint8 if max(classes) <= 255 else np.int16
+    dense = nib.Nifti1Image(result.labels.astype(dtype), label_image.affine, label_image.header)
+    dense.set_data_dtype(dtype)
+    save_image_atomically(dense, output)
+    counts = {c: int(np.sum(result.labels == c)) for c in classes}
+    print(f"wrote {output}: {result.epochs} epochs in {result.train_seconds:.0f} s of training, "
+          f"{result.total_seconds:.0f} s in all; voxels per class {counts}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return run(work, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
