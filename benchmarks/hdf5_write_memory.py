@@ -110,15 +110,26 @@ def main(argv=None) -> int:
         _child(json.loads(args.child))
         return 0
 
-    with tempfile.TemporaryDirectory(dir=args.workdir) as folder:
+    result = measure(args.many, args.few, args.shape, args.workdir)
+    return 0 if result["ratio"] <= 1.5 else 1
+
+
+def measure(many: int, few: int, shape: int, workdir: str | None = None) -> dict:
+    """Peak RSS of writing ``few`` and ``many`` subjects of ``4 x shape^3`` (prints a table).
+
+    Returns:
+        ``{"baseline": ..., "cases": {n: {"vm_hwm_mib", "ru_maxrss_mib", "seconds", "file_mib"}},
+        "ratio": many/few peak RSS, "above_imports_mib": [few, many], "target_ratio": 1.5}``.
+    """
+    with tempfile.TemporaryDirectory(dir=workdir) as folder:
         start = time.perf_counter()
-        files = generate_subjects(os.path.join(folder, "subjects"), args.many, args.shape)
-        print(f"generated {args.many} subjects of 4x{args.shape}^3 (+ truth) in {time.perf_counter() - start:.1f} s")
-        baseline = _run_case([], "", args.shape)
+        files = generate_subjects(os.path.join(folder, "subjects"), many, shape)
+        print(f"generated {many} subjects of 4x{shape}^3 (+ truth) in {time.perf_counter() - start:.1f} s")
+        baseline = _run_case([], "", shape)
         results = {}
-        for n in (args.few, args.many):
+        for n in (few, many):
             out_file = os.path.join(folder, f"data_{n}.h5")
-            results[n] = _run_case(files[:n], out_file, args.shape)
+            results[n] = _run_case(files[:n], out_file, shape)
             results[n]["file_mib"] = os.path.getsize(out_file) / 2**20
         print(f"{'case':<22}{'peak RSS (VmHWM)':>18}{'ru_maxrss':>12}{'time':>9}{'HDF5 file':>12}")
         print(f"{'imports only':<22}{baseline['vm_hwm_mib']:>14.0f} MiB{baseline['ru_maxrss_mib']:>8.0f} MiB")
@@ -127,11 +138,15 @@ def main(argv=None) -> int:
                 f"{f'{n} subjects':<22}{result['vm_hwm_mib']:>14.0f} MiB{result['ru_maxrss_mib']:>8.0f} MiB"
                 f"{result['seconds']:>8.1f}s{result['file_mib']:>8.1f} MiB"
             )
-        ratio = results[args.many]["vm_hwm_mib"] / results[args.few]["vm_hwm_mib"]
-        above = [results[n]["vm_hwm_mib"] - baseline["vm_hwm_mib"] for n in (args.few, args.many)]
-        print(f"peak RSS ratio {args.many}/{args.few} subjects: {ratio:.2f} (target <= 1.5)")
+        ratio = results[many]["vm_hwm_mib"] / results[few]["vm_hwm_mib"]
+        above = [results[n]["vm_hwm_mib"] - baseline["vm_hwm_mib"] for n in (few, many)]
+        print(f"peak RSS ratio {many}/{few} subjects: {ratio:.2f} (target <= 1.5)")
         print(f"above the imports: {above[0]:.0f} MiB vs {above[1]:.0f} MiB")
-    return 0 if ratio <= 1.5 else 1
+    return {
+        "shape": [4, shape, shape, shape], "few": few, "many": many, "baseline": baseline,
+        "cases": {str(n): result for n, result in results.items()}, "ratio": ratio,
+        "above_imports_mib": above, "target_ratio": 1.5,
+    }
 
 
 if __name__ == "__main__":

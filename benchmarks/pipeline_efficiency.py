@@ -112,6 +112,9 @@ def run(args: argparse.Namespace) -> dict:
     from unet3d_keras.model import unet_model_3d
 
     n_steps = max(args.warmup, args.steps) + 1
+    patch = tuple(getattr(args, "patch", PATCH))
+    base_filters, depth = getattr(args, "base_filters", 32), getattr(args, "depth", 4)
+    policy = getattr(args, "policy", None) or keras.config.dtype_policy().name
     folder = tempfile.mkdtemp(prefix="pipeline_efficiency_")
     path = os.path.join(folder, "data.h5")
     started = time.perf_counter()
@@ -120,7 +123,7 @@ def run(args: argparse.Namespace) -> dict:
 
     augmentation = AugmentationParams(flip=True, elastic=True)
     dataset = timed_dataset_class()(
-        path, list(range(args.subjects)), batch_size=1, n_labels=3, labels=(1, 2, 4), patch_shape=PATCH,
+        path, list(range(args.subjects)), batch_size=1, n_labels=3, labels=(1, 2, 4), patch_shape=patch,
         patch_start_offset=(8, 8, 8), augmentation=augmentation, seed=0, workers=args.workers,
         use_multiprocessing=args.multiprocessing, max_queue_size=args.queue,
     )
@@ -131,23 +134,28 @@ def run(args: argparse.Namespace) -> dict:
     handle = dataset._handle()
     items = dataset.epoch_items()
     rng = np.random.default_rng(0)
-    load_sample(handle, items[0], PATCH, augmentation, rng)
+    load_sample(handle, items[0], patch, augmentation, rng)
     started = time.perf_counter()
     for row in items[:5]:
-        load_sample(handle, row, PATCH, augmentation, rng)
+        load_sample(handle, row, patch, augmentation, rng)
     sample_seconds = (time.perf_counter() - started) / 5
-    print(f"read + flip + elastic of one 4x64^3 sample: {sample_seconds:.3f} s")
+    print(f"read + flip + elastic of one 4x{patch} sample: {sample_seconds:.3f} s")
 
     # The same number of batches, in memory (from the un-augmented plan: content does not matter).
     plain = HDF5Dataset(path, list(range(args.subjects)), batch_size=1, n_labels=3, labels=(1, 2, 4),
-                        patch_shape=PATCH, seed=0)
+                        patch_shape=patch, seed=0)
     batches = [plain[i] for i in range(n_steps)]
     x = np.concatenate([b[0] for b in batches])
     y = np.concatenate([b[1] for b in batches])
     del batches
 
     keras.utils.set_random_seed(0)
-    model = unet_model_3d(PATCH + (4,), n_labels=3, deconvolution=True)
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = unet_model_3d(patch + (4,), n_labels=3, deconvolution=True, n_base_filters=base_filters, depth=depth)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
 
     # Alternate short fits of both kinds, so that load from other processes on the machine hits
     # both alike. The first fit of each kind warms up (tracing, first reads); in later fits the
@@ -216,7 +224,8 @@ def run(args: argparse.Namespace) -> dict:
         "cpu_step_seconds": cpu_seconds,
         "sample_read_augment_s": sample_seconds,
         "settings": {
-            "model": "unet_model_3d((64,64,64,4), n_labels=3, deconvolution=True), depth 4, 32 base filters",
+            "model": f"unet_model_3d({patch + (4,)}, n_labels=3, deconvolution=True), depth {depth}, "
+                     f"{base_filters} base filters", "policy": policy,
             "batch_size": 1, "warmup_steps": args.warmup, "steps_per_round": args.steps, "rounds": args.rounds,
             "workers": args.workers, "use_multiprocessing": args.multiprocessing, "max_queue_size": args.queue,
             "subjects": args.subjects, "subject_shape": list(args.shape), "augmentation": "flip + elastic",
@@ -237,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue", type=int, default=4, help="max_queue_size")
     parser.add_argument("--subjects", type=int, default=6)
     parser.add_argument("--shape", type=int, nargs=3, default=(72, 72, 68))
+    parser.add_argument("--patch", type=int, nargs=3, default=PATCH, help="patch shape (default 64 64 64)")
+    parser.add_argument("--base-filters", type=int, default=32, help="U-Net base filters (default 32)")
+    parser.add_argument("--depth", type=int, default=4, help="U-Net depth (default 4)")
+    parser.add_argument("--policy", default="float32", help="Keras dtype policy (float32, mixed_bfloat16)")
     parser.add_argument("--json", help="write the results to this file")
     args = parser.parse_args(argv)
     if args.quick:
