@@ -130,6 +130,8 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     prediction: PredictionConfig = field(default_factory=PredictionConfig)
+    # Run files (data.data_file, split files, model, log, predictions) may lie outside output_dir.
+    allow_outside_output_dir: bool = False
     # Folder that relative paths are resolved against; not a YAML key.
     base_dir: str = field(default=".", metadata={"internal": True})
 
@@ -381,7 +383,35 @@ def validate(config: Config) -> Config:
            f"prediction.threshold: must be between 0 and 1, received {config.prediction.threshold}")
     _check(config.prediction.batch_size >= 1,
            f"prediction.batch_size: must be at least 1, received {config.prediction.batch_size}")
+    check_run_paths(config)
     return config
+
+
+#: Keys naming files a run writes (or deletes with --overwrite), relative to output_dir.
+RUN_PATH_KEYS = ("data.data_file", "split.training_file", "split.validation_file", "training.model_file",
+                 "training.log_file", "prediction.output_dir")
+
+
+def check_run_paths(config: Config) -> None:
+    """Refuse run files outside ``output_dir`` (absolute, ``..``) unless ``allow_outside_output_dir``.
+
+    A run writes these files and ``--overwrite`` deletes them, so a config file
+    from elsewhere must not be able to point them at arbitrary places.
+    """
+    if config.allow_outside_output_dir:
+        return
+    run_dir = config.run_dir
+    for key in RUN_PATH_KEYS:
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        # Lexical check (normpath, not resolve): a symlink the user placed in the run folder is theirs.
+        path = Path(os.path.normpath(run_dir / value))
+        inside = path.is_relative_to(run_dir) and (path != run_dir or key == "prediction.output_dir")
+        _check(
+            value.strip() != "" and inside,
+            f"{key}: {value!r} is not a file inside output_dir ({run_dir}); run files must stay in the run "
+            "folder (set allow_outside_output_dir: true to allow this path)",
+        )
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
