@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import shutil
+import zipfile
 from functools import partial
 from pathlib import Path
 
@@ -202,12 +203,34 @@ def load_old_model(model_file: str | os.PathLike, compile: bool = True) -> keras
 
     Raises:
         FileNotFoundError: ``model_file`` does not exist.
+        DataError: the file is not a Keras model, is corrupted, or is refused by safe mode
+            (the message names the file).
     """
+    from .errors import DataError
+
     path = Path(model_file)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
+    if path.suffix not in (".keras", ".h5", ".hdf5"):
+        raise DataError(f"{path}: expected a Keras model file ending in .keras or .h5")
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not a .keras model file (that is a zip archive; this file is truncated or "
+                        "of another kind)")
     logger.info("Loading pre-trained model from %s", path)
-    return keras.saving.load_model(path, custom_objects=_REFERENCE_OBJECTS, compile=compile, safe_mode=True)
+    try:
+        return keras.saving.load_model(path, custom_objects=_REFERENCE_OBJECTS, compile=compile, safe_mode=True)
+    except Exception as error:
+        # Keras's own messages omit the file (h5py), blame a missing file for a corrupted one,
+        # or suggest turning safe mode off; say what is wrong with which file instead.
+        text = " ".join(str(error).split())
+        if "safe_mode" in text or "arbitrary code" in text:
+            raise DataError(
+                f"{path}: refused: the model file holds Python code (e.g. a Lambda layer), which is not run when "
+                "loading; rebuild the model without it, or load it yourself with safe_mode=False only if you "
+                "trust its source"
+            ) from error
+        expected = "a Keras 3 model file (.keras, or .h5 written by Keras)"
+        raise DataError(f"{path}: cannot be loaded as {expected}: {type(error).__name__}: {text[:300]}") from error
 
 
 def train_model(
