@@ -700,8 +700,8 @@ def predict_new_subjects(
     subjects, failures = input_subjects(inputs, config.data.training_modalities)
     attributes = data_module.check_data_file(data_file)
     model = load_old_model(model_file, compile=False)
+    check_model_matches_config(model, config, model_file)
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
     pred = config.prediction
     written = []
     for subject, files in tqdm(subjects, desc="subjects", unit="subject", disable=not show_progress):
@@ -712,6 +712,7 @@ def predict_new_subjects(
                 subject_id=subject,
             )
             path = output / f"{subject}_prediction.nii.gz"
+            output.mkdir(parents=True, exist_ok=True)  # here: a run where every subject fails leaves nothing
             save_image_atomically(image, path)
             written.append(path)
         except USER_ERRORS as error:
