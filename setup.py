@@ -29,6 +29,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7.0"],
+        # examples/mni152_sparse: the MNI152 template and tissue maps ship inside nilearn.
+        "examples": ["nilearn>=0.10"],
     },
     entry_points={},
 )

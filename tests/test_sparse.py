@@ -369,6 +369,22 @@ def test_make_sparse_labels_then_densify_end_to_end(sparse_case):
     assert iou > 0.5
 
 
+@pytest.mark.slow
+def test_densify_keeps_to_max_minutes_on_a_64x64x32_volume(tmp_path):
+    import re
+
+    image, dense = blob_volume((64, 64, 32), seed=4)
+    nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / "image.nii.gz")
+    nib.save(nib.Nifti1Image(make_sparse_annotation(dense, (2, 2, 2)), np.eye(4)), tmp_path / "sparse.nii.gz")
+    budget_minutes = 0.5
+    result = run_script("densify.py", "--image", tmp_path / "image.nii.gz", "--labels", tmp_path / "sparse.nii.gz",
+                        "--output", tmp_path / "dense.nii.gz", "--max-minutes", budget_minutes, "--quiet")
+    assert result.returncode == 0, result.stderr
+    seconds = float(re.search(r"(\d+) s in all", result.stdout).group(1))
+    assert seconds <= 60 * budget_minutes  # the run stops training in time to predict
+    assert np.asarray(nib.load(tmp_path / "dense.nii.gz").dataobj).shape == (64, 64, 32)
+
+
 def _densify_error(folder, *extra):
     before = sorted(p.name for p in folder.iterdir())
     from importlib import util
