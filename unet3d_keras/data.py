@@ -187,6 +187,19 @@ def _warn_unexpected_labels(found: dict[str, np.ndarray], labels: Sequence[int],
     warnings.warn(message, UserWarning, stacklevel=4)
 
 
+def _refuse_unexpected_labels(values: np.ndarray, labels: Sequence[int], ignore_label: int | None, subject: str,
+                              truth_file: PathLike) -> None:
+    """Raise when a subject's truth holds values outside ``labels``, 0 and ``ignore_label``."""
+    allowed = {int(label) for label in labels} | {0} | ({int(ignore_label)} if ignore_label is not None else set())
+    unexpected = [int(v) for v in values if int(v) not in allowed]
+    if unexpected:
+        raise DataError(
+            f"Subject {subject}: {os.fspath(truth_file)} holds label values {unexpected} that are not in "
+            f"data.labels {sorted(int(label) for label in labels)} (values found: {[int(v) for v in values]}); "
+            "list every label value of the truth in data.labels, or relabel the truth files"
+        )
+
+
 def write_image_data_to_file(
     image_files: Sequence[Sequence[PathLike]],
     data_storage: tables.EArray,
@@ -203,6 +216,7 @@ def write_image_data_to_file(
     labels: Sequence[int] | None = None,
     show_progress: bool = False,
     ignore_label: int | None = None,
+    strict_labels: bool = False,
 ) -> tuple[tables.EArray, tables.EArray]:
     """Reads, crops, resizes and appends subjects one at a time.
 
@@ -219,6 +233,8 @@ def write_image_data_to_file(
         labels: expected label values; others trigger one warning listing the values found.
         show_progress: show a tqdm bar.
         ignore_label: the value of unannotated voxels (sparse annotation), stored as it is.
+        strict_labels: a truth value outside ``labels`` (and 0, ``ignore_label``) is an error,
+            raised at the first such subject, instead of a warning.
 
     Returns:
         ``(data_storage, truth_storage)``.
@@ -239,6 +255,9 @@ def write_image_data_to_file(
         subject_data = [np.asanyarray(image.dataobj) for image in images]
         if save_truth:
             found_labels[subject] = _check_truth(subject_data[n_channels], subject, set_of_files[n_channels])
+            if strict_labels and labels is not None:
+                _refuse_unexpected_labels(found_labels[subject], labels, ignore_label, subject,
+                                          set_of_files[n_channels])
         add_data_to_storage(
             data_storage, truth_storage, affine_storage, subject_data, images[0].affine, n_channels,
             truth_dtype, save_truth=save_truth,
@@ -387,6 +406,7 @@ def write_data_to_file(
     show_progress: bool = True,
     validate: bool = True,
     ignore_label: int | None = None,
+    strict_labels: bool = False,
 ) -> str:
     """Writes a set of subjects to an HDF5 file, atomically.
 
@@ -417,6 +437,8 @@ def write_data_to_file(
         validate: check every subject's headers before creating the file.
         ignore_label: the truth value of unannotated voxels (sparse annotation); stored as it
             is and not warned about.
+        strict_labels: a truth value outside ``labels`` is an error (nothing is left behind)
+            instead of a warning.
 
     Returns:
         ``out_file``.
@@ -463,6 +485,7 @@ def write_data_to_file(
             affine_storage=affine_storage, truth_dtype=truth_dtype, crop=crop,
             label_indices=None if save_truth else [], save_truth=save_truth,
             subject_ids=subject_ids, labels=labels, show_progress=show_progress, ignore_label=ignore_label,
+            strict_labels=strict_labels,
         )
         if normalize:
             statistics = normalize_data_storage(

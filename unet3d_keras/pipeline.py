@@ -149,12 +149,18 @@ def prepare_data(config: Config, show_progress: bool = True) -> tuple[Path, list
                       n_subjects=len(files))
         save_split(paths.validation_file, validation, role="validation", **common)
         save_split(paths.training_file, training, role="training", **common)
-        data_module.write_data_to_file(
-            files, paths.data_file, image_shape=config.data.image_shape, subject_ids=subject_ids,
-            crop=config.data.crop, modalities=config.data.training_modalities, labels=config.data.labels,
-            normalization=config.data.normalization, normalization_indices=training,
-            show_progress=show_progress, ignore_label=config.data.ignore_label,
-        )
+        try:
+            data_module.write_data_to_file(
+                files, paths.data_file, image_shape=config.data.image_shape, subject_ids=subject_ids,
+                crop=config.data.crop, modalities=config.data.training_modalities, labels=config.data.labels,
+                normalization=config.data.normalization, normalization_indices=training,
+                show_progress=show_progress, ignore_label=config.data.ignore_label, strict_labels=True,
+            )
+        except BaseException:
+            # The split was drawn for this data file; a failed conversion leaves neither behind.
+            for path in (paths.training_file, paths.validation_file):
+                path.unlink(missing_ok=True)
+            raise
     attributes = data_module.check_data_file(paths.data_file)
     _check_data_matches_config(config, paths.data_file, attributes)
     with data_module.open_data_file(paths.data_file) as data_file:
