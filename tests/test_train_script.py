@@ -110,7 +110,7 @@ def test_train_writes_every_output_and_prints_the_dice_table(tmp_path):
     new = run_train("--config", config, "--quiet", "--input", raw, "--output", tmp_path / "new", script=PREDICT)
     assert new.returncode == 1
     assert f"error: subject {broken}:" in new.stderr and "Traceback" not in new.stderr
-    assert f"error: subject {incomplete}: Subject {incomplete}: missing modality 't2'" in new.stderr
+    assert f"error: subject {incomplete}: missing modality 't2'" in new.stderr
     good = split["subject_ids"][1]
     written = sorted(p.name for p in (tmp_path / "new").iterdir())
     assert written == [f"{good}_prediction.nii.gz"]

@@ -90,6 +90,9 @@ def predict_and_report(config, inputs, model_file, data_file, output, quiet: boo
 
     written, failures = predict_new_subjects(config, inputs, model_file, data_file, output, show_progress=not quiet)
     for subject, message in failures:
-        print(f"error: subject {subject}: {message}", file=sys.stderr)
+        prefix = f"subject {subject}: "
+        if message.lower().startswith(prefix.lower()):  # the reader already named the subject
+            message = message[len(prefix):]
+        print(f"error: {prefix}{message}", file=sys.stderr)
     print(f"Wrote {len(written)} label maps to {output}" + (f"; {len(failures)} subjects failed" if failures else ""))
     return 1 if failures else 0
