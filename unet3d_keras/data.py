@@ -22,6 +22,9 @@ flag and accept the reference's files (no attributes at all) with a warning.
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
 import logging
 import numbers
 import os
@@ -500,12 +503,13 @@ def write_data_to_file(
             attrs.normalization = "none"
         hdf5_file.flush()
         mark_data_file_complete(hdf5_file)
+        _check_hdf5_flush(hdf5_file, out_file)
         hdf5_file.close()
         hdf5_file = None
         _fsync(temp_file)
         os.replace(temp_file, out_file)
         _fsync_folder(os.path.dirname(os.path.abspath(out_file)))
-    except BaseException:
+    except BaseException as error:
         if hdf5_file is not None:
             try:
                 hdf5_file.close()
@@ -513,9 +517,39 @@ def write_data_to_file(
                 logger.debug("Closing %s failed", temp_file, exc_info=True)
         if os.path.exists(temp_file):
             os.remove(temp_file)
+        if isinstance(error, tables.HDF5ExtError):  # a RuntimeError with HDF5's back trace: say what failed
+            reason = (str(error).strip().splitlines() or [""])[-1]
+            raise OSError(errno.EIO, f"writing the HDF5 file failed, disk full? ({reason})", out_file) from error
         raise
     logger.info("Wrote %s", out_file)
     return out_file
+
+
+@functools.cache
+def _h5fflush() -> Any:
+    """HDF5's ``H5Fflush`` from the library PyTables uses (None if it cannot be found)."""
+    try:
+        import tables.hdf5extension
+
+        # dlsym on the extension's handle resolves the symbol in the libhdf5 it links to.
+        function = ctypes.CDLL(tables.hdf5extension.__file__).H5Fflush
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int64, ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function
+
+
+def _check_hdf5_flush(hdf5_file: tables.File, out_file: PathLike) -> None:
+    """Flush ``hdf5_file`` and raise if HDF5 could not write it.
+
+    PyTables ignores the status of ``H5Fflush``/``H5Fclose``: on a full disk the
+    chunks are lost silently and the file reads back as zeros with every
+    attribute, ``completed`` included, in place.
+    """
+    flush = _h5fflush()
+    if flush is not None and flush(hdf5_file._get_file_id(), 1) < 0:  # 1: H5F_SCOPE_GLOBAL
+        raise OSError(errno.ENOSPC, "HDF5 could not write the file (disk full or I/O error)", os.fspath(out_file))
 
 
 def _fsync(path: str) -> None:
