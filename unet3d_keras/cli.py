@@ -62,7 +62,10 @@ def run(work: Callable[[argparse.Namespace], int | None], args: argparse.Namespa
 
 def one_line(error: BaseException) -> str:
     """The error's message on one line (OS errors get their file name)."""
-    if isinstance(error, OSError) and error.filename and str(error.filename) not in str(error):
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        # "path: No space left on device" rather than "[Errno 28] No space left on device: 'path'"
+        message = f"{error.filename}: {error.strerror}" + (f" (and {error.filename2})" if error.filename2 else "")
+    elif isinstance(error, OSError) and error.filename and str(error.filename) not in str(error):
         message = f"{error.filename}: {error.strerror or error}"
     else:
         message = str(error) or type(error).__name__

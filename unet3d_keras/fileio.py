@@ -6,10 +6,18 @@ complete one, never a truncated file under the real name.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from .errors import DataError
+
+logger = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -25,10 +33,16 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         The temporary path to write; it is removed if the block raises.
     """
     path = Path(path)
+    remove_stale_temporary_files(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as error:
+        if error.filename is None and error.errno is not None:
+            # Writers (gzip, zip, plain files) report a full disk without the file's name.
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -46,3 +60,64 @@ def write_text_atomically(path: str | os.PathLike, text: str, fsync: bool = Fals
             if fsync:
                 stream.flush()
                 os.fsync(stream.fileno())
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporary_files(path: str | os.PathLike) -> list[Path]:
+    """Delete what killed writers of ``path`` left: ``.{name}.tmp-{pid}[suffix]`` files or folders.
+
+    A temporary whose process no longer runs can never be completed; one whose
+    process still runs (another writer) is left alone.
+
+    Returns:
+        The paths removed.
+    """
+    path = Path(path)
+    pattern = re.compile(re.escape(f".{path.name}.tmp-") + r"(\d+)(\..*)?$")
+    removed = []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:  # no folder yet: nothing stale
+        return removed
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is None or int(match.group(1)) == os.getpid() or _process_alive(int(match.group(1))):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except FileNotFoundError:  # another process cleaned it first
+            continue
+        removed.append(entry)
+        logger.info("Removed %s, left by an interrupted writer", entry)
+    return removed
+
+
+def check_writable_folder(folder: str | os.PathLike, what: str = "output folder") -> Path:
+    """Raise :class:`~unet3d_keras.errors.DataError` naming ``folder`` unless a file can be created in it.
+
+    Checked before long work, so that a read-only or missing folder fails at
+    once rather than after hours of training or prediction. A probe file is
+    created and removed (``os.access`` says yes to root on a read-only mount).
+
+    Returns:
+        ``folder`` as a :class:`~pathlib.Path`.
+    """
+    folder = Path(folder)
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-probe-"):
+            pass
+    except OSError as error:
+        raise DataError(f"{folder}: cannot write to the {what} ({error.strerror or error})") from None
+    return folder
