@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -21,6 +20,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
+
+from .fileio import remove_stale_temporary_files
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +186,11 @@ def write_demo_dataset(
             "remove it or pass overwrite=True"
         )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    # Named after this process, so that the next run can tell a killed writer's leftovers from a live one's.
+    remove_stale_temporary_files(out_dir)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     try:
         affine = demo_affine(shape)
         for i in tqdm(range(n_subjects), desc="demo subjects", disable=not show_progress):
