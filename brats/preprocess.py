@@ -25,7 +25,6 @@ Differences from the reference (``legacy/brats/preprocess.py``):
 
 from __future__ import annotations
 
-import argparse
 import glob
 import logging
 import os
@@ -294,6 +293,49 @@ def convert_brats_folder(
     check_origin(out_file, inputs[modalities[0]])
 
 
+def check_subject_headers(subject_id: str, files: Sequence[str]) -> None:
+    """From the headers: every file readable and 3D, the modalities on one grid, the truth of the same shape.
+
+    The truth's affine is not compared: the 2017 truth files have another origin (fixed on conversion).
+
+    Raises:
+        DataError: naming the subject and the file.
+    """
+    from unet3d_keras.normalize import check_subject_geometry
+    from unet3d_keras.utils.utils import read_image_header
+
+    headers = []
+    for path in files:
+        try:
+            headers.append(read_image_header(path))
+        except DataError as error:
+            raise DataError(f"Subject {subject_id}: {error}") from error
+    shapes = [shape for shape, _ in headers]
+    affines = [affine for _, affine in headers]
+    n = len(MODALITIES)
+    check_subject_geometry(files[:n], shapes[:n], affines[:n], subject_id=subject_id)
+    if len(files) > n:
+        check_subject_geometry([files[0], files[n]], [shapes[0], shapes[n]], [affines[0], affines[0]],
+                               subject_id=subject_id)
+
+
+def check_subject_images(subject_id: str, files: Sequence[str]) -> None:
+    """Read every file of a subject in full: not truncated, finite intensities (N4 would spread a NaN).
+
+    Raises:
+        DataError: naming the subject and the file.
+    """
+    from unet3d_keras.normalize import read_subject_images
+    from unet3d_keras.utils.utils import read_image
+
+    read_subject_images(files[: len(MODALITIES)], subject_id=subject_id)
+    for path in files[len(MODALITIES):]:
+        try:
+            read_image(path, interpolation="nearest")
+        except DataError as error:
+            raise DataError(f"Subject {subject_id}: {error}") from error
+
+
 def convert_brats_data(
     brats_folder: str,
     out_folder: str,
@@ -323,28 +365,55 @@ def convert_brats_data(
         The output subject folders, sorted by subject id.
 
     Raises:
-        DataError: the BraTS folder is missing, holds no subjects, or a subject lacks a file.
+        DataError: the BraTS folder is missing, holds no subjects, or a subject lacks a file or has
+            a broken one (unreadable, truncated, not 3D, NaN, images on different grids).
     """
+    from unet3d_keras.fileio import check_writable_folder
+
     subject_ids, file_tuples = find_brats_subjects(brats_folder, MODALITIES, include_truth=require_truth)
+    for subject_id, files in zip(subject_ids, file_tuples):  # headers only: fast, before anything is written
+        check_subject_headers(subject_id, files)
+    created = not os.path.isdir(out_folder)
     os.makedirs(out_folder, exist_ok=True)
+    try:
+        check_writable_folder(out_folder)
+        return _convert_subjects(subject_ids, file_tuples, out_folder, overwrite, no_bias_correction_modalities,
+                                 bias_correction, require_truth, **n4_options)
+    except BaseException:
+        if created and not os.listdir(out_folder):  # a run that wrote nothing leaves nothing
+            os.rmdir(out_folder)
+        raise
+
+
+def _convert_subjects(subject_ids, file_tuples, out_folder, overwrite, no_bias_correction_modalities,
+                      bias_correction, require_truth, **n4_options) -> list[str]:
+    from unet3d_keras.fileio import remove_stale_temporary_files
+
     written = []
     for subject_id, files in zip(subject_ids, file_tuples):
         subject_folder = os.path.dirname(files[0])
         new_subject_folder = os.path.join(out_folder, subject_id)
         written.append(os.path.abspath(new_subject_folder))
+        remove_stale_temporary_files(new_subject_folder)  # left by a killed run
         if os.path.exists(new_subject_folder) and not overwrite:
             logger.info("Skipping %s: %s exists", subject_id, new_subject_folder)
             continue
         logger.info("Converting %s", subject_id)
+        check_subject_images(subject_id, files)
+        # Both named .{id}.tmp-{pid}*, the pattern remove_stale_temporary_files recognises.
         temp_folder = os.path.join(out_folder, f".{subject_id}.tmp-{os.getpid()}")
-        old_folder = os.path.join(out_folder, f".{subject_id}.old-{os.getpid()}")
+        old_folder = os.path.join(out_folder, f".{subject_id}.tmp-{os.getpid()}.old")
         shutil.rmtree(temp_folder, ignore_errors=True)
         os.makedirs(temp_folder)
         try:
-            convert_brats_folder(
-                subject_folder, temp_folder, no_bias_correction_modalities=no_bias_correction_modalities,
-                bias_correction=bias_correction, require_truth=require_truth, **n4_options,
-            )
+            try:
+                convert_brats_folder(
+                    subject_folder, temp_folder, no_bias_correction_modalities=no_bias_correction_modalities,
+                    bias_correction=bias_correction, require_truth=require_truth, **n4_options,
+                )
+            except RuntimeError as error:  # SimpleITK's errors: keep the line that says what went wrong
+                reason = str(error).split("sitk::ERROR:")[-1]
+                raise DataError(f"Subject {subject_id}: {' '.join(reason.split())}") from error
             if os.path.exists(new_subject_folder):
                 os.replace(new_subject_folder, old_folder)
             os.replace(temp_folder, new_subject_folder)
@@ -358,11 +427,14 @@ def convert_brats_data(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(
-        prog="preprocess.py",
-        description="Bias-correct a BraTS data set and write OUT_FOLDER/<subject>/{t1,t1ce,flair,t2,truth}.nii.gz",
+    """Command line entry point; returns the exit status (2 with one ``error:`` line on bad input)."""
+    from unet3d_keras.cli import base_parser, run
+
+    parser = base_parser(
+        "Bias-correct a BraTS data set and write OUT_FOLDER/<subject>/{t1,t1ce,flair,t2,truth}.nii.gz",
+        with_config=False,
     )
+    parser.prog = "preprocess.py"
     parser.add_argument("brats_folder", help="the unpacked BraTS data (subject folders at any depth)")
     parser.add_argument("out_folder", help="where the preprocessed subjects are written")
     parser.add_argument("--overwrite", action="store_true", help="redo subjects that were already converted")
@@ -373,17 +445,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="N4 iterations per level (default 50 50 50 50)",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
+
+    def work(args) -> int:
         convert_brats_data(
             args.brats_folder, args.out_folder, overwrite=args.overwrite,
             bias_correction=not args.no_bias_correction, shrink_factor=args.shrink_factor,
             n_iterations=args.iterations,
         )
-    except (DataError, OSError, RuntimeError) as error:
-        print(f"{parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 1
-    return 0
+        return 0
+
+    return run(work, args)
 
 
 if __name__ == "__main__":

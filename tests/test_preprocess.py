@@ -127,9 +127,9 @@ def test_failed_subject_leaves_no_partial_folder(tmp_path, monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(preprocess, "check_origin", fail)
-    with pytest.raises(RuntimeError, match="disk full"):
+    with pytest.raises(DataError, match="Subject a: disk full"):  # SimpleITK's RuntimeError, named
         convert_brats_data(str(brats), str(tmp_path / "out"), bias_correction=False)
-    assert os.listdir(tmp_path / "out") == []
+    assert not (tmp_path / "out").exists()  # made by this run, which wrote nothing
 
 
 def test_bias_correction_flattens_a_smooth_field(tmp_path):
@@ -211,9 +211,9 @@ def test_cli(tmp_path, capsys):
     assert sorted(os.listdir(tmp_path / "out" / "a")) == OUTPUT_FILES
 
     capsys.readouterr()
-    assert main([str(tmp_path / "missing"), str(tmp_path / "out2")]) == 1
+    assert main([str(tmp_path / "missing"), str(tmp_path / "out2")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("preprocess.py: error: Data folder not found")
+    assert len(err) == 1 and err[0].startswith("error: Data folder not found")
     assert not (tmp_path / "out2").exists()
 
 
@@ -224,6 +224,6 @@ def test_cli_as_a_script(tmp_path):
         [sys.executable, str(REPO_ROOT / "brats" / "preprocess.py"), str(tmp_path / "nope"), str(tmp_path / "out")],
         capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=120,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "error: Data folder not found" in lines[0]
