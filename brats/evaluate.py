@@ -17,6 +17,8 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from unet3d_keras.cli import base_parser, run  # noqa: E402
@@ -42,23 +44,49 @@ def find_cases(prediction_dir: str | os.PathLike) -> list[tuple[str, Path, Path]
     return cases
 
 
+BRATS_LABELS = (0, 1, 2, 4)
+
+
+def read_label_map(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """``(labels, affine, voxel size)`` of a 3D BraTS label map, checked.
+
+    Raises:
+        DataError: naming the file: unreadable or truncated, not 3D, non-integer values (NaN
+            included), or values other than the BraTS labels 0, 1, 2 and 4.
+    """
+    from unet3d_keras.errors import DataError
+    from unet3d_keras.utils.utils import read_image
+
+    image = read_image(path, interpolation="nearest")  # DataError for missing, truncated or 4D files
+    labels = np.asarray(image.dataobj)
+    if labels.ndim != 3:
+        raise DataError(f"{path}: expected a 3D label map, found shape {labels.shape}")
+    if labels.dtype.kind == "f":
+        if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
+            raise DataError(f"{path}: the label map holds non-integer values (NaN, infinite or fractional)")
+    elif labels.dtype.kind not in "iub":
+        raise DataError(f"{path}: the label map has the unsupported type {labels.dtype}")
+    values = np.unique(labels)
+    unexpected = [int(v) for v in values if int(v) not in BRATS_LABELS]
+    if unexpected:
+        raise DataError(f"{path}: holds label values {unexpected}; BraTS label maps hold {list(BRATS_LABELS)} only")
+    return labels.astype(np.uint8), image.affine, tuple(float(z) for z in image.header.get_zooms()[:3])
+
+
 def evaluate_cases(cases) -> dict[str, dict[str, float]]:
     """Region scores of each subject (HD95 in mm, from the truth image's voxel size)."""
-    import nibabel as nib
-    import numpy as np
-
     from unet3d_keras.errors import DataError
     from unet3d_keras.evaluation import BRATS_REGIONS, region_report
 
     rows = {}
     for subject, truth_file, prediction_file in cases:
-        truth_image = nib.load(truth_file)
-        prediction_image = nib.load(prediction_file)
-        truth = np.asarray(truth_image.dataobj)
-        prediction = np.asarray(prediction_image.dataobj)
+        truth, truth_affine, spacing = read_label_map(truth_file)
+        prediction, prediction_affine, _ = read_label_map(prediction_file)
         if truth.shape != prediction.shape:
             raise DataError(f"{prediction_file}: shape {prediction.shape} differs from {truth_file} {truth.shape}")
-        spacing = truth_image.header.get_zooms()[:3]
+        if not np.allclose(truth_affine, prediction_affine, rtol=1e-3, atol=1e-3):
+            raise DataError(f"{prediction_file}: its affine differs from that of {truth_file}: the label maps "
+                            "are not on one grid")
         rows[subject] = region_report(truth, prediction, BRATS_REGIONS, spacing)
     return rows
 
@@ -83,25 +111,47 @@ def save_boxplot(rows: dict[str, dict[str, float]], path: Path) -> None:
     save_figure(figure, path)
 
 
-def save_loss_graph(training_log: Path, path: Path) -> None:
-    """Training and validation loss per epoch from a Keras CSV log."""
+def read_training_log(training_log: Path) -> list[dict[str, float]]:
+    """Rows of a Keras CSV training log (``epoch``, ``loss``, optional ``val_loss``) as numbers.
+
+    Raises:
+        DataError: the file is missing, or not such a log (naming the file and the row).
+    """
+    from unet3d_keras.errors import DataError
+
+    try:
+        with open(training_log, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except FileNotFoundError:
+        raise DataError(f"{training_log}: training log not found") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DataError(f"{training_log}: cannot read the training log ({error})") from None
+    if not rows or "loss" not in rows[0] or "epoch" not in rows[0]:
+        raise DataError(f"{training_log}: expected a CSV training log with an epoch and a loss column")
+    numbers = []
+    for line, row in enumerate(rows, start=2):
+        try:
+            numbers.append({key: float(row[key]) for key in ("epoch", "loss", "val_loss") if row.get(key) is not None})
+        except (TypeError, ValueError):
+            raise DataError(f"{training_log}: line {line} is not a row of numbers: {row}") from None
+    return numbers
+
+
+def save_loss_graph(training_log: Path | list[dict[str, float]], path: Path) -> None:
+    """Training and validation loss per epoch from a Keras CSV log (or its rows, read before)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from unet3d_keras.errors import DataError
     from unet3d_keras.visualize import save_figure
 
-    with open(training_log, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows or "loss" not in rows[0]:
-        raise DataError(f"{training_log}: expected a CSV training log with an epoch and a loss column")
+    rows = read_training_log(training_log) if isinstance(training_log, (str, os.PathLike)) else training_log
     epochs = [int(r["epoch"]) + 1 for r in rows]
     figure, axis = plt.subplots(figsize=(5, 4))
-    axis.plot(epochs, [float(r["loss"]) for r in rows], label="training loss")
+    axis.plot(epochs, [r["loss"] for r in rows], label="training loss")
     if "val_loss" in rows[0]:
-        axis.plot(epochs, [float(r["val_loss"]) for r in rows], label="validation loss")
+        axis.plot(epochs, [r["val_loss"] for r in rows], label="validation loss")
     axis.set_xlabel("epoch")
     axis.set_ylabel("loss")
     axis.legend()
@@ -118,17 +168,22 @@ def parse_args(argv=None):
 
 
 def work(args) -> int:
+    # Every input is read and checked before anything is written, and before Keras loads.
+    cases = find_cases(args.prediction_dir)
+    log_rows = read_training_log(Path(args.training_log)) if args.training_log else None
+    rows = evaluate_cases(cases)
+
     from unet3d_keras.evaluation import mean_scores
+    from unet3d_keras.fileio import check_writable_folder
     from unet3d_keras.pipeline import write_scores_csv
 
-    cases = find_cases(args.prediction_dir)
     output = Path(args.output or args.prediction_dir)
     output.mkdir(parents=True, exist_ok=True)
-    rows = evaluate_cases(cases)
+    check_writable_folder(output)
     write_scores_csv(rows, output / "brats_scores.csv")
     save_boxplot(rows, output / "brats_scores_boxplot.png")
-    if args.training_log:
-        save_loss_graph(Path(args.training_log), output / "loss_graph.png")
+    if log_rows is not None:
+        save_loss_graph(log_rows, output / "loss_graph.png")
     means = mean_scores(rows)
     print(f"{len(rows)} subjects: " + ", ".join(
         f"{region} Dice {means[f'{region}_dice']:.3f} HD95 {means[f'{region}_hd95']:.2f} mm" for region in REGIONS))
