@@ -333,6 +333,13 @@ def validate(config: Config) -> Config:
             + " or ".join(str(s) for s in sorted({size // factor * factor, size // factor * factor + factor}) if s > 0),
         )
     if training.patch_shape:
+        larger = [axis for axis, (p, s) in enumerate(zip(training.patch_shape, data.image_shape)) if p > s]
+        _check(
+            not larger,
+            f"training.patch_shape: {list(training.patch_shape)} is larger than data.image_shape "
+            f"{list(data.image_shape)} on axis {larger[0] if larger else ''}; use a patch no larger than the "
+            "image, or null to train on whole images",
+        )
         _check(
             training.validation_patch_overlap < min(training.patch_shape),
             f"training.validation_patch_overlap: {training.validation_patch_overlap} must be smaller than "
