@@ -51,6 +51,9 @@ def work(args) -> int:
 
     if args.input:
         return predict_and_report(config, args.input, model_file, data_file, output, args.quiet)
+    from unet3d_keras.fileio import check_writable_folder
+
+    check_writable_folder(output)
 
     from unet3d_keras.evaluation import format_score_table  # imports below load Keras
     from unet3d_keras.pipeline import check_model_matches_config, evaluate_validation

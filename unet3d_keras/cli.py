@@ -74,6 +74,9 @@ def one_line(error: BaseException) -> str:
 
 def train_and_report(config, overwrite: bool, quiet: bool) -> int:
     """Run :func:`~unet3d_keras.pipeline.train_from_config` and print its Dice table (scripts)."""
+    from .fileio import check_writable_folder
+
+    check_writable_folder(config.run_dir, "output_dir")  # before Keras loads and before hours of work
     # Imported here: it loads Keras, which only pays once the config is known to be valid.
     from .pipeline import score_report, train_from_config
 
@@ -89,8 +92,10 @@ def predict_and_report(config, inputs, model_file, data_file, output, quiet: boo
     Returns:
         0, or 1 when some subject failed (the others are still written).
     """
+    from .fileio import check_writable_folder
     from .pipeline import predict_new_subjects
 
+    check_writable_folder(output)
     written, failures = predict_new_subjects(config, inputs, model_file, data_file, output, show_progress=not quiet)
     for subject, message in failures:
         prefix = f"subject {subject}: "

@@ -105,19 +105,26 @@ def remove_stale_temporary_files(path: str | os.PathLike) -> list[Path]:
 
 
 def check_writable_folder(folder: str | os.PathLike, what: str = "output folder") -> Path:
-    """Raise :class:`~unet3d_keras.errors.DataError` naming ``folder`` unless a file can be created in it.
+    """Raise :class:`~unet3d_keras.errors.DataError` naming ``folder`` unless files can be created in it.
 
-    Checked before long work, so that a read-only or missing folder fails at
-    once rather than after hours of training or prediction. A probe file is
-    created and removed (``os.access`` says yes to root on a read-only mount).
+    Checked before long work, so that a read-only folder fails at once rather
+    than after hours of training or prediction. A probe file is created and
+    removed (``os.access`` says yes to root on a read-only mount). A folder
+    that does not exist yet is not made: its nearest existing parent is probed.
 
     Returns:
         ``folder`` as a :class:`~pathlib.Path`.
     """
     folder = Path(folder)
+    probe = folder.absolute()
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise DataError(f"{folder}: cannot write to the {what}: {probe} is a file, not a folder")
     try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-probe-"):
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".write-probe-"):
             pass
     except OSError as error:
-        raise DataError(f"{folder}: cannot write to the {what} ({error.strerror or error})") from None
+        where = "" if probe == folder.absolute() else f" (in {probe})"
+        raise DataError(f"{folder}: cannot write to the {what}{where}: {error.strerror or error}") from None
     return folder
