@@ -28,6 +28,7 @@ import functools
 import logging
 import numbers
 import os
+import pickletools
 import warnings
 from typing import Any, Iterable, Sequence
 
@@ -62,6 +63,7 @@ __all__ = [
     "mark_data_file_complete",
     "validate_training_files",
     "temporary_path",
+    "refuse_pickled_attributes",
 ]
 
 PathLike = str | os.PathLike
@@ -655,6 +657,71 @@ def _check_open_file(hdf5_file: tables.File, filename: str) -> dict[str, Any]:
     return attributes
 
 
+# Pickle opcodes that import or call: a pickle without any of them only builds plain data.
+_UNSAFE_PICKLE_OPCODES = frozenset({
+    "GLOBAL", "STACK_GLOBAL", "REDUCE", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "BUILD", "EXT1", "EXT2", "EXT4",
+    "PERSID", "BINPERSID",
+})
+
+
+def _unsafe_pickle(value: Any) -> bool:
+    """Whether PyTables would unpickle ``value`` (a string ending in ".") into something that runs code."""
+    if isinstance(value, str):
+        value = value.encode("utf-8", "surrogateescape")
+    if not isinstance(value, bytes) or not value.endswith(b".") or value in (b"0", b"0."):
+        return False
+    try:
+        for opcode, _, _ in pickletools.genops(value):
+            if opcode.name in _UNSAFE_PICKLE_OPCODES:
+                return True
+    except Exception:  # not a pickle (or a broken one): what was read up to here decides
+        return False
+    return False
+
+
+def refuse_pickled_attributes(filename: PathLike) -> None:
+    """Refuse an HDF5 file with a pickled object in any attribute, before PyTables opens it.
+
+    PyTables unpickles such attributes as soon as a node's attributes are
+    touched -- opening the file is enough for the root group -- and unpickling
+    can run arbitrary code. This project never writes one; the check reads the
+    raw values with h5py, which never unpickles.
+
+    Raises:
+        DataError: naming the file, the node and the attribute.
+    """
+    import h5py
+
+    filename = os.fspath(filename)
+    try:
+        handle = h5py.File(filename, "r")
+    except Exception:  # not HDF5: PyTables' own open reports it
+        return
+    found: list[str] = []
+
+    def visit(name: str, node: Any) -> None:
+        for key in node.attrs:
+            try:
+                value = node.attrs[key]
+            except Exception:  # a type h5py cannot read is not a pickle PyTables would load either
+                continue
+            if isinstance(value, np.ndarray) and value.shape == ():
+                value = value[()]
+            if isinstance(value, np.bytes_):
+                value = bytes(value)
+            if _unsafe_pickle(value):
+                found.append(f"attribute '{key}' of /{name}")
+
+    with handle:
+        visit("", handle)
+        handle.visititems(visit)
+    if found:
+        raise DataError(
+            f"{filename}: refused: {found[0]} holds a pickled Python object, which could run code when read "
+            "(this project never writes one); rebuild the file from the images"
+        )
+
+
 def check_data_file(filename: PathLike) -> dict[str, Any]:
     """Checks that a data file is complete and has the expected layout; call before training.
 
@@ -671,6 +738,7 @@ def check_data_file(filename: PathLike) -> dict[str, Any]:
     filename = os.fspath(filename)
     if not os.path.isfile(filename):
         raise DataError(f"Data file not found: {filename}")
+    refuse_pickled_attributes(filename)
     try:
         hdf5_file = tables.open_file(filename, mode="r")
     except Exception as error:
@@ -700,4 +768,6 @@ def open_data_file(filename: PathLike, readwrite: str = "r", *, require_complete
     filename = os.fspath(filename)
     if require_complete and readwrite != "w" and (readwrite != "a" or os.path.exists(filename)):
         check_data_file(filename)
+    elif readwrite != "w" and os.path.isfile(filename):
+        refuse_pickled_attributes(filename)
     return tables.open_file(filename, readwrite)

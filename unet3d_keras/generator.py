@@ -1148,6 +1148,9 @@ def get_training_and_validation_generators(
     if isinstance(data_file, (str, os.PathLike)):
         import tables
 
+        from .data import refuse_pickled_attributes
+
+        refuse_pickled_attributes(data_file)  # PyTables would unpickle them on open
         data_file = tables.open_file(os.fspath(data_file), mode="r")
     _check_labels_argument(n_labels, labels)
     params = _resolve_augmentation(augment, augment_flip, augment_distortion_factor, permute, augmentation)
