@@ -26,6 +26,7 @@ round, so that load from other processes hits them alike):
     python benchmarks/run.py --only models                    # one section (models, sliding_window,
                                                               # pipeline, hdf5_memory)
     KERAS_BACKEND=jax python benchmarks/run.py --gpu          # GPU: see benchmarks/device_check.sh
+    python benchmarks/run.py --from-json benchmarks/results.json --markdown docs/benchmarks.md  # re-render
 
 ``--gpu`` measures training and prediction only (128^3, batch 2, the U-Net and the Isensee 2017
 network, float32 and bfloat16, Keras on the active backend and PyTorch on CUDA) and imports
@@ -119,7 +120,7 @@ def settings_for(mode: str) -> Settings:
         return Settings(mode)
     if mode == "quick":
         return Settings(mode, warmup=1, repeats=3,
-                        pipeline=dict(rounds=2, steps=2, warmup=1, subjects=6, shape=(72, 72, 68), patch=(64,) * 3),
+                        pipeline=dict(rounds=3, steps=3, warmup=1, subjects=6, shape=(72, 72, 68), patch=(64,) * 3),
                         hdf5=dict(many=8, few=2, shape=96))
     if mode == "dry-run":
         return Settings(mode, patch=16, base_filters=4, depth=3, warmup=1, repeats=2, matmul_size=256,
@@ -297,22 +298,35 @@ def matmul_peak(size: int, device: str, repeats: int = 5) -> dict:
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size), dtype=np.float32)
     rates: dict[str, float] = {}
+    cpu_rates: dict[str, float] = {}  # GFLOP per second of process CPU time (all threads)
 
     def best(function) -> float:
         function()
-        return flops / min(_seconds(function) for _ in range(repeats)) / 1e9
+        wall, cpu = [], []
+        for _ in range(repeats):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            function()
+            wall.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+        cpu_rates[name] = flops / max(min(cpu), 1e-9) / 1e9
+        return flops / min(wall) / 1e9
 
+    name = "numpy"
     if device == "cpu":
         rates["numpy"] = best(lambda: a @ a)
     tensor = keras.ops.convert_to_tensor(a)
+    name = f"keras_{keras.backend.backend()}"
     # Reading one element back forces the computation (JAX and CUDA are asynchronous).
     rates[f"keras_{keras.backend.backend()}"] = best(
         lambda: keras.ops.convert_to_numpy(keras.ops.matmul(tensor, tensor)[0, 0]))
     torch = _import_torch()
     if torch is not None and (device == "cpu" or torch.cuda.is_available()):
         torch_a = torch.from_numpy(a).to(device)
+        name = "torch"
         rates["torch"] = best(lambda: float(torch.matmul(torch_a, torch_a)[0, 0]))
-    return {"size": size, "gflops": rates, "peak_gflops": max(rates.values())}
+    best_cpu = max(cpu_rates, key=cpu_rates.get)
+    return {"size": size, "gflops": rates, "peak_gflops": max(rates.values()), "gflops_per_cpu_second": cpu_rates,
+            "peak_gflops_per_cpu_second": cpu_rates[best_cpu]}
 
 
 def _seconds(function) -> float:
@@ -415,8 +429,6 @@ def run_models(settings: Settings, notes: list[str]) -> dict:
     """
     import keras
 
-    from bench_models import conv_flops, raw_keras_unet
-
     torch = _import_torch()
     device = settings.device
     if torch is None:
@@ -443,48 +455,62 @@ def run_models(settings: Settings, notes: list[str]) -> dict:
     y = (rng.random(shape + (settings.n_labels,)) < 0.3).astype(np.float32)
 
     for name in settings.models:
-        train_fns: dict[str, Callable] = {}
-        predict_fns: dict[str, Callable] = {}
-        for precision in settings.precisions:
-            policy = _policy_for(precision)
-            model = _keras_model(name, settings, policy)
-            key = f"project/{name}/{precision}"
-            train_fns[key] = lambda m=model: m.train_on_batch(x, y)
-            predict_fns[key] = lambda m=model: m.predict_on_batch(x)
-            if precision == "float32":
-                result["flops"][name] = conv_flops(model)
-            if name == "unet" and precision == "float32":
-                raw = raw_keras_unet(model.input_shape[1:], settings.n_labels, settings.base_filters,
-                                     settings.depth, learning_rate=float(model.optimizer.learning_rate))
-                raw.set_weights(model.get_weights())  # same layer order: the same network
-                result["agreement"]["raw_keras_max_abs_difference"] = float(
-                    np.max(np.abs(raw.predict_on_batch(x) - model.predict_on_batch(x))))
-                train_fns[f"raw_keras/{name}/{precision}"] = lambda m=raw: m.train_on_batch(x, y)
-                predict_fns[f"raw_keras/{name}/{precision}"] = lambda m=raw: m.predict_on_batch(x)
-            if torch is not None:
-                network = _torch_model(name, settings, model, device)
-                train, predict = _torch_functions(network, x, y, device, precision != "float32",
-                                                  float(model.optimizer.learning_rate))
-                if precision == "float32":
-                    difference = np.max(np.abs(predict() - np.asarray(model.predict_on_batch(x))))
-                    result["agreement"][f"torch_{name}_max_abs_difference"] = float(difference)
-                train_fns[f"torch/{name}/{precision}"] = train
-                predict_fns[f"torch/{name}/{precision}"] = predict
-        print(f"{name}: timing {', '.join(train_fns)} "
-              f"({settings.warmup} warm-up + {settings.repeats} rounds) ...", flush=True)
-        with CpuShare() as share:
-            train_times, train_cpu = interleaved(train_fns, settings.warmup, settings.repeats)
-            predict_times, predict_cpu = interleaved(predict_fns, settings.warmup, settings.repeats)
-        result.setdefault("other_cpus", {})[name] = share.other_cpus
-        for key in train_fns:
-            result["timings"][key] = {"train_s": train_times[key], "predict_s": predict_times[key],
-                                      "train_cpu_s": train_cpu[key], "predict_cpu_s": predict_cpu[key]}
-            print(f"  {key:<28} train {median(train_times[key]):7.3f} s  predict {median(predict_times[key]):7.3f} s"
-                  f"  (train {np.round(train_times[key], 2).tolist()}, predict "
-                  f"{np.round(predict_times[key], 2).tolist()})", flush=True)
-        del train_fns, predict_fns
+        # One function per model, so that its networks (and on a GPU their memory) go on return.
+        _time_one_model(name, settings, x, y, torch, device, result)
         keras.backend.clear_session()
+        if torch is not None and device == "cuda":
+            torch.cuda.empty_cache()  # the next model's JAX buffers need the memory PyTorch cached
     return result
+
+
+def _time_one_model(name: str, settings: Settings, x: np.ndarray, y: np.ndarray, torch, device: str,
+                    result: dict) -> None:
+    """Build every implementation of one model, time them interleaved, add to ``result``."""
+    from bench_models import conv_flops, raw_keras_unet
+
+    train_fns: dict[str, Callable] = {}
+    predict_fns: dict[str, Callable] = {}
+    for precision in settings.precisions:
+        model = _keras_model(name, settings, _policy_for(precision))
+        learning_rate = float(model.optimizer.learning_rate)
+        key = f"project/{name}/{precision}"
+        train_fns[key] = lambda m=model: m.train_on_batch(x, y)
+        predict_fns[key] = lambda m=model: m.predict_on_batch(x)
+        if precision == "float32":
+            result["flops"][name] = conv_flops(model)
+        if name == "unet" and precision == "float32":
+            raw = raw_keras_unet(model.input_shape[1:], settings.n_labels, settings.base_filters,
+                                 settings.depth, learning_rate=learning_rate)
+            raw.set_weights(model.get_weights())  # same layer order: the same network
+            result["agreement"]["raw_keras_max_abs_difference"] = float(
+                np.max(np.abs(raw.predict_on_batch(x) - model.predict_on_batch(x))))
+            train_fns[f"raw_keras/{name}/{precision}"] = lambda m=raw: m.train_on_batch(x, y)
+            predict_fns[f"raw_keras/{name}/{precision}"] = lambda m=raw: m.predict_on_batch(x)
+        if torch is not None:
+            network = _torch_model(name, settings, model, device)
+            train, predict = _torch_functions(network, x, y, device, precision != "float32", learning_rate)
+            if precision == "float32":
+                difference = np.max(np.abs(predict() - np.asarray(model.predict_on_batch(x))))
+                result["agreement"][f"torch_{name}_max_abs_difference"] = float(difference)
+            train_fns[f"torch/{name}/{precision}"] = train
+            predict_fns[f"torch/{name}/{precision}"] = predict
+    print(f"{name}: timing {', '.join(train_fns)} "
+          f"({settings.warmup} warm-up + {settings.repeats} rounds) ...", flush=True)
+    with CpuShare() as share:
+        train_times, train_cpu = interleaved(train_fns, settings.warmup, settings.repeats)
+        predict_times, predict_cpu = interleaved(predict_fns, settings.warmup, settings.repeats)
+    result.setdefault("other_cpus", {})[name] = share.other_cpus
+    for key in train_fns:
+        result["timings"][key] = {"train_s": train_times[key], "predict_s": predict_times[key],
+                                  "train_cpu_s": train_cpu[key], "predict_cpu_s": predict_cpu[key]}
+        print(f"  {key:<28} train {median(train_times[key]):7.3f} s  predict {median(predict_times[key]):7.3f} s"
+              f"  (train {np.round(train_times[key], 2).tolist()}, predict "
+              f"{np.round(predict_times[key], 2).tolist()})", flush=True)
+
+
+def device_is_cpu(models: dict) -> bool:
+    """Whether the models section ran on the CPU (CPU time says nothing about GPU work)."""
+    return models.get("torch_device") in (None, "cpu") and "numpy" in models["matmul"]["gflops"]
 
 
 def summarise_models(models: dict, settings: Settings) -> dict:
@@ -523,9 +549,13 @@ def summarise_models(models: dict, settings: Settings) -> dict:
         "bf16_train_speedup": (fp32, bf16, "train"),
         "bf16_predict_speedup": (fp32, bf16, "predict"),
     }
-    summary["cpu_time_ratios"] = {
+    summary["cpu_time_ratios"] = {} if not device_is_cpu(models) else {
         name: ratio(times(a, f"{kind}_cpu_s"), times(b, f"{kind}_cpu_s")) for name, (a, b, kind) in pairs.items()
     }
+    predict_cpu = times(fp32, "predict_cpu_s")
+    if flops and predict_cpu and device_is_cpu(models):
+        summary["cpu_time_ratios"]["predict_fraction_of_peak"] = (
+            flops * settings.batch_size / median(predict_cpu) / 1e9 / models["matmul"]["peak_gflops_per_cpu_second"])
     # Volumes (batch items) per second of every implementation, the unit of the GPU anchor.
     summary["volumes_per_second"] = {
         key: {"train": settings.batch_size / median(value["train_s"]),
@@ -756,16 +786,24 @@ def markdown(report: dict) -> str:
         "",
         f"**Load from other processes during the run:** {_load_text(report)}",
         "",
-        "| figure | value | target | met |",
-        "|---|---|---|---|",
     ]
+    busy = [value for value in report.get("other_cpus", {}).values() if value is not None and value > 0.25]
+    if busy:
+        lines += [f"**Warning: the machine was busy** (up to {max(busy):.1f} CPUs of other work): wall-time figures "
+                  "are unreliable. The column *from CPU time* repeats the ratios with the process CPU time of each "
+                  "call, which other work hardly changes when each core runs one thread.", ""]
+    lines += [
+        "| figure | value | from CPU time | target | met |",
+        "|---|---|---|---|---|",
+    ]
+    cpu_ratios = report["details"].get("models_summary", {}).get("cpu_time_ratios", {})
     for key, text, *_ in TARGETS:
         status = report["targets"].get(key, {})
         met = status.get("met")
         met_text = "—" if met is None else ("yes" if met else "**no**")
         if status and not status.get("applies", True):
             met_text = "n/a"
-        lines.append(f"| `{key}` | {_fmt(report.get(key))} | {text} | {met_text} |")
+        lines.append(f"| `{key}` | {_fmt(report.get(key))} | {_fmt(cpu_ratios.get(key))} | {text} | {met_text} |")
     models = report["details"].get("models")
     if models:
         lines += ["", f"Seconds per call (median; batch {models['batch_size']}, {report['settings']['patch']}^3 "
@@ -820,10 +858,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated sections to run ({', '.join(SECTIONS)})")
     parser.add_argument("--output", default="benchmarks/results.json", help="JSON file (default %(default)s)")
     parser.add_argument("--markdown", help="also write the Markdown table to this file (e.g. docs/benchmarks.md)")
+    parser.add_argument("--from-json", metavar="JSON", help="measure nothing: write --markdown from this report")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(CHILDREN[args.child[0]](json.loads(args.child[1]))))
+        return 0
+    if args.from_json:
+        if not args.markdown:
+            parser.error("--from-json needs --markdown")
+        with open(args.from_json, encoding="utf-8") as handle:
+            page = markdown(json.load(handle))
+        with open(args.markdown, "w", encoding="utf-8") as handle:
+            handle.write(page)
         return 0
 
     mode = ("gpu-dry-run" if args.dry_run else "gpu") if args.gpu else (
