@@ -3,9 +3,10 @@
 Generates synthetic BraTS-like subjects (4 modalities + truth, ``--shape`` cubed voxels, NIfTI
 ``.nii.gz``) in a temporary folder, then writes the first ``n`` of them to an HDF5 file in a
 fresh subprocess per case and reads that process's RSS high-water mark (``VmHWM``, and
-``ru_maxrss`` as a cross-check; Linux carries the parent's ``ru_maxrss`` into a child, so that column
-means little when this runs inside a large process such as ``benchmarks/run.py``). A baseline subprocess that only imports the pipeline shows
-the fixed cost of the interpreter and libraries.
+``ru_maxrss`` as a cross-check; Linux carries the parent's ``ru_maxrss`` into a child, so that
+column means little when this runs inside a large process such as ``benchmarks/run.py``). A
+baseline subprocess that only imports the pipeline shows the fixed cost of the interpreter and
+libraries.
 
     python benchmarks/hdf5_write_memory.py                 # 20 vs 2 subjects of 4x128^3
     python benchmarks/hdf5_write_memory.py --many 8 --few 2 --shape 64
