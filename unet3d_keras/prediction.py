@@ -356,7 +356,9 @@ def predict_volume(
 
 def save_image_atomically(image: nib.spatialimages.SpatialImage, path: str | os.PathLike) -> None:
     """Write a NIfTI image to a temporary name in the same folder, then rename it."""
-    with atomic_path(path, suffix=".nii.gz") as tmp:
+    # nibabel picks compression from the name: the temporary keeps the target's extension.
+    suffix = ".nii.gz" if str(path).endswith(".gz") else os.path.splitext(str(path))[1] or ".nii.gz"
+    with atomic_path(path, suffix=suffix) as tmp:
         nib.save(image, tmp)
 
 
