@@ -147,9 +147,9 @@ def prepare_data(config: Config, show_progress: bool = True) -> tuple[Path, list
             )
         common = dict(subject_ids=subject_ids, seed=config.seed, data_split=config.split.data_split,
                       n_subjects=len(files))
-        save_split(paths.validation_file, validation, role="validation", **common)
-        save_split(paths.training_file, training, role="training", **common)
         try:
+            save_split(paths.validation_file, validation, role="validation", **common)
+            save_split(paths.training_file, training, role="training", **common)
             data_module.write_data_to_file(
                 files, paths.data_file, image_shape=config.data.image_shape, subject_ids=subject_ids,
                 crop=config.data.crop, modalities=config.data.training_modalities, labels=config.data.labels,
@@ -717,10 +717,12 @@ def predict_new_subjects(
                 threshold=pred.threshold, overlap=pred.overlap, batch_size=pred.batch_size, permute=pred.permute,
                 subject_id=subject,
             )
-            path = output / f"{subject}_prediction.nii.gz"
-            output.mkdir(parents=True, exist_ok=True)  # here: a run where every subject fails leaves nothing
-            save_image_atomically(image, path)
-            written.append(path)
         except USER_ERRORS as error:
             failures.append((subject, one_line(error)))
+            continue
+        # A write error (full disk, read-only folder) would fail every subject: it stops the run.
+        path = output / f"{subject}_prediction.nii.gz"
+        output.mkdir(parents=True, exist_ok=True)  # here: a run where every subject fails leaves nothing
+        save_image_atomically(image, path)
+        written.append(path)
     return written, failures
