@@ -414,6 +414,10 @@ def _convert_subjects(subject_ids, file_tuples, out_folder, overwrite, no_bias_c
             except RuntimeError as error:  # SimpleITK's errors: keep the line that says what went wrong
                 reason = str(error).split("sitk::ERROR:")[-1]
                 raise DataError(f"Subject {subject_id}: {' '.join(reason.split())}") from error
+            except OSError as error:
+                if error.filename is None and error.errno is not None:  # a copy that failed (disk full)
+                    raise OSError(error.errno, error.strerror, new_subject_folder) from error
+                raise
             if os.path.exists(new_subject_folder):
                 os.replace(new_subject_folder, old_folder)
             os.replace(temp_folder, new_subject_folder)

@@ -39,8 +39,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         yield tmp
         os.replace(tmp, path)
     except OSError as error:
-        if error.filename is None and error.errno is not None:
-            # Writers (gzip, zip, plain files) report a full disk without the file's name.
+        if error.filename in (None, str(tmp)) and error.errno is not None:
+            # Writers (gzip, zip, plain files) report a full disk without the file's name, or with
+            # the temporary one: name the file the user asked for.
             raise OSError(error.errno, error.strerror or str(error), str(path)) from error
         raise
     finally:
