@@ -45,7 +45,10 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             raise OSError(error.errno, error.strerror or str(error), str(path)) from error
         raise
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # a read-only folder refuses even this; the error that matters is already raised
+            pass
 
 
 def write_text_atomically(path: str | os.PathLike, text: str, fsync: bool = False) -> None:
