@@ -415,8 +415,11 @@ def _convert_subjects(subject_ids, file_tuples, out_folder, overwrite, no_bias_c
                 reason = str(error).split("sitk::ERROR:")[-1]
                 raise DataError(f"Subject {subject_id}: {' '.join(reason.split())}") from error
             except OSError as error:
-                if error.filename is None and error.errno is not None:  # a copy that failed (disk full)
-                    raise OSError(error.errno, error.strerror, new_subject_folder) from error
+                # A failed write (disk full) names the temporary copy, or nothing: name the output.
+                written_to = error.filename2 or error.filename
+                if error.errno is not None and (written_to is None or str(written_to).startswith(temp_folder)):
+                    target = os.path.join(new_subject_folder, os.path.basename(written_to or ""))
+                    raise OSError(error.errno, error.strerror, target.rstrip(os.sep)) from error
                 raise
             if os.path.exists(new_subject_folder):
                 os.replace(new_subject_folder, old_folder)
