@@ -651,8 +651,9 @@ def input_subjects(
         return [(paths[0].name.split(".")[0], tuple(str(p) for p in paths))], []
     if len(paths) != 1 or not paths[0].is_dir():
         missing = [str(p) for p in paths if not p.exists()]
-        raise DataError(f"--input: {missing[0] if missing else [str(p) for p in paths]}: "
-                        "expected one subject's image files or one folder")
+        if missing:
+            raise DataError(f"--input: {missing[0]}: no such file or folder")
+        raise DataError(f"--input: {[str(p) for p in paths]}: expected one subject's image files or one folder")
     folder = paths[0]
     if all((folder / f"{m}.nii.gz").is_file() for m in modalities):  # one subject, generic naming
         return [(folder.name, tuple(str(folder / f"{m}.nii.gz") for m in modalities))], []
