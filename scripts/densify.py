@@ -46,6 +46,9 @@ def check_paths(args) -> Path:
         raise DataError(f"{output}: the output must be a NIfTI file name ending in .nii or .nii.gz")
     if not output.parent.resolve().is_dir():
         raise DataError(f"{output}: the output folder {output.parent} does not exist")
+    from unet3d_keras.fileio import check_writable_folder
+
+    check_writable_folder(output.parent)  # before minutes of training
     inputs = {Path(p).resolve() for p in [*args.image, args.labels]}
     if output.resolve() in inputs:
         raise DataError(f"{output}: the output would overwrite an input file; choose another name")
