@@ -173,9 +173,8 @@ def work(args) -> int:
     log_rows = read_training_log(Path(args.training_log)) if args.training_log else None
     rows = evaluate_cases(cases)
 
-    from unet3d_keras.evaluation import mean_scores
+    from unet3d_keras.evaluation import mean_scores, write_scores_csv
     from unet3d_keras.fileio import check_writable_folder
-    from unet3d_keras.pipeline import write_scores_csv
 
     output = Path(args.output or args.prediction_dir)
     output.mkdir(parents=True, exist_ok=True)

@@ -6,10 +6,15 @@ two empty masks is 1 (nothing to find, nothing found), of one empty mask 0.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
+import os
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
+
+from .fileio import write_text_atomically
 
 # BraTS regions as functions of the label map: whole tumour, tumour core, enhancing tumour.
 BRATS_REGIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -154,3 +159,19 @@ def region_report(
         scores[f"{name}_hd95"] = hausdorff_95(t, p, spacing)
         scores[f"{name}_sensitivity"] = sensitivity(t, p)
     return scores
+
+
+def write_scores_csv(rows: dict[str, dict[str, float]], path: str | os.PathLike) -> None:
+    """CSV of scores per subject with a final ``mean`` row, written atomically.
+
+    Here rather than in :mod:`unet3d_keras.pipeline` so that scoring scripts need not load Keras.
+    """
+    names = list(next(iter(rows.values()))) if rows else []
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["subject", *names])
+    for subject, scores in rows.items():
+        writer.writerow([subject, *(f"{scores[n]:.6f}" for n in names)])
+    means = mean_scores(rows)
+    writer.writerow(["mean", *(f"{means[n]:.6f}" for n in names)])
+    write_text_atomically(path, buffer.getvalue())

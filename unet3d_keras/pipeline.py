@@ -39,7 +39,8 @@ from . import data as data_module
 from .config import Config, ConfigError, config_from_dict, save_config
 from .demo import write_demo_dataset
 from .errors import DataError
-from .evaluation import format_score_table, mean_scores, segmentation_scores
+from .evaluation import format_score_table, segmentation_scores
+from .evaluation import write_scores_csv  # noqa: F401 (its home was here)
 from .fileio import write_text_atomically
 from .generator import get_validation_split, save_split, split_list, split_rng
 from .subjects import find_subjects
@@ -431,19 +432,6 @@ def evaluate_validation(
             rows[subject] = segmentation_scores(truth, labels, config.data.labels,
                                                 ignore_label=config.data.ignore_label)
     return rows
-
-
-def write_scores_csv(rows: dict[str, dict[str, float]], path: Path) -> None:
-    """CSV of scores per subject with a final ``mean`` row, written atomically."""
-    names = list(next(iter(rows.values()))) if rows else []
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["subject", *names])
-    for subject, scores in rows.items():
-        writer.writerow([subject, *(f"{scores[n]:.6f}" for n in names)])
-    means = mean_scores(rows)
-    writer.writerow(["mean", *(f"{means[n]:.6f}" for n in names)])
-    write_text_atomically(path, buffer.getvalue())
 
 
 def score_report(rows: dict[str, dict[str, float]]) -> str:
