@@ -54,18 +54,30 @@ def moment(name: str, iteration: int, longest: float, shortest: float = 0.3) -> 
     return random.Random(f"{SEED}-{name}-{iteration}").uniform(shortest, longest)
 
 
-def kill_after(script: str, argv: list, delay: float) -> bool:
+def kill_after(script: str, argv: list, delay: float, name: str = "") -> bool:
     """Start ``script``, SIGKILL it after ``delay`` seconds; False if it had already finished."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    start = time.monotonic()
     process = subprocess.Popen([sys.executable, str(SCRIPTS[script]), *map(str, argv)], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         process.wait(timeout=delay)
-        return False
+        killed = False
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=60)
-        return True
+        killed = True
+    log_kill(name or script, delay, killed, time.monotonic() - start)
+    return killed
+
+
+def log_kill(operation: str, delay: float, killed: bool, seconds: float) -> None:
+    """With ``UNET3D_KILL_LOG=path``, record where each kill landed (JSON lines), for the report."""
+    target = os.environ.get("UNET3D_KILL_LOG")
+    if target:
+        with open(target, "a", encoding="utf-8") as stream:
+            stream.write(json.dumps({"operation": operation, "delay": round(delay, 3), "killed": killed,
+                                     "seconds": round(seconds, 3)}) + "\n")
 
 
 def timed_run(script: str, argv: list) -> float:
@@ -232,9 +244,12 @@ def test_hdf5_writer_killed_anywhere_keeps_the_old_or_the_new_file(trained: Trai
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         process.wait(timeout=delay)
+        killed = False
     except subprocess.TimeoutExpired:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=60)
+        killed = True
+    log_kill("hdf5", delay, killed, delay)
     context = f"killed after {delay:.2f} s (UNET3D_KILL_SEED={SEED}, iteration {iteration})"
     check_complete(target)
     found = _hdf5_arrays(target)
@@ -299,7 +314,7 @@ def test_predict_killed_anywhere_leaves_old_or_new_files(trained: Trained, predi
     shutil.copytree(predicted.folder / f"old-{mode}", output)
     argv = _predict_argv(trained, mode, predicted.model_b, output, predicted.raw)
     delay = moment(f"predict-{mode}", iteration, predicted.seconds[mode])
-    killed = kill_after("predict", argv, delay)
+    killed = kill_after("predict", argv, delay, f"predict-{mode}")
     context = f"killed={killed} after {delay:.2f} s (UNET3D_KILL_SEED={SEED}, iteration {iteration})"
     assert_old_or_new(output, predicted.old[mode], predicted.new[mode], context)
     check_all_complete(output)
