@@ -321,6 +321,11 @@ def _pickled_attribute_data_file(folder: str) -> Callable[[Env, Path], None]:
     return setup
 
 
+def _yaml_with_python_tag(env: Env, d: Path) -> None:
+    """A config whose YAML asks for a Python call (full yaml.load would run it; safe_load refuses)."""
+    (d / "tagged.yaml").write_text(f"output_dir: !!python/object/apply:os.system ['touch {d / MARKER}']\n")
+
+
 def _copy_run(env: Env, d: Path) -> None:
     shutil.copytree(env.run, d / "run")
 
@@ -433,6 +438,10 @@ def _cases() -> list[Case]:
     add(Case("hdf5-pickle", "predict",
              with_setup(_copy_run, with_setup(_pickled_attribute_data_file("run"), predict_with(
                  config_sections={"output_dir": "{d}/run"}))), ("data.h5", "refused", "pickled")))
+    add(Case("yaml-python-tag", "train", with_setup(_yaml_with_python_tag, fixed("--config", "{d}/tagged.yaml")),
+             ("tagged.yaml", "not valid YAML")))
+    add(Case("yaml-python-tag", "predict", with_setup(_yaml_with_python_tag, fixed("--config", "{d}/tagged.yaml")),
+             ("tagged.yaml", "not valid YAML")))
     add(Case("split-pickle", "train", train_with(split={"training_file": "training_ids.pkl"}),
              ("training_ids.pkl", "pickle")))
     add(Case("path-outside-run", "train", train_with(data={"data_file": "../../elsewhere.h5"}),
@@ -471,7 +480,7 @@ def _resolve(value, d: Path):
 
 def _prepare(case: Case, env: Env, d: Path) -> list:
     argv = case.build(env, d)
-    for path in d.glob("*.yaml"):  # a builder's config may name the case folder
+    for path in d.glob("c.yaml"):  # a builder's config may name the case folder
         path.write_text(yaml.safe_dump(_resolve(yaml.safe_load(path.read_text()), d)))
     return argv
 
