@@ -818,6 +818,20 @@ def markdown(report: dict) -> str:
         lines += ["", f"Forward GFLOP per volume (2 x multiply-accumulates of the convolutions): {flops}. "
                   f"Matrix-multiply peak, float32 GFLOP/s: "
                   + ", ".join(f"{k} {v:.0f}" for k, v in models["matmul"]["gflops"].items()) + "."]
+    window, pipeline = report["details"].get("sliding_window", {}), report["details"].get("pipeline")
+    if "project" in window:
+        project = window["project"]
+        lines += ["", f"Sliding window: {project['windows']} windows of {window['settings']['window']}^3 over "
+                  f"{tuple(window['settings']['volume'])}, batch {project['batch_size']}, policy {project['policy']}: "
+                  f"{project['total_s']:.1f} s end to end, {project['outside_model_s']:.2f} s outside the model"
+                  + (f"; MONAI {window['monai']['windows']} windows, {window['monai']['total_s']:.1f} s, "
+                     f"{window['monai']['outside_model_s']:.2f} s outside" if "monai" in window else "") + "."]
+    if pipeline:
+        lines += ["", f"Pipeline: {pipeline['settings']['model']}, policy {pipeline['settings']['policy']}, "
+                  f"{pipeline['settings']['rounds']} rounds of {pipeline['settings']['steps_per_round']} steps: "
+                  f"{pipeline['in_memory_steps_per_s']:.3f} steps/s in memory, {pipeline['dataset_steps_per_s']:.3f} "
+                  f"from HDF5 with flip + elastic; the pipeline's CPU time per batch ({pipeline['pipeline_batch_cpu_s']:.3f}"
+                  f" s) predicts a ratio of {pipeline['expected_ratio_from_cpu_share']:.3f}."]
     if report["notes"]:
         lines += ["", "Notes:", ""] + [f"- {note}" for note in report["notes"]]
     lines += ["", f"Published anchor for GPU runs (`benchmarks/device_check.sh`): {ANCHOR}.", ""]
