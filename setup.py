@@ -31,6 +31,8 @@ setup(
         "test": ["pytest>=7.0"],
         # examples/mni152_sparse: the MNI152 template and tissue maps ship inside nilearn.
         "examples": ["nilearn>=0.10"],
+        # benchmarks/run.py: the PyTorch and MONAI comparison rows and profiling.
+        "bench": ["torch", "monai", "pyinstrument"],
     },
     entry_points={},
 )
