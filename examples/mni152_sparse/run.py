@@ -217,6 +217,33 @@ def save_figure(figure, path: Path) -> None:
     save(figure, path)
 
 
+def targets(results: dict) -> list[str]:
+    """The issue's targets, checked against the results, as Markdown list items."""
+    semi = {row["slices_per_axis"]: row for row in results["semi_automated"]}
+    lines = []
+    if 4 in semi:
+        row = semi[4]
+        met = min(row["cnn_gm_iou"], row["cnn_wm_iou"]) >= 0.90
+        lines.append(f"- 4 slices per axis: IoU >= 0.90 for both classes: {'met' if met else 'not met'} "
+                     f"(GM {row['cnn_gm_iou']:.3f}, WM {row['cnn_wm_iou']:.3f}).")
+    ordered = [semi[k] for k in sorted(semi)]
+    grows = all(b[f"cnn_{c}_iou"] >= a[f"cnn_{c}_iou"] for a, b in zip(ordered, ordered[1:]) for c in ("gm", "wm"))
+    lines.append(f"- IoU grows with the number of slices: {'met' if grows else 'not met'}.")
+    sparse_row = results["fully_automated"][0]
+    met = min(sparse_row["gm_ratio_to_dense"], sparse_row["wm_ratio_to_dense"]) >= 0.95
+    lines.append(f"- Fully-automated, sparse at least 95% of dense: {'met' if met else 'not met'}.")
+    lines.append(
+        "- What the figures say: the U-Net's IoU sits near 0.88 whatever the number of annotated slices (1 to 8 per "
+        "axis, and every slice of a hemisphere), while two intensity thresholds fit on the same voxels reach 0.92. "
+        "More annotation does not help, so the limit is the training (1280 steps of a small model in about 7 "
+        "minutes on 2 cores, bfloat16) rather than the sparse labels; the spread between runs (0.83 to 0.90) is "
+        "training noise. In trials at 4 slices per axis, training longer helped (640 steps of 16 base filters "
+        "0.853/0.838; 1280 steps of 8 base filters 0.883/0.873), float32 helped a little at equal steps but costs "
+        "about 3 times the time here, and batch normalisation and elastic deformation hurt."
+    )
+    return lines
+
+
 def markdown(results: dict) -> str:
     semi, full = results["semi_automated"], results["fully_automated"]
     lines = [
@@ -278,6 +305,10 @@ def markdown(results: dict) -> str:
         "",
         f"Sparse training reaches {100 * sparse_row['gm_ratio_to_dense']:.1f}% (grey matter) and "
         f"{100 * sparse_row['wm_ratio_to_dense']:.1f}% (white matter) of the IoU of training on every slice.",
+        "",
+        "## Against the targets",
+        "",
+        *targets(results),
         "",
         "## How to use it",
         "",
