@@ -6,6 +6,7 @@ complete one, never a truncated file under the real name.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -126,9 +127,23 @@ def check_writable_folder(folder: str | os.PathLike, what: str = "output folder"
     if not probe.is_dir():
         raise DataError(f"{folder}: cannot write to the {what}: {probe} is a file, not a folder")
     try:
-        with tempfile.NamedTemporaryFile(dir=probe, prefix=".write-probe-"):
-            pass
+        _probe_write(probe)
     except OSError as error:
         where = "" if probe == folder.absolute() else f" (in {probe})"
         raise DataError(f"{folder}: cannot write to the {what}{where}: {error.strerror or error}") from None
     return folder
+
+
+def _probe_write(folder: Path) -> None:
+    """Create and drop a file in ``folder``; raise the ``OSError`` that a real write would meet."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if flag:
+        # An unnamed file: nothing is left behind even if the process is killed right here.
+        try:
+            os.close(os.open(folder, flag | os.O_WRONLY, 0o600))
+            return
+        except OSError as error:
+            if error.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):  # no O_TMPFILE there
+                raise
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-probe-"):
+        pass
