@@ -36,7 +36,6 @@ from reliability_helpers import (
     call_main,
     check_all_complete,
     check_complete,
-    run_script,
     snapshot,
     temporaries,
 )
@@ -50,28 +49,53 @@ pytestmark = pytest.mark.slow
 
 
 def moment(name: str, iteration: int, longest: float, shortest: float = 0.3) -> float:
-    """The random delay of one kill, reproducible from ``UNET3D_KILL_SEED``.
-
-    Scripts that load Keras pass its start-up time as ``shortest``: before it they have written nothing.
-    """
-    return random.Random(f"{SEED}-{name}-{iteration}").uniform(min(shortest, 0.9 * longest), longest)
+    """The random delay of one kill, reproducible from ``UNET3D_KILL_SEED``."""
+    return random.Random(f"{SEED}-{name}-{iteration}").uniform(min(shortest, longest), longest)
 
 
-def kill_after(script: str, argv: list, delay: float, name: str = "") -> bool:
-    """Start ``script``, SIGKILL it after ``delay`` seconds; False if it had already finished."""
+def _keras_loaded(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/maps") as maps:
+            return "tensorflow" in maps.read()
+    except OSError:
+        return False
+
+
+@dataclass
+class Watched:
+    killed: bool
+    loaded: float  # seconds until TensorFlow was mapped (0 when the script does not wait for it)
+    seconds: float  # until the process ended or was killed
+    returncode: int
+
+
+def watch(script: str, argv: list, kill_after: float | None = None, after_keras: bool = False,
+          name: str = "") -> Watched:
+    """Run ``script``; with ``kill_after``, SIGKILL its process group that long after it started --
+    or, with ``after_keras``, after it finished loading TensorFlow (before that it writes nothing,
+    and how long the import takes depends on the machine's load far more than the work does)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     start = time.monotonic()
     process = subprocess.Popen([sys.executable, str(SCRIPTS[script]), *map(str, argv)], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        process.wait(timeout=delay)
-        killed = False
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=60)
-        killed = True
-    log_kill(name or script, delay, killed, time.monotonic() - start)
-    return killed
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    loaded = None if after_keras else 0.0
+    killed = False
+    while process.poll() is None:
+        now = time.monotonic() - start
+        if loaded is None and _keras_loaded(process.pid):
+            loaded = now
+        if kill_after is not None and loaded is not None and now >= loaded + kill_after:
+            os.killpg(process.pid, signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.01)
+    _, err = process.communicate(timeout=120)
+    result = Watched(killed, loaded if loaded is not None else 0.0, time.monotonic() - start, process.returncode)
+    if kill_after is not None:
+        log_kill(name or script, kill_after, killed, result.seconds)
+    elif result.returncode != 0:
+        raise AssertionError(err.decode(errors="replace")[-3000:])
+    return result
 
 
 def log_kill(operation: str, delay: float, killed: bool, seconds: float) -> None:
@@ -85,23 +109,11 @@ def log_kill(operation: str, delay: float, killed: bool, seconds: float) -> None
 
 def timed_run(script: str, argv: list) -> float:
     """Run to completion (it must succeed); returns the wall time in seconds."""
-    start = time.monotonic()
-    done = run_script(script, argv)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return time.monotonic() - start
-
-
-@pytest.fixture(scope="module")
-def startup() -> float:
-    """Seconds a new interpreter takes to load the package and Keras (added to in-process timings)."""
-    start = time.monotonic()
-    subprocess.run([sys.executable, "-c", "import keras, unet3d_keras.pipeline"], cwd=ROOT, check=True,
-                   capture_output=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    return time.monotonic() - start
+    return watch(script, argv).seconds
 
 
 def timed_call(script: str, argv: list) -> float:
-    """:func:`call_main` that must succeed; returns its wall time."""
+    """:func:`call_main` that must succeed; returns its wall time (no interpreter start-up)."""
     start = time.monotonic()
     status, _, err = call_main(script, argv)
     assert status == 0, err[-3000:]
@@ -144,7 +156,7 @@ class Trained:
     folder: Path
     run: Path
     config: Path
-    seconds: float
+    seconds: float  # of work, after loading Keras
 
 
 @pytest.fixture(scope="module")
@@ -152,8 +164,8 @@ def trained(tmp_path_factory) -> Trained:
     """An uninterrupted reference run (its wall time sizes the kill window)."""
     folder = tmp_path_factory.mktemp("reference")
     config = train_config(folder)
-    seconds = timed_run("train", ["--config", config, "--quiet"])
-    return Trained(folder, folder / "run", config, seconds)
+    run = watch("train", ["--config", config, "--quiet"], after_keras=True)
+    return Trained(folder, folder / "run", config, run.seconds - run.loaded)
 
 
 def _rows(path: Path) -> list[list[str]]:
@@ -166,12 +178,11 @@ def _skip_tensorboard(path: Path) -> bool:
 
 
 @iterations
-def test_train_killed_anywhere_resumes_to_the_uninterrupted_run(trained: Trained, startup: float, tmp_path: Path,
-                                                                iteration: int):
+def test_train_killed_anywhere_resumes_to_the_uninterrupted_run(trained: Trained, tmp_path: Path, iteration: int):
     config = train_config(tmp_path)
     run = tmp_path / "run"
-    delay = moment("train", iteration, trained.seconds, shortest=startup)
-    killed = kill_after("train", ["--config", config, "--quiet"], delay)
+    delay = moment("train", iteration, trained.seconds, shortest=0)
+    killed = watch("train", ["--config", config, "--quiet"], kill_after=delay, after_keras=True).killed
     context = f"killed={killed} after {delay:.2f} s (UNET3D_KILL_SEED={SEED}, iteration {iteration})"
     if run.exists():
         check_all_complete(run, skip=_skip_tensorboard)
@@ -276,8 +287,7 @@ class Predicted:
     raw: Path  # new subjects (no truth) for --input
     old: dict  # mode -> {relative path: (size, sha1)} with the reference model
     new: dict  # mode -> same with model B
-    seconds: dict  # mode -> wall time with model B
-    startup: float  # interpreter and Keras start-up: the kill window begins there
+    seconds: dict  # mode -> wall time with model B after loading Keras
 
 
 def _predict_argv(trained: Trained, mode: str, model: Path, output: Path, raw: Path) -> list:
@@ -286,7 +296,7 @@ def _predict_argv(trained: Trained, mode: str, model: Path, output: Path, raw: P
 
 
 @pytest.fixture(scope="module")
-def predicted(trained: Trained, startup: float, tmp_path_factory) -> Predicted:
+def predicted(trained: Trained, tmp_path_factory) -> Predicted:
     """Predictions of every mode with the reference model (old) and a second model (new)."""
     from unet3d_keras.training import load_old_model
 
@@ -304,11 +314,11 @@ def predicted(trained: Trained, startup: float, tmp_path_factory) -> Predicted:
     for mode in ("validation", "input"):
         timed_call("predict", _predict_argv(trained, mode, trained.run / "model.keras", folder / f"old-{mode}", raw))
         old[mode] = relative(snapshot(folder / f"old-{mode}"), folder / f"old-{mode}")
-        seconds[mode] = startup + timed_call(
-            "predict", _predict_argv(trained, mode, model_b, folder / f"new-{mode}", raw))
+        run = watch("predict", _predict_argv(trained, mode, model_b, folder / f"new-{mode}", raw), after_keras=True)
+        seconds[mode] = run.seconds - run.loaded
         new[mode] = relative(snapshot(folder / f"new-{mode}"), folder / f"new-{mode}")
         assert set(old[mode]) == set(new[mode]) and old[mode] != new[mode]
-    return Predicted(folder, model_b, raw, old, new, seconds, startup)
+    return Predicted(folder, model_b, raw, old, new, seconds)
 
 
 @pytest.mark.parametrize("mode", ["validation", "input"])
@@ -318,8 +328,8 @@ def test_predict_killed_anywhere_leaves_old_or_new_files(trained: Trained, predi
     output = tmp_path / "out"
     shutil.copytree(predicted.folder / f"old-{mode}", output)
     argv = _predict_argv(trained, mode, predicted.model_b, output, predicted.raw)
-    delay = moment(f"predict-{mode}", iteration, predicted.seconds[mode], shortest=predicted.startup)
-    killed = kill_after("predict", argv, delay, f"predict-{mode}")
+    delay = moment(f"predict-{mode}", iteration, predicted.seconds[mode], shortest=0)
+    killed = watch("predict", argv, kill_after=delay, after_keras=True, name=f"predict-{mode}").killed
     context = f"killed={killed} after {delay:.2f} s (UNET3D_KILL_SEED={SEED}, iteration {iteration})"
     assert_old_or_new(output, predicted.old[mode], predicted.new[mode], context)
     check_all_complete(output)
@@ -347,7 +357,7 @@ def test_evaluate_killed_anywhere_leaves_old_or_new_files(trained: Trained, pred
     output = tmp_path / "out"
     shutil.copytree(old, output)
     delay = moment("evaluate", iteration, seconds)
-    killed = kill_after("evaluate", argv(predicted.folder / "new-validation", output), delay)
+    killed = watch("evaluate", argv(predicted.folder / "new-validation", output), kill_after=delay).killed
     context = f"killed={killed} after {delay:.2f} s (UNET3D_KILL_SEED={SEED}, iteration {iteration})"
     assert_old_or_new(output, old_files, new_files, context)
     check_all_complete(output)
@@ -362,8 +372,8 @@ def test_evaluate_killed_anywhere_leaves_old_or_new_files(trained: Trained, pred
 
 
 @iterations
-def test_densify_killed_anywhere_leaves_the_old_or_a_complete_new_label_map(trained: Trained, startup: float,
-                                                                           tmp_path: Path, iteration: int):
+def test_densify_killed_anywhere_leaves_the_old_or_a_complete_new_label_map(trained: Trained, tmp_path: Path,
+                                                                           iteration: int):
     subject = sorted(p for p in (trained.run / "demo_data").iterdir() if p.is_dir())[0]
     truth = nib.load(subject / f"{subject.name}_seg.nii.gz")
     sparse = np.full(truth.shape, 255, np.uint8)
@@ -377,9 +387,12 @@ def test_densify_killed_anywhere_leaves_the_old_or_a_complete_new_label_map(trai
                 "--set", "model.depth=2", "--set", "model.n_base_filters=2", "--set", "training.batch_size=1",
                 "--set", "training.mixed_precision=off"]
 
-    seconds = startup + timed_call("densify", argv(1))
-    delay = moment("densify", iteration, seconds, shortest=startup)
-    killed = kill_after("densify", argv(2), delay)
+    assert call_main("densify", argv(1))[0] == 0
+    old = output.read_bytes()
+    reference = watch("densify", argv(2), after_keras=True)
+    output.write_bytes(old)
+    delay = moment("densify", iteration, reference.seconds - reference.loaded, shortest=0)
+    killed = watch("densify", argv(2), kill_after=delay, after_keras=True).killed
     context = f"killed={killed} after {delay:.2f} s (UNET3D_KILL_SEED={SEED}, iteration {iteration})"
     check_complete(output)  # the old map, or a complete new one (training time bounds make it vary)
     labels = np.asarray(nib.load(output).dataobj)
@@ -409,7 +422,7 @@ def test_preprocess_killed_anywhere_leaves_complete_subject_folders(tmp_path: Pa
     old_files, new_files = relative(snapshot(old), old), relative(snapshot(new), new)
     shutil.copytree(old, output)
     delay = moment("preprocess", iteration, seconds)
-    killed = kill_after("preprocess", argv, delay)
+    killed = watch("preprocess", argv, kill_after=delay).killed
     context = f"killed={killed} after {delay:.2f} s (UNET3D_KILL_SEED={SEED}, iteration {iteration})"
     check_all_complete(output)
     for folder in sorted(p for p in output.iterdir() if not p.name.startswith(".")):
