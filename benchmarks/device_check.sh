@@ -21,9 +21,11 @@ export XLA_PYTHON_CLIENT_PREALLOCATE=false
 export TF_CPP_MIN_LOG_LEVEL=2
 OUT="${OUT:-benchmarks}"
 mkdir -p "$OUT"
+# Some CUDA images have python3 only.
+PYTHON="${PYTHON:-$(command -v python || command -v python3)}"
 
 # Fail in seconds, not after compiling, when a GPU or a library is missing.
-python - <<'EOF'
+"$PYTHON" - <<'EOF'
 import importlib.util
 import sys
 
@@ -42,6 +44,6 @@ if not gpus or not torch.cuda.is_available():
 EOF
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv || true
 
-python benchmarks/run.py --gpu --warmup "${WARMUP:-2}" --repeats "${REPEATS:-5}" \
+"$PYTHON" benchmarks/run.py --gpu --warmup "${WARMUP:-2}" --repeats "${REPEATS:-5}" \
     --output "$OUT/gpu_results.json" --markdown "$OUT/gpu_results.md"
 cat "$OUT/gpu_results.md"

@@ -167,7 +167,18 @@ def machine_info() -> dict:
     }
     for name in ("tensorflow", "jax", "torch", "monai"):
         info[name] = _version(name)
+    info["gpu"] = _gpu_name()
     return info
+
+
+def _gpu_name() -> str | None:
+    """The CUDA GPU's name and memory from ``nvidia-smi``, or None without one."""
+    try:
+        output = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                                capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return output.splitlines()[0] if output else None
 
 
 def _version(module: str) -> str | None:
@@ -771,7 +782,7 @@ def markdown(report: dict) -> str:
     """The Markdown page of one report (docs/benchmarks.md)."""
     machine = report["machine"]
     lines = [
-        "# Benchmarks",
+        "# Benchmarks: GPU check" if report["mode"].startswith("gpu") else "# Benchmarks",
         "",
         f"Written by `{report['command']}` on {report['finished'][:16].replace('T', ' ')} UTC "
         f"(mode `{report['mode']}`, wall time {report['wall_time_s'] / 60:.1f} min). "
@@ -782,11 +793,17 @@ def markdown(report: dict) -> str:
         f"**Machine:** {machine['cpu']}, {machine['cpus']} CPUs ({', '.join(machine['cpu_flags'])}), "
         f"{machine['memory_gib']} GiB; Python {machine['python']}, Keras {machine['keras']} "
         f"({machine['backend']}), TensorFlow {machine['tensorflow']}, PyTorch {machine['torch']}, "
-        f"JAX {machine['jax']}, MONAI {machine['monai']}.",
+        f"JAX {machine['jax']}, MONAI {machine['monai']}."
+        + (f" **GPU:** {machine['gpu']}." if machine.get("gpu") else ""),
         "",
         f"**Load from other processes during the run:** {_load_text(report)}",
         "",
     ]
+    if report["mode"].startswith("gpu"):
+        lines += ["The targets are those of the CPU suite, shown for comparison; the bfloat16 targets apply to CPUs "
+                  "only. Keras runs on JAX (XLA) here, PyTorch on CUDA with cuDNN.", ""]
+    else:
+        lines += ["The GPU check (`benchmarks/device_check.sh`) has its own page: `docs/benchmarks_gpu.md`.", ""]
     busy = [value for value in report.get("other_cpus", {}).values() if value is not None and value > 0.25]
     if busy:
         lines += [f"**Warning: the machine was busy** (up to {max(busy):.1f} CPUs of other work): wall-time figures "
