@@ -97,23 +97,25 @@ def threshold_labels(t1: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.where(t1 >= high, 2, np.where(t1 >= low, 1, 0)).astype(np.uint8)
 
 
-def train_and_predict(train_image, train_labels, test_image, epochs: int, seed: int):
+def train_and_predict(train_image, train_labels, test_image, epochs: int, seed: int,
+                      settings: tuple[str, ...] = EXTRA_SETTINGS):
     from unet3d_keras.sparse import fit_sparse, predict_classes
 
-    overrides = [f"training.n_epochs={epochs}", *EXTRA_SETTINGS]
+    overrides = [f"training.n_epochs={epochs}", *settings]
     fitted = fit_sparse(train_image, train_labels, IGNORE, overrides=overrides, seed=seed)
     prediction, _ = predict_classes(fitted, test_image)
     return prediction, fitted
 
 
-def semi_automated(t1, labels, slices: int, epochs: int, seed: int) -> tuple[dict, np.ndarray, np.ndarray]:
+def semi_automated(t1, labels, slices: int, epochs: int, seed: int,
+                   settings: tuple[str, ...] = EXTRA_SETTINGS) -> tuple[dict, np.ndarray, np.ndarray]:
     from unet3d_keras.sparse import make_sparse_annotation
 
     sparse = make_sparse_annotation(labels, (slices,) * 3, ignore_label=IGNORE)
     annotated = sparse != IGNORE
     never = ~annotated
     start = time.monotonic()
-    prediction, fitted = train_and_predict(t1, sparse, t1, epochs, seed)
+    prediction, fitted = train_and_predict(t1, sparse, t1, epochs, seed, settings)
     seconds = time.monotonic() - start
     low, high = best_thresholds(t1, labels, annotated)
     thresholded = threshold_labels(t1, low, high)
