@@ -290,3 +290,28 @@ def test_spatial_transform_of_labels_only():
     matrix[:3, 3] = (1, 0, 0)  # output voxel p samples input voxel p + (1, 0, 0)
     _, moved = apply_spatial_transform(None, truth, matrix=matrix)
     assert moved[0, 2, 3] == 4 and moved.sum() == 4
+
+
+@pytest.mark.parametrize("shape", [(9, 7, 5), (1, 6, 4), (12, 1, 1), (16, 16, 16)])
+def test_resampling_matches_scipy_map_coordinates(shape):
+    """The shared-index trilinear and nearest resamplers give scipy's values, edges included."""
+    from scipy import ndimage
+
+    from unet3d_keras.augment import interpolate_linear, interpolate_nearest
+
+    rng = np.random.default_rng(3)
+    channels = rng.standard_normal((3,) + shape).astype(np.float32)
+    labels = rng.integers(0, 5, shape).astype(np.uint8)
+    # Points inside, on the edges and well outside the volume, plus exact integers and halves.
+    points = rng.uniform(-3, np.asarray(shape)[:, None] + 2, size=(3, 500)).astype(np.float32)
+    exact = np.stack([np.arange(40) % s * 0.5 for s in shape]).astype(np.float32)
+    points = np.concatenate([points, exact], axis=1)
+
+    linear = interpolate_linear(channels, points)
+    for index in range(3):
+        expected = ndimage.map_coordinates(channels[index], points, order=1, mode="nearest", prefilter=False)
+        np.testing.assert_allclose(linear[index], expected, rtol=0, atol=2e-6)
+    nearest = interpolate_nearest(labels, points)
+    assert nearest.dtype == np.uint8
+    np.testing.assert_array_equal(nearest, ndimage.map_coordinates(labels, points, order=0, mode="nearest",
+                                                                   prefilter=False))
