@@ -202,7 +202,13 @@ def _normalise(images: np.ndarray) -> np.ndarray:
 
 
 class _PatchSampler(keras.utils.PyDataset):
-    """Random augmented training windows centred near annotated voxels of one volume."""
+    """Random augmented training windows centred near annotated voxels of one volume.
+
+    Each window's centre is drawn class first (each annotated class equally likely), then an
+    annotated voxel of that class: otherwise the classes that fill most of the annotation, often
+    the background of slices far from the object, take most of the windows, and adding slices
+    can take windows away from the structures of interest.
+    """
 
     def __init__(self, images: np.ndarray, index_map: np.ndarray, n_classes: int, ignore: int,
                  patch_shape: Sequence[int], batch_size: int, augmentation, seed: int) -> None:
@@ -215,7 +221,8 @@ class _PatchSampler(keras.utils.PyDataset):
         self.batch_size = batch_size
         self.augmentation = augmentation
         self.seed = seed
-        self.annotated = np.argwhere(index_map != ignore)
+        self.by_class = [np.argwhere(index_map == position) for position in range(n_classes)]
+        self.by_class = [voxels for voxels in self.by_class if len(voxels)]
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -231,7 +238,8 @@ class _PatchSampler(keras.utils.PyDataset):
         shape = np.asarray(self.images.shape[1:])
         x, y = [], []
         for _ in range(self.batch_size):
-            centre = self.annotated[rng.integers(len(self.annotated))]
+            voxels = self.by_class[rng.integers(len(self.by_class))]
+            centre = voxels[rng.integers(len(voxels))]
             corner = np.clip(centre - self.patch_shape // 2 + rng.integers(-8, 9, 3), 0, shape - self.patch_shape)
             window = tuple(slice(c, c + p) for c, p in zip(corner, self.patch_shape))
             data = self.images[(slice(None),) + window]
