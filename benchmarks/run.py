@@ -120,7 +120,7 @@ def settings_for(mode: str) -> Settings:
         return Settings(mode)
     if mode == "quick":
         return Settings(mode, warmup=1, repeats=3,
-                        pipeline=dict(rounds=3, steps=3, warmup=1, subjects=6, shape=(72, 72, 68), patch=(64,) * 3),
+                        pipeline=dict(rounds=6, steps=3, warmup=1, subjects=6, shape=(72, 72, 68), patch=(64,) * 3),
                         hdf5=dict(many=8, few=2, shape=96))
     if mode == "dry-run":
         return Settings(mode, patch=16, base_filters=4, depth=3, warmup=1, repeats=2, matmul_size=256,

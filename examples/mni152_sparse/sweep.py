@@ -121,9 +121,10 @@ def main(argv=None) -> int:
                     row = {**trial, "error": repr(error)}
                 with open(args.output, "a") as stream:
                     stream.write(json.dumps(row) + "\n")
-                print(f"{row['name']:<22} slices {row['slices']} seed {row['seed']}: GM {row.get('cnn_gm_iou', 0):.3f} "
-                      f"WM {row.get('cnn_wm_iou', 0):.3f} (annotated {row.get('annotated_gm_iou', 0):.3f}/"
-                      f"{row.get('annotated_wm_iou', 0):.3f}) {row.get('wall_seconds', 0):.0f} s {row.get('error', '')}",
+                print(f"{row['name']:<22} slices {row['slices']} seed {row['seed']}: "
+                      f"GM {row.get('cnn_gm_iou', 0):.3f} WM {row.get('cnn_wm_iou', 0):.3f} (annotated {row.get('annotated_gm_iou', 0):.3f}/"
+                      f"{row.get('annotated_wm_iou', 0):.3f}) {row.get('wall_seconds', 0):.0f} s "
+                      f"{row.get('error', '')}",
                       flush=True)
         if queue:
             print(f"time limit: {len(queue)} trials not started", flush=True)
