@@ -395,8 +395,20 @@ def interpolate_linear(channels: np.ndarray, coordinates: np.ndarray) -> np.ndar
     Returns:
         float32 ``(n_channels, n_points)``.
     """
-    shape = channels.shape[1:]
     coordinates = np.asarray(coordinates, dtype=np.float32).reshape(3, -1)
+    result = np.empty((channels.shape[0], coordinates.shape[1]), dtype=np.float32)
+    # In chunks, so that the index and weight arrays stay small for whole-volume transforms.
+    for start in range(0, coordinates.shape[1], _INTERPOLATION_CHUNK):
+        stop = start + _INTERPOLATION_CHUNK
+        result[:, start:stop] = _interpolate_linear_chunk(channels, coordinates[:, start:stop])
+    return result
+
+
+_INTERPOLATION_CHUNK = 1 << 18
+
+
+def _interpolate_linear_chunk(channels: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
+    shape = channels.shape[1:]
     strides = (shape[1] * shape[2], shape[2], 1)
     flat = channels.reshape(channels.shape[0], -1)
     base = np.zeros(coordinates.shape[1], dtype=np.intp)
