@@ -371,7 +371,6 @@ def apply_spatial_transform(
     if coordinates is None:
         coordinates = sampling_coordinates(shape, matrix, displacement)
     new_data = new_truth = None
-    coordinates = np.asarray(coordinates, dtype=np.float32).reshape(3, -1)
     if data is not None:
         channels = np.asarray(data, dtype=np.float32).reshape((-1,) + tuple(shape))
         new_data = interpolate_linear(channels, coordinates).reshape(np.shape(data))
@@ -400,14 +399,15 @@ def interpolate_linear(channels: np.ndarray, coordinates: np.ndarray) -> np.ndar
     # In chunks, so that the index and weight arrays stay small for whole-volume transforms.
     for start in range(0, coordinates.shape[1], _INTERPOLATION_CHUNK):
         stop = start + _INTERPOLATION_CHUNK
-        result[:, start:stop] = _interpolate_linear_chunk(channels, coordinates[:, start:stop])
+        _interpolate_linear_chunk(channels, coordinates[:, start:stop], result[:, start:stop])
     return result
 
 
 _INTERPOLATION_CHUNK = 1 << 18
 
 
-def _interpolate_linear_chunk(channels: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
+def _interpolate_linear_chunk(channels: np.ndarray, coordinates: np.ndarray, out: np.ndarray) -> None:
+    """Writes the trilinear samples at ``coordinates`` ``(3, n)`` into ``out`` ``(n_channels, n)``."""
     shape = channels.shape[1:]
     strides = (shape[1] * shape[2], shape[2], 1)
     flat = channels.reshape(channels.shape[0], -1)
@@ -421,15 +421,14 @@ def _interpolate_linear_chunk(channels: np.ndarray, coordinates: np.ndarray) -> 
         base += lower * strides[axis]
         steps.append(strides[axis] if shape[axis] > 1 else 0)
     fx, fy, fz = fractions
-    result = np.zeros((flat.shape[0], coordinates.shape[1]), dtype=np.float32)
+    out.fill(0)
     for dx, wx in ((0, 1 - fx), (steps[0], fx)):
         for dy, wy in ((0, 1 - fy), (steps[1], fy)):
             wxy = wx * wy
             for dz, wz in ((0, 1 - fz), (steps[2], fz)):
                 corner = np.take(flat, base + (dx + dy + dz), axis=1)
                 corner *= wxy * wz
-                result += corner
-    return result
+                out += corner
 
 
 def interpolate_nearest(volume: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
