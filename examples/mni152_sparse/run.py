@@ -253,8 +253,7 @@ def targets(results: dict) -> list[str]:
     sparse_row = results["fully_automated"][0]
     met = min(sparse_row["gm_ratio_to_dense"], sparse_row["wm_ratio_to_dense"]) >= 0.95
     lines.append(f"- Fully-automated, sparse at least 95% of dense: {'met' if met else 'not met'}.")
-    semi_rows = results["semi_automated"]
-    difference = [row[f"cnn_{c}_iou"] - row[f"threshold_{c}_iou"] for row in semi_rows for c in ("gm", "wm")]
+    difference = [row[f"cnn_{c}_iou"] - row[f"threshold_{c}_iou"] for row in ordered for c in ("gm", "wm")]
     lines.append(
         f"- U-Net IoU minus threshold IoU (thresholds fit on the same annotated voxels), semi-automated rows: "
         f"{min(difference):+.3f} to {max(difference):+.3f}. The thresholds are close to the best any rule on the "
@@ -358,7 +357,7 @@ def cpu_name() -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=200, help="epochs of 16 steps per training (default 200)")
+    parser.add_argument("--epochs", type=int, default=200, help="epochs of 16 steps per semi-automated training (default 200)")
     parser.add_argument("--slices", type=int, nargs="+", default=[1, 2, 4, 8], help="slices per axis to try")
     parser.add_argument("--full-slices", type=int, default=4, help="slices per axis of the sparse hemisphere run")
     parser.add_argument("--full-epochs", type=int, default=80,

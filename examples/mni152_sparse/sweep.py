@@ -21,6 +21,7 @@ import concurrent.futures
 import json
 import multiprocessing
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -90,7 +91,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.save_data or not args.data:
         t1, labels, affine = run.load_mni152()
-        path = args.save_data or "/tmp/mni152_2mm.npz"
+        # Without --data the workers read the template from a file of this run's own.
+        path = args.save_data or str(Path(tempfile.mkdtemp(prefix="mni152_sweep_")) / "mni152_2mm.npz")
         np.savez_compressed(path, t1=t1, labels=labels, affine=affine)
         if args.save_data:
             print(f"wrote {path}: {t1.shape}")
