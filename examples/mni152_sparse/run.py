@@ -9,25 +9,34 @@ maps, so nothing is downloaded. At 2 mm (99 x 117 x 95 voxels) the labels are 0 
 
 (a) Semi-automated mode: keep 1, 2, 4 and 8 evenly spread slices per axis, train
     ``unet3d_keras.sparse.fit_sparse`` on the annotated voxels of the volume, and score the
-    grey- and white-matter IoU on the voxels that were never annotated.
+    grey- and white-matter IoU on the voxels that were never annotated, once per seed
+    (``--seeds``, default 42 1 2). Also scored: the voxels outside every row's annotation, the
+    same for all rows.
 (b) Fully-automated mode: train on the left hemisphere, once with 4 slices per axis and once
-    with every slice annotated, and score the right hemisphere (mirrored), densely.
+    with every slice annotated, and score the right hemisphere (mirrored), densely (first seed).
 Reference rows: T1 intensity thresholds chosen on the same annotated voxels.
 
-Writes ``examples/mni152_sparse/results.json``, ``docs/sparse_annotation.md`` and two pictures
-in ``docs/``. ``--epochs`` sets the training length of the semi-automated runs (default 200 epochs of 16
-steps), ``--full-epochs`` that of the two hemisphere runs (default 80);
-``--quick`` (8 epochs, slices 1 and 4, a quick fully-automated run) checks the machinery.
+Writes ``examples/mni152_sparse/results.json`` (after every training, so ``--resume`` picks up
+a stopped run and skips the trainings it holds), ``docs/sparse_annotation.md`` and two pictures
+in ``docs/``. ``--epochs`` sets the training length of the semi-automated runs (default 200
+epochs of 16 steps), ``--full-epochs`` that of the two hemisphere runs (default 80);
+``--workers N`` trains N at once in their own processes, each with its share of the cores (on 2
+cores, 2 single-threaded trainings get through about 1.4 times as many steps as one);
+``--quick`` (8 epochs, slices 1 and 4, one seed, a quick fully-automated run) checks the machinery.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
+import multiprocessing
 import os
 import platform
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -117,34 +126,54 @@ def threshold_labels(t1: np.ndarray, low: float, high: float) -> np.ndarray:
 
 
 def train_and_predict(train_image, train_labels, test_image, epochs: int, seed: int,
-                      settings: tuple[str, ...] = EXTRA_SETTINGS):
+                      settings: tuple[str, ...] = EXTRA_SETTINGS, show_progress: bool = True):
     from unet3d_keras.sparse import fit_sparse, predict_classes
 
     overrides = [f"training.n_epochs={epochs}", *settings]
-    fitted = fit_sparse(train_image, train_labels, IGNORE, overrides=overrides, seed=seed)
+    fitted = fit_sparse(train_image, train_labels, IGNORE, overrides=overrides, seed=seed, show_progress=show_progress)
     prediction, _ = predict_classes(fitted, test_image)
     return prediction, fitted
 
 
+def never_annotated_by_any(shape: tuple[int, ...], slice_counts: Iterable[int]) -> np.ndarray:
+    """Voxels outside the annotation of every slice count: one scoring set shared by all rows."""
+    from unet3d_keras.sparse import make_sparse_annotation
+
+    outside = np.ones(shape, bool)
+    for count in slice_counts:
+        outside &= make_sparse_annotation(np.zeros(shape, np.uint8), (count,) * 3, ignore_label=IGNORE) == IGNORE
+    return outside
+
+
 def semi_automated(t1, labels, slices: int, epochs: int, seed: int,
-                   settings: tuple[str, ...] = EXTRA_SETTINGS) -> tuple[dict, np.ndarray, np.ndarray]:
+                   settings: tuple[str, ...] = EXTRA_SETTINGS, shared_slices: Iterable[int] = (),
+                   show_progress: bool = True) -> tuple[dict, np.ndarray, np.ndarray]:
+    """One densification from ``slices`` evenly spread slices per axis, scored on the voxels it
+    never saw and (``shared_slices``) on the voxels outside the annotation of every one of those
+    slice counts."""
     from unet3d_keras.sparse import make_sparse_annotation
 
     sparse = make_sparse_annotation(labels, (slices,) * 3, ignore_label=IGNORE)
     annotated = sparse != IGNORE
     never = ~annotated
     start = time.monotonic()
-    prediction, fitted = train_and_predict(t1, sparse, t1, epochs, seed, settings)
+    prediction, fitted = train_and_predict(t1, sparse, t1, epochs, seed, settings, show_progress)
     seconds = time.monotonic() - start
     low, high = best_thresholds(t1, labels, annotated)
     thresholded = threshold_labels(t1, low, high)
     row = {
-        "slices_per_axis": slices, "annotated_fraction": float(annotated.mean()),
+        "slices_per_axis": slices, "seed": seed, "annotated_fraction": float(annotated.mean()),
         "cnn_gm_iou": iou(prediction[never], labels[never], 1), "cnn_wm_iou": iou(prediction[never], labels[never], 2),
         "threshold_gm_iou": iou(thresholded[never], labels[never], 1),
         "threshold_wm_iou": iou(thresholded[never], labels[never], 2),
         "thresholds": [low, high], "epochs": fitted.epochs, "seconds": seconds,
     }
+    shared_slices = sorted(set(shared_slices) | {slices})
+    if len(shared_slices) > 1:
+        shared = never_annotated_by_any(labels.shape, shared_slices)
+        row.update(shared_slice_counts=shared_slices, shared_fraction=float(shared.mean()),
+                   shared_gm_iou=iou(prediction[shared], labels[shared], 1),
+                   shared_wm_iou=iou(prediction[shared], labels[shared], 2))
     return row, sparse, prediction
 
 
@@ -162,42 +191,139 @@ def hemispheres(t1, labels, affine):
     return (t1[left], labels[left]), (t1[right], labels[right])
 
 
-def fully_automated(t1, labels, affine, slices: int, epochs: int, seed: int) -> list[dict]:
+def fully_automated(t1, labels, affine, slices: int | None, epochs: int, seed: int,
+                    show_progress: bool = True) -> dict:
+    """Train on the left hemisphere (``slices`` per axis annotated, or every slice for None),
+    score the right one densely."""
     from unet3d_keras.sparse import make_sparse_annotation
 
     (left_image, left_labels), (right_image, right_labels) = hemispheres(t1, labels, affine)
-    sparse = make_sparse_annotation(left_labels, (slices,) * 3, ignore_label=IGNORE)
-    rows = []
-    for name, truth in ((f"{slices} slices per axis", sparse), ("every slice", left_labels)):
-        start = time.monotonic()
-        prediction, fitted = train_and_predict(left_image, truth, right_image, epochs, seed)
-        annotated = truth != IGNORE
-        low, high = best_thresholds(left_image, left_labels, annotated)
-        thresholded = threshold_labels(right_image, low, high)
-        rows.append({
-            "training": name, "annotated_fraction": float(annotated.mean()),
-            "cnn_gm_iou": iou(prediction, right_labels, 1), "cnn_wm_iou": iou(prediction, right_labels, 2),
-            "threshold_gm_iou": iou(thresholded, right_labels, 1),
-            "threshold_wm_iou": iou(thresholded, right_labels, 2),
-            "thresholds": [low, high], "epochs": fitted.epochs, "seconds": time.monotonic() - start,
-        })
-    sparse_row, dense_row = rows
-    for key in ("gm", "wm"):
-        sparse_row[f"{key}_ratio_to_dense"] = sparse_row[f"cnn_{key}_iou"] / dense_row[f"cnn_{key}_iou"]
+    if slices is None:
+        name, truth = "every slice", left_labels
+    else:
+        name = f"{slices} slices per axis"
+        truth = make_sparse_annotation(left_labels, (slices,) * 3, ignore_label=IGNORE)
+    start = time.monotonic()
+    prediction, fitted = train_and_predict(left_image, truth, right_image, epochs, seed,
+                                           show_progress=show_progress)
+    annotated = truth != IGNORE
+    low, high = best_thresholds(left_image, left_labels, annotated)
+    thresholded = threshold_labels(right_image, low, high)
+    return {
+        "training": name, "seed": seed, "annotated_fraction": float(annotated.mean()),
+        "cnn_gm_iou": iou(prediction, right_labels, 1), "cnn_wm_iou": iou(prediction, right_labels, 2),
+        "threshold_gm_iou": iou(thresholded, right_labels, 1),
+        "threshold_wm_iou": iou(thresholded, right_labels, 2),
+        "thresholds": [low, high], "epochs": fitted.epochs, "seconds": time.monotonic() - start,
+    }
+
+
+def add_dense_ratios(rows: list[dict]) -> list[dict]:
+    """The sparse hemisphere row gets its IoU as a fraction of the every-slice row's."""
+    dense = next(row for row in rows if row["training"] == "every slice")
+    for row in rows:
+        if row is not dense:
+            for key in ("gm", "wm"):
+                row[f"{key}_ratio_to_dense"] = row[f"cnn_{key}_iou"] / dense[f"cnn_{key}_iou"]
     return rows
 
 
+def _trial_in_worker(kind: str, data: str, kwargs: dict):
+    """One training in a worker process, on the template saved at ``data``."""
+    loaded = np.load(data)
+    t1, labels, affine = loaded["t1"], loaded["labels"], loaded["affine"]
+    if kind == "semi":
+        return semi_automated(t1, labels, show_progress=False, **kwargs)
+    return fully_automated(t1, labels, affine, show_progress=False, **kwargs)
+
+
+def run_trials(trials: list[tuple[str, dict]], arrays: dict[str, np.ndarray], workers: int,
+               on_result: Callable[[tuple[str, dict], object], None], deadline: float = float("inf")) -> list:
+    """Run ``semi_automated`` / ``fully_automated`` trials, ``workers`` at a time.
+
+    Args:
+        trials: ``(kind, keyword arguments)``, kind ``"semi"`` or ``"full"``.
+        arrays: ``t1``, ``labels`` and ``affine`` of the template.
+        workers: 1 runs here; more run in spawned processes, each with its share of the cores
+            (``TF_NUM_INTRAOP_THREADS``), so that they do not fight over them.
+        on_result: called with the trial and its result (or the exception it raised) as each ends.
+        deadline: ``time.monotonic()`` after which no trial starts.
+
+    Returns:
+        The trials that never started.
+    """
+    queue = list(trials)
+    if workers <= 1:
+        while queue and time.monotonic() < deadline:
+            kind, kwargs = trial = queue.pop(0)
+            t1, labels, affine = arrays["t1"], arrays["labels"], arrays["affine"]
+            result = semi_automated(t1, labels, **kwargs) if kind == "semi" else fully_automated(t1, labels, affine, **kwargs)
+            on_result(trial, result)
+        return queue
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", threads)  # read by TensorFlow in each new worker
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", threads)
+    with tempfile.TemporaryDirectory(prefix="mni152_") as folder:
+        data = os.path.join(folder, "mni152.npz")
+        np.savez(data, **arrays)
+        context = multiprocessing.get_context("spawn")  # a fresh Keras session per training
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1) as pool:
+            pending: dict = {}
+            while queue or pending:
+                while queue and len(pending) < workers and time.monotonic() < deadline:
+                    trial = queue.pop(0)
+                    pending[pool.submit(_trial_in_worker, trial[0], data, trial[1])] = trial
+                if not pending:
+                    break
+                done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    trial = pending.pop(future)
+                    try:
+                        result = future.result()
+                    except Exception as error:  # one failed training must not lose the others
+                        result = error
+                    on_result(trial, result)
+    return queue
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Semi-automated rows grouped by slice count: mean, sample standard deviation and each
+    seed's value of every IoU, sorted by slice count."""
+    summary = []
+    for slices in sorted({row["slices_per_axis"] for row in rows}):
+        group = sorted((row for row in rows if row["slices_per_axis"] == slices), key=lambda row: row["seed"])
+        entry = {"slices_per_axis": slices, "annotated_fraction": group[0]["annotated_fraction"],
+                 "seeds": [row["seed"] for row in group], "epochs": group[0]["epochs"],
+                 "minutes": float(np.mean([row["seconds"] for row in group])) / 60}
+        for key in ("cnn_gm_iou", "cnn_wm_iou", "threshold_gm_iou", "threshold_wm_iou",
+                    "shared_gm_iou", "shared_wm_iou"):
+            values = [row[key] for row in group if key in row]
+            if values:
+                entry[key] = float(np.mean(values))
+                entry[f"{key}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+                entry[f"{key}_each"] = values
+        summary.append(entry)
+    return summary
+
+
 def plot_curves(rows: list[dict], path: Path) -> None:
+    """IoU against slice count: the mean over seeds (line) and each seed (dots)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    slices = [row["slices_per_axis"] for row in rows]
+    summary = summarise(rows)
+    slices = [entry["slices_per_axis"] for entry in summary]
     figure, axis = plt.subplots(figsize=(6, 4))
     for key, colour, name in (("gm", "tab:orange", "grey matter"), ("wm", "tab:blue", "white matter")):
-        axis.plot(slices, [row[f"cnn_{key}_iou"] for row in rows], "o-", color=colour, label=f"3D U-Net, {name}")
-        axis.plot(slices, [row[f"threshold_{key}_iou"] for row in rows], "s--", color=colour, alpha=0.6,
+        n_seeds = max(len(entry[f"cnn_{key}_iou_each"]) for entry in summary)
+        axis.plot(slices, [entry[f"cnn_{key}_iou"] for entry in summary], "o-", color=colour,
+                  label=f"3D U-Net, {name}" + (f" (mean of {n_seeds} seeds)" if n_seeds > 1 else ""))
+        for entry in summary:
+            values = entry[f"cnn_{key}_iou_each"]
+            axis.plot([entry["slices_per_axis"]] * len(values), values, ".", color=colour, alpha=0.5)
+        axis.plot(slices, [entry[f"threshold_{key}_iou"] for entry in summary], "s--", color=colour, alpha=0.6,
                   label=f"T1 thresholds, {name}")
     axis.axhline(0.9, color="grey", linewidth=0.8, linestyle=":")
     axis.set_xscale("log", base=2)
@@ -239,23 +365,33 @@ def save_figure(figure, path: Path) -> None:
 
 
 def targets(results: dict) -> list[str]:
-    """The issue's targets, checked against the results, as Markdown list items."""
-    semi = {row["slices_per_axis"]: row for row in results["semi_automated"]}
+    """The issue's targets, checked against the results (means over seeds), as Markdown list items."""
+    summary = summarise(results["semi_automated"])
+    by_slices = {entry["slices_per_axis"]: entry for entry in summary}
+    n_seeds = max(len(entry["seeds"]) for entry in summary)
+    over = f" (mean of {n_seeds} seeds)" if n_seeds > 1 else ""
     lines = []
-    if 4 in semi:
-        row = semi[4]
-        met = min(row["cnn_gm_iou"], row["cnn_wm_iou"]) >= 0.90
-        lines.append(f"- 4 slices per axis: IoU >= 0.90 for both classes: {'met' if met else 'not met'} "
-                     f"(GM {row['cnn_gm_iou']:.3f}, WM {row['cnn_wm_iou']:.3f}).")
-    ordered = [semi[k] for k in sorted(semi)]
-    grows = all(b[f"cnn_{c}_iou"] >= a[f"cnn_{c}_iou"] for a, b in zip(ordered, ordered[1:]) for c in ("gm", "wm"))
-    lines.append(f"- IoU grows with the number of slices: {'met' if grows else 'not met'}.")
-    sparse_row = results["fully_automated"][0]
+    if 4 in by_slices:
+        entry = by_slices[4]
+        met = min(entry["cnn_gm_iou"], entry["cnn_wm_iou"]) >= 0.90
+        lines.append(f"- 4 slices per axis: IoU >= 0.90 for both classes{over}: {'met' if met else 'not met'} "
+                     f"(GM {entry['cnn_gm_iou']:.3f}, WM {entry['cnn_wm_iou']:.3f}).")
+    for key, where in (("cnn", "on each row's never-annotated voxels"), ("shared", "on the shared voxels")):
+        if not all(f"{key}_gm_iou" in entry for entry in summary):
+            continue
+        grows = all(b[f"{key}_{c}_iou"] >= a[f"{key}_{c}_iou"]
+                    for a, b in zip(summary, summary[1:]) for c in ("gm", "wm"))
+        trend = "; ".join(f"{name} " + " -> ".join(f"{entry[f'{key}_{c}_iou']:.3f}" for entry in summary)
+                          for c, name in (("gm", "GM"), ("wm", "WM")))
+        lines.append(f"- IoU grows with the number of slices, {where}{over}: {'met' if grows else 'not met'} "
+                     f"({trend}).")
+    full = results["fully_automated"]
+    sparse_row = next(row for row in full if "gm_ratio_to_dense" in row)
     met = min(sparse_row["gm_ratio_to_dense"], sparse_row["wm_ratio_to_dense"]) >= 0.95
     lines.append(f"- Fully-automated, sparse at least 95% of dense: {'met' if met else 'not met'}.")
-    difference = [row[f"cnn_{c}_iou"] - row[f"threshold_{c}_iou"] for row in ordered for c in ("gm", "wm")]
+    difference = [entry[f"cnn_{c}_iou"] - entry[f"threshold_{c}_iou"] for entry in summary for c in ("gm", "wm")]
     lines.append(
-        f"- U-Net IoU minus threshold IoU (thresholds fit on the same annotated voxels), semi-automated rows: "
+        f"- U-Net IoU{over} minus threshold IoU (thresholds fit on the same annotated voxels), semi-automated rows: "
         f"{min(difference):+.3f} to {max(difference):+.3f}. The thresholds are close to the best any rule on the "
         "intensity alone can do on these labels."
     )
@@ -263,15 +399,27 @@ def targets(results: dict) -> list[str]:
     return lines
 
 
+def _mean_and_each(entry: dict, key: str) -> str:
+    """``0.912 ± 0.004 (0.910, 0.917, 0.909)``; a dash where the rows lack ``key``."""
+    if key not in entry:
+        return "–"
+    each = entry[f"{key}_each"]
+    if len(each) == 1:
+        return f"{entry[key]:.3f}"
+    return f"{entry[key]:.3f} ± {entry[f'{key}_sd']:.3f} ({', '.join(f'{v:.3f}' for v in each)})"
+
+
 def markdown(results: dict) -> str:
     semi, full = results["semi_automated"], results["fully_automated"]
+    summary = summarise(semi)
+    shared_fraction = next((row["shared_fraction"] for row in semi if "shared_fraction" in row), float("nan"))
     lines = [
         "# Learning from sparse annotation: MNI152 grey and white matter",
         "",
         "Produced by `python examples/mni152_sparse/run.py` (after `pip install -e \".[examples]\"`) on "
-        f"{results['machine']}, {results['date']}; {results['epochs']} epochs of 16 steps per semi-automated "
-        f"training, {full[0]['epochs']} per hemisphere training, {results['total_minutes']:.0f} minutes in all. "
-        "Raw figures: `examples/mni152_sparse/results.json`.",
+        f"{results['machine']}; {results['epochs']} epochs of 16 steps per semi-automated training, "
+        f"{full[0]['epochs']} per hemisphere training. Raw figures: `examples/mni152_sparse/results.json`. "
+        + " ".join(f"{run['date']}: `{run['command']}`, {run['minutes']:.0f} min." for run in results["runs"]),
         "",
         "Data: the MNI152 2009 symmetric T1 template shipped with nilearn, 2 mm (99 x 117 x 95 voxels). "
         "Labels: grey matter (1) and white matter (2) where the template's probability map exceeds half its "
@@ -288,16 +436,23 @@ def markdown(results: dict) -> str:
         "",
         "## Semi-automated mode (one volume, a few annotated slices)",
         "",
-        "IoU on the voxels that were never annotated.",
+        "IoU on the voxels that were never annotated: the mean over the seeds, ± their standard deviation, "
+        "and each seed's value (seeds " + ", ".join(str(seed) for seed in summary[0]["seeds"]) + "). "
+        "The last two columns score every row on the same voxels: those outside the annotation of "
+        f"every row ({100 * shared_fraction:.1f}% of the volume), so that rows differ only in what they "
+        "were trained on, not in what they are scored on.",
         "",
-        "| slices per axis | annotated voxels | U-Net GM | U-Net WM | thresholds GM | thresholds WM | training |",
-        "|---|---|---|---|---|---|---|",
+        "| slices per axis | annotated voxels | U-Net GM | U-Net WM | thresholds GM | thresholds WM "
+        "| U-Net GM, shared voxels | U-Net WM, shared voxels | training |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in semi:
+    for entry in summary:
         lines.append(
-            f"| {row['slices_per_axis']} | {100 * row['annotated_fraction']:.1f}% | {row['cnn_gm_iou']:.3f} | "
-            f"{row['cnn_wm_iou']:.3f} | {row['threshold_gm_iou']:.3f} | {row['threshold_wm_iou']:.3f} | "
-            f"{row['epochs']} epochs, {row['seconds'] / 60:.1f} min |"
+            f"| {entry['slices_per_axis']} | {100 * entry['annotated_fraction']:.1f}% | "
+            f"{_mean_and_each(entry, 'cnn_gm_iou')} | {_mean_and_each(entry, 'cnn_wm_iou')} | "
+            f"{entry['threshold_gm_iou']:.3f} | {entry['threshold_wm_iou']:.3f} | "
+            f"{_mean_and_each(entry, 'shared_gm_iou')} | {_mean_and_each(entry, 'shared_wm_iou')} | "
+            f"{entry['epochs']} epochs, {entry['minutes']:.1f} min each |"
         )
     lines += [
         "",
@@ -321,7 +476,7 @@ def markdown(results: dict) -> str:
             f"{row['cnn_wm_iou']:.3f} | {row['threshold_gm_iou']:.3f} | {row['threshold_wm_iou']:.3f} | "
             f"{row['epochs']} epochs, {row['seconds'] / 60:.1f} min |"
         )
-    sparse_row = full[0]
+    sparse_row = next(row for row in full if "gm_ratio_to_dense" in row)
     lines += [
         "",
         f"Sparse training reaches {100 * sparse_row['gm_ratio_to_dense']:.1f}% (grey matter) and "
@@ -355,60 +510,122 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def load_results(path: Path) -> dict | None:
+    """The results file, rows keyed by seed (files from single-seed runs carry it at the top)."""
+    if not path.exists():
+        return None
+    results = json.loads(path.read_text())
+    for row in results["semi_automated"] + results["fully_automated"]:
+        row.setdefault("seed", results.get("seed"))
+    if "runs" not in results:  # written by a single-seed run
+        results["runs"] = [{"date": results["date"], "command": "python examples/mni152_sparse/run.py",
+                            "minutes": results["total_minutes"]}]
+    return results
+
+
+def _trial_key(kind: str, row_or_kwargs: dict) -> tuple:
+    if kind == "semi":
+        return kind, row_or_kwargs.get("slices_per_axis", row_or_kwargs.get("slices")), row_or_kwargs["seed"]
+    slices = row_or_kwargs.get("slices", row_or_kwargs.get("training"))
+    name = "every slice" if slices is None else slices if isinstance(slices, str) else f"{slices} slices per axis"
+    return kind, name, row_or_kwargs["seed"]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=200, help="epochs of 16 steps per semi-automated training (default 200)")
     parser.add_argument("--slices", type=int, nargs="+", default=[1, 2, 4, 8], help="slices per axis to try")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2],
+                        help="one semi-automated training per seed and slice count (the hemisphere runs use the first)")
     parser.add_argument("--full-slices", type=int, default=4, help="slices per axis of the sparse hemisphere run")
     parser.add_argument("--full-epochs", type=int, default=80,
                         help="epochs of the two hemisphere runs (default 80: they met their target at that length)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--quick", action="store_true", help="8 epochs, slices 1 and 4: checks the machinery")
+    parser.add_argument("--workers", type=int, default=1, help="trainings at once, each in its own process")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the trainings already in the results file (same slices, seed and epochs)")
+    parser.add_argument("--quick", action="store_true", help="8 epochs, slices 1 and 4, one seed: checks the machinery")
     parser.add_argument("--results", default=str(ROOT / "examples" / "mni152_sparse" / "results.json"))
     parser.add_argument("--docs", default=str(ROOT / "docs"))
     parser.add_argument("--markdown-only", action="store_true",
-                        help="rewrite docs/sparse_annotation.md from the results file, without training")
+                        help="rewrite docs/sparse_annotation.md and the IoU plot from the results file, without training")
     args = parser.parse_args(argv)
-    if args.markdown_only:
-        from unet3d_keras.fileio import write_text_atomically
+    from unet3d_keras.fileio import write_text_atomically
 
-        results = json.loads(Path(args.results).read_text())
-        Path(args.docs).mkdir(parents=True, exist_ok=True)
-        write_text_atomically(Path(args.docs) / "sparse_annotation.md", markdown(results))
+    results_path, docs = Path(args.results), Path(args.docs)
+    if args.markdown_only:
+        results = load_results(results_path)
+        if results is None:
+            sys.exit(f"error: no results file at {results_path}")
+        docs.mkdir(parents=True, exist_ok=True)
+        plot_curves(results["semi_automated"], docs / "sparse_annotation.png")
+        write_text_atomically(docs / "sparse_annotation.md", markdown(results))
         return 0
     if args.quick:
-        args.epochs, args.full_epochs, args.slices = 8, 8, [1, 4]
+        args.epochs, args.full_epochs, args.slices, args.seeds = 8, 8, [1, 4], args.seeds[:1]
 
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    from unet3d_keras.fileio import write_text_atomically
-
     start = time.monotonic()
     t1, labels, affine = load_mni152()
     print(f"MNI152 2 mm: {t1.shape}, voxels per class {np.bincount(labels.ravel()).tolist()}")
-    semi, pictures = [], None
-    for slices in args.slices:
-        row, sparse, prediction = semi_automated(t1, labels, slices, args.epochs, args.seed)
-        semi.append(row)
-        print(f"semi-automated {slices} slices/axis: {json.dumps(row)}", flush=True)
-        if slices == 4 or pictures is None:
-            pictures = (sparse, prediction)
-    full = fully_automated(t1, labels, affine, args.full_slices, args.full_epochs, args.seed)
-    for row in full:
-        print(f"fully-automated {row['training']}: {json.dumps(row)}", flush=True)
-    results = {
-        "machine": f"{cpu_name()}, {os.cpu_count()} cores",
-        "date": time.strftime("%Y-%m-%d"), "epochs": args.epochs, "seed": args.seed,
-        "total_minutes": (time.monotonic() - start) / 60, "semi_automated": semi, "fully_automated": full,
-    }
-    docs = Path(args.docs)
+    previous = load_results(results_path) if args.resume else None
+    kept = {"semi": [], "full": []}
+    if previous is not None:
+        for kind, section, epochs in (("semi", "semi_automated", args.epochs), ("full", "fully_automated", args.full_epochs)):
+            kept[kind] = [row for row in previous[section] if row["epochs"] == epochs
+                          and (row["seed"] in args.seeds if kind == "semi" else row["seed"] == args.seeds[0])
+                          and (kind == "full" or row["slices_per_axis"] in args.slices)]
+    done = {_trial_key(kind, row) for kind, rows in kept.items() for row in rows}
+    wanted = [("semi", {"slices": slices, "epochs": args.epochs, "seed": seed, "shared_slices": args.slices})
+              for seed in args.seeds for slices in args.slices]
+    wanted += [("full", {"slices": slices, "epochs": args.full_epochs, "seed": args.seeds[0]})
+               for slices in (args.full_slices, None)]
+    trials = [trial for trial in wanted if _trial_key(*trial) not in done]
+    print(f"{len(trials)} trainings to run ({len(wanted) - len(trials)} kept from {results_path}), "
+          f"{args.workers} at a time", flush=True)
+    runs = (previous or {}).get("runs", [])
+    if trials:
+        runs.append({"date": time.strftime("%Y-%m-%d"), "minutes": 0.0,
+                     "command": " ".join(["python examples/mni152_sparse/run.py", *(argv or sys.argv[1:])])})
+    results = {"machine": f"{cpu_name()}, {os.cpu_count()} cores", "epochs": args.epochs,
+               "full_epochs": args.full_epochs, "seeds": args.seeds, "runs": runs,
+               "semi_automated": kept["semi"], "fully_automated": kept["full"]}
     docs.mkdir(parents=True, exist_ok=True)
-    plot_curves(semi, docs / "sparse_annotation.png")
-    plot_slices(t1, labels, *pictures, docs / "sparse_annotation_slices.png")
-    write_text_atomically(Path(args.results), json.dumps(results, indent=2) + "\n")
+    failures = []
+
+    def record(trial: tuple[str, dict], result) -> None:
+        kind, kwargs = trial
+        if isinstance(result, Exception):
+            failures.append(f"{kind} {kwargs}: {result!r}")
+            print(f"error: {failures[-1]}", flush=True)
+            return
+        if kind == "semi":
+            row, sparse, prediction = result
+            results["semi_automated"].append(row)
+            if row["slices_per_axis"] == 4 and row["seed"] == args.seeds[0]:
+                plot_slices(t1, labels, sparse, prediction, docs / "sparse_annotation_slices.png")
+        else:
+            row = result
+            results["fully_automated"].append(row)
+        print(f"{kind} {json.dumps(row)}", flush=True)
+        runs[-1]["minutes"] = (time.monotonic() - start) / 60
+        write_text_atomically(results_path, json.dumps(results, indent=2) + "\n")  # a stopped run keeps it
+
+    run_trials(trials, {"t1": t1, "labels": labels, "affine": affine}, args.workers, record)
+    if failures:
+        print(f"error: {len(failures)} trainings failed; the others are in {results_path} (rerun with --resume)")
+        return 1
+    results["semi_automated"].sort(key=lambda row: (row["slices_per_axis"], args.seeds.index(row["seed"])
+                                                    if row["seed"] in args.seeds else len(args.seeds)))
+    results["fully_automated"] = add_dense_ratios(sorted(results["fully_automated"],
+                                                         key=lambda row: row["training"] == "every slice"))
+    if trials:
+        runs[-1]["minutes"] = (time.monotonic() - start) / 60
+    plot_curves(results["semi_automated"], docs / "sparse_annotation.png")
+    write_text_atomically(results_path, json.dumps(results, indent=2) + "\n")
     write_text_atomically(docs / "sparse_annotation.md", markdown(results))
-    print(f"wrote {args.results} and {docs / 'sparse_annotation.md'}")
+    print(f"wrote {results_path} and {docs / 'sparse_annotation.md'}")
     return 0
 
 
