@@ -25,6 +25,7 @@ from unet3d_keras.augment import (
     reverse_permute_data,
     rotate,
     sample_augmentation,
+    sampling_coordinates,
     scale_image,
 )
 
@@ -203,6 +204,21 @@ def test_elastic_transform_deforms_image_and_labels_together():
     new_data, new_truth = elastic_transform(data, truth, sigma=4, grid_spacing=16, rng=np.random.default_rng(11))
     assert not np.array_equal(new_truth, truth)
     assert agreement(new_data, new_truth) >= 0.99
+
+
+def test_sampling_coordinates_are_the_matrix_applied_to_each_displaced_voxel():
+    shape = (5, 7, 3)
+    rng = np.random.default_rng(12)
+    matrix = np.eye(4)
+    matrix[:3, :3] = rng.normal(size=(3, 3))
+    matrix[:3, 3] = rng.normal(size=3) * 4
+    displacement = rng.normal(size=(3,) + shape).astype(np.float32)
+    coordinates = sampling_coordinates(shape, matrix, displacement)
+    voxels = np.indices(shape, dtype=np.float64) + displacement
+    expected = np.einsum("ij,jxyz->ixyz", matrix[:3, :3], voxels) + matrix[:3, 3, None, None, None]
+    assert coordinates.shape == (3,) + shape and coordinates.dtype == np.float32
+    np.testing.assert_allclose(coordinates, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(sampling_coordinates(shape), np.indices(shape))
 
 
 def test_elastic_field_shape_mismatch_is_refused():

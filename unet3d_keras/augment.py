@@ -343,8 +343,15 @@ def sampling_coordinates(
         matrix = np.asarray(matrix, dtype=np.float64)
         linear = matrix[:3, :3].astype(np.float32)
         offset = matrix[:3, 3].astype(np.float32)
-        coords = np.tensordot(linear, coords, axes=1)
-        coords += offset[:, None, None, None]
+        # Element-wise, not np.tensordot: a BLAS product wakes OpenBLAS's worker threads, which
+        # then spin for a while and take the cores from the training step this work overlaps.
+        mapped = np.empty_like(coords)
+        for row in range(3):
+            np.multiply(coords[0], linear[row, 0], out=mapped[row])
+            mapped[row] += linear[row, 1] * coords[1]
+            mapped[row] += linear[row, 2] * coords[2]
+            mapped[row] += offset[row]
+        coords = mapped
     return coords
 
 
@@ -614,9 +621,10 @@ def elastic_displacement_field(
             f"{grid_spacing}; received {nodes.shape}"
         )
     wx, wy, wz = (_spline_weights(s, n, float(o), float(grid_spacing)) for s, n, o in zip(shape, n_nodes, origin))
+    # Plain einsum loops, never BLAS (optimize=True would call it): see sampling_coordinates.
     field = np.einsum("aijk,xi->axjk", nodes, wx)
     field = np.einsum("axjk,yj->axyk", field, wy)
-    return np.ascontiguousarray(np.einsum("axyk,zk->axyz", field, wz, optimize=True), dtype=np.float32)
+    return np.ascontiguousarray(np.einsum("axyk,zk->axyz", field, wz), dtype=np.float32)
 
 
 def elastic_transform(
