@@ -17,11 +17,8 @@ Each line also holds the IoU on the annotated voxels themselves, which tells und
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
-import multiprocessing
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -62,20 +59,6 @@ def _precision_setting(settings: list[str], default: str) -> list[str]:
     return [*settings, f"training.mixed_precision={default}"]
 
 
-def run_trial(trial: dict, data: str, precision: str) -> dict:
-    """One semi-automated training; the row of run.py plus the trial and annotated-voxel IoU."""
-    loaded = np.load(data)
-    t1, labels = loaded["t1"], loaded["labels"]
-    settings = tuple(_precision_setting(trial["settings"], precision))
-    start = time.monotonic()
-    row, sparse, prediction = run.semi_automated(t1, labels, trial["slices"], trial["epochs"], trial["seed"], settings)
-    annotated = sparse != run.IGNORE
-    row.update(trial, settings=list(settings), wall_seconds=time.monotonic() - start,
-               annotated_gm_iou=run.iou(prediction[annotated], labels[annotated], 1),
-               annotated_wm_iou=run.iou(prediction[annotated], labels[annotated], 2))
-    return row
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="npz with t1 and labels (from --save-data), instead of nilearn")
@@ -89,47 +72,51 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes", type=float, default=float("inf"), help="start no trial after this")
     parser.add_argument("--precision", default="bfloat16", help="training.mixed_precision unless a trial sets it")
     args = parser.parse_args(argv)
-    if args.save_data or not args.data:
+    if args.data:
+        loaded = np.load(args.data)
+        arrays = {key: loaded[key] for key in ("t1", "labels", "affine")}
+    else:
         t1, labels, affine = run.load_mni152()
-        # Without --data the workers read the template from a file of this run's own.
-        path = args.save_data or str(Path(tempfile.mkdtemp(prefix="mni152_sweep_")) / "mni152_2mm.npz")
-        np.savez_compressed(path, t1=t1, labels=labels, affine=affine)
-        if args.save_data:
-            print(f"wrote {path}: {t1.shape}")
-            return 0
-        args.data = path
+        arrays = {"t1": t1, "labels": labels, "affine": affine}
+    if args.save_data:
+        np.savez_compressed(args.save_data, **arrays)
+        print(f"wrote {args.save_data}: {arrays['t1'].shape}")
+        return 0
     trials = trial_list(args.trials, args.slices, args.seeds)
     if args.epochs:
         for trial in trials:
             trial["epochs"] = args.epochs
-    deadline = time.monotonic() + 60 * args.minutes
     print(f"{len(trials)} trials on {args.workers} workers", flush=True)
-    context = multiprocessing.get_context("spawn")  # a fresh Keras session per worker
-    with concurrent.futures.ProcessPoolExecutor(args.workers, mp_context=context, max_tasks_per_child=1) as pool:
-        pending = {}
-        queue = list(trials)
-        while queue or pending:
-            while queue and len(pending) < args.workers and time.monotonic() < deadline:
-                trial = queue.pop(0)
-                pending[pool.submit(run_trial, trial, args.data, args.precision)] = trial
-            if not pending:
-                break
-            done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
-            for future in done:
-                trial = pending.pop(future)
-                try:
-                    row = future.result()
-                except Exception as error:  # one failed trial must not lose the others
-                    row = {**trial, "error": repr(error)}
-                with open(args.output, "a") as stream:
-                    stream.write(json.dumps(row) + "\n")
-                print(f"{row['name']:<22} slices {row['slices']} seed {row['seed']}: "
-                      f"GM {row.get('cnn_gm_iou', 0):.3f} WM {row.get('cnn_wm_iou', 0):.3f} (annotated {row.get('annotated_gm_iou', 0):.3f}/"
-                      f"{row.get('annotated_wm_iou', 0):.3f}) {row.get('wall_seconds', 0):.0f} s "
-                      f"{row.get('error', '')}",
-                      flush=True)
-        if queue:
-            print(f"time limit: {len(queue)} trials not started", flush=True)
+    by_call = {}
+    calls = []
+    for trial in trials:
+        kwargs = {"slices": trial["slices"], "epochs": trial["epochs"], "seed": trial["seed"],
+                  "settings": tuple(_precision_setting(trial["settings"], args.precision))}
+        calls.append(("semi", kwargs))
+        by_call[id(kwargs)] = trial
+    start = time.monotonic()
+
+    def record(call: tuple[str, dict], result) -> None:
+        trial = {**by_call[id(call[1])], "settings": list(call[1]["settings"])}
+        if isinstance(result, Exception):  # one failed trial must not lose the others
+            row = {**trial, "error": repr(result)}
+        else:
+            row, sparse, prediction = result
+            annotated = sparse != run.IGNORE
+            labels = arrays["labels"]
+            row.update(trial, wall_seconds=time.monotonic() - start,
+                       annotated_gm_iou=run.iou(prediction[annotated], labels[annotated], 1),
+                       annotated_wm_iou=run.iou(prediction[annotated], labels[annotated], 2))
+        with open(args.output, "a") as stream:
+            stream.write(json.dumps(row) + "\n")
+        print(f"{row['name']:<22} slices {row['slices']} seed {row['seed']}: "
+              f"GM {row.get('cnn_gm_iou', 0):.3f} WM {row.get('cnn_wm_iou', 0):.3f} (annotated "
+              f"{row.get('annotated_gm_iou', 0):.3f}/{row.get('annotated_wm_iou', 0):.3f}) "
+              f"{row.get('seconds', 0):.0f} s {row.get('error', '')}", flush=True)
+
+    left = run.run_trials(calls, arrays, args.workers, record, deadline=start + 60 * args.minutes)
+    if left:
+        print(f"time limit: {len(left)} trials not started", flush=True)
     return 0
 
 
