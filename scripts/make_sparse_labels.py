@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """Make a sparse label map from a dense one: keep k full slices per axis, the rest unannotated.
 
-    python scripts/make_sparse_labels.py DENSE SPARSE [--slices KX KY KZ] [--random] [--seed N]
-        [--ignore-label 255]
+    python scripts/make_sparse_labels.py DENSE SPARSE [--slices KX KY KZ] [--random | --nested]
+        [--seed N] [--ignore-label 255]
 
 Mimics the paper's annotators, who labelled a few orthogonal slices of each volume. The
-slices are evenly spread (or drawn at random with --random); every other voxel gets the
-ignore value. SPARSE keeps DENSE's shape, affine and header.
+slices are evenly spread (or drawn at random with --random, or with --nested placed so that a
+larger count keeps every slice of a smaller one, as when slices are added to an annotation);
+every other voxel gets the ignore value. SPARSE keeps DENSE's shape, affine and header.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ def parse_args(argv=None):
     parser.add_argument("sparse", help="sparse label map to write (.nii or .nii.gz)")
     parser.add_argument("--slices", type=int, nargs=3, default=(4, 4, 4), metavar=("KX", "KY", "KZ"),
                         help="slices kept across the x, y and z axes (default 4 4 4)")
-    parser.add_argument("--random", action="store_true", help="draw the slices at random instead of evenly")
+    placement = parser.add_mutually_exclusive_group()
+    placement.add_argument("--random", action="store_true", help="draw the slices at random instead of evenly")
+    placement.add_argument("--nested", action="store_true",
+                           help="1/2, 1/4, 3/4, 1/8, ... of each axis: more slices keep those of fewer")
     parser.add_argument("--seed", type=int, default=42, help="seed of --random (default 42)")
     parser.add_argument("--ignore-label", type=int, default=255, help="value of unannotated voxels (default 255)")
     return parser.parse_args(argv)
@@ -60,7 +64,8 @@ def work(args) -> int:
             raise DataError(f"--slices: {count} slices do not fit axis {axis} of {args.dense} ({size} voxels)")
     rng = np.random.default_rng(args.seed) if args.random else None
     try:
-        sparse = make_sparse_annotation(dense, args.slices, rng=rng, ignore_label=args.ignore_label)
+        sparse = make_sparse_annotation(dense, args.slices, rng=rng, ignore_label=args.ignore_label,
+                                        nested=args.nested)
     except ValueError as error:
         raise DataError(f"{args.dense}: {error}") from None
     original = nib.load(args.dense)

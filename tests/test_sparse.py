@@ -280,6 +280,26 @@ def test_slice_positions():
         slice_positions(5, 6)
 
 
+def test_nested_slice_positions_keep_the_smaller_counts_and_fill_the_widest_gap():
+    assert slice_positions(16, 1, nested=True).tolist() == slice_positions(16, 1).tolist() == [8]
+    assert slice_positions(16, 2, nested=True).tolist() == [4, 8]
+    assert slice_positions(16, 3, nested=True).tolist() == [4, 8, 12]  # equally spaced at i / 4
+    assert slice_positions(16, 7, nested=True).tolist() == [2, 4, 6, 8, 10, 12, 14]
+    assert slice_positions(99, 8, nested=True).tolist() == [6, 12, 24, 37, 49, 61, 74, 86]
+    for size in (1, 2, 5, 11, 16, 33):
+        previous: set[int] = set()
+        for count in range(size + 1):
+            chosen = slice_positions(size, count, nested=True).tolist()
+            assert chosen == sorted(set(chosen)) and len(chosen) == count
+            assert previous <= set(chosen), (size, count)
+            previous = set(chosen)
+    with pytest.raises(ValueError, match="cannot choose 6 slices along an axis of 5 voxels"):
+        slice_positions(5, 6, nested=True)
+    dense = np.random.default_rng(1).integers(0, 3, (16, 12, 10)).astype(np.uint8)
+    two, four = (make_sparse_annotation(dense, (k, k, k), nested=True) != 255 for k in (2, 4))
+    assert not (two & ~four).any() and four.sum() > two.sum()  # four slices keep the two
+
+
 def test_make_sparse_annotation_keeps_whole_slices():
     dense = np.random.default_rng(0).integers(0, 3, (16, 12, 10)).astype(np.uint8)
     sparse = make_sparse_annotation(dense, (2, 1, 0))
@@ -338,6 +358,18 @@ def sparse_case(tmp_path):
     nib.save(nib.Nifti1Image(image, affine), tmp_path / "image.nii.gz")
     nib.save(nib.Nifti1Image(dense, affine), tmp_path / "dense.nii.gz")
     return tmp_path, affine, dense
+
+
+def test_make_sparse_labels_nested_placement(sparse_case):
+    folder, _, dense = sparse_case
+    made = run_script("make_sparse_labels.py", folder / "dense.nii.gz", folder / "nested.nii.gz", "--slices", 2, 2, 1,
+                      "--nested")
+    assert made.returncode == 0, made.stderr
+    written = np.asarray(nib.load(folder / "nested.nii.gz").dataobj)
+    np.testing.assert_array_equal(written, make_sparse_annotation(dense, (2, 2, 1), nested=True))
+    both = run_script("make_sparse_labels.py", folder / "dense.nii.gz", folder / "both.nii.gz", "--random", "--nested")
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+    assert not (folder / "both.nii.gz").exists()
 
 
 def test_make_sparse_labels_then_densify_end_to_end(sparse_case):

@@ -51,11 +51,16 @@ _UNANNOTATED = -1
 # Sparse annotations
 
 
-def slice_positions(size: int, count: int, rng: np.random.Generator | None = None) -> np.ndarray:
+def slice_positions(size: int, count: int, rng: np.random.Generator | None = None,
+                    nested: bool = False) -> np.ndarray:
     """Indices of ``count`` slices along an axis of ``size`` voxels.
 
     Evenly spread (the centres of ``count`` equal parts) when ``rng`` is None, else drawn
-    without replacement from ``rng``.
+    without replacement from ``rng``. ``nested`` keeps the slices of every smaller count and
+    adds each new slice in the middle of the widest gap, at fractions 1/2, 1/4, 3/4, 1/8, 5/8,
+    3/8, 7/8, ... of the axis: the annotation of a user who adds slices to the ones they have.
+    One slice is the same either way; 3, 7, 15, ... nested slices are equally spaced, at
+    ``i / (count + 1)`` of the axis.
 
     Returns:
         Sorted int64 indices.
@@ -64,7 +69,19 @@ def slice_positions(size: int, count: int, rng: np.random.Generator | None = Non
         raise ValueError(f"cannot choose {count} slices along an axis of {size} voxels")
     if rng is not None:
         return np.sort(rng.choice(size, size=count, replace=False)).astype(np.int64)
-    return np.floor((np.arange(count) + 0.5) * size / count).astype(np.int64)
+    if not nested:
+        return np.floor((np.arange(count) + 0.5) * size / count).astype(np.int64)
+    chosen: dict[int, None] = {}
+    n = 1
+    while len(chosen) < count:
+        # Van der Corput: n's binary digits mirrored around the point (5 = 101b -> 0.101b = 5/8).
+        fraction, weight, rest = 0.0, 0.5, n
+        while rest:
+            fraction += weight * (rest & 1)
+            rest, weight = rest >> 1, weight / 2
+        chosen.setdefault(int(fraction * size), None)  # close fractions of a short axis share a slice
+        n += 1
+    return np.sort(np.fromiter(chosen, dtype=np.int64, count=count))
 
 
 def make_sparse_annotation(
@@ -72,6 +89,7 @@ def make_sparse_annotation(
     slices_per_axis: Sequence[int] = (1, 1, 1),
     rng: np.random.Generator | None = None,
     ignore_label: int = 255,
+    nested: bool = False,
 ) -> np.ndarray:
     """Keep ``k`` full slices per orthogonal axis of a dense label map; the rest is unlabeled.
 
@@ -80,6 +98,8 @@ def make_sparse_annotation(
         slices_per_axis: ``(k_x, k_y, k_z)`` slices kept across each axis.
         rng: draws the slices at random; None spreads them evenly.
         ignore_label: value given to every voxel outside the kept slices.
+        nested: place the slices so that those of a smaller count are kept by every larger one
+            (see :func:`slice_positions`), instead of spreading each count evenly.
 
     Returns:
         ``(x, y, z)`` label map, in ``dense``'s dtype (widened if the ignore value does not fit).
@@ -103,7 +123,7 @@ def make_sparse_annotation(
     keep = np.zeros(dense.shape, dtype=bool)
     for axis, count in enumerate(slices_per_axis):
         index = [slice(None)] * 3
-        index[axis] = slice_positions(dense.shape[axis], int(count), rng)
+        index[axis] = slice_positions(dense.shape[axis], int(count), rng, nested)
         keep[tuple(index)] = True
     dtype = np.result_type(dense.dtype, np.min_scalar_type(ignore_label))
     sparse = np.full(dense.shape, ignore_label, dtype=dtype)
