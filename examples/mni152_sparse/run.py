@@ -11,7 +11,8 @@ maps, so nothing is downloaded. At 2 mm (99 x 117 x 95 voxels) the labels are 0 
     ``unet3d_keras.sparse.fit_sparse`` on the annotated voxels of the volume, and score the
     grey- and white-matter IoU on the voxels that were never annotated, once per seed
     (``--seeds``, default 42 1 2). Also scored: the voxels outside every row's annotation, the
-    same for all rows.
+    same for all rows. Then again with nested slices (``--nested-seeds``, default 42 1): each
+    count keeps the slices of the smaller ones, as when a user adds slices to an annotation.
 (b) Fully-automated mode: train on the left hemisphere, once with 4 slices per axis and once
     with every slice annotated, and score the right hemisphere (mirrored), densely (first seed).
 Reference rows: T1 intensity thresholds chosen on the same annotated voxels.
@@ -135,25 +136,26 @@ def train_and_predict(train_image, train_labels, test_image, epochs: int, seed: 
     return prediction, fitted
 
 
-def never_annotated_by_any(shape: tuple[int, ...], slice_counts: Iterable[int]) -> np.ndarray:
+def never_annotated_by_any(shape: tuple[int, ...], slice_counts: Iterable[int], nested: bool = False) -> np.ndarray:
     """Voxels outside the annotation of every slice count: one scoring set shared by all rows."""
     from unet3d_keras.sparse import make_sparse_annotation
 
     outside = np.ones(shape, bool)
+    blank = np.zeros(shape, np.uint8)
     for count in slice_counts:
-        outside &= make_sparse_annotation(np.zeros(shape, np.uint8), (count,) * 3, ignore_label=IGNORE) == IGNORE
+        outside &= make_sparse_annotation(blank, (count,) * 3, ignore_label=IGNORE, nested=nested) == IGNORE
     return outside
 
 
 def semi_automated(t1, labels, slices: int, epochs: int, seed: int,
                    settings: tuple[str, ...] = EXTRA_SETTINGS, shared_slices: Iterable[int] = (),
-                   show_progress: bool = True) -> tuple[dict, np.ndarray, np.ndarray]:
-    """One densification from ``slices`` evenly spread slices per axis, scored on the voxels it
-    never saw and (``shared_slices``) on the voxels outside the annotation of every one of those
-    slice counts."""
+                   show_progress: bool = True, nested: bool = False) -> tuple[dict, np.ndarray, np.ndarray]:
+    """One densification from ``slices`` evenly spread (or ``nested``) slices per axis, scored on
+    the voxels it never saw and (``shared_slices``) on the voxels outside the annotation of every
+    one of those slice counts."""
     from unet3d_keras.sparse import make_sparse_annotation
 
-    sparse = make_sparse_annotation(labels, (slices,) * 3, ignore_label=IGNORE)
+    sparse = make_sparse_annotation(labels, (slices,) * 3, ignore_label=IGNORE, nested=nested)
     annotated = sparse != IGNORE
     never = ~annotated
     start = time.monotonic()
@@ -162,7 +164,8 @@ def semi_automated(t1, labels, slices: int, epochs: int, seed: int,
     low, high = best_thresholds(t1, labels, annotated)
     thresholded = threshold_labels(t1, low, high)
     row = {
-        "slices_per_axis": slices, "seed": seed, "annotated_fraction": float(annotated.mean()),
+        "slices_per_axis": slices, "placement": "nested" if nested else "even", "seed": seed,
+        "annotated_fraction": float(annotated.mean()),
         "cnn_gm_iou": iou(prediction[never], labels[never], 1), "cnn_wm_iou": iou(prediction[never], labels[never], 2),
         "threshold_gm_iou": iou(thresholded[never], labels[never], 1),
         "threshold_wm_iou": iou(thresholded[never], labels[never], 2),
@@ -170,7 +173,7 @@ def semi_automated(t1, labels, slices: int, epochs: int, seed: int,
     }
     shared_slices = sorted(set(shared_slices) | {slices})
     if len(shared_slices) > 1:
-        shared = never_annotated_by_any(labels.shape, shared_slices)
+        shared = never_annotated_by_any(labels.shape, shared_slices, nested)
         row.update(shared_slice_counts=shared_slices, shared_fraction=float(shared.mean()),
                    shared_gm_iou=iou(prediction[shared], labels[shared], 1),
                    shared_wm_iou=iou(prediction[shared], labels[shared], 2))
@@ -306,14 +309,27 @@ def summarise(rows: list[dict]) -> list[dict]:
     return summary
 
 
+def placement_rows(rows: list[dict], placement: str) -> list[dict]:
+    """The semi-automated rows of one placement. One slice per axis is the same annotation either
+    way, so the nested series starts from the evenly spread 1-slice rows of its seeds."""
+    chosen = [row for row in rows if row.get("placement", "even") == placement]
+    if placement == "nested" and chosen:
+        seeds = {row["seed"] for row in chosen}
+        chosen += [row for row in rows if row.get("placement", "even") == "even" and row["slices_per_axis"] == 1
+                   and row["seed"] in seeds and not any(r["slices_per_axis"] == 1 for r in chosen)]
+    return chosen
+
+
 def plot_curves(rows: list[dict], path: Path) -> None:
-    """IoU against slice count: the mean over seeds (line) and each seed (dots)."""
+    """IoU against slice count: the mean over seeds (line) and each seed (dots); evenly spread
+    slices, and nested ones where the results hold them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    summary = summarise(rows)
+    nested = summarise(placement_rows(rows, "nested"))
+    summary = summarise(placement_rows(rows, "even"))
     slices = [entry["slices_per_axis"] for entry in summary]
     figure, axis = plt.subplots(figsize=(6, 4))
     for key, colour, name in (("gm", "tab:orange", "grey matter"), ("wm", "tab:blue", "white matter")):
@@ -325,6 +341,9 @@ def plot_curves(rows: list[dict], path: Path) -> None:
             axis.plot([entry["slices_per_axis"]] * len(values), values, ".", color=colour, alpha=0.5)
         axis.plot(slices, [entry[f"threshold_{key}_iou"] for entry in summary], "s--", color=colour, alpha=0.6,
                   label=f"T1 thresholds, {name}")
+        if nested:
+            axis.plot([entry["slices_per_axis"] for entry in nested], [entry[f"cnn_{key}_iou"] for entry in nested],
+                      "^:", color=colour, label=f"3D U-Net, {name}, nested slices")
     axis.axhline(0.9, color="grey", linewidth=0.8, linestyle=":")
     axis.set_xscale("log", base=2)
     axis.set_xticks(slices, [str(s) for s in slices])
@@ -366,7 +385,8 @@ def save_figure(figure, path: Path) -> None:
 
 def targets(results: dict) -> list[str]:
     """The issue's targets, checked against the results (means over seeds), as Markdown list items."""
-    summary = summarise(results["semi_automated"])
+    summary = summarise(placement_rows(results["semi_automated"], "even"))
+    nested = summarise(placement_rows(results["semi_automated"], "nested"))
     by_slices = {entry["slices_per_axis"]: entry for entry in summary}
     n_seeds = max(len(entry["seeds"]) for entry in summary)
     over = f" (mean of {n_seeds} seeds)" if n_seeds > 1 else ""
@@ -376,15 +396,19 @@ def targets(results: dict) -> list[str]:
         met = min(entry["cnn_gm_iou"], entry["cnn_wm_iou"]) >= 0.90
         lines.append(f"- 4 slices per axis: IoU >= 0.90 for both classes{over}: {'met' if met else 'not met'} "
                      f"(GM {entry['cnn_gm_iou']:.3f}, WM {entry['cnn_wm_iou']:.3f}).")
-    for key, where in (("cnn", "on each row's never-annotated voxels"), ("shared", "on the shared voxels")):
-        if not all(f"{key}_gm_iou" in entry for entry in summary):
+    series = [(summary, "cnn", "evenly spread slices, on each row's never-annotated voxels"),
+              (summary, "shared", "evenly spread slices, on the shared voxels"),
+              (nested, "cnn", "nested slices, on each row's never-annotated voxels")]
+    for entries, key, where in series:
+        if not entries or not all(f"{key}_gm_iou" in entry for entry in entries):
             continue
+        n = max(len(entry["seeds"]) for entry in entries)
         grows = all(b[f"{key}_{c}_iou"] >= a[f"{key}_{c}_iou"]
-                    for a, b in zip(summary, summary[1:]) for c in ("gm", "wm"))
-        trend = "; ".join(f"{name} " + " -> ".join(f"{entry[f'{key}_{c}_iou']:.3f}" for entry in summary)
+                    for a, b in zip(entries, entries[1:]) for c in ("gm", "wm"))
+        trend = "; ".join(f"{name} " + " -> ".join(f"{entry[f'{key}_{c}_iou']:.3f}" for entry in entries)
                           for c, name in (("gm", "GM"), ("wm", "WM")))
-        lines.append(f"- IoU grows with the number of slices, {where}{over}: {'met' if grows else 'not met'} "
-                     f"({trend}).")
+        lines.append(f"- IoU grows with the number of slices, {where}" + (f" (mean of {n} seeds)" if n > 1 else "")
+                     + f": {'met' if grows else 'not met'} ({trend}).")
     full = results["fully_automated"]
     sparse_row = next(row for row in full if "gm_ratio_to_dense" in row)
     met = min(sparse_row["gm_ratio_to_dense"], sparse_row["wm_ratio_to_dense"]) >= 0.95
@@ -411,8 +435,10 @@ def _mean_and_each(entry: dict, key: str) -> str:
 
 def markdown(results: dict) -> str:
     semi, full = results["semi_automated"], results["fully_automated"]
-    summary = summarise(semi)
-    shared_fraction = next((row["shared_fraction"] for row in semi if "shared_fraction" in row), float("nan"))
+    summary = summarise(placement_rows(semi, "even"))
+    nested = summarise(placement_rows(semi, "nested"))
+    shared_fraction = next((row["shared_fraction"] for row in semi
+                            if "shared_fraction" in row and row.get("placement", "even") == "even"), float("nan"))
     lines = [
         "# Learning from sparse annotation: MNI152 grey and white matter",
         "",
@@ -454,6 +480,28 @@ def markdown(results: dict) -> str:
             f"{_mean_and_each(entry, 'shared_gm_iou')} | {_mean_and_each(entry, 'shared_wm_iou')} | "
             f"{entry['epochs']} epochs, {entry['minutes']:.1f} min each |"
         )
+    if nested:
+        lines += [
+            "",
+            "### Adding slices to an annotation (nested placement)",
+            "",
+            "Evenly spread slices move as their number changes: 1 slice per axis is the middle plane, 2 "
+            "are the planes at a quarter and three quarters. Here each count keeps the slices of the "
+            "smaller ones and adds new ones in the middle of the widest gaps (`make_sparse_annotation(..., "
+            "nested=True)`, `make_sparse_labels.py --nested`: 1/2, then 1/4, then 3/4 and 1/8, ... of each "
+            "axis), as when a user adds slices to an annotation. The 1-slice row is the same annotation as "
+            "above (seeds " + ", ".join(str(seed) for seed in nested[0]["seeds"]) + ").",
+            "",
+            "| slices per axis | annotated voxels | U-Net GM | U-Net WM | thresholds GM | thresholds WM | training |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for entry in nested:
+            lines.append(
+                f"| {entry['slices_per_axis']} | {100 * entry['annotated_fraction']:.1f}% | "
+                f"{_mean_and_each(entry, 'cnn_gm_iou')} | {_mean_and_each(entry, 'cnn_wm_iou')} | "
+                f"{entry['threshold_gm_iou']:.3f} | {entry['threshold_wm_iou']:.3f} | "
+                f"{entry['epochs']} epochs, {entry['minutes']:.1f} min each |"
+            )
     lines += [
         "",
         "![IoU against annotated slices](sparse_annotation.png)",
@@ -525,7 +573,8 @@ def load_results(path: Path) -> dict | None:
 
 def _trial_key(kind: str, row_or_kwargs: dict) -> tuple:
     if kind == "semi":
-        return kind, row_or_kwargs.get("slices_per_axis", row_or_kwargs.get("slices")), row_or_kwargs["seed"]
+        placement = row_or_kwargs.get("placement", "nested" if row_or_kwargs.get("nested") else "even")
+        return kind, row_or_kwargs.get("slices_per_axis", row_or_kwargs.get("slices")), row_or_kwargs["seed"], placement
     slices = row_or_kwargs.get("slices", row_or_kwargs.get("training"))
     name = "every slice" if slices is None else slices if isinstance(slices, str) else f"{slices} slices per axis"
     return kind, name, row_or_kwargs["seed"]
@@ -537,6 +586,8 @@ def main(argv=None) -> int:
     parser.add_argument("--slices", type=int, nargs="+", default=[1, 2, 4, 8], help="slices per axis to try")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2],
                         help="one semi-automated training per seed and slice count (the hemisphere runs use the first)")
+    parser.add_argument("--nested-seeds", type=int, nargs="*", default=[42, 1],
+                        help="seeds of the nested-placement trainings (none: skip them)")
     parser.add_argument("--full-slices", type=int, default=4, help="slices per axis of the sparse hemisphere run")
     parser.add_argument("--full-epochs", type=int, default=80,
                         help="epochs of the two hemisphere runs (default 80: they met their target at that length)")
@@ -562,6 +613,7 @@ def main(argv=None) -> int:
         return 0
     if args.quick:
         args.epochs, args.full_epochs, args.slices, args.seeds = 8, 8, [1, 4], args.seeds[:1]
+        args.nested_seeds = args.nested_seeds[:1]
 
     import logging
 
@@ -574,11 +626,15 @@ def main(argv=None) -> int:
     if previous is not None:
         for kind, section, epochs in (("semi", "semi_automated", args.epochs), ("full", "fully_automated", args.full_epochs)):
             kept[kind] = [row for row in previous[section] if row["epochs"] == epochs
-                          and (row["seed"] in args.seeds if kind == "semi" else row["seed"] == args.seeds[0])
-                          and (kind == "full" or row["slices_per_axis"] in args.slices)]
+                          and (kind == "full" or row["slices_per_axis"] in args.slices)
+                          and row["seed"] in (args.seeds[:1] if kind == "full" else args.seeds
+                                              if row.get("placement", "even") == "even" else args.nested_seeds)]
     done = {_trial_key(kind, row) for kind, rows in kept.items() for row in rows}
     wanted = [("semi", {"slices": slices, "epochs": args.epochs, "seed": seed, "shared_slices": args.slices})
               for seed in args.seeds for slices in args.slices]
+    # One slice per axis is the same annotation either way: the nested series reuses those rows.
+    wanted += [("semi", {"slices": slices, "epochs": args.epochs, "seed": seed, "nested": True})
+               for seed in args.nested_seeds for slices in args.slices if slices != 1]
     wanted += [("full", {"slices": slices, "epochs": args.full_epochs, "seed": args.seeds[0]})
                for slices in (args.full_slices, None)]
     trials = [trial for trial in wanted if _trial_key(*trial) not in done]
@@ -589,7 +645,7 @@ def main(argv=None) -> int:
         runs.append({"date": time.strftime("%Y-%m-%d"), "minutes": 0.0,
                      "command": " ".join(["python examples/mni152_sparse/run.py", *(argv or sys.argv[1:])])})
     results = {"machine": f"{cpu_name()}, {os.cpu_count()} cores", "epochs": args.epochs,
-               "full_epochs": args.full_epochs, "seeds": args.seeds, "runs": runs,
+               "full_epochs": args.full_epochs, "seeds": args.seeds, "nested_seeds": args.nested_seeds, "runs": runs,
                "semi_automated": kept["semi"], "fully_automated": kept["full"]}
     docs.mkdir(parents=True, exist_ok=True)
     failures = []
@@ -603,7 +659,7 @@ def main(argv=None) -> int:
         if kind == "semi":
             row, sparse, prediction = result
             results["semi_automated"].append(row)
-            if row["slices_per_axis"] == 4 and row["seed"] == args.seeds[0]:
+            if row["slices_per_axis"] == 4 and row["seed"] == args.seeds[0] and row["placement"] == "even":
                 plot_slices(t1, labels, sparse, prediction, docs / "sparse_annotation_slices.png")
         else:
             row = result
@@ -616,8 +672,8 @@ def main(argv=None) -> int:
     if failures:
         print(f"error: {len(failures)} trainings failed; the others are in {results_path} (rerun with --resume)")
         return 1
-    results["semi_automated"].sort(key=lambda row: (row["slices_per_axis"], args.seeds.index(row["seed"])
-                                                    if row["seed"] in args.seeds else len(args.seeds)))
+    results["semi_automated"].sort(key=lambda row: (row.get("placement", "even") == "nested", row["slices_per_axis"],
+                                                    row["seed"]))
     results["fully_automated"] = add_dense_ratios(sorted(results["fully_automated"],
                                                          key=lambda row: row["training"] == "every slice"))
     if trials:
