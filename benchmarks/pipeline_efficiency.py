@@ -135,11 +135,17 @@ def run(args: argparse.Namespace) -> dict:
     items = dataset.epoch_items()
     rng = np.random.default_rng(0)
     load_sample(handle, items[0], patch, augmentation, rng)
-    started = time.perf_counter()
+    started, thread_cpu, process_cpu = time.perf_counter(), time.thread_time(), time.process_time()
     for row in items[:5]:
         load_sample(handle, row, patch, augmentation, rng)
     sample_seconds = (time.perf_counter() - started) / 5
-    print(f"read + flip + elastic of one 4x{patch} sample: {sample_seconds:.3f} s")
+    # CPU time that other threads spend on the sample's behalf (a multithreaded BLAS's workers
+    # spinning after a product, for example) competes with training without showing in the
+    # loader thread's own time.
+    sample_thread_cpu = (time.thread_time() - thread_cpu) / 5
+    sample_process_cpu = (time.process_time() - process_cpu) / 5
+    print(f"read + flip + elastic of one 4x{patch} sample: {sample_seconds:.3f} s, CPU {sample_thread_cpu:.3f} s in "
+          f"this thread and {sample_process_cpu:.3f} s in the whole process")
 
     # The same number of batches, in memory (from the un-augmented plan: content does not matter).
     plain = HDF5Dataset(path, list(range(args.subjects)), batch_size=1, n_labels=3, labels=(1, 2, 4),
@@ -223,6 +229,8 @@ def run(args: argparse.Namespace) -> dict:
         "expected_ratio_from_cpu_share": 1 - cpu_share,
         "cpu_step_seconds": cpu_seconds,
         "sample_read_augment_s": sample_seconds,
+        "sample_thread_cpu_s": sample_thread_cpu,
+        "sample_process_cpu_s": sample_process_cpu,
         "settings": {
             "model": f"unet_model_3d({patch + (4,)}, n_labels=3, deconvolution=True), depth {depth}, "
                      f"{base_filters} base filters", "policy": policy,

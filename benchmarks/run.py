@@ -849,6 +849,10 @@ def markdown(report: dict) -> str:
                   f"{pipeline['in_memory_steps_per_s']:.3f} steps/s in memory, {pipeline['dataset_steps_per_s']:.3f} "
                   f"from HDF5 with flip + elastic; the pipeline's CPU time per batch ({pipeline['pipeline_batch_cpu_s']:.3f}"
                   f" s) predicts a ratio of {pipeline['expected_ratio_from_cpu_share']:.3f}."]
+        if "sample_process_cpu_s" in pipeline:
+            lines[-1] += (f" Reading and augmenting one sample alone: {pipeline['sample_read_augment_s']:.3f} s, "
+                          f"{pipeline['sample_thread_cpu_s']:.3f} CPU-s in the loading thread, "
+                          f"{pipeline['sample_process_cpu_s']:.3f} in the whole process.")
     if report["notes"]:
         lines += ["", "Notes:", ""] + [f"- {note}" for note in report["notes"]]
     lines += ["", f"Published anchor for GPU runs (`benchmarks/device_check.sh`): {ANCHOR}.", ""]
