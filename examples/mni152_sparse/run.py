@@ -302,6 +302,7 @@ def summarise(rows: list[dict]) -> list[dict]:
                     "shared_gm_iou", "shared_wm_iou"):
             values = [row[key] for row in group if key in row]
             if values:
+                entry[f"{key}_seeds"] = [row["seed"] for row in group if key in row]
                 entry[key] = float(np.mean(values))
                 entry[f"{key}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
                 entry[f"{key}_each"] = values
@@ -402,7 +403,7 @@ def targets(results: dict) -> list[str]:
     for entries, key, where in series:
         if not entries or not all(f"{key}_gm_iou" in entry for entry in entries):
             continue
-        n = max(len(entry["seeds"]) for entry in entries)
+        n = max(len(entry[f"{key}_gm_iou_each"]) for entry in entries)
         grows = all(b[f"{key}_{c}_iou"] >= a[f"{key}_{c}_iou"]
                     for a, b in zip(entries, entries[1:]) for c in ("gm", "wm"))
         trend = "; ".join(f"{name} " + " -> ".join(f"{entry[f'{key}_{c}_iou']:.3f}" for entry in entries)
@@ -466,7 +467,10 @@ def markdown(results: dict) -> str:
         "and each seed's value (seeds " + ", ".join(str(seed) for seed in summary[0]["seeds"]) + "). "
         "The last two columns score every row on the same voxels: those outside the annotation of "
         f"every row ({100 * shared_fraction:.1f}% of the volume), so that rows differ only in what they "
-        "were trained on, not in what they are scored on.",
+        "were trained on, not in what they are scored on"
+        + (f" (seeds {', '.join(str(seed) for seed in summary[0]['shared_gm_iou_seeds'])}: runs older than this "
+           "score lack it)" if summary[0].get("shared_gm_iou_seeds", summary[0]["seeds"]) != summary[0]["seeds"]
+           else "") + ".",
         "",
         "| slices per axis | annotated voxels | U-Net GM | U-Net WM | thresholds GM | thresholds WM "
         "| U-Net GM, shared voxels | U-Net WM, shared voxels | training |",
