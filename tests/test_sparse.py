@@ -295,6 +295,8 @@ def test_nested_slice_positions_keep_the_smaller_counts_and_fill_the_widest_gap(
             previous = set(chosen)
     with pytest.raises(ValueError, match="cannot choose 6 slices along an axis of 5 voxels"):
         slice_positions(5, 6, nested=True)
+    with pytest.raises(ValueError, match="nested slices are placed, not drawn"):
+        make_sparse_annotation(np.zeros((4, 4, 4), np.uint8), (1, 1, 1), rng=np.random.default_rng(0), nested=True)
     dense = np.random.default_rng(1).integers(0, 3, (16, 12, 10)).astype(np.uint8)
     two, four = (make_sparse_annotation(dense, (k, k, k), nested=True) != 255 for k in (2, 4))
     assert not (two & ~four).any() and four.sum() > two.sum()  # four slices keep the two

@@ -67,6 +67,8 @@ def slice_positions(size: int, count: int, rng: np.random.Generator | None = Non
     """
     if not 0 <= count <= size:
         raise ValueError(f"cannot choose {count} slices along an axis of {size} voxels")
+    if rng is not None and nested:
+        raise ValueError("nested slices are placed, not drawn: pass rng=None with nested=True")
     if rng is not None:
         return np.sort(rng.choice(size, size=count, replace=False)).astype(np.int64)
     if not nested:
