@@ -339,7 +339,7 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     nested = summarise(placement_rows(rows, "nested"))
     summary = summarise(placement_rows(rows, "even"))
     slices = [entry["slices_per_axis"] for entry in summary]
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, axis = plt.subplots(figsize=(6.5, 5.2))
     for key, colour, name in (("gm", "tab:orange", "grey matter"), ("wm", "tab:blue", "white matter")):
         n_seeds = max(len(entry[f"cnn_{key}_iou_each"]) for entry in summary)
         axis.plot(slices, [entry[f"cnn_{key}_iou"] for entry in summary], "o-", color=colour,
@@ -358,7 +358,7 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     axis.set_xlabel("annotated slices per axis")
     axis.set_ylabel("IoU on never-annotated voxels")
     axis.set_title("MNI152 2 mm, semi-automated mode")
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)  # below: keeps the lines clear
     figure.tight_layout()
     save_figure(figure, path)
 
