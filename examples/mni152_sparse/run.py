@@ -238,13 +238,17 @@ def add_dense_ratios(rows: list[dict]) -> list[dict]:
     return rows
 
 
+def _run_trial(kind: str, arrays, kwargs: dict, show_progress: bool = True):
+    """One ``semi_automated`` or ``fully_automated`` training on the template ``arrays``."""
+    t1, labels, affine = arrays["t1"], arrays["labels"], arrays["affine"]
+    if kind == "semi":
+        return semi_automated(t1, labels, show_progress=show_progress, **kwargs)
+    return fully_automated(t1, labels, affine, show_progress=show_progress, **kwargs)
+
+
 def _trial_in_worker(kind: str, data: str, kwargs: dict):
     """One training in a worker process, on the template saved at ``data``."""
-    loaded = np.load(data)
-    t1, labels, affine = loaded["t1"], loaded["labels"], loaded["affine"]
-    if kind == "semi":
-        return semi_automated(t1, labels, show_progress=False, **kwargs)
-    return fully_automated(t1, labels, affine, show_progress=False, **kwargs)
+    return _run_trial(kind, np.load(data), kwargs, show_progress=False)
 
 
 def run_trials(trials: list[tuple[str, dict]], arrays: dict[str, np.ndarray], workers: int,
@@ -265,9 +269,11 @@ def run_trials(trials: list[tuple[str, dict]], arrays: dict[str, np.ndarray], wo
     queue = list(trials)
     if workers <= 1:
         while queue and time.monotonic() < deadline:
-            kind, kwargs = trial = queue.pop(0)
-            t1, labels, affine = arrays["t1"], arrays["labels"], arrays["affine"]
-            result = semi_automated(t1, labels, **kwargs) if kind == "semi" else fully_automated(t1, labels, affine, **kwargs)
+            trial = queue.pop(0)
+            try:
+                result = _run_trial(trial[0], arrays, trial[1])
+            except Exception as error:  # as in the workers: one failed training must not lose the others
+                result = error
             on_result(trial, result)
         return queue
     threads = str(max(1, (os.cpu_count() or 1) // workers))

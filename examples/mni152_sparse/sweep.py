@@ -104,7 +104,7 @@ def main(argv=None) -> int:
             row, sparse, prediction = result
             annotated = sparse != run.IGNORE
             labels = arrays["labels"]
-            row.update(trial, wall_seconds=time.monotonic() - start,
+            row.update(trial, sweep_elapsed_seconds=time.monotonic() - start,
                        annotated_gm_iou=run.iou(prediction[annotated], labels[annotated], 1),
                        annotated_wm_iou=run.iou(prediction[annotated], labels[annotated], 2))
         with open(args.output, "a") as stream:
