@@ -77,6 +77,7 @@ TRIAL_HISTORY = (
     "statistics do not settle in a few hundred steps); elastic deformation about 0.015 worse.",
 )
 IGNORE = 255
+PLACEMENTS = ("even", "nested", "random")
 
 
 def load_mni152(resolution: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -156,13 +157,21 @@ def never_annotated_by_any(shape: tuple[int, ...], slice_counts: Iterable[int], 
 
 def semi_automated(t1, labels, slices: int, epochs: int, seed: int,
                    settings: tuple[str, ...] = EXTRA_SETTINGS, shared_slices: Iterable[int] = (),
-                   show_progress: bool = True, nested: bool = False) -> tuple[dict, np.ndarray, np.ndarray]:
-    """One densification from ``slices`` evenly spread (or ``nested``) slices per axis, scored on
-    the voxels it never saw and (``shared_slices``) on the voxels outside the annotation of every
-    one of those slice counts."""
+                   show_progress: bool = True, placement: str = "even") -> tuple[dict, np.ndarray, np.ndarray]:
+    """One densification from ``slices`` slices per axis, scored on the voxels it never saw and
+    (``shared_slices``, even or nested placement) on the voxels outside the annotation of every
+    one of those slice counts.
+
+    ``placement``: ``"even"`` spreads the slices evenly, ``"nested"`` keeps those of every
+    smaller count, ``"random"`` draws them with ``numpy.random.default_rng(seed)``.
+    """
     from unet3d_keras.sparse import make_sparse_annotation
 
-    sparse = make_sparse_annotation(labels, (slices,) * 3, ignore_label=IGNORE, nested=nested)
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {PLACEMENTS}, received {placement!r}")
+    nested = placement == "nested"
+    rng = np.random.default_rng(seed) if placement == "random" else None
+    sparse = make_sparse_annotation(labels, (slices,) * 3, rng=rng, ignore_label=IGNORE, nested=nested)
     annotated = sparse != IGNORE
     never = ~annotated
     start = time.monotonic()
@@ -171,7 +180,7 @@ def semi_automated(t1, labels, slices: int, epochs: int, seed: int,
     low, high = best_thresholds(t1, labels, annotated)
     thresholded = threshold_labels(t1, low, high)
     row = {
-        "slices_per_axis": slices, "placement": "nested" if nested else "even", "seed": seed,
+        "slices_per_axis": slices, "placement": placement, "seed": seed,
         "annotated_fraction": float(annotated.mean()),
         "cnn_gm_iou": iou(prediction[never], labels[never], 1), "cnn_wm_iou": iou(prediction[never], labels[never], 2),
         "threshold_gm_iou": iou(thresholded[never], labels[never], 1),
@@ -179,7 +188,7 @@ def semi_automated(t1, labels, slices: int, epochs: int, seed: int,
         "thresholds": [low, high], "epochs": fitted.epochs, "seconds": seconds,
     }
     shared_slices = sorted(set(shared_slices) | {slices})
-    if len(shared_slices) > 1:
+    if len(shared_slices) > 1 and placement != "random":
         shared = never_annotated_by_any(labels.shape, shared_slices, nested)
         row.update(shared_slice_counts=shared_slices, shared_fraction=float(shared.mean()),
                    shared_gm_iou=iou(prediction[shared], labels[shared], 1),
@@ -592,7 +601,7 @@ def load_results(path: Path) -> dict | None:
 
 def _trial_key(kind: str, row_or_kwargs: dict) -> tuple:
     if kind == "semi":
-        placement = row_or_kwargs.get("placement", "nested" if row_or_kwargs.get("nested") else "even")
+        placement = row_or_kwargs.get("placement", "even")
         return kind, row_or_kwargs.get("slices_per_axis", row_or_kwargs.get("slices")), row_or_kwargs["seed"], placement
     slices = row_or_kwargs.get("slices", row_or_kwargs.get("training"))
     name = "every slice" if slices is None else slices if isinstance(slices, str) else f"{slices} slices per axis"
@@ -607,6 +616,9 @@ def main(argv=None) -> int:
                         help="one semi-automated training per seed and slice count (the hemisphere runs use the first)")
     parser.add_argument("--nested-seeds", type=int, nargs="*", default=[42, 1],
                         help="seeds of the nested-placement trainings (none: skip them)")
+    parser.add_argument("--random-seeds", type=int, nargs="*", default=[42, 1, 2],
+                        help="seeds of the random-placement trainings: each draws its slices and seeds its "
+                             "training (none: skip them)")
     parser.add_argument("--full-slices", type=int, default=4, help="slices per axis of the sparse hemisphere run")
     parser.add_argument("--full-epochs", type=int, default=80,
                         help="epochs of the two hemisphere runs (default 80: they met their target at that length)")
@@ -632,7 +644,7 @@ def main(argv=None) -> int:
         return 0
     if args.quick:
         args.epochs, args.full_epochs, args.slices, args.seeds = 8, 8, [1, 4], args.seeds[:1]
-        args.nested_seeds = args.nested_seeds[:1]
+        args.nested_seeds, args.random_seeds = args.nested_seeds[:1], args.random_seeds[:1]
 
     import logging
 
@@ -642,18 +654,21 @@ def main(argv=None) -> int:
     print(f"MNI152 2 mm: {t1.shape}, voxels per class {np.bincount(labels.ravel()).tolist()}")
     previous = load_results(results_path) if args.resume else None
     kept = {"semi": [], "full": []}
+    seeds_of = {"even": args.seeds, "nested": args.nested_seeds, "random": args.random_seeds}
     if previous is not None:
         for kind, section, epochs in (("semi", "semi_automated", args.epochs), ("full", "fully_automated", args.full_epochs)):
             kept[kind] = [row for row in previous[section] if row["epochs"] == epochs
                           and (kind == "full" or row["slices_per_axis"] in args.slices)
-                          and row["seed"] in (args.seeds[:1] if kind == "full" else args.seeds
-                                              if row.get("placement", "even") == "even" else args.nested_seeds)]
+                          and row["seed"] in (args.seeds[:1] if kind == "full"
+                                              else seeds_of[row.get("placement", "even")])]
     done = {_trial_key(kind, row) for kind, rows in kept.items() for row in rows}
     wanted = [("semi", {"slices": slices, "epochs": args.epochs, "seed": seed, "shared_slices": args.slices})
               for seed in args.seeds for slices in args.slices]
     # One slice per axis is the same annotation either way: the nested series reuses those rows.
-    wanted += [("semi", {"slices": slices, "epochs": args.epochs, "seed": seed, "nested": True})
+    wanted += [("semi", {"slices": slices, "epochs": args.epochs, "seed": seed, "placement": "nested"})
                for seed in args.nested_seeds for slices in args.slices if slices != 1]
+    wanted += [("semi", {"slices": slices, "epochs": args.epochs, "seed": seed, "placement": "random"})
+               for seed in args.random_seeds for slices in args.slices]
     wanted += [("full", {"slices": slices, "epochs": args.full_epochs, "seed": args.seeds[0]})
                for slices in (args.full_slices, None)]
     trials = [trial for trial in wanted if _trial_key(*trial) not in done]
@@ -664,7 +679,8 @@ def main(argv=None) -> int:
         runs.append({"date": time.strftime("%Y-%m-%d"), "minutes": 0.0,
                      "command": " ".join(["python examples/mni152_sparse/run.py", *(argv or sys.argv[1:])])})
     results = {"machine": f"{cpu_name()}, {os.cpu_count()} cores", "epochs": args.epochs,
-               "full_epochs": args.full_epochs, "seeds": args.seeds, "nested_seeds": args.nested_seeds, "runs": runs,
+               "full_epochs": args.full_epochs, "seeds": args.seeds, "nested_seeds": args.nested_seeds,
+               "random_seeds": args.random_seeds, "runs": runs,
                "semi_automated": kept["semi"], "fully_automated": kept["full"]}
     docs.mkdir(parents=True, exist_ok=True)
     failures = []
@@ -691,8 +707,8 @@ def main(argv=None) -> int:
     if failures:
         print(f"error: {len(failures)} trainings failed; the others are in {results_path} (rerun with --resume)")
         return 1
-    results["semi_automated"].sort(key=lambda row: (row.get("placement", "even") == "nested", row["slices_per_axis"],
-                                                    row["seed"]))
+    results["semi_automated"].sort(key=lambda row: (PLACEMENTS.index(row.get("placement", "even")),
+                                                    row["slices_per_axis"], row["seed"]))
     results["fully_automated"] = add_dense_ratios(sorted(results["fully_automated"],
                                                          key=lambda row: row["training"] == "every slice"))
     if trials:
