@@ -12,7 +12,10 @@ maps, so nothing is downloaded. At 2 mm (99 x 117 x 95 voxels) the labels are 0 
     grey- and white-matter IoU on the voxels that were never annotated, once per seed
     (``--seeds``, default 42 1 2). Also scored: the voxels outside every row's annotation, the
     same for all rows. Then again with nested slices (``--nested-seeds``, default 42 1): each
-    count keeps the slices of the smaller ones, as when a user adds slices to an annotation.
+    count keeps the slices of the smaller ones, as when a user adds slices to an annotation; and
+    with random slices (``--random-seeds``, default 42 1 2): each seed draws its slices with
+    ``numpy.random.default_rng(seed)``, so that the mean over seeds is the IoU to expect from a
+    number of slices wherever they fall.
 (b) Fully-automated mode: train on the left hemisphere, once with 4 slices per axis and once
     with every slice annotated, and score the right hemisphere (mirrored), densely (first seed).
 Reference rows: T1 intensity thresholds chosen on the same annotated voxels.
@@ -155,6 +158,25 @@ def never_annotated_by_any(shape: tuple[int, ...], slice_counts: Iterable[int], 
     return outside
 
 
+def sparse_labels(labels: np.ndarray, slices: int, placement: str = "even", seed: int = 0) -> np.ndarray:
+    """The annotation a semi-automated row trains on: ``slices`` slices per axis of ``labels``,
+    placed ``"even"``, ``"nested"`` or ``"random"`` (drawn by ``numpy.random.default_rng(seed)``)."""
+    from unet3d_keras.sparse import make_sparse_annotation
+
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {PLACEMENTS}, received {placement!r}")
+    rng = np.random.default_rng(seed) if placement == "random" else None
+    return make_sparse_annotation(labels, (slices,) * 3, rng=rng, ignore_label=IGNORE, nested=placement == "nested")
+
+
+def add_annotation_counts(rows: list[dict], labels: np.ndarray) -> None:
+    """Give semi-automated rows that lack them their annotated grey- and white-matter voxel counts."""
+    for row in rows:
+        if "annotated_gm" not in row:
+            sparse = sparse_labels(labels, row["slices_per_axis"], row.get("placement", "even"), row["seed"])
+            row["annotated_gm"], row["annotated_wm"] = (int(np.sum(sparse == c)) for c in (1, 2))
+
+
 def semi_automated(t1, labels, slices: int, epochs: int, seed: int,
                    settings: tuple[str, ...] = EXTRA_SETTINGS, shared_slices: Iterable[int] = (),
                    show_progress: bool = True, placement: str = "even") -> tuple[dict, np.ndarray, np.ndarray]:
@@ -165,13 +187,7 @@ def semi_automated(t1, labels, slices: int, epochs: int, seed: int,
     ``placement``: ``"even"`` spreads the slices evenly, ``"nested"`` keeps those of every
     smaller count, ``"random"`` draws them with ``numpy.random.default_rng(seed)``.
     """
-    from unet3d_keras.sparse import make_sparse_annotation
-
-    if placement not in PLACEMENTS:
-        raise ValueError(f"placement must be one of {PLACEMENTS}, received {placement!r}")
-    nested = placement == "nested"
-    rng = np.random.default_rng(seed) if placement == "random" else None
-    sparse = make_sparse_annotation(labels, (slices,) * 3, rng=rng, ignore_label=IGNORE, nested=nested)
+    sparse = sparse_labels(labels, slices, placement, seed)
     annotated = sparse != IGNORE
     never = ~annotated
     start = time.monotonic()
@@ -182,6 +198,7 @@ def semi_automated(t1, labels, slices: int, epochs: int, seed: int,
     row = {
         "slices_per_axis": slices, "placement": placement, "seed": seed,
         "annotated_fraction": float(annotated.mean()),
+        "annotated_gm": int(np.sum(sparse == 1)), "annotated_wm": int(np.sum(sparse == 2)),
         "cnn_gm_iou": iou(prediction[never], labels[never], 1), "cnn_wm_iou": iou(prediction[never], labels[never], 2),
         "threshold_gm_iou": iou(thresholded[never], labels[never], 1),
         "threshold_wm_iou": iou(thresholded[never], labels[never], 2),
@@ -189,7 +206,7 @@ def semi_automated(t1, labels, slices: int, epochs: int, seed: int,
     }
     shared_slices = sorted(set(shared_slices) | {slices})
     if len(shared_slices) > 1 and placement != "random":
-        shared = never_annotated_by_any(labels.shape, shared_slices, nested)
+        shared = never_annotated_by_any(labels.shape, shared_slices, placement == "nested")
         row.update(shared_slice_counts=shared_slices, shared_fraction=float(shared.mean()),
                    shared_gm_iou=iou(prediction[shared], labels[shared], 1),
                    shared_wm_iou=iou(prediction[shared], labels[shared], 2))
@@ -345,28 +362,32 @@ def placement_rows(rows: list[dict], placement: str) -> list[dict]:
 
 def plot_curves(rows: list[dict], path: Path) -> None:
     """IoU against slice count: the mean over seeds (line) and each seed (dots); evenly spread
-    slices, and nested ones where the results hold them."""
+    slices, and the means of nested and random ones where the results hold them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    nested = summarise(placement_rows(rows, "nested"))
+    others = [(summarise(placement_rows(rows, placement)), style, placement)
+              for placement, style in (("nested", "^:"), ("random", "v-."))]
     summary = summarise(placement_rows(rows, "even"))
     slices = [entry["slices_per_axis"] for entry in summary]
     figure, axis = plt.subplots(figsize=(6.5, 5.2))
     for key, colour, name in (("gm", "tab:orange", "grey matter"), ("wm", "tab:blue", "white matter")):
         n_seeds = max(len(entry[f"cnn_{key}_iou_each"]) for entry in summary)
         axis.plot(slices, [entry[f"cnn_{key}_iou"] for entry in summary], "o-", color=colour,
-                  label=f"3D U-Net, {name}" + (f" (mean of {n_seeds} seeds)" if n_seeds > 1 else ""))
+                  label=f"3D U-Net, {name}, evenly spread" + (f" (mean of {n_seeds} seeds)" if n_seeds > 1 else ""))
         for entry in summary:
             values = entry[f"cnn_{key}_iou_each"]
             axis.plot([entry["slices_per_axis"]] * len(values), values, ".", color=colour, alpha=0.5)
         axis.plot(slices, [entry[f"threshold_{key}_iou"] for entry in summary], "s--", color=colour, alpha=0.6,
                   label=f"T1 thresholds, {name}")
-        if nested:
-            axis.plot([entry["slices_per_axis"] for entry in nested], [entry[f"cnn_{key}_iou"] for entry in nested],
-                      "^:", color=colour, label=f"3D U-Net, {name}, nested slices")
+        for entries, style, placement in others:
+            if entries:
+                n_seeds = max(len(entry[f"cnn_{key}_iou_each"]) for entry in entries)
+                axis.plot([entry["slices_per_axis"] for entry in entries], [entry[f"cnn_{key}_iou"] for entry in entries],
+                          style, color=colour, label=f"3D U-Net, {name}, {placement} slices"
+                          + (f" (mean of {n_seeds})" if n_seeds > 1 else ""))
     axis.axhline(0.9, color="grey", linewidth=0.8, linestyle=":")
     axis.set_xscale("log", base=2)
     axis.set_xticks(slices, [str(s) for s in slices])
@@ -410,6 +431,7 @@ def targets(results: dict) -> list[str]:
     """The issue's targets, checked against the results (means over seeds), as Markdown list items."""
     summary = summarise(placement_rows(results["semi_automated"], "even"))
     nested = summarise(placement_rows(results["semi_automated"], "nested"))
+    random = summarise(placement_rows(results["semi_automated"], "random"))
     by_slices = {entry["slices_per_axis"]: entry for entry in summary}
     n_seeds = max(len(entry["seeds"]) for entry in summary)
     over = f" (mean of {n_seeds} seeds)" if n_seeds > 1 else ""
@@ -421,7 +443,8 @@ def targets(results: dict) -> list[str]:
                      f"(GM {entry['cnn_gm_iou']:.3f}, WM {entry['cnn_wm_iou']:.3f}).")
     series = [(summary, "cnn", "evenly spread slices, on each row's never-annotated voxels"),
               (summary, "shared", "evenly spread slices, on the shared voxels"),
-              (nested, "cnn", "nested slices, on each row's never-annotated voxels")]
+              (nested, "cnn", "nested slices, on each row's never-annotated voxels"),
+              (random, "cnn", "random slices, on each row's never-annotated voxels")]
     for entries, key, where in series:
         if not entries or not all(f"{key}_gm_iou" in entry for entry in entries):
             continue
@@ -456,10 +479,28 @@ def _mean_and_each(entry: dict, key: str) -> str:
     return f"{entry[key]:.3f} ± {entry[f'{key}_sd']:.3f} ({', '.join(f'{v:.3f}' for v in each)})"
 
 
+def _series_table(entries: list[dict], counts: list[list[tuple]] | None = None) -> list[str]:
+    """Markdown table of one placement series; ``counts``: per row, (seed, annotated GM, annotated
+    WM voxels) for an extra column."""
+    extra = " | annotated GM / WM voxels (seed)" if counts else ""
+    lines = [f"| slices per axis | annotated voxels | U-Net GM | U-Net WM | thresholds GM | thresholds WM{extra} "
+             "| training |", "|---|---|---|---|---|---|" + ("---|" if counts else "") + "---|"]
+    for index, entry in enumerate(entries):
+        cells = [str(entry["slices_per_axis"]), f"{100 * entry['annotated_fraction']:.1f}%",
+                 _mean_and_each(entry, "cnn_gm_iou"), _mean_and_each(entry, "cnn_wm_iou"),
+                 f"{entry['threshold_gm_iou']:.3f}", f"{entry['threshold_wm_iou']:.3f}"]
+        if counts:
+            cells.append(", ".join(f"{gm} / {wm} ({seed})" for seed, gm, wm in counts[index]) or "–")
+        cells.append(f"{entry['epochs']} epochs, {entry['minutes']:.1f} min each")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(results: dict) -> str:
     semi, full = results["semi_automated"], results["fully_automated"]
     summary = summarise(placement_rows(semi, "even"))
     nested = summarise(placement_rows(semi, "nested"))
+    random = summarise(placement_rows(semi, "random"))
     shared_fraction = next((row["shared_fraction"] for row in semi
                             if "shared_fraction" in row and row.get("placement", "even") == "even"), float("nan"))
     lines = [
@@ -520,16 +561,27 @@ def markdown(results: dict) -> str:
             "above (" + ("seed " if len(nested[0]["seeds"]) == 1 else "seeds ")
             + ", ".join(str(seed) for seed in nested[0]["seeds"]) + ").",
             "",
-            "| slices per axis | annotated voxels | U-Net GM | U-Net WM | thresholds GM | thresholds WM | training |",
-            "|---|---|---|---|---|---|---|",
+            *_series_table(nested),
         ]
-        for entry in nested:
-            lines.append(
-                f"| {entry['slices_per_axis']} | {100 * entry['annotated_fraction']:.1f}% | "
-                f"{_mean_and_each(entry, 'cnn_gm_iou')} | {_mean_and_each(entry, 'cnn_wm_iou')} | "
-                f"{entry['threshold_gm_iou']:.3f} | {entry['threshold_wm_iou']:.3f} | "
-                f"{entry['epochs']} epochs, {entry['minutes']:.1f} min each |"
-            )
+    if random:
+        lines += [
+            "",
+            "### Random slices (the expected IoU over placements)",
+            "",
+            "Each seed draws its slices uniformly at random along each axis, without replacement "
+            "(`make_sparse_annotation(..., rng=numpy.random.default_rng(seed))`, `make_sparse_labels.py "
+            "--random --seed S`), and seeds the training with the same number; the mean over the seeds "
+            "estimates the IoU to expect from a given number of slices wherever they fall, so that the "
+            "rows differ in the count, not in one chosen placement (seeds "
+            + ", ".join(str(seed) for seed in random[0]["seeds"]) + "). Random planes can miss most of "
+            "the brain: the annotated grey- and white-matter voxels of each seed are in the last column.",
+            "",
+            *_series_table(random, counts=[
+                [(row["seed"], row["annotated_gm"], row["annotated_wm"]) for row in sorted(
+                    placement_rows(semi, "random"), key=lambda row: row["seed"])
+                 if row["slices_per_axis"] == entry["slices_per_axis"] and "annotated_gm" in row]
+                for entry in random]),
+        ]
     lines += [
         "",
         "![IoU against annotated slices](sparse_annotation.png)",
@@ -638,6 +690,9 @@ def main(argv=None) -> int:
         results = load_results(results_path)
         if results is None:
             sys.exit(f"error: no results file at {results_path}")
+        if any("annotated_gm" not in row for row in results["semi_automated"]):
+            add_annotation_counts(results["semi_automated"], load_mni152()[1])
+            write_text_atomically(results_path, json.dumps(results, indent=2) + "\n")
         docs.mkdir(parents=True, exist_ok=True)
         plot_curves(results["semi_automated"], docs / "sparse_annotation.png")
         write_text_atomically(docs / "sparse_annotation.md", markdown(results))
@@ -713,6 +768,7 @@ def main(argv=None) -> int:
                                                          key=lambda row: row["training"] == "every slice"))
     if trials:
         runs[-1]["minutes"] = (time.monotonic() - start) / 60
+    add_annotation_counts(results["semi_automated"], labels)
     plot_curves(results["semi_automated"], docs / "sparse_annotation.png")
     write_text_atomically(results_path, json.dumps(results, indent=2) + "\n")
     write_text_atomically(docs / "sparse_annotation.md", markdown(results))
