@@ -156,14 +156,12 @@ def train_and_predict(train_image, train_labels, test_image, epochs: int, seed: 
     return prediction, fitted
 
 
-def never_annotated_by_any(shape: tuple[int, ...], slice_counts: Iterable[int], nested: bool = False) -> np.ndarray:
+def never_annotated_by_any(shape: tuple[int, ...], slice_counts: Iterable[int], placement: str = "even") -> np.ndarray:
     """Voxels outside the annotation of every slice count: one scoring set shared by all rows."""
-    from unet3d_keras.sparse import make_sparse_annotation
-
     outside = np.ones(shape, bool)
     blank = np.zeros(shape, np.uint8)
     for count in slice_counts:
-        outside &= make_sparse_annotation(blank, (count,) * 3, ignore_label=IGNORE, nested=nested) == IGNORE
+        outside &= sparse_labels(blank, count, placement) == IGNORE
     return outside
 
 
@@ -178,12 +176,17 @@ def sparse_labels(labels: np.ndarray, slices: int, placement: str = "even", seed
     return make_sparse_annotation(labels, (slices,) * 3, rng=rng, ignore_label=IGNORE, nested=placement == "nested")
 
 
+def annotation_counts(sparse: np.ndarray) -> dict[str, int]:
+    """Annotated grey- and white-matter voxels of a sparse label map."""
+    return {"annotated_gm": int(np.sum(sparse == 1)), "annotated_wm": int(np.sum(sparse == 2))}
+
+
 def add_annotation_counts(rows: list[dict], labels: np.ndarray) -> None:
     """Give semi-automated rows that lack them their annotated grey- and white-matter voxel counts."""
     for row in rows:
         if "annotated_gm" not in row:
-            sparse = sparse_labels(labels, row["slices_per_axis"], row.get("placement", "even"), row["seed"])
-            row["annotated_gm"], row["annotated_wm"] = (int(np.sum(sparse == c)) for c in (1, 2))
+            row.update(annotation_counts(
+                sparse_labels(labels, row["slices_per_axis"], row.get("placement", "even"), row["seed"])))
 
 
 def semi_automated(t1, labels, slices: int, epochs: int, seed: int,
@@ -207,7 +210,7 @@ def semi_automated(t1, labels, slices: int, epochs: int, seed: int,
     row = {
         "slices_per_axis": slices, "placement": placement, "seed": seed,
         "annotated_fraction": float(annotated.mean()),
-        "annotated_gm": int(np.sum(sparse == 1)), "annotated_wm": int(np.sum(sparse == 2)),
+        **annotation_counts(sparse),
         "cnn_gm_iou": iou(prediction[never], labels[never], 1), "cnn_wm_iou": iou(prediction[never], labels[never], 2),
         "threshold_gm_iou": iou(thresholded[never], labels[never], 1),
         "threshold_wm_iou": iou(thresholded[never], labels[never], 2),
@@ -215,7 +218,7 @@ def semi_automated(t1, labels, slices: int, epochs: int, seed: int,
     }
     shared_slices = sorted(set(shared_slices) | {slices})
     if len(shared_slices) > 1 and placement != "random":
-        shared = never_annotated_by_any(labels.shape, shared_slices, placement == "nested")
+        shared = never_annotated_by_any(labels.shape, shared_slices, placement)
         row.update(shared_slice_counts=shared_slices, shared_fraction=float(shared.mean()),
                    shared_gm_iou=iou(prediction[shared], labels[shared], 1),
                    shared_wm_iou=iou(prediction[shared], labels[shared], 2))
@@ -347,7 +350,7 @@ def summarise(rows: list[dict]) -> list[dict]:
                  "seeds": [row["seed"] for row in group], "epochs": group[0]["epochs"],
                  "minutes": float(np.mean([row["seconds"] for row in group])) / 60}
         for key in ("cnn_gm_iou", "cnn_wm_iou", "threshold_gm_iou", "threshold_wm_iou",
-                    "shared_gm_iou", "shared_wm_iou"):
+                    "shared_gm_iou", "shared_wm_iou", "annotated_gm", "annotated_wm"):
             values = [row[key] for row in group if key in row]
             if values:
                 entry[f"{key}_seeds"] = [row["seed"] for row in group if key in row]
@@ -488,18 +491,19 @@ def _mean_and_each(entry: dict, key: str) -> str:
     return f"{entry[key]:.3f} ± {entry[f'{key}_sd']:.3f} ({', '.join(f'{v:.3f}' for v in each)})"
 
 
-def _series_table(entries: list[dict], counts: list[list[tuple]] | None = None) -> list[str]:
-    """Markdown table of one placement series; ``counts``: per row, (seed, annotated GM, annotated
-    WM voxels) for an extra column."""
+def _series_table(entries: list[dict], counts: bool = False) -> list[str]:
+    """Markdown table of one placement series; ``counts`` adds each seed's annotated GM / WM voxels."""
     extra = " | annotated GM / WM voxels (seed)" if counts else ""
     lines = [f"| slices per axis | annotated voxels | U-Net GM | U-Net WM | thresholds GM | thresholds WM{extra} "
              "| training |", "|---|---|---|---|---|---|" + ("---|" if counts else "") + "---|"]
-    for index, entry in enumerate(entries):
+    for entry in entries:
         cells = [str(entry["slices_per_axis"]), f"{100 * entry['annotated_fraction']:.1f}%",
                  _mean_and_each(entry, "cnn_gm_iou"), _mean_and_each(entry, "cnn_wm_iou"),
                  f"{entry['threshold_gm_iou']:.3f}", f"{entry['threshold_wm_iou']:.3f}"]
         if counts:
-            cells.append(", ".join(f"{gm} / {wm} ({seed})" for seed, gm, wm in counts[index]) or "–")
+            cells.append(", ".join(f"{gm} / {wm} ({seed})" for seed, gm, wm in zip(
+                entry.get("annotated_gm_seeds", []), entry.get("annotated_gm_each", []),
+                entry.get("annotated_wm_each", []))) or "–")
         cells.append(f"{entry['epochs']} epochs, {entry['minutes']:.1f} min each")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -585,11 +589,7 @@ def markdown(results: dict) -> str:
             + ", ".join(str(seed) for seed in random[0]["seeds"]) + "). Random planes can miss most of "
             "the brain: the annotated grey- and white-matter voxels of each seed are in the last column.",
             "",
-            *_series_table(random, counts=[
-                [(row["seed"], row["annotated_gm"], row["annotated_wm"]) for row in sorted(
-                    placement_rows(semi, "random"), key=lambda row: row["seed"])
-                 if row["slices_per_axis"] == entry["slices_per_axis"] and "annotated_gm" in row]
-                for entry in random]),
+            *_series_table(random, counts=True),
         ]
     lines += [
         "",
