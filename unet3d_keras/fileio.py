@@ -1,7 +1,9 @@
 """Crash-safe file writing: write beside the target under a temporary name, then rename.
 
 A process killed at any point leaves either the old complete file or the new
-complete one, never a truncated file under the real name.
+complete one, never a truncated file under the real name. The temporary names
+(``.{name}.tmp-{pid}[suffix]``), the clean-up of those left by killed writers,
+the flush to disk and the check that a folder is writable all live here.
 """
 
 from __future__ import annotations
@@ -21,24 +23,40 @@ from .errors import DataError
 logger = logging.getLogger(__name__)
 
 
+def temporary_path(path: str | os.PathLike, suffix: str = "") -> Path:
+    """The name this process writes ``path`` under before renaming it: ``.{name}.tmp-{pid}{suffix}`` beside it.
+
+    :func:`remove_stale_temporary_files` recognises these names.
+    """
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
+
+
 @contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str = "", *, durable: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` when the block succeeds.
 
     Args:
         path: The file to (re)write.
         suffix: Appended to the temporary name, for writers that choose the
             format from the extension (``.keras``, ``.nii.gz``, ``.png``).
+        durable: Flush the written file to disk before the rename and the
+            folder after it, so that a crash of the machine cannot leave a
+            renamed but empty file. The file must be closed when the block ends.
 
     Yields:
         The temporary path to write; it is removed if the block raises.
     """
     path = Path(path)
     remove_stale_temporary_files(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
+    tmp = temporary_path(path, suffix)
     try:
         yield tmp
+        if durable:
+            fsync_path(tmp)
         os.replace(tmp, path)
+        if durable:
+            fsync_folder(path.parent)
     except OSError as error:
         if error.filename in (None, str(tmp)) and error.errno is not None:
             # Writers (gzip, zip, plain files) report a full disk without the file's name, or with
@@ -59,12 +77,30 @@ def write_text_atomically(path: str | os.PathLike, text: str, fsync: bool = Fals
         fsync: Flush the data to disk before the rename, so that a crash of
             the machine cannot leave a renamed but empty file.
     """
-    with atomic_path(path) as tmp:
+    with atomic_path(path, durable=fsync) as tmp:
         with open(tmp, "w", encoding="utf-8") as stream:
             stream.write(text)
-            if fsync:
-                stream.flush()
-                os.fsync(stream.fileno())
+
+
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush ``path`` (a file or a folder) from the page cache to disk.
+
+    Raises:
+        OSError: the disk reported an error.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_folder(folder: str | os.PathLike) -> None:
+    """Flush ``folder``'s entries (a rename) to disk, where the file system allows it."""
+    try:
+        fsync_path(folder)
+    except OSError:  # some file systems refuse to open or sync folders; the rename itself is done
+        logger.debug("Could not flush the folder %s to disk", folder, exc_info=True)
 
 
 def _process_alive(pid: int) -> bool:
