@@ -106,7 +106,7 @@ def timed_dataset_class():
 def run(args: argparse.Namespace) -> dict:
     import keras
 
-    from unet3d_keras.augment import AugmentationParams
+    from unet3d_keras.augmentation.params import AugmentationParams
     from unet3d_keras.dataset import HDF5Dataset
     from unet3d_keras.generator import load_sample
     from unet3d_keras.model import unet_model_3d

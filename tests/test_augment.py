@@ -5,29 +5,25 @@ import numpy as np
 import pytest
 
 from unet3d_keras.augment import (
-    AugmentationParams,
-    apply_augmentation,
-    apply_rotation,
-    apply_spatial_transform,
     augment_data,
-    augment_sample,
-    elastic_displacement_field,
-    elastic_grid,
-    elastic_node_displacements,
-    elastic_transform,
-    gamma_transform,
     generate_permutation_keys,
     get_image,
-    intensity_transform,
     permute_data,
     random_flip_dimensions,
     random_permutation_key,
     reverse_permute_data,
-    rotate,
-    sample_augmentation,
-    sampling_coordinates,
     scale_image,
 )
+from unet3d_keras.augmentation.compose import apply_augmentation, augment_sample, sample_augmentation
+from unet3d_keras.augmentation.elastic import (
+    elastic_displacement_field,
+    elastic_grid,
+    elastic_node_displacements,
+    elastic_transform,
+)
+from unet3d_keras.augmentation.intensity import gamma_transform, intensity_transform
+from unet3d_keras.augmentation.params import AugmentationParams
+from unet3d_keras.augmentation.spatial import apply_rotation, apply_spatial_transform, rotate, sampling_coordinates
 
 SHAPE = (48, 46, 44)  # large enough that the nearest-vs-linear boundary band stays < 1%
 THRESHOLD = 0.5
@@ -48,12 +44,12 @@ def agreement(data, truth):
 
 ALIGNMENT_CASES = {
     "flip": AugmentationParams(flip=True),
-    "scale": AugmentationParams(scale_deviation=0.25),
+    "scale": AugmentationParams(distortion_factor=0.25),
     "rotation": AugmentationParams(rotation_degrees=30),
     "elastic (paper)": AugmentationParams(elastic=True),
     "elastic (dense grid)": AugmentationParams(elastic=True, elastic_sigma=3, elastic_grid_spacing=8),
     "all spatial": AugmentationParams(
-        flip=True, scale_deviation=0.1, rotation_degrees=20, elastic=True, elastic_grid_spacing=16
+        flip=True, distortion_factor=0.1, rotation_degrees=20, elastic=True, elastic_grid_spacing=16
     ),
 }
 
@@ -98,7 +94,7 @@ def test_voxels_that_encode_their_coordinates_move_with_their_labels():
     shape = (20, 22, 24)
     coordinates = np.indices(shape).astype(np.float32)
     labels = ((coordinates[0] // 3 + 2 * (coordinates[1] // 4) + 3 * (coordinates[2] // 5)) % 7).astype(np.uint8)
-    params = AugmentationParams(scale_deviation=0.1, rotation_degrees=15, elastic=True, elastic_grid_spacing=8)
+    params = AugmentationParams(distortion_factor=0.1, rotation_degrees=15, elastic=True, elastic_grid_spacing=8)
     sampled = sample_augmentation(params, coordinates.shape, np.random.default_rng(3))
     moved, moved_labels = apply_augmentation(coordinates, labels, sampled)
     source = np.clip(np.floor(moved + 0.5).astype(int), 0, np.array(shape).reshape(3, 1, 1, 1) - 1)
@@ -118,7 +114,7 @@ def test_flips_are_exact_and_follow_the_seed():
 
 def test_same_seed_same_augmentation():
     data, truth = smooth_sample()
-    params = AugmentationParams(flip=True, scale_deviation=0.1, rotation_degrees=10, elastic=True,
+    params = AugmentationParams(flip=True, distortion_factor=0.1, rotation_degrees=10, elastic=True,
                                 intensity_scale=0.1, intensity_shift=0.1, gamma_range=(0.8, 1.2))
     a = augment_sample(data, truth, np.eye(4), params, np.random.default_rng(5))
     b = augment_sample(data, truth, np.eye(4), params, np.random.default_rng(5))
@@ -292,7 +288,7 @@ def test_permute_needs_a_cube():
     "kwargs, name",
     [({"elastic_sigma": -1}, "elastic_sigma"), ({"elastic_grid_spacing": 0}, "elastic_grid_spacing"),
      ({"gamma_range": (2.0, 1.0)}, "gamma_range"), ({"rotation_degrees": -5}, "rotation_degrees"),
-     ({"scale_deviation": -0.1}, "scale_deviation")],
+     ({"distortion_factor": -0.1}, "distortion_factor")],
 )
 def test_bad_parameters_are_refused(kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -313,8 +309,8 @@ def test_resampling_matches_scipy_map_coordinates(shape, monkeypatch):
     """The shared-index trilinear and nearest resamplers give scipy's values, edges included."""
     from scipy import ndimage
 
-    from unet3d_keras import augment
-    from unet3d_keras.augment import interpolate_linear, interpolate_nearest
+    from unet3d_keras.augmentation import spatial as augment
+    from unet3d_keras.augmentation.spatial import interpolate_linear, interpolate_nearest
 
     monkeypatch.setattr(augment, "_INTERPOLATION_CHUNK", 97)  # several chunks, the last one partial
 

@@ -24,6 +24,8 @@ from typing import Any, Literal, Optional, Sequence, Union
 
 import yaml
 
+from .augmentation.params import AugmentationParams
+from .checks import require_cube
 from .fileio import write_text_atomically
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
@@ -97,20 +99,6 @@ class TrainingConfig:
 
 
 @dataclass
-class AugmentConfig:
-    flip: bool = True
-    permute: bool = False
-    distortion_factor: Optional[float] = None
-    elastic: bool = False
-    elastic_sigma: float = 4.0
-    elastic_grid_spacing: int = 32
-    rotation_degrees: float = 0.0
-    intensity_scale: float = 0.0
-    intensity_shift: float = 0.0
-    gamma_range: Optional[tuple[float, float]] = None
-
-
-@dataclass
 class PredictionConfig:
     output_dir: str = "predictions"
     overlap: int = 16
@@ -128,7 +116,8 @@ class Config:
     split: SplitConfig = field(default_factory=SplitConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # The run config flips by default, as the reference's generator does (augment_flip=True).
+    augment: AugmentationParams = field(default_factory=lambda: AugmentationParams(flip=True))
     prediction: PredictionConfig = field(default_factory=PredictionConfig)
     # Run files (data.data_file, split files, model, log, predictions) may lie outside output_dir.
     allow_outside_output_dir: bool = False
@@ -247,13 +236,18 @@ def _coerce(value: Any, type_hint: Any, key: str) -> Any:
     raise TypeError(f"unsupported config type {type_hint!r} for {key}")  # a bug in this module
 
 
-def _build(cls: type, values: Any, prefix: str) -> Any:
-    """Make the dataclass ``cls`` from a mapping, rejecting unknown keys."""
+def _build(cls: type, values: Any, prefix: str, default: Any = None) -> Any:
+    """Make the dataclass ``cls`` from a mapping, rejecting unknown keys.
+
+    Keys the mapping leaves out keep their value in ``default`` (an instance of ``cls``) when
+    given, else the class default.
+    """
     where = prefix.rstrip(".") or "the top level"
     if not isinstance(values, dict):
         raise ConfigError(f"{where} must be a mapping of keys to values, received {values!r}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    names = list(fields)
     kwargs = {}
     for key, value in values.items():
         full = f"{prefix}{key}"
@@ -263,10 +257,14 @@ def _build(cls: type, values: Any, prefix: str) -> Any:
             raise ConfigError(f"unknown key '{full}'{hint}")
         type_hint = hints[key]
         if dataclasses.is_dataclass(type_hint):
-            kwargs[key] = _build(type_hint, value if value is not None else {}, f"{full}.")
+            section_default = fields[key].default_factory()
+            kwargs[key] = _build(type_hint, value if value is not None else {}, f"{full}.", section_default)
         else:
             kwargs[key] = _coerce(value, type_hint, full)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs) if default is None else dataclasses.replace(default, **kwargs)
+    except ValueError as error:  # a section's own validation (AugmentationParams) names the field
+        raise ConfigError(f"{prefix}{error}") from None
 
 
 def _check(condition: bool, message: str) -> None:
@@ -354,17 +352,6 @@ def validate(config: Config) -> Config:
            f"training.initial_learning_rate: must be positive, received {training.initial_learning_rate}")
     _check(0 < training.learning_rate_drop <= 1,
            f"training.learning_rate_drop: must be in (0, 1], received {training.learning_rate_drop}")
-    augment = config.augment
-    _check(augment.distortion_factor is None or augment.distortion_factor >= 0,
-           f"augment.distortion_factor: must be null or >= 0, received {augment.distortion_factor}")
-    for name in ("elastic_sigma", "intensity_scale", "intensity_shift"):
-        _check(getattr(augment, name) >= 0, f"augment.{name}: must be >= 0, received {getattr(augment, name)}")
-    _check(augment.elastic_grid_spacing >= 1,
-           f"augment.elastic_grid_spacing: must be at least 1 voxel, received {augment.elastic_grid_spacing}")
-    _check(0 <= augment.rotation_degrees <= 180,
-           f"augment.rotation_degrees: must be between 0 and 180, received {augment.rotation_degrees}")
-    _check(augment.gamma_range is None or 0 < augment.gamma_range[0] <= augment.gamma_range[1],
-           f"augment.gamma_range: must be null or [low, high] with 0 < low <= high, received {augment.gamma_range}")
     if model.activation == "sigmoid":
         _check(training.loss in ("auto", "dice"),
                f"training.loss: {training.loss!r} needs model.activation softmax (or auto); a sigmoid output "
@@ -377,10 +364,12 @@ def validate(config: Config) -> Config:
                f"per value of data.labels {list(labels)}) or 'balanced', received {list(training.class_weights)}")
     _check(training.workers >= 0, f"training.workers: must be >= 0, received {training.workers}")
     if config.augment.permute:
-        _check(
-            len(set(shape)) == 1,
-            f"augment.permute: permutation augmentation needs a cubic {shape_key}, received {list(shape)}",
-        )
+        try:
+            require_cube(shape, shape_key, ConfigError)
+        except ConfigError:
+            raise ConfigError(
+                f"augment.permute: permutation augmentation needs a cubic {shape_key}, received {list(shape)}"
+            ) from None
     _check(0 <= config.prediction.overlap, f"prediction.overlap: must be >= 0, received {config.prediction.overlap}")
     if training.patch_shape:
         _check(config.prediction.overlap < min(training.patch_shape),
