@@ -15,7 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from unet3d_keras.cli import base_parser, predict_and_report, run  # noqa: E402
+from unet3d_keras.cli import base_parser, run  # noqa: E402
+from unet3d_keras.commands.predict import predict_and_report  # noqa: E402
 
 
 def parse_args(argv=None):

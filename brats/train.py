@@ -10,14 +10,16 @@ GlistrBoost[_ManuallyCorrected]). Everything else comes from the config.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from unet3d_keras.cli import base_parser, run, train_and_report  # noqa: E402
+from unet3d_keras.cli import base_parser, run
+from unet3d_keras.commands.train import train_and_report
+from unet3d_keras.config import load_config
+from unet3d_keras.subjects import find_brats_subjects
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -43,8 +45,6 @@ def fetch_brats_2020_files(
     Returns:
         The list of file tuples, and the subject ids when asked.
     """
-    from unet3d_keras.subjects import find_brats_subjects
-
     subject_ids, files = find_brats_subjects(data_dir, modalities=modalities, include_truth=include_truth)
     keep = [i for i, tuple_ in enumerate(files)
             if group in os.path.relpath(os.path.dirname(tuple_[0]), os.fspath(data_dir))]
@@ -53,22 +53,21 @@ def fetch_brats_2020_files(
     return (files, subject_ids) if return_subject_ids else files
 
 
-def parse_args(argv=None):
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("brats_folder", help="folder of BraTS subjects (searched recursively)")
     parser.add_argument("--overwrite", action="store_true", help="delete the run's previous outputs and start afresh")
     return parser.parse_args(argv)
 
 
-def work(args) -> int:
-    from unet3d_keras.config import load_config
-
+def work(args: argparse.Namespace) -> int:
     folder = os.path.abspath(args.brats_folder)
     config = load_config(args.config, ["data.source=brats", f"data.data_dir={folder!r}", *args.overrides])
     return train_and_report(config, args.overwrite, args.quiet)
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``brats-train`` command; returns its exit status."""
     return run(work, parse_args(argv))
 
 

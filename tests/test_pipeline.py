@@ -3,12 +3,8 @@ import csv
 import pytest
 
 from unet3d_keras.config import ConfigError, load_config
-from unet3d_keras.pipeline import (
-    best_logged_val_loss,
-    check_model_matches_config,
-    config_differences,
-    truncate_log,
-)
+from unet3d_keras.model_from_config import check_model_matches_config
+from unet3d_keras.run_state import best_logged_val_loss, config_differences, truncate_log
 from unet3d_keras.training import ResumableBackup
 
 

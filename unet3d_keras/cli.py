@@ -1,9 +1,11 @@
-"""Shared plumbing of the command-line scripts: logging, and one readable error line.
+"""Shared plumbing of the command-line programs: parser, logging, and one readable error line.
 
-A script's ``main(argv)`` builds its parser with :func:`base_parser` and runs
-its work through :func:`run`, which turns the errors a user can fix (bad
-config, missing or malformed input, a file in the way) into one line on
-stderr and exit status 2, with the traceback only under ``--debug``.
+A command's ``main(argv)`` (see :mod:`unet3d_keras.commands`) builds its parser
+with :func:`base_parser` and runs its work through :func:`run`, which turns the
+errors a user can fix (bad config, missing or malformed input, a file in the
+way) into one line on stderr and exit status 2, with the traceback only under
+``--debug``. This module imports no training or prediction code, so that any
+module may use :data:`USER_ERRORS` and :func:`one_line`.
 """
 
 from __future__ import annotations
@@ -70,37 +72,3 @@ def one_line(error: BaseException) -> str:
     else:
         message = str(error) or type(error).__name__
     return " ".join(message.split())
-
-
-def train_and_report(config, overwrite: bool, quiet: bool) -> int:
-    """Run :func:`~unet3d_keras.pipeline.train_from_config` and print its Dice table (scripts)."""
-    from .fileio import check_writable_folder
-
-    check_writable_folder(config.run_dir, "output_dir")  # before Keras loads and before hours of work
-    # Imported here: it loads Keras, which only pays once the config is known to be valid.
-    from .pipeline import score_report, train_from_config
-
-    result = train_from_config(config, overwrite=overwrite, show_progress=not quiet, verbose=0 if quiet else 2)
-    print(score_report(result.scores))
-    print(f"Run folder: {result.paths.run_dir} ({result.epochs_trained} epochs)")
-    return 0
-
-
-def predict_and_report(config, inputs, model_file, data_file, output, quiet: bool) -> int:
-    """Run :func:`~unet3d_keras.pipeline.predict_new_subjects`; one error line per failed subject.
-
-    Returns:
-        0, or 1 when some subject failed (the others are still written).
-    """
-    from .fileio import check_writable_folder
-    from .pipeline import predict_new_subjects
-
-    check_writable_folder(output)
-    written, failures = predict_new_subjects(config, inputs, model_file, data_file, output, show_progress=not quiet)
-    for subject, message in failures:
-        prefix = f"subject {subject}: "
-        if message.lower().startswith(prefix.lower()):  # the reader already named the subject
-            message = message[len(prefix):]
-        print(f"error: {prefix}{message}", file=sys.stderr)
-    print(f"Wrote {len(written)} label maps to {output}" + (f"; {len(failures)} subjects failed" if failures else ""))
-    return 1 if failures else 0
