@@ -15,17 +15,15 @@ import pytest
 import tables
 
 from unet3d_keras.data import (
-    COMPLETED_ATTRIBUTE,
-    SCHEMA_ATTRIBUTE,
     DataError,
     add_data_to_storage,
-    check_data_file,
     create_data_file,
     open_data_file,
     write_data_to_file,
 )
 from unet3d_keras.errors import DataError as SharedDataError
-from unet3d_keras.normalize import read_subject_images
+from unet3d_keras.hdf5_store import COMPLETED_ATTRIBUTE, SCHEMA_ATTRIBUTE, check_data_file
+from unet3d_keras.subject_images import read_subject_images
 from unet3d_keras.subjects import find_brats_subjects
 
 try:
