@@ -19,9 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from unet3d_keras.cli import base_parser, run  # noqa: E402
+from unet3d_keras.cli import base_parser, run
 
 REGIONS = ("WT", "TC", "ET")
 
