@@ -34,5 +34,14 @@ setup(
         # benchmarks/run.py: the PyTorch and MONAI comparison rows and profiling.
         "bench": ["torch", "monai", "pyinstrument"],
     },
-    entry_points={},
+    entry_points={
+        "console_scripts": [
+            "unet3d-train = unet3d_keras.commands.train:main",
+            "unet3d-make-sparse-labels = unet3d_keras.commands.make_sparse_labels:main",
+            "brats-preprocess = brats.preprocess:main",
+            "brats-train = brats.train:main",
+            "brats-predict = brats.predict:main",
+            "brats-evaluate = brats.evaluate:main",
+        ],
+    },
 )
