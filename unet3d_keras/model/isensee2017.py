@@ -1,9 +1,10 @@
 """The Isensee et al. 2017 BraTS network, as defined in 3DUnetCNN's ``isensee2017.py``.
 
 Residual context modules with LeakyReLU and instance normalisation (Keras's
-``GroupNormalization`` with one group per channel, in place of keras-contrib),
-strided convolutions for down-sampling, localisation modules on the way up and
-deep supervision by summing up-sampled segmentation layers.
+``GroupNormalization`` with one group per channel), strided convolutions for
+down-sampling, localisation modules on the way up and deep supervision by
+summing up-sampled segmentation layers. Shapes follow ``data_format``
+(``keras.config.image_data_format()`` when None): ``(x, y, z, channels)`` by default.
 """
 
 from __future__ import annotations
@@ -12,13 +13,19 @@ from typing import Callable, Sequence
 
 import keras
 
+from ..layout import channel_axis, resolve_data_format
 from ..metrics import weighted_dice_coefficient_loss
-from .unet import channel_axis, create_convolution_block as _plain_convolution_block, validate_input_shape
+from . import unet
 
 
-def create_convolution_block(input_layer, n_filters: int, kernel=(3, 3, 3), strides=(1, 1, 1), name=None):
-    """Convolution, instance normalisation and LeakyReLU (the reference's partial)."""
-    return _plain_convolution_block(
+def create_convolution_block(
+    input_layer, n_filters: int, kernel=(3, 3, 3), strides=(1, 1, 1), name=None, data_format: str | None = None
+):
+    """Convolution, instance normalisation and LeakyReLU.
+
+    ``data_format``: None reads ``keras.config.image_data_format()``.
+    """
+    return unet.create_convolution_block(
         input_layer,
         n_filters,
         kernel=kernel,
@@ -26,6 +33,7 @@ def create_convolution_block(input_layer, n_filters: int, kernel=(3, 3, 3), stri
         activation=keras.layers.LeakyReLU,
         instance_normalization=True,
         name=name,
+        data_format=data_format,
     )
 
 
@@ -44,23 +52,41 @@ def create_context_module(
     Returns:
         The module's output tensor (same shape as its input).
     """
-    convolution1 = create_convolution_block(input_layer, n_level_filters, name=name and f"{name}_conv1")
+    data_format = resolve_data_format(data_format)
+    convolution1 = create_convolution_block(
+        input_layer, n_level_filters, name=name and f"{name}_conv1", data_format=data_format
+    )
     dropout = keras.layers.SpatialDropout3D(
         rate=dropout_rate, data_format=data_format, name=name and f"{name}_dropout"
     )(convolution1)
-    return create_convolution_block(dropout, n_level_filters, name=name and f"{name}_conv2")
+    return create_convolution_block(dropout, n_level_filters, name=name and f"{name}_conv2", data_format=data_format)
 
 
-def create_up_sampling_module(input_layer, n_filters: int, size=(2, 2, 2), name: str | None = None):
-    """Up-sampling followed by a convolution block."""
-    up_sample = keras.layers.UpSampling3D(size=size, name=name and f"{name}_upsample")(input_layer)
-    return create_convolution_block(up_sample, n_filters, name=name and f"{name}_conv")
+def create_up_sampling_module(
+    input_layer, n_filters: int, size=(2, 2, 2), name: str | None = None, data_format: str | None = None
+):
+    """Up-sampling followed by a convolution block.
+
+    ``data_format``: None reads ``keras.config.image_data_format()``.
+    """
+    data_format = resolve_data_format(data_format)
+    up_sample = keras.layers.UpSampling3D(
+        size=size, data_format=data_format, name=name and f"{name}_upsample"
+    )(input_layer)
+    return create_convolution_block(up_sample, n_filters, name=name and f"{name}_conv", data_format=data_format)
 
 
-def create_localization_module(input_layer, n_filters: int, name: str | None = None):
-    """A 3x3x3 then a 1x1x1 convolution block."""
-    convolution1 = create_convolution_block(input_layer, n_filters, name=name and f"{name}_conv1")
-    return create_convolution_block(convolution1, n_filters, kernel=(1, 1, 1), name=name and f"{name}_conv2")
+def create_localization_module(input_layer, n_filters: int, name: str | None = None, data_format: str | None = None):
+    """A 3x3x3 then a 1x1x1 convolution block.
+
+    ``data_format``: None reads ``keras.config.image_data_format()``.
+    """
+    convolution1 = create_convolution_block(
+        input_layer, n_filters, name=name and f"{name}_conv1", data_format=data_format
+    )
+    return create_convolution_block(
+        convolution1, n_filters, kernel=(1, 1, 1), name=name and f"{name}_conv2", data_format=data_format
+    )
 
 
 def build_isensee2017(
@@ -72,6 +98,7 @@ def build_isensee2017(
     n_labels: int = 4,
     activation_name: str = "sigmoid",
     name: str = "isensee2017",
+    data_format: str | None = None,
 ) -> keras.Model:
     """Build the uncompiled Isensee 2017 model.
 
@@ -85,17 +112,21 @@ def build_isensee2017(
         n_labels: Output channels.
         activation_name: Final activation, computed in float32.
         name: Model name.
+        data_format: ``"channels_last"`` or ``"channels_first"`` (then
+            ``input_shape`` is ``(channels, x, y, z)``); None reads
+            ``keras.config.image_data_format()``.
 
     Returns:
-        A model mapping ``(batch, x, y, z, channels)`` to ``(batch, x, y, z, n_labels)``.
+        A model mapping ``(batch, x, y, z, channels)`` to ``(batch, x, y, z, n_labels)`` (channels_last).
     """
-    validate_input_shape(input_shape, depth, 2)
+    data_format = resolve_data_format(data_format)
+    unet.validate_input_shape(input_shape, depth, 2, data_format)
     if not 1 <= n_segmentation_levels <= depth - 1:
         raise ValueError(
             f"n_segmentation_levels must be between 1 and depth - 1 = {depth - 1}, "
             f"received {n_segmentation_levels}"
         )
-    axis = channel_axis()
+    axis = channel_axis(data_format)
     inputs = keras.Input(tuple(input_shape), name="input")
 
     current = inputs
@@ -105,25 +136,32 @@ def build_isensee2017(
         n_level_filters = (2**level) * n_base_filters
         level_filters.append(n_level_filters)
         strides = (1, 1, 1) if level == 0 else (2, 2, 2)
-        in_conv = create_convolution_block(current, n_level_filters, strides=strides, name=f"ctx{level}_in")
-        context = create_context_module(in_conv, n_level_filters, dropout_rate=dropout_rate, name=f"ctx{level}")
+        in_conv = create_convolution_block(
+            current, n_level_filters, strides=strides, name=f"ctx{level}_in", data_format=data_format
+        )
+        context = create_context_module(
+            in_conv, n_level_filters, dropout_rate=dropout_rate, name=f"ctx{level}", data_format=data_format
+        )
         current = keras.layers.Add(name=f"ctx{level}_add")([in_conv, context])
         level_outputs.append(current)
 
     segmentation_layers = []
     for level in range(depth - 2, -1, -1):
-        up_sampling = create_up_sampling_module(current, level_filters[level], name=f"up{level}")
+        up_sampling = create_up_sampling_module(
+            current, level_filters[level], name=f"up{level}", data_format=data_format
+        )
         concat = keras.layers.Concatenate(axis=axis, name=f"loc{level}_concat")([level_outputs[level], up_sampling])
-        current = create_localization_module(concat, level_filters[level], name=f"loc{level}")
+        current = create_localization_module(concat, level_filters[level], name=f"loc{level}", data_format=data_format)
         if level < n_segmentation_levels:
-            segmentation_layers.insert(0, keras.layers.Conv3D(n_labels, (1, 1, 1), name=f"seg{level}")(current))
+            segmentation = keras.layers.Conv3D(n_labels, (1, 1, 1), data_format=data_format, name=f"seg{level}")
+            segmentation_layers.insert(0, segmentation(current))
 
     output = None
     for level in reversed(range(n_segmentation_levels)):
         segmentation = segmentation_layers[level]
         output = segmentation if output is None else keras.layers.Add(name=f"seg{level}_add")([output, segmentation])
         if level > 0:
-            output = keras.layers.UpSampling3D(size=(2, 2, 2), name=f"seg{level}_up")(output)
+            output = keras.layers.UpSampling3D(size=(2, 2, 2), data_format=data_format, name=f"seg{level}_up")(output)
 
     outputs = keras.layers.Activation(activation_name, dtype="float32", name="head_activation")(output)
     return keras.Model(inputs=inputs, outputs=outputs, name=name)
@@ -140,13 +178,14 @@ def isensee2017_model(
     initial_learning_rate: float = 5e-4,
     loss_function: Callable | str = weighted_dice_coefficient_loss,
     activation_name: str = "sigmoid",
+    data_format: str | None = None,
 ) -> keras.Model:
-    """Build and compile the Isensee 2017 model as the reference does.
+    """Build and compile the Isensee 2017 model.
 
-    See :func:`build_isensee2017` for the architecture. ``optimizer`` is an
-    optimizer class called with ``learning_rate=initial_learning_rate``.
-    The reference's default ``input_shape`` is channels-first ``(4, 128, 128,
-    128)``; here it follows the model's data format.
+    See :func:`build_isensee2017` for the architecture and ``data_format``.
+    ``optimizer`` is an optimizer class called with
+    ``learning_rate=initial_learning_rate``; ``input_shape`` is in the model's
+    data format.
 
     Returns:
         The compiled model.
@@ -159,6 +198,7 @@ def isensee2017_model(
         n_segmentation_levels=n_segmentation_levels,
         n_labels=n_labels,
         activation_name=activation_name,
+        data_format=data_format,
     )
     model.compile(optimizer=optimizer(learning_rate=initial_learning_rate), loss=loss_function)
     return model

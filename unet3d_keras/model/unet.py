@@ -1,8 +1,9 @@
 """The 3D U-Net of Çiçek et al. 2016, as defined in 3DUnetCNN's ``unet.py``.
 
 ``build_unet_3d`` is the pure builder (an uncompiled functional model);
-``unet_model_3d`` compiles it the way the reference does. Shapes follow
-``keras.config.image_data_format()``: ``(x, y, z, channels)`` by default.
+``unet_model_3d`` compiles it with Adam and the weighted Dice loss. Shapes
+follow ``data_format`` (``keras.config.image_data_format()`` when None):
+``(x, y, z, channels)`` by default.
 """
 
 from __future__ import annotations
@@ -12,50 +13,28 @@ from typing import Callable, Sequence
 import keras
 import numpy as np
 
+from ..checks import as_int_triple
+from ..layout import channel_axis, resolve_data_format, split_input_shape
 from ..metrics import LabelDiceCoefficient, dice_coefficient, weighted_dice_coefficient_loss
 
 Shape3 = Sequence[int]
 
 
-def channel_axis(data_format: str | None = None) -> int:
-    """Axis of the channels in a batched 5D tensor of the given data format."""
-    data_format = data_format or keras.config.image_data_format()
-    return -1 if data_format == "channels_last" else 1
-
-
-def split_input_shape(input_shape: Sequence[int | None]) -> tuple[tuple, int | None]:
-    """Split a model input shape into its spatial sizes and channel count.
-
-    Args:
-        input_shape: ``(x, y, z, channels)`` for channels_last or
-            ``(channels, x, y, z)`` for channels_first.
-
-    Returns:
-        ``((x, y, z), channels)``.
-    """
-    input_shape = tuple(input_shape)
-    if len(input_shape) != 4:
-        raise ValueError(
-            f"input_shape must have 4 entries (3 spatial sizes and the channels), "
-            f"received {input_shape}"
-        )
-    if keras.config.image_data_format() == "channels_last":
-        return input_shape[:3], input_shape[3]
-    return input_shape[1:], input_shape[0]
-
-
-def validate_input_shape(input_shape: Sequence[int | None], depth: int, pool_size: Shape3 | int) -> None:
+def validate_input_shape(
+    input_shape: Sequence[int | None], depth: int, pool_size: Shape3 | int, data_format: str | None = None
+) -> None:
     """Check that a U-Net of this depth can pool and un-pool ``input_shape``.
 
     Args:
         input_shape: Model input shape in the model's data format.
         depth: Number of resolution levels (``depth - 1`` poolings).
         pool_size: Pooling factor per spatial axis.
+        data_format: None reads ``keras.config.image_data_format()``.
 
     Raises:
         ValueError: Naming the failing size and the nearest sizes that work.
     """
-    spatial, channels = split_input_shape(input_shape)
+    spatial, channels = split_input_shape(input_shape, data_format)
     if channels is None or int(channels) <= 0:
         raise ValueError(
             f"input_shape {tuple(input_shape)}: the channel count must be a positive integer, "
@@ -63,7 +42,7 @@ def validate_input_shape(input_shape: Sequence[int | None], depth: int, pool_siz
         )
     if depth < 1:
         raise ValueError(f"depth must be at least 1, received {depth}")
-    pools = _as_triple(pool_size, "pool_size")
+    pools = as_int_triple(pool_size, "pool_size").tolist()
     for axis_name, size, pool in zip("xyz", spatial, pools):
         if size is None:
             continue
@@ -78,18 +57,9 @@ def validate_input_shape(input_shape: Sequence[int | None], depth: int, pool_siz
             )
 
 
-def _as_triple(value, name: str) -> tuple[int, int, int]:
-    if isinstance(value, (int, np.integer)):
-        return (int(value),) * 3
-    value = tuple(int(v) for v in value)
-    if len(value) != 3:
-        raise ValueError(f"{name} must be an int or 3 ints, received {value}")
-    return value
-
-
 def _activation_layer(activation, name: str | None):
     """Build the activation layer; ``activation`` may be None (ReLU), a string, a
-    Layer class (the reference passes ``LeakyReLU``) or a zero-argument factory."""
+    Layer class (such as ``keras.layers.LeakyReLU``) or a zero-argument factory."""
     if activation is None:
         return keras.layers.Activation("relu", name=name)
     if isinstance(activation, str):
@@ -109,6 +79,7 @@ def create_convolution_block(
     strides: Shape3 = (1, 1, 1),
     instance_normalization: bool = False,
     name: str | None = None,
+    data_format: str | None = None,
 ):
     """Convolution, optional normalisation, activation.
 
@@ -123,14 +94,19 @@ def create_convolution_block(
         strides: Convolution strides.
         instance_normalization: Instance normalisation (Keras
             ``GroupNormalization`` with one group per channel); ignored when
-            ``batch_normalization`` is set, as in the reference.
+            ``batch_normalization`` is set.
         name: Base name; layers get ``name``, ``name_bn``/``name_in`` and ``name_act``.
+        data_format: ``"channels_last"`` or ``"channels_first"``; None reads
+            ``keras.config.image_data_format()``.
 
     Returns:
         The block's output tensor.
     """
-    axis = channel_axis()
-    layer = keras.layers.Conv3D(n_filters, kernel, padding=padding, strides=strides, name=name)(input_layer)
+    data_format = resolve_data_format(data_format)
+    axis = channel_axis(data_format)
+    layer = keras.layers.Conv3D(
+        n_filters, kernel, padding=padding, strides=strides, data_format=data_format, name=name
+    )(input_layer)
     if batch_normalization:
         layer = keras.layers.BatchNormalization(axis=axis, name=name and f"{name}_bn")(layer)
     elif instance_normalization:
@@ -138,7 +114,9 @@ def create_convolution_block(
     return _activation_layer(activation, name and f"{name}_act")(layer)
 
 
-def compute_level_output_shape(n_filters: int, depth: int, pool_size: Shape3, image_shape: Shape3) -> tuple:
+def compute_level_output_shape(
+    n_filters: int, depth: int, pool_size: Shape3, image_shape: Shape3, data_format: str | None = None
+) -> tuple:
     """Shape of the output of a level ``depth`` poolings down.
 
     Args:
@@ -146,13 +124,14 @@ def compute_level_output_shape(n_filters: int, depth: int, pool_size: Shape3, im
         depth: Number of poolings applied so far.
         pool_size: Pooling factor per axis.
         image_shape: Spatial input size ``(x, y, z)``.
+        data_format: None reads ``keras.config.image_data_format()``.
 
     Returns:
         ``(None, x', y', z', n_filters)`` for channels_last or
         ``(None, n_filters, x', y', z')`` for channels_first.
     """
     spatial = np.asarray(np.divide(image_shape, np.power(pool_size, depth)), dtype=np.int32).tolist()
-    if keras.config.image_data_format() == "channels_last":
+    if resolve_data_format(data_format) == "channels_last":
         return tuple([None] + spatial + [n_filters])
     return tuple([None, n_filters] + spatial)
 
@@ -164,13 +143,18 @@ def get_up_convolution(
     strides: Shape3 = (2, 2, 2),
     deconvolution: bool = False,
     name: str | None = None,
+    data_format: str | None = None,
 ) -> keras.layers.Layer:
-    """Transpose convolution (``deconvolution=True``) or up-sampling layer."""
+    """Transpose convolution (``deconvolution=True``) or up-sampling layer.
+
+    ``data_format``: None reads ``keras.config.image_data_format()``.
+    """
+    data_format = resolve_data_format(data_format)
     if deconvolution:
         return keras.layers.Conv3DTranspose(
-            filters=n_filters, kernel_size=kernel_size, strides=strides, name=name
+            filters=n_filters, kernel_size=kernel_size, strides=strides, data_format=data_format, name=name
         )
-    return keras.layers.UpSampling3D(size=pool_size, name=name)
+    return keras.layers.UpSampling3D(size=pool_size, data_format=data_format, name=name)
 
 
 def build_unet_3d(
@@ -184,6 +168,7 @@ def build_unet_3d(
     activation_name: str = "sigmoid",
     instance_normalization: bool = False,
     name: str = "unet3d",
+    data_format: str | None = None,
 ) -> keras.Model:
     """Build the uncompiled 3D U-Net.
 
@@ -207,16 +192,23 @@ def build_unet_3d(
             convolution (better than batch statistics when predicting whole
             volumes from a model trained on patches).
         name: Model name.
+        data_format: ``"channels_last"`` or ``"channels_first"`` (then
+            ``input_shape`` is ``(channels, x, y, z)``); None reads
+            ``keras.config.image_data_format()``.
 
     Returns:
         A ``keras.Model`` mapping ``(batch, x, y, z, channels)`` to
-        ``(batch, x, y, z, n_labels)``.
+        ``(batch, x, y, z, n_labels)`` (channels_last).
     """
-    validate_input_shape(input_shape, depth, pool_size)
+    data_format = resolve_data_format(data_format)
+    validate_input_shape(input_shape, depth, pool_size, data_format)
     if n_labels < 1:
         raise ValueError(f"n_labels must be at least 1, received {n_labels}")
-    axis = channel_axis()
-    norm = dict(batch_normalization=batch_normalization, instance_normalization=instance_normalization)
+    axis = channel_axis(data_format)
+    norm = dict(
+        batch_normalization=batch_normalization, instance_normalization=instance_normalization,
+        data_format=data_format,
+    )
 
     inputs = keras.Input(tuple(input_shape), name="input")
     current = inputs
@@ -227,7 +219,9 @@ def build_unet_3d(
         conv2 = create_convolution_block(conv1, n_filters * 2, name=f"enc{level}_conv2", **norm)
         skips.append(conv2)
         if level < depth - 1:
-            current = keras.layers.MaxPooling3D(pool_size=pool_size, name=f"enc{level}_pool")(conv2)
+            current = keras.layers.MaxPooling3D(
+                pool_size=pool_size, data_format=data_format, name=f"enc{level}_pool"
+            )(conv2)
         else:
             current = conv2
 
@@ -238,13 +232,14 @@ def build_unet_3d(
             pool_size=pool_size,
             deconvolution=deconvolution,
             name=f"dec{level}_upconv",
+            data_format=data_format,
         )(current)
         current = keras.layers.Concatenate(axis=axis, name=f"dec{level}_concat")([up, skip])
         n_filters = skip.shape[axis]
         current = create_convolution_block(current, n_filters, name=f"dec{level}_conv1", **norm)
         current = create_convolution_block(current, n_filters, name=f"dec{level}_conv2", **norm)
 
-    head = keras.layers.Conv3D(n_labels, (1, 1, 1), name="head")(current)
+    head = keras.layers.Conv3D(n_labels, (1, 1, 1), data_format=data_format, name="head")(current)
     # float32 output so that losses stay accurate under mixed precision.
     outputs = keras.layers.Activation(activation_name, dtype="float32", name="head_activation")(head)
     return keras.Model(inputs=inputs, outputs=outputs, name=name)
@@ -269,8 +264,9 @@ def unet_model_3d(
     activation_name: str = "sigmoid",
     instance_normalization: bool = False,
     loss: Callable | str = weighted_dice_coefficient_loss,
+    data_format: str | None = None,
 ) -> keras.Model:
-    """Build and compile the 3D U-Net as the reference does.
+    """Build and compile the 3D U-Net.
 
     Compiled with Adam and ``weighted_dice_coefficient_loss`` (or ``loss``).
     See :func:`build_unet_3d` for the architecture and arguments; the
@@ -281,7 +277,8 @@ def unet_model_3d(
             metric per label when ``n_labels > 1``.
         metrics: Metric or list of metrics (``dice_coefficient`` by default).
         initial_learning_rate: Adam learning rate.
-        loss: Loss; defaults to the reference's weighted Dice loss.
+        loss: Loss; the weighted Dice loss by default.
+        data_format: None reads ``keras.config.image_data_format()``.
 
     Returns:
         The compiled model.
@@ -296,6 +293,7 @@ def unet_model_3d(
         batch_normalization=batch_normalization,
         activation_name=activation_name,
         instance_normalization=instance_normalization,
+        data_format=data_format,
     )
     metrics = [] if metrics is None else (list(metrics) if isinstance(metrics, (list, tuple)) else [metrics])
     if include_label_wise_dice_coefficients and n_labels > 1:
