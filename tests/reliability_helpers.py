@@ -110,7 +110,8 @@ def check_complete(path: Path) -> None:
             with h5py.File(path, "r") as handle:
                 handle.visititems(lambda _, node: node[()] if hasattr(node, "shape") else None)
         elif name.endswith(".h5"):
-            from unet3d_keras.data import check_data_file, open_data_file
+            from unet3d_keras.data import open_data_file
+            from unet3d_keras.hdf5_store import check_data_file
 
             check_data_file(path)
             with open_data_file(path) as handle:

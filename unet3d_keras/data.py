@@ -36,12 +36,8 @@ from .data_checks import (
 from .errors import DataError
 from .fileio import atomic_path
 from .hdf5_store import (
-    COMPLETED_ATTRIBUTE,
-    SCHEMA_ATTRIBUTE,
-    SCHEMA_VERSION,
     check_data_file,
     flush_hdf5_file,
-    get_data_file_attributes,
     mark_data_file_complete,
     write_metadata,
     write_normalization_attributes,
@@ -60,13 +56,7 @@ __all__ = [
     "open_data_file",
     # Re-exported from their own modules for the callers that import them from here.
     "DataError",
-    "SCHEMA_VERSION",
-    "SCHEMA_ATTRIBUTE",
-    "COMPLETED_ATTRIBUTE",
     "check_data_file",
-    "get_data_file_attributes",
-    "mark_data_file_complete",
-    "validate_training_files",
     "refuse_pickled_attributes",
 ]
 
