@@ -138,4 +138,3 @@ def augment_data(
         matrix = np.linalg.inv(scaled) @ np.asarray(affine, dtype=np.float64)
         data, truth = apply_spatial_transform(data, truth, matrix=matrix)
     return np.ascontiguousarray(data, dtype=np.float32), np.ascontiguousarray(truth).reshape(truth_shape)
-

@@ -77,7 +77,8 @@ def apply_augmentation(
     """Applies drawn parameters (deterministic).
 
     Order: flips (exact); scaling (about the centre voxel ``(shape - 1) / 2``), rotation and
-    elastic deformation composed into one resampling; the cube permutation (exact); then intensity and gamma on the images only.
+    elastic deformation composed into one resampling; the cube permutation (exact); then
+    intensity and gamma on the images only.
 
     Args:
         data: ``(n_channels, x, y, z)``.

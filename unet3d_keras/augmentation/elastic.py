@@ -112,4 +112,3 @@ def elastic_transform(
     nodes = elastic_node_displacements(shape, sigma, grid_spacing, rng)
     field_ = elastic_displacement_field(nodes, shape, grid_spacing)
     return apply_spatial_transform(data, truth, displacement=field_)
-

@@ -75,4 +75,3 @@ def random_gamma(
     low, high = np.log(gamma_range[0]), np.log(gamma_range[1])
     gamma = np.exp(np.random.default_rng(rng).uniform(low, high, data.shape[0]))
     return gamma_transform(data, gamma)
-

@@ -278,4 +278,3 @@ def rotate(
     """A small random rotation about a random axis; see :func:`random_rotation`."""
     axis, angle = random_rotation(max_degrees, rng)
     return apply_rotation(data, truth, axis, angle, affine)
-
