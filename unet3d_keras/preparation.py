@@ -8,8 +8,9 @@ from . import data as data_module
 from .config import Config, ConfigError
 from .demo import write_demo_dataset
 from .errors import DataError
-from .generator import get_validation_split, save_split, split_list, split_rng
 from .run_state import DEMO_DIR, RunPaths
+from .seeds import split_rng
+from .splits import get_validation_split, save_split, split_list
 from .subjects import find_subjects
 
 
