@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from unet3d_keras.prediction import (
-    gaussian_importance_map,
     get_prediction_labels,
     patch_wise_prediction,
     predict,
@@ -12,6 +11,7 @@ from unet3d_keras.prediction import (
     prediction_to_image,
     sliding_window_prediction,
 )
+from unet3d_keras.sliding_window import gaussian_importance_map
 
 
 def plus_one_model(window, n_channels=2):

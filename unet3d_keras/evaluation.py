@@ -94,6 +94,11 @@ def format_score_table(rows: Mapping[str, Mapping[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def score_report(rows: Mapping[str, Mapping[str, float]]) -> str:
+    """The table printed after training and prediction: per-subject and mean Dice."""
+    return "Validation Dice\n" + format_score_table(rows)
+
+
 def _nanmean(values: Sequence[float]) -> float:
     finite = [v for v in values if not math.isnan(v)]
     return float(np.mean(finite)) if finite else math.nan

@@ -1,0 +1,67 @@
+"""Test-time augmentation as wrappers of a predict function.
+
+Each wrapper takes a predict function and returns one with the same signature that averages
+the predictions of transformed inputs, each mapped back: :func:`mirrored` over the 8
+mirrorings of a batch of windows, :func:`permutation_averaged` over the 48 rotations and
+reflections of a cubic volume. Wrappers compose, e.g. permutations of mirrored windows.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Callable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .augment import generate_permutation_keys, permute_data, reverse_permute_data
+
+# Spatial axes of a channels-last batch (n, x, y, z, channels).
+BATCH_SPATIAL_AXES = (1, 2, 3)
+
+
+def mirrored(predict_fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """Average of ``predict_fn`` over the 8 mirrorings of a channels-last batch (8x the calls).
+
+    Args:
+        predict_fn: ``(n, x, y, z, n_channels)`` -> float32 ``(n, x, y, z, n_labels)``.
+
+    Returns:
+        A function of the same shapes.
+    """
+
+    def predict_mirrored(batch: np.ndarray) -> np.ndarray:
+        prediction = predict_fn(batch)
+        count = 1
+        for n_axes in (1, 2, 3):
+            for axes in itertools.combinations(BATCH_SPATIAL_AXES, n_axes):
+                prediction += np.flip(predict_fn(np.flip(batch, axes)), axes)
+                count += 1
+        return prediction / count
+
+    return predict_mirrored
+
+
+def permutation_averaged(
+    predict_volume: Callable[[np.ndarray], np.ndarray], show_progress: bool = False
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Average of ``predict_volume`` over the 48 cube permutations of a volume (48x the calls).
+
+    Args:
+        predict_volume: channels-first ``(n_channels, x, y, z)`` -> ``(n_labels, x, y, z)``;
+            the volume must be a cube.
+        show_progress: Progress bar over permutations.
+
+    Returns:
+        A function of the same shapes.
+    """
+
+    def predict_permuted(volume: np.ndarray) -> np.ndarray:
+        keys = sorted(generate_permutation_keys())
+        total = None
+        for key in tqdm(keys, desc="permutations", disable=not show_progress, leave=False):
+            restored = reverse_permute_data(predict_volume(permute_data(volume, key)), key)
+            total = restored if total is None else total + restored
+        return total / len(keys)
+
+    return predict_permuted
