@@ -12,8 +12,6 @@ import tables
 
 from unet3d_keras.augment import AugmentationParams
 from unet3d_keras.generator import (
-    SamplingPlan,
-    SplitFileError,
     add_data,
     convert_data,
     create_patch_index_list,
@@ -24,13 +22,11 @@ from unet3d_keras.generator import (
     get_number_of_steps,
     get_training_and_validation_generators,
     get_validation_split,
-    item_rng,
-    load_split,
-    plan_rng,
-    save_split,
     split_list,
-    split_rng,
 )
+from unet3d_keras.sampling import SamplingPlan
+from unet3d_keras.seeds import item_rng, plan_rng, split_rng
+from unet3d_keras.splits import SplitFileError, load_split, save_split
 
 
 def write_data_file(path, data, truth, affine=None, subject_ids=None):
