@@ -1,13 +1,14 @@
 """A ``keras.utils.PyDataset`` of training batches read from the HDF5 data file.
 
-Same sampling as :mod:`unet3d_keras.generator` (a :class:`~unet3d_keras.generator.SamplingPlan`
-per epoch, :func:`~unet3d_keras.generator.load_sample`, :func:`~unet3d_keras.generator.convert_data`),
-but indexable, so Keras can prefetch batches with ``workers`` threads or processes while the
-model trains, and reproducible whatever the number of workers:
+Same sampling and batches as :mod:`unet3d_keras.generator` (a
+:class:`~unet3d_keras.sampling.SamplingPlan` per epoch, :func:`~unet3d_keras.samples.load_sample`,
+:class:`~unet3d_keras.batches.BatchSettings`), but indexable, so Keras can prefetch batches with
+``workers`` threads or processes while the model trains, and reproducible whatever the number of
+workers:
 
 * epoch ``e`` is planned (patch offsets, order) with ``numpy.random.default_rng([seed, e])``;
 * item ``k`` of epoch ``e`` is augmented with its own generator derived from ``(seed, e, k)``
-  (:func:`~unet3d_keras.generator.item_rng`), so a batch does not depend on which worker made
+  (:func:`~unet3d_keras.seeds.item_rng`), so a batch does not depend on which worker made
   it or when;
 * the epoch advances in :meth:`HDF5Dataset.on_epoch_end`, which Keras calls after each epoch,
   after its workers for that epoch have stopped and before it starts those of the next. Keras 3
@@ -36,25 +37,11 @@ import keras
 import numpy as np
 import tables
 
-from .augment import AugmentationParams
-from .generator import (
-    SamplingPlan,
-    _check_labels_argument,
-    _check_permute,
-    _effective_batch_size,
-    _image_data_format,
-    _resolve_augmentation,
-    _truth_reader,
-    check_label_values,
-    convert_data,
-    get_number_of_steps,
-    get_validation_split,
-    hdf5_lock,
-    item_rng,
-    load_sample,
-    plan_rng,
-    resolve_seed,
-)
+from .batches import BatchSettings
+from .sampling import effective_batch_size, steps_per_epoch
+from .samples import hdf5_lock, load_sample, open_read_only, truth_reader
+from .seeds import item_rng, plan_rng, resolve_seed
+from .training_data import TrainingDataSettings
 
 logger = logging.getLogger(__name__)
 
@@ -82,20 +69,15 @@ class HDF5Dataset(keras.utils.PyDataset):
         batch_size: samples per batch; clamped, with a warning, to the samples per epoch.
         n_labels: output labels (1: binary target ``truth > 0``).
         labels: label values for ``n_labels > 1``, e.g. ``(1, 2, 4)``.
-        patch_shape: ``(px, py, pz)``, or None for whole volumes.
-        patch_overlap: voxels shared by neighbouring patches.
-        patch_start_offset: maximum random offset of the patch grid, drawn per subject and epoch.
-        skip_blank: leave out samples without labels.
-        augmentation: augmentation parameters (none by default).
-        shuffle: shuffle the samples each epoch.
+        settings: the batch settings, instead of ``batch_size``, ``n_labels``, ``labels`` and
+            ``**options``.
         seed: seed of the plans and augmentation; None draws one (logged, see :attr:`seed`).
-        data_format: model data format; None reads ``keras.config.image_data_format()`` now.
         initial_epoch: the epoch the first batches belong to (resuming).
-        background: softmax targets, background channel first (``n_labels + 1`` channels).
-        ignore_label: with ``background``, the value of unlabeled voxels: their target rows are
-            all zero (masked out of the loss) and ``skip_blank`` drops samples with no
-            annotated voxel rather than samples with no label.
         workers, use_multiprocessing, max_queue_size: passed to ``keras.utils.PyDataset``.
+        truth_counts: per-subject truth histograms to fill in while planning (for a label check).
+        **options: the other fields of :class:`~unet3d_keras.batches.BatchSettings`
+            (``patch_shape``, ``patch_overlap``, ``patch_start_offset``, ``skip_blank``,
+            ``augmentation``, ``shuffle``, ``data_format``, ``background``, ``ignore_label``).
 
     Raises:
         ValueError: bad arguments, no samples, permute with non-cubic samples.
@@ -109,35 +91,21 @@ class HDF5Dataset(keras.utils.PyDataset):
         n_labels: int = 1,
         labels: Sequence[int] | None = None,
         *,
-        patch_shape: Sequence[int] | None = None,
-        patch_overlap: int | Sequence[int] = 0,
-        patch_start_offset: Sequence[int] | None = None,
-        skip_blank: bool = True,
-        augmentation: AugmentationParams | None = None,
-        shuffle: bool = True,
+        settings: BatchSettings | None = None,
         seed: int | None = None,
-        data_format: str | None = None,
         initial_epoch: int = 0,
         workers: int = 1,
         use_multiprocessing: bool = False,
         max_queue_size: int = 10,
-        background: bool = False,
-        ignore_label: int | None = None,
-        _truth_counts: dict[int, np.ndarray] | None = None,
+        truth_counts: dict[int, np.ndarray] | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
-        _check_labels_argument(n_labels, labels)
+        if settings is not None and options:
+            raise TypeError(f"pass either settings or its fields, not both; received settings and {sorted(options)}")
+        self.settings = settings or BatchSettings(batch_size, n_labels, labels, **options)
         self.data_file = _path_of(data_file)
-        self.n_labels = int(n_labels)
-        self.labels = None if labels is None else tuple(int(v) for v in labels)
-        self.patch_shape = None if patch_shape is None else tuple(int(s) for s in patch_shape)
-        if ignore_label is not None and not background:
-            raise ValueError("ignore_label needs background=True (softmax targets with a background channel)")
-        self.background = bool(background)
-        self.ignore_label = None if ignore_label is None else int(ignore_label)
-        self.augmentation = augmentation or AugmentationParams()
         self.seed = resolve_seed(seed)
-        self.data_format = _image_data_format(data_format)
         self._file = None
         self._file_pid = None
         self._lock = None
@@ -147,23 +115,18 @@ class HDF5Dataset(keras.utils.PyDataset):
 
         handle = self._handle()
         try:
-            image_shape = tuple(int(s) for s in handle.root.data.shape[-3:])
             n_subjects = int(handle.root.data.shape[0])
             bad = [int(i) for i in index_list if not 0 <= int(i) < n_subjects]
             if bad:
                 raise ValueError(
                     f"subject indices {bad[:10]} are outside the {n_subjects} subjects of {self.data_file}"
                 )
-            _check_permute(self.augmentation.permute, self.patch_shape, image_shape)
-            self._planner = SamplingPlan(
-                index_list, image_shape, self.patch_shape, patch_overlap, patch_start_offset, skip_blank, shuffle,
-                ignore_label=self.ignore_label,
-            )
-            self._truth_counts = _truth_counts
+            self._planner = self.settings.sampling_plan(index_list, tuple(handle.root.data.shape[-3:]))
+            self._truth_counts = truth_counts
             # Epoch 0 fixes the number of items, whatever epoch we start at.
             self._items(0)
             self.n_items = int(self._planner.n_items)
-            self.batch_size = _effective_batch_size(batch_size, self.n_items, "batch_size")
+            self.batch_size = effective_batch_size(self.settings.batch_size, self.n_items, "batch_size")
             self._epoch = int(initial_epoch)
             self._items(self._epoch)
         except BaseException:
@@ -231,7 +194,7 @@ class HDF5Dataset(keras.utils.PyDataset):
     def _items(self, epoch: int) -> np.ndarray:
         with self._mutex():
             if self._plan_epoch != epoch:
-                read_truth = _truth_reader(self._handle(), self._truth_counts)
+                read_truth = truth_reader(self._handle(), self._truth_counts)
                 self._plan_items = self._planner.plan(plan_rng(self.seed, epoch), read_truth)
                 self._plan_epoch = epoch
             return self._plan_items
@@ -242,12 +205,12 @@ class HDF5Dataset(keras.utils.PyDataset):
         if epoch == self._epoch:
             return self._items(epoch).copy()
         with self._mutex():
-            return self._planner.plan(plan_rng(self.seed, epoch), _truth_reader(self._handle()))
+            return self._planner.plan(plan_rng(self.seed, epoch), truth_reader(self._handle()))
 
     # -- PyDataset -------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return get_number_of_steps(self.n_items, self.batch_size)
+        return steps_per_epoch(self.n_items, self.batch_size)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         index = int(index)
@@ -257,85 +220,55 @@ class HDF5Dataset(keras.utils.PyDataset):
         items = self._items(epoch)
         handle = self._handle()
         start = index * self.batch_size
-        x_list, y_list = [], []
-        for position, row in enumerate(items[start:start + self.batch_size], start=start):
-            x, y = load_sample(handle, row, self.patch_shape, self.augmentation, item_rng(self.seed, epoch, position))
-            x_list.append(x)
-            y_list.append(y)
-        return convert_data(x_list, y_list, n_labels=self.n_labels, labels=self.labels, data_format=self.data_format,
-                            background=self.background, ignore_label=self.ignore_label)
+        samples = [
+            load_sample(handle, row, self._planner.patch_shape, self.settings.augmentation,
+                        item_rng(self.seed, epoch, position))
+            for position, row in enumerate(items[start:start + self.batch_size], start=start)
+        ]
+        return self.settings.make_batch([x for x, _ in samples], [y for _, y in samples])
 
 
 def get_training_and_validation_datasets(
     data_file: PathLike | tables.File,
-    batch_size: int,
-    n_labels: int,
-    training_keys_file: PathLike,
-    validation_keys_file: PathLike,
-    data_split: float = 0.8,
-    overwrite: bool = False,
-    labels: Sequence[int] | None = None,
-    augment: bool = False,
-    augment_flip: bool = True,
-    augment_distortion_factor: float | None = 0.25,
-    patch_shape: Sequence[int] | None = None,
-    validation_patch_overlap: int | Sequence[int] = 0,
-    training_patch_start_offset: Sequence[int] | None = None,
-    validation_batch_size: int | None = None,
-    skip_blank: bool = True,
-    permute: bool = False,
-    *,
-    augmentation: AugmentationParams | None = None,
-    seed: int | None = None,
+    *args: Any,
     workers: int = 1,
     use_multiprocessing: bool = False,
     max_queue_size: int = 10,
-    allow_pickle: bool = False,
-    data_format: str | None = None,
+    **kwargs: Any,
 ) -> tuple[HDF5Dataset, HDF5Dataset | None]:
     """The PyDataset counterpart of :func:`~unet3d_keras.generator.get_training_and_validation_generators`.
 
-    Same arguments (see there), plus ``workers``, ``use_multiprocessing`` and ``max_queue_size``
-    for the training dataset (the validation dataset uses one worker). The split is drawn with
-    ``seed`` and saved (or reused) as JSON.
+    Args:
+        data_file: path of the data file (or an open ``tables.File``, for its path).
+        *args, **kwargs: the arguments of
+            :class:`~unet3d_keras.training_data.TrainingDataSettings` (those of
+            ``get_training_and_validation_generators`` after ``data_file``).
+        workers, use_multiprocessing, max_queue_size: of the training dataset (the validation
+            dataset uses one worker).
 
     Returns:
         ``(training_dataset, validation_dataset)``; ``len()`` of each is its steps per epoch.
         The validation dataset is None when there are no validation subjects.
     """
+    settings = TrainingDataSettings(*args, **kwargs)
     path = _path_of(data_file)
-    _check_labels_argument(n_labels, labels)
-    params = _resolve_augmentation(augment, augment_flip, augment_distortion_factor, permute, augmentation)
-    seed = resolve_seed(seed)
-    with hdf5_lock():
-        handle = tables.open_file(path, mode="r")
+    handle = open_read_only(path)
     try:
-        training_list, validation_list = get_validation_split(
-            handle, training_keys_file, validation_keys_file, data_split=data_split, overwrite=overwrite,
-            seed=seed, allow_pickle=allow_pickle,
-        )
+        setup = settings.prepare(handle, shuffle_validation=False)
     finally:
         with hdf5_lock():
             handle.close()
-    if not training_list:
-        raise ValueError(f"No training subjects: data_split={data_split}")
     counts: dict[int, np.ndarray] = {}
     training = HDF5Dataset(
-        path, training_list, batch_size, n_labels, labels, patch_shape=patch_shape, patch_overlap=0,
-        patch_start_offset=training_patch_start_offset, skip_blank=skip_blank, augmentation=params, shuffle=True,
-        seed=seed, data_format=data_format, workers=workers, use_multiprocessing=use_multiprocessing,
-        max_queue_size=max_queue_size, _truth_counts=counts,
+        path, setup.training_list, settings=setup.training, seed=setup.seed, workers=workers,
+        use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size, truth_counts=counts,
     )
     validation = None
-    if validation_list:
+    if setup.validation_list:
         validation = HDF5Dataset(
-            path, validation_list, validation_batch_size or batch_size, n_labels, labels, patch_shape=patch_shape,
-            patch_overlap=validation_patch_overlap, skip_blank=skip_blank, shuffle=False, seed=seed,
-            data_format=data_format, _truth_counts=counts,
+            path, setup.validation_list, settings=setup.validation, seed=setup.seed, truth_counts=counts
         )
-    else:
-        logger.warning("No validation subjects (data_split=%s); no validation dataset", data_split)
-    check_label_values(training._handle(), list(training_list) + list(validation_list), n_labels, labels, counts)
+    setup.check_label_values(training._handle(), counts)
     # The truth histograms were only needed for the label check; do not ship them to workers.
     training._truth_counts = None
     if validation is not None:
