@@ -101,8 +101,8 @@ class HDF5Dataset(keras.utils.PyDataset):
         **options: Any,
     ) -> None:
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
-        if settings is not None and options:
-            raise TypeError(f"pass either settings or its fields, not both; received settings and {sorted(options)}")
+        if settings is not None and (options or (batch_size, n_labels, labels) != (1, 1, None)):
+            raise TypeError("pass either settings or batch_size, n_labels, labels and the other BatchSettings fields")
         self.settings = settings or BatchSettings(batch_size, n_labels, labels, **options)
         self.data_file = _path_of(data_file)
         self.seed = resolve_seed(seed)
