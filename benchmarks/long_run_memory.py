@@ -5,7 +5,7 @@ Two measurements, each through the code path of the scripts:
 * training: ``pipeline.train_from_config`` (what ``scripts/train.py`` runs) for many short
   epochs, with a callback added to the run's own callbacks that records, after every epoch,
   the resident memory (``VmRSS``) and the number of open file descriptors (``/proc/self/fd``);
-* prediction: ``pipeline.predict_new_subjects`` (``scripts/predict.py --input``) on many
+* prediction: ``commands.predict.predict_new_subjects`` (``scripts/predict.py --input``) on many
   subjects, recording the same after each label map is written.
 
 Growth is measured against the state after a few warm-up steps (graph tracing, caches, lazy
@@ -108,9 +108,10 @@ def measure_prediction(folder: Path, n_subjects: int = 50, shape: int = 32, verb
 
     Uses the model and data file of :func:`measure_training` in ``folder``.
     """
-    from unet3d_keras import prediction
+    from unet3d_keras import predictor as prediction  # predictor.py writes the label maps
     from unet3d_keras.demo import write_demo_dataset
-    from unet3d_keras.pipeline import RunPaths, predict_new_subjects
+    from unet3d_keras.commands.predict import predict_new_subjects
+    from unet3d_keras.pipeline import RunPaths
 
     config = make_config(folder, 8, shape, 1, 1)
     subjects = folder / "new_subjects"

@@ -10,16 +10,18 @@ affine, with labels 1, 2 and 4 (the format BraTS submissions take).
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
+from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from unet3d_keras.cli import base_parser, run
+from unet3d_keras.commands.predict import predict_and_report
+from unet3d_keras.config import config_from_args
+from unet3d_keras.errors import DataError
 
-from unet3d_keras.cli import base_parser, run  # noqa: E402
-from unet3d_keras.commands.predict import predict_and_report  # noqa: E402
 
-
-def parse_args(argv=None):
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("brats_folder", help="folder of BraTS subjects (searched recursively)")
     parser.add_argument("--model", default=None, help="model file (default: the run's training.model_file)")
@@ -27,10 +29,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def work(args) -> int:
-    from unet3d_keras.config import config_from_args
-    from unet3d_keras.errors import DataError
-
+def work(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     model_file = Path(args.model) if args.model else config.run_path(config.training.model_file)
     data_file = config.run_path(config.data.data_file)
@@ -42,7 +41,8 @@ def work(args) -> int:
     return predict_and_report(config, [args.brats_folder], model_file, data_file, output, args.quiet)
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``brats-predict`` command; returns its exit status."""
     return run(work, parse_args(argv))
 
 

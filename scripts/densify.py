@@ -17,10 +17,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from unet3d_keras.cli import base_parser, run  # noqa: E402
-from unet3d_keras.errors import DataError  # noqa: E402
+from unet3d_keras.cli import base_parser, run
+from unet3d_keras.errors import DataError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -64,7 +62,7 @@ def read_inputs(images: list[str], labels: str, ignore_label: int):
     """The images ``(C, x, y, z)`` and sparse labels ``(x, y, z)``, checked; plus the label image."""
     import numpy as np
 
-    from unet3d_keras.normalize import read_subject_images
+    from unet3d_keras.subject_images import read_subject_images
 
     read = read_subject_images([*images, labels], label_indices=[len(images)], crop=False,
                                subject_id="densify inputs")
@@ -99,8 +97,8 @@ def work(args) -> int:
     import nibabel as nib
     import numpy as np
 
-    from unet3d_keras.prediction import save_image_atomically
-    from unet3d_keras.sparse import densify
+    from unet3d_keras.inference_io import save_image_atomically
+    from unet3d_keras.densify import densify
 
     annotated = float(np.mean(sparse != args.ignore_label))
     print(f"{args.labels}: {sparse.shape} voxels, classes {classes}, {100 * annotated:.2f}% annotated")

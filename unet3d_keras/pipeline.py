@@ -9,7 +9,6 @@ stream); ``overwrite`` starts afresh.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -17,14 +16,13 @@ from typing import Sequence
 import keras
 import numpy as np
 
-from . import data as data_module
 from .config import Config, config_from_dict, save_config
 from .dataset import HDF5Dataset
 from .distribute import fit_multi_worker, get_strategy, worker_path
-from .errors import DataError
-from .evaluation import format_score_table, segmentation_scores, write_scores_csv
+from .evaluation import score_report, write_scores_csv  # noqa: F401 (score_report: its home was here)
 from .model_from_config import build_model, check_model_matches_config
 from .precision import apply_mixed_precision
+from .predictor import evaluate_validation
 from .preparation import prepare_data
 from .run_state import (
     RunPaths,
@@ -36,49 +34,10 @@ from .run_state import (
     truncate_log,
     write_state,
 )
-from .subjects import find_subjects
 from .tasks import TrainingTask, resolve_task, task_for_data
 from .training import ResumableBackup, get_callbacks, load_old_model
 
 logger = logging.getLogger(__name__)
-
-
-def evaluate_validation(
-    config: Config,
-    model: keras.Model,
-    data_file_path: str | os.PathLike,
-    indices: Sequence[int],
-    show_progress: bool = True,
-) -> dict[str, dict[str, float]]:
-    """Dice per label (and BraTS region) of each validation subject, predicted whole.
-
-    Returns:
-        ``{subject_id: {score: value}}``.
-    """
-    from tqdm.auto import tqdm
-
-    from .generator import read_subject_ids
-    from .prediction import get_prediction_labels, predict_volume
-
-    rows = {}
-    with data_module.open_data_file(data_file_path) as data_file:
-        ids = read_subject_ids(data_file)
-        for index in tqdm(indices, desc="validation subjects", disable=not show_progress):
-            volume = data_file.root.data[index]
-            truth = data_file.root.truth[index, 0]
-            prediction = predict_volume(model, volume, overlap=config.prediction.overlap,
-                                        batch_size=config.prediction.batch_size, permute=config.prediction.permute)
-            labels = get_prediction_labels(prediction[np.newaxis], threshold=config.prediction.threshold,
-                                           labels=config.data.labels)[0]
-            subject = ids[index] if ids else f"subject_{index}"
-            rows[subject] = segmentation_scores(truth, labels, config.data.labels,
-                                                ignore_label=config.data.ignore_label)
-    return rows
-
-
-def score_report(rows: dict[str, dict[str, float]]) -> str:
-    """The table printed after training: per-subject and mean Dice."""
-    return "Validation Dice\n" + format_score_table(rows)
 
 
 def augmentation_params(config: Config):
@@ -204,7 +163,7 @@ def _fit(config: Config, paths: RunPaths, data_file: Path, training: Sequence[in
         # shuffle=False: the dataset shuffles each epoch from the seed; Keras's own batch shuffling
         # draws from global random state, which a resumed process does not share.
         history = model.fit(training_set, epochs=train.n_epochs, validation_data=validation_set,
-                            callbacks=callbacks, verbose=verbose, shuffle=False)
+                            callbacks=callbacks, verbose=verbose, shuffle=False, initial_epoch=start)
     finally:
         training_set.close()
         validation_set.close()
@@ -214,102 +173,3 @@ def _fit(config: Config, paths: RunPaths, data_file: Path, training: Sequence[in
 def _history_result(start: int, history) -> tuple[int, float]:
     losses = history.history.get("loss", [])
     return start + len(losses), float(losses[-1]) if losses else 0.0
-
-
-def input_subjects(
-    paths: Sequence[str | os.PathLike], modalities: Sequence[str]
-) -> tuple[list[tuple[str, tuple[str, ...]]], list[tuple[str, str]]]:
-    """``(subject id, modality files)`` for prediction inputs, and the subjects that cannot be used.
-
-    ``paths`` is either one subject's modality files (in ``modalities``
-    order), a subject folder (``{modality}.nii.gz`` or BraTS naming), or a
-    folder of subject folders (BraTS or generic layout). In a folder of
-    subjects, a subject missing a modality is reported and the others kept.
-
-    Returns:
-        ``(subjects, [(subject, error message), ...])``.
-    """
-    paths = [Path(p) for p in paths]
-    if paths and all(p.is_file() for p in paths):
-        if len(paths) != len(modalities):
-            raise DataError(f"--input: {len(paths)} files given for the {len(modalities)} modalities "
-                            f"{list(modalities)} (one file per modality, in that order)")
-        return [(paths[0].name.split(".")[0], tuple(str(p) for p in paths))], []
-    if len(paths) != 1 or not paths[0].is_dir():
-        missing = [str(p) for p in paths if not p.exists()]
-        if missing:
-            raise DataError(f"--input: {missing[0]}: no such file or folder")
-        raise DataError(f"--input: {[str(p) for p in paths]}: expected one subject's image files or one folder")
-    folder = paths[0]
-    if all((folder / f"{m}.nii.gz").is_file() for m in modalities):  # one subject, generic naming
-        return [(folder.name, tuple(str(folder / f"{m}.nii.gz") for m in modalities))], []
-    try:
-        ids, files = find_subjects(folder, modalities=modalities, include_truth=False, layout="auto")
-        return list(zip(ids, files)), []
-    except DataError:
-        pass
-    # Some subject is incomplete: look at each folder of images on its own.
-    subjects, failures = [], []
-    for root, dirs, names in sorted(os.walk(folder)):
-        dirs.sort()
-        if not any(n.endswith((".nii", ".nii.gz")) for n in names):
-            continue
-        try:
-            if all(os.path.isfile(os.path.join(root, f"{m}.nii.gz")) for m in modalities):
-                subjects.append((os.path.basename(root),
-                                 tuple(os.path.join(root, f"{m}.nii.gz") for m in modalities)))
-                continue
-            ids, files = find_subjects(root, modalities=modalities, include_truth=False, layout="brats")
-            subjects += [(i, f) for i, f in zip(ids, files) if os.path.dirname(f[0]) == root]
-        except DataError as error:
-            failures.append((os.path.basename(root), " ".join(str(error).split())))
-    if not subjects and not failures:
-        raise DataError(f"--input: no subjects with modalities {list(modalities)} found in {folder}")
-    return subjects, failures
-
-
-def predict_new_subjects(
-    config: Config,
-    inputs: Sequence[str | os.PathLike],
-    model_file: str | os.PathLike,
-    data_file: str | os.PathLike,
-    output: str | os.PathLike,
-    show_progress: bool = True,
-) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Segment new subjects (no truth) as in training and write ``<output>/<subject>_prediction.nii.gz``.
-
-    A subject that fails (missing or broken file, wrong channels) is skipped
-    and reported; the others are still written.
-
-    Returns:
-        ``(files written, [(subject, error message), ...])``.
-    """
-    from tqdm.auto import tqdm
-
-    from .cli import USER_ERRORS, one_line
-    from .prediction import predict_subject_files, save_image_atomically
-    from .training import load_old_model
-
-    subjects, failures = input_subjects(inputs, config.data.training_modalities)
-    attributes = data_module.check_data_file(data_file)
-    model = load_old_model(model_file, compile=False)
-    check_model_matches_config(model, config, model_file)
-    output = Path(output)
-    pred = config.prediction
-    written = []
-    for subject, files in tqdm(subjects, desc="subjects", unit="subject", disable=not show_progress):
-        try:
-            image = predict_subject_files(
-                model, files, config.data.image_shape, attributes, config.data.labels, crop=config.data.crop,
-                threshold=pred.threshold, overlap=pred.overlap, batch_size=pred.batch_size, permute=pred.permute,
-                subject_id=subject,
-            )
-        except USER_ERRORS as error:
-            failures.append((subject, one_line(error)))
-            continue
-        # A write error (full disk, read-only folder) would fail every subject: it stops the run.
-        path = output / f"{subject}_prediction.nii.gz"
-        output.mkdir(parents=True, exist_ok=True)  # here: a run where every subject fails leaves nothing
-        save_image_atomically(image, path)
-        written.append(path)
-    return written, failures

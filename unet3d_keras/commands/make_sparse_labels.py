@@ -70,7 +70,7 @@ def work(args: argparse.Namespace) -> int:
     out = nib.Nifti1Image(sparse.astype(dtype), original.affine, original.header)
     out.set_data_dtype(dtype)
     # why: prediction loads Keras, which making a label map does not otherwise need
-    from ..prediction import save_image_atomically
+    from ..inference_io import save_image_atomically
 
     save_image_atomically(out, output)
     print(f"wrote {output}: {np.mean(sparse != args.ignore_label) * 100:.2f}% of the voxels annotated "
