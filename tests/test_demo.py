@@ -2,7 +2,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from unet3d_keras.demo import MODALITIES, demo_affine, make_demo_subject, write_demo_dataset
+from unet3d_keras.demo import demo_affine, make_demo_subject, write_demo_dataset
+from unet3d_keras.modalities import BRATS_MODALITIES as MODALITIES
 
 
 def test_subjects_are_deterministic_and_carry_three_tumour_labels():

@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 
 from unet3d_keras.errors import DataError
+from unet3d_keras.channel_statistics import compute_channel_statistics
 from unet3d_keras.normalize import (
-    compute_channel_statistics,
     find_downsized_info,
     get_complete_foreground,
     get_cropping_parameters,
     get_foreground_from_set_of_files,
     normalize_data,
     normalize_data_storage,
-    read_subject_images,
     reslice_image_set,
 )
+from unet3d_keras.subject_images import read_subject_images
 
 try:
     from data_helpers import write_nifti

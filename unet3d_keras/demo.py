@@ -22,10 +22,10 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from .fileio import remove_stale_temporary_files
+from .modalities import BRATS_MODALITIES
 
 logger = logging.getLogger(__name__)
 
-MODALITIES = ("t1", "t1ce", "flair", "t2")
 # Mean intensity per tissue and modality (t1, t1ce, flair, t2), on a 0..1 scale.
 _TISSUE = {
     "scalp": (0.85, 0.85, 0.45, 0.40),
@@ -121,12 +121,12 @@ def make_demo_subject(
     tissue[seg == 4] = index["enhancing"]
     tissue[seg == 1] = index["necrosis"]
 
-    table = np.zeros((len(names), len(MODALITIES)), dtype=np.float32)
+    table = np.zeros((len(names), len(BRATS_MODALITIES)), dtype=np.float32)
     for name, values in _TISSUE.items():
         table[index[name]] = values
     images = {}
     inside = tissue > 0
-    for channel, modality in enumerate(MODALITIES):
+    for channel, modality in enumerate(BRATS_MODALITIES):
         contrast = table[tissue, channel] * rng.uniform(0.9, 1.1)
         # Partial-volume blur, a smooth bias field and noise, as a scanner would add.
         contrast = ndimage.gaussian_filter(contrast, sigma=0.6)

@@ -7,7 +7,7 @@ Two layouts:
   ``{subject}_{modality}.nii.gz`` files. Modalities are ``t1``, ``t1ce`` (``t1Gd`` in 2017),
   ``flair``, ``t2``; the truth is ``seg`` (2018+) or, in 2017, ``GlistrBoost_ManuallyCorrected``
   (preferred) or ``GlistrBoost``. Files are matched by suffix (``*_{modality}.nii.gz`` or
-  ``.nii``), as the reference did.
+  ``.nii``). The names are those of :mod:`unet3d_keras.modalities`.
 * **generic**: one folder per subject directly inside the data folder, one file per modality
   named by a pattern, by default ``{modality}.nii.gz`` with the truth named ``truth`` -- what
   ``brats/preprocess.py`` writes.
@@ -24,13 +24,11 @@ import os
 from typing import Sequence
 
 from .errors import DataError
+from .modalities import BRATS_MODALITIES, BRATS_TRUTH_NAMES, brats_modality_names
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "BRATS_MODALITIES",
-    "BRATS_MODALITY_ALIASES",
-    "BRATS_TRUTH_NAMES",
     "find_brats_subjects",
     "find_generic_subjects",
     "find_subjects",
@@ -38,13 +36,6 @@ __all__ = [
 ]
 
 PathLike = str | os.PathLike
-
-#: The four BraTS modalities in the reference's channel order.
-BRATS_MODALITIES = ("t1", "t1ce", "flair", "t2")
-#: Other names a BraTS modality has had, tried in order after the name itself.
-BRATS_MODALITY_ALIASES = {"t1ce": ("t1Gd",), "t1Gd": ("t1ce",)}
-#: Truth names, in order of preference.
-BRATS_TRUTH_NAMES = ("seg", "GlistrBoost_ManuallyCorrected", "GlistrBoost")
 
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -77,10 +68,6 @@ def find_subject_file(subject_folder: PathLike, names: Sequence[str]) -> str | N
     return None
 
 
-def _brats_names(modality: str) -> tuple[str, ...]:
-    return (modality,) + BRATS_MODALITY_ALIASES.get(modality, ())
-
-
 def find_brats_subjects(
     brats_folder: PathLike,
     modalities: Sequence[str] = BRATS_MODALITIES,
@@ -106,7 +93,7 @@ def find_brats_subjects(
             subject folders have the same name.
     """
     brats_folder = _check_folder(brats_folder)
-    wanted = [_brats_names(m) for m in modalities]
+    wanted = [brats_modality_names(m) for m in modalities]
     all_names = [name for names in wanted for name in names] + (list(truth_names) if include_truth else [])
     found: dict[str, tuple[str, ...]] = {}
     folders: dict[str, str] = {}

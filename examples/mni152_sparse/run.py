@@ -148,7 +148,7 @@ def threshold_labels(t1: np.ndarray, low: float, high: float) -> np.ndarray:
 
 def train_and_predict(train_image, train_labels, test_image, epochs: int, seed: int,
                       settings: tuple[str, ...] = EXTRA_SETTINGS, show_progress: bool = True):
-    from unet3d_keras.sparse import fit_sparse, predict_classes
+    from unet3d_keras.densify import fit_sparse, predict_classes
 
     overrides = [f"training.n_epochs={epochs}", *settings]
     fitted = fit_sparse(train_image, train_labels, IGNORE, overrides=overrides, seed=seed, show_progress=show_progress)

@@ -1,4 +1,4 @@
-"""Image I/O, resampling and patch helpers (the reference's ``unet3d.utils``)."""
+"""Image I/O, resampling and patch helpers."""
 
 from .utils import crop_img, crop_img_to, pickle_dump, pickle_load, read_image
 

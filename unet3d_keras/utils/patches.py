@@ -3,16 +3,8 @@
 Arrays are channels-first as everywhere in the data pipeline: a volume is ``(x, y, z)`` or
 ``(n_channels, x, y, z)`` (any number of leading axes); a patch index is the ``(x, y, z)`` corner
 of the patch in voxels and may lie partly outside the volume (negative, or past the end), in
-which case the patch is completed by repeating the edge voxels.
-
-Differences from the reference (``unet3dlegacy.utils.patches``):
-
-* ``get_patch_from_3d_data`` pads only the patch, not the whole volume, when a patch crosses the
-  border, and it never modifies the caller's ``patch_index``.
-* ``reconstruct_from_patches`` makes one pass over preallocated sum and count arrays instead of
-  allocating two full volumes per patch (the reference was quadratic in practice).
-* Randomness comes from a ``numpy.random.Generator`` passed in (``rng``), never from the global
-  NumPy state.
+which case the patch is completed by repeating the edge voxels. Randomness comes from a
+``numpy.random.Generator`` (or seed) passed in as ``rng``.
 """
 
 from __future__ import annotations
@@ -107,8 +99,8 @@ def get_random_patch_index(
 ) -> tuple[int, ...]:
     """A random corner such that the patch lies inside the volume.
 
-    Note (from the reference): sampling training patches this way shows the centre of the
-    volume to the model far more often than its border.
+    Sampling training patches this way shows the centre of the volume to the model far more
+    often than its border.
     """
     return get_random_nd_index(np.subtract(image_shape, patch_shape), rng=rng)
 
@@ -165,10 +157,9 @@ def get_patch_from_3d_data(data: np.ndarray, patch_shape: Sequence[int], patch_i
 def fix_out_of_bound_patch_attempt(
     data: np.ndarray, patch_shape: Sequence[int], patch_index: Sequence[int], ndim: int = 3
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Edge-pads ``data`` so that the patch at ``patch_index`` lies inside it (reference API).
+    """Edge-pads ``data`` so that the patch at ``patch_index`` lies inside it.
 
-    ``get_patch_from_3d_data`` no longer needs this (it pads only the patch); it is kept for
-    callers of the reference.
+    ``get_patch_from_3d_data`` does not use this: it pads only the patch.
 
     Returns:
         ``(padded_data, new_patch_index)``; the caller's ``patch_index`` is not modified.
@@ -191,8 +182,8 @@ def reconstruct_from_patches(
     """Reassembles a volume from patches; where patches overlap their values are averaged.
 
     One pass over one preallocated sum array and one count array: memory
-    O(volume) and time O(volume + n_patches * patch size). (The reference allocated two
-    full volumes per patch.) Parts of patches outside the volume are ignored.
+    O(volume) and time O(volume + n_patches * patch size). Parts of patches outside the volume
+    are ignored.
 
     Args:
         patches: patches ``(..., px, py, pz)`` (leading axes matching ``data_shape``), as a list

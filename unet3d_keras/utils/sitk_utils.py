@@ -2,17 +2,8 @@
 
 Array axis ``i`` always corresponds to SimpleITK image axis ``i`` (``x, y, z``): arrays are
 transposed on the way in and out, because ``sitk.GetArrayFromImage`` returns ``(z, y, x)``.
-
-Differences from the reference (``unet3dlegacy.utils.sitk_utils``):
-
-* The reference rotated 3D arrays with ``np.rot90(data, 1, axes=(0, 2))``, which maps the last
-  array axis onto a *flipped* SimpleITK axis, and did not reorder 2D arrays at all, so the
-  spacing of a 2D array applied to the wrong axes. Both give the same answer as here when the
-  resampled extent equals the original one (every call made by ``resize``) and the spacing is
-  isotropic; elsewhere this module is the geometrically consistent one.
-* The half-voxel origin shift of ``sitk_resample_to_spacing`` is rotated by the image
-  direction, so it is also right for images that are not axis aligned.
-* ``interpolation`` is compared with ``==`` (the reference used ``is``).
+The half-voxel origin shift of ``sitk_resample_to_spacing`` is rotated by the image direction,
+so it is also right for images that are not axis aligned.
 """
 
 from __future__ import annotations

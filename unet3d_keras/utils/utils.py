@@ -2,19 +2,10 @@
 
 Images are handled as nibabel images. NIfTI (and other formats nibabel knows) are read with
 nibabel; ``.mha``, ``.mhd``, ``.nrrd`` and anything else SimpleITK can read are read with
-SimpleITK and converted to a :class:`nibabel.Nifti1Image` with a RAS affine.
-
-Differences from the reference (``unet3dlegacy.utils.utils``):
-
-* No nilearn: cropping (``crop_img``, ``crop_img_to``) and reorientation live here.
-* ``resize`` reorients to the closest canonical (RAS+) orientation by permuting and flipping
-  axes only; an oblique image keeps its rotation (nilearn resampled it onto an axis-aligned grid).
-* ``read_image`` loads intensities (``interpolation="linear"``) as float32, so that linear
-  interpolation of integer images is not truncated; label images keep their stored dtype.
-* ``fix_shape`` squeezes only singleton axes after the third one (the reference squeezed every
-  singleton axis, turning a one-slice volume into a 2D image) and rejects a real 4D series.
-* ``pickle_load`` refuses unless called with ``allow_pickle=True``.
-* Unreadable files raise :class:`~unet3d_keras.errors.DataError` naming the file.
+SimpleITK and converted to a :class:`nibabel.Nifti1Image` with a RAS affine. Intensities are
+loaded as float32 (so that linear interpolation of integer images is not truncated); label images
+keep their stored dtype. Unreadable files raise :class:`~unet3d_keras.errors.DataError` naming
+the file. Loading a pickle needs an explicit opt-in.
 """
 
 from __future__ import annotations
@@ -74,8 +65,7 @@ def pickle_load(in_file: PathLike, *, allow_pickle: bool = False) -> Any:
     """Loads a pickle file, only if the caller explicitly opts in.
 
     Unpickling can execute arbitrary code, so a pickle file must come from a trusted source.
-    This function raises unless ``allow_pickle=True`` is passed (the reference loaded
-    unconditionally).
+    This function raises unless ``allow_pickle=True`` is passed.
 
     Args:
         in_file: path of the pickle file.
@@ -242,9 +232,8 @@ def read_image_files(
         image_files: image files, e.g. the modalities of one subject followed by its truth.
         image_shape: shape to resize every image to, or ``None``.
         crop: slices applied to every image before resizing.
-        label_indices: index or indices of the label images in ``image_files``. ``None`` means
-            no label image, which is what the reference did in practice (its docstring promised
-            nearest-neighbour for the last file, but its code never did that).
+        label_indices: index or indices of the label images in ``image_files``; ``None`` means
+            no label image.
 
     Returns:
         One nibabel image per file.

@@ -1,0 +1,58 @@
+"""Schedules for short training runs: a cosine learning-rate decay and a wall-clock budget."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import keras
+
+__all__ = ["cosine_learning_rate", "TimeBudget"]
+
+
+def cosine_learning_rate(epoch: int, n_epochs: int, initial: float, final_fraction: float = 0.02) -> float:
+    """Cosine decay from ``initial`` at epoch 0 to ``final_fraction * initial`` at the last epoch."""
+    progress = min(epoch / max(n_epochs - 1, 1), 1.0)
+    return float(initial * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))))
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training once the next step would run past a deadline; records the epoch losses.
+
+    Args:
+        deadline: ``time.monotonic()`` by which training must have stopped.
+        progress: a tqdm bar advanced by one per step, or None.
+
+    Attributes:
+        losses: training loss of each finished epoch.
+    """
+
+    def __init__(self, deadline: float, progress: Any = None) -> None:
+        super().__init__()
+        self.deadline = deadline
+        self.progress = progress
+        self.last = time.monotonic()
+        self.longest_step = 0.0
+        self.steps = 0
+        self.losses: list[float] = []
+
+    def on_train_begin(self, logs=None) -> None:
+        self.last = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        now = time.monotonic()
+        if self.steps:  # the first step also traces the function
+            self.longest_step = max(self.longest_step, now - self.last)
+        self.steps += 1
+        self.last = now
+        if self.progress is not None:
+            self.progress.update(1)
+            if logs and "loss" in logs:
+                self.progress.set_postfix(loss=f"{float(logs['loss']):.3f}")
+        if now + 1.5 * self.longest_step > self.deadline:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        if logs and "loss" in logs:
+            self.losses.append(float(logs["loss"]))
