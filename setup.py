@@ -37,6 +37,7 @@ setup(
     entry_points={
         "console_scripts": [
             "unet3d-train = unet3d_keras.commands.train:main",
+            "unet3d-predict = unet3d_keras.commands.predict:main",
             "unet3d-make-sparse-labels = unet3d_keras.commands.make_sparse_labels:main",
             "brats-preprocess = brats.preprocess:main",
             "brats-train = brats.train:main",

@@ -22,6 +22,7 @@ import numpy as np
 from ..checks import require_integer_values
 from ..cli import base_parser, run
 from ..errors import DataError
+from ..inference_io import save_image_atomically
 from ..sparse import make_sparse_annotation
 from ..utils.utils import read_image
 
@@ -69,9 +70,6 @@ def work(args: argparse.Namespace) -> int:
     dtype = np.uint8 if sparse.max() <= 255 and sparse.min() >= 0 else np.int32
     out = nib.Nifti1Image(sparse.astype(dtype), original.affine, original.header)
     out.set_data_dtype(dtype)
-    # why: prediction loads Keras, which making a label map does not otherwise need
-    from ..inference_io import save_image_atomically
-
     save_image_atomically(out, output)
     print(f"wrote {output}: {np.mean(sparse != args.ignore_label) * 100:.2f}% of the voxels annotated "
           f"({args.slices[0]}, {args.slices[1]}, {args.slices[2]} slices across x, y, z)")
