@@ -3,7 +3,7 @@
 The paper's annotators labelled a few full orthogonal slices of each volume; every other voxel
 is *unlabeled* and carries the ignore value (``data.ignore_label``, 255 by default). This module
 chooses the slices, makes such annotations from dense label maps and checks them for training.
-It imports numpy only, so scripts can check an annotation before Keras loads.
+It does not load Keras, so scripts can check an annotation before Keras loads.
 
 Training on one annotated volume and predicting it densely (the paper's semi-automated mode) is
 :mod:`unet3d_keras.densify`; the fully-automated mode is ordinary training on sparse truth
