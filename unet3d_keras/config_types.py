@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 from .augmentation.params import AugmentationParams
+from .modalities import BRATS_MODALITIES
 
 __all__ = [
     "ConfigError",
@@ -37,8 +38,8 @@ class DataConfig:
     n_demo_subjects: int = 24
     demo_shape: tuple[int, int, int] = (64, 64, 64)
     image_shape: tuple[int, int, int] = (64, 64, 64)
-    all_modalities: tuple[str, ...] = ("t1", "t1ce", "flair", "t2")
-    training_modalities: tuple[str, ...] = ("t1", "t1ce", "flair", "t2")
+    all_modalities: tuple[str, ...] = BRATS_MODALITIES
+    training_modalities: tuple[str, ...] = BRATS_MODALITIES
     truth_name: str = "truth"
     labels: tuple[int, ...] = (1, 2, 4)
     ignore_label: int = 255
