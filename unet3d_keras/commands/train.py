@@ -15,6 +15,7 @@ from typing import Sequence
 
 from ..cli import base_parser, run
 from ..config import Config, config_from_args
+from ..evaluation import score_report
 from ..fileio import check_writable_folder
 
 
@@ -26,7 +27,7 @@ def train_and_report(config: Config, overwrite: bool, quiet: bool) -> int:
     """
     check_writable_folder(config.run_dir, "output_dir")  # before Keras loads and before hours of work
     # why: the pipeline loads Keras, which only pays once the config is known to be valid
-    from ..pipeline import score_report, train_from_config
+    from ..pipeline import train_from_config
 
     result = train_from_config(config, overwrite=overwrite, show_progress=not quiet, verbose=0 if quiet else 2)
     print(score_report(result.scores))
