@@ -24,6 +24,8 @@ from typing import Callable, Iterable
 import keras
 import numpy as np
 
+from .callbacks import ResumableBackup
+
 logger = logging.getLogger(__name__)
 
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
@@ -35,7 +37,7 @@ def _tensorflow():
             "training.distribution needs the TensorFlow backend (tf.distribute); "
             f"the active Keras backend is {keras.backend.backend()!r}"
         )
-    import tensorflow as tf
+    import tensorflow as tf  # why: only this module needs TensorFlow; importing the package must not load it
 
     return tf
 
@@ -141,8 +143,8 @@ def fit_multi_worker(
         global_batch_size: Samples per step over all replicas.
         callbacks: Keras callbacks; they see the same epoch logs as in
             ``fit`` (``loss``, ``val_loss``, ``learning_rate``).
-        initial_epoch: First epoch, unless a ``BackupAndRestore`` callback
-            restores a later one.
+        initial_epoch: First epoch, unless a :class:`ResumableBackup` in
+            ``callbacks`` restores a later one.
 
     Returns:
         ``(model, history)``.
@@ -197,9 +199,9 @@ def fit_multi_worker(
         epochs=epochs, steps=steps_per_epoch, verbose=0,
     )
     model.stop_training = False
-    model._initial_epoch = None
     callback_list.on_train_begin()
-    start = model._initial_epoch if model._initial_epoch is not None else initial_epoch
+    restored = [c.resumed_epoch for c in callbacks or [] if isinstance(c, ResumableBackup) and c.resumed_epoch]
+    start = restored[-1] if restored else initial_epoch
     # A restored run continues the data stream where the interrupted one stood.
     for _ in range(start * steps_per_epoch):
         next(train_iter)

@@ -1,16 +1,15 @@
-"""Training: learning-rate schedule, callbacks, model loading and ``fit``.
+"""Training: the learning-rate schedule, the callbacks of a run, model loading and ``fit``.
 
-The reference's ``fit_generator`` call becomes Keras 3 ``Model.fit`` on a
-generator or a ``keras.utils.PyDataset``.
+``train_model`` runs Keras ``Model.fit`` on an endless generator or a
+``keras.utils.PyDataset``. The crash-safe callbacks themselves live in
+:mod:`unet3d_keras.callbacks`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import shutil
 import zipfile
 from functools import partial
 from pathlib import Path
@@ -18,7 +17,17 @@ from pathlib import Path
 import keras
 
 from . import metrics as _metrics
-from .fileio import atomic_path, write_text_atomically
+from .callbacks import AtomicModelCheckpoint, ResumableBackup
+from .errors import DataError
+
+__all__ = [
+    "AtomicModelCheckpoint",
+    "ResumableBackup",
+    "get_callbacks",
+    "load_old_model",
+    "step_decay",
+    "train_model",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -31,93 +40,6 @@ _REFERENCE_OBJECTS = {
     "weighted_dice_coefficient": _metrics.weighted_dice_coefficient,
     "weighted_dice_coefficient_loss": _metrics.weighted_dice_coefficient_loss,
 }
-
-
-class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """``ModelCheckpoint`` that writes to a temporary file and renames it.
-
-    A process killed while saving leaves the previous checkpoint intact
-    instead of a truncated file.
-    """
-
-    def _save_model(self, epoch, batch, logs):
-        filepath = self._get_file_path(epoch, batch, logs)
-        if not self._should_save_model(epoch, batch, logs, filepath):
-            return
-        os.makedirs(os.path.dirname(os.path.abspath(filepath)), exist_ok=True)
-        # The extension goes last on the temporary name too: Keras picks the file format from it.
-        suffix = ".weights.h5" if filepath.endswith(".weights.h5") else os.path.splitext(filepath)[1]
-        with atomic_path(filepath, suffix=suffix) as tmp:
-            if self.save_weights_only:
-                self.model.save_weights(tmp, overwrite=True)
-            else:
-                self.model.save(tmp, overwrite=True)
-        if self.verbose > 0:
-            logger.info("Epoch %d: saved model to %s", epoch + 1, filepath)
-
-
-class ResumableBackup(keras.callbacks.Callback):
-    """Crash-safe ``BackupAndRestore``: resume an interrupted ``fit`` at its last epoch.
-
-    Keras's own callback overwrites its weights file in place and writes the
-    epoch beside it, so a process killed while saving can leave a truncated
-    file or weights that do not match the epoch. Here each epoch's weights
-    (model and optimizer) go to a new file, renamed into place when complete,
-    and a small JSON written the same way names the file and the epoch; older
-    files are removed only afterwards. A kill at any point leaves a
-    consistent pair.
-
-    Args:
-        backup_dir: Folder of the backup.
-        delete_on_end: Remove the backup when training ends normally.
-    """
-
-    METADATA = "training_metadata.json"
-
-    def __init__(self, backup_dir: str | os.PathLike, delete_on_end: bool = True):
-        super().__init__()
-        self.backup_dir = Path(backup_dir)
-        self.delete_on_end = delete_on_end
-
-    @classmethod
-    def restored_epoch(cls, backup_dir: str | os.PathLike) -> int:
-        """The epoch a backup folder resumes at (0 when there is no backup)."""
-        metadata = cls._read_metadata(Path(backup_dir))
-        return int(metadata["epoch"]) if metadata else 0
-
-    @classmethod
-    def _read_metadata(cls, backup_dir: Path) -> dict | None:
-        try:
-            metadata = json.loads((backup_dir / cls.METADATA).read_text(encoding="utf-8"))
-            if (backup_dir / metadata["weights"]).is_file():
-                return metadata
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-        return None
-
-    def on_train_begin(self, logs=None):
-        metadata = self._read_metadata(self.backup_dir)
-        if metadata is None:
-            return
-        if self.model.optimizer is not None and not self.model.optimizer.built:
-            self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(self.backup_dir / metadata["weights"])
-        self.model._initial_epoch = int(metadata["epoch"])
-        logger.info("Restored the state of epoch %d from %s", metadata["epoch"], self.backup_dir)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.backup_dir.mkdir(parents=True, exist_ok=True)
-        name = f"epoch-{epoch + 1:05d}.weights.h5"
-        with atomic_path(self.backup_dir / name, suffix=".weights.h5") as tmp:
-            self.model.save_weights(tmp, overwrite=True)
-        write_text_atomically(self.backup_dir / self.METADATA, json.dumps({"epoch": epoch + 1, "weights": name}))
-        for old in self.backup_dir.glob("epoch-*.weights.h5"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
-
-    def on_train_end(self, logs=None):
-        if self.delete_on_end and self.backup_dir.exists():
-            shutil.rmtree(self.backup_dir)
 
 
 def step_decay(epoch: int, initial_lrate: float, drop: float, epochs_drop: int) -> float:
@@ -139,7 +61,10 @@ def get_callbacks(
     terminate_on_nan: bool = True,
     best_val_loss: float | None = None,
 ) -> list[keras.callbacks.Callback]:
-    """The reference's callbacks, plus optional TensorBoard and crash recovery.
+    """Best-model checkpoint, CSV log, learning-rate schedule and early stopping, plus options.
+
+    The optional callbacks stop on a NaN loss, write TensorBoard logs and keep
+    a crash-safe backup.
 
     Args:
         model_file: Where the best model (lowest ``val_loss``) is saved.
@@ -154,13 +79,15 @@ def get_callbacks(
             improvement; ``None`` never stops early.
         tensorboard_dir: Write TensorBoard logs there when given.
         backup_dir: Keep a crash-safe backup there (:class:`ResumableBackup`)
-            so that an interrupted ``fit`` resumes at the last completed epoch.
+            so that an interrupted ``fit`` resumes at the last completed epoch
+            (pass ``initial_epoch=ResumableBackup.restored_epoch(backup_dir)``
+            to ``fit``).
         terminate_on_nan: Stop on a NaN loss (the best model stays on disk).
         best_val_loss: Best validation loss so far (when resuming), so that
             only a better model replaces the saved one.
 
     Returns:
-        The callbacks, in the order the reference creates them.
+        The callbacks: checkpoint, CSV log, schedule, early stopping, then the options.
     """
     callbacks: list[keras.callbacks.Callback] = [
         AtomicModelCheckpoint(str(model_file), save_best_only=True, initial_value_threshold=best_val_loss),
@@ -206,8 +133,6 @@ def load_old_model(model_file: str | os.PathLike, compile: bool = True) -> keras
         DataError: the file is not a Keras model, is corrupted, or is refused by safe mode
             (the message names the file).
     """
-    from .errors import DataError
-
     path = Path(model_file)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
@@ -251,7 +176,7 @@ def train_model(
     initial_epoch: int = 0,
     verbose: int | str = "auto",
 ) -> keras.callbacks.History:
-    """Train a compiled model with ``fit`` and the reference's callbacks.
+    """Train a compiled model with ``fit`` and the callbacks of :func:`get_callbacks`.
 
     Args:
         model: Compiled model.
