@@ -35,11 +35,12 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from unet3d_keras.errors import DataError  # noqa: E402
-from unet3d_keras.subjects import BRATS_TRUTH_NAMES, find_brats_subjects, find_subject_file  # noqa: E402
+from unet3d_keras.errors import DataError
+from unet3d_keras.fileio import check_writable_folder, remove_stale_temporary_files, temporary_path
+from unet3d_keras.modalities import BRATS_MODALITIES, BRATS_TRUTH_NAMES, brats_modality_names
+from unet3d_keras.subject_images import check_subject_geometry, read_subject_images
+from unet3d_keras.subjects import find_brats_subjects, find_subject_file
+from unet3d_keras.utils.utils import read_image, read_image_header
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +62,7 @@ __all__ = [
 ]
 
 #: Output modalities, in the reference's channel order.
-MODALITIES = ("t1", "t1ce", "flair", "t2")
-_ALIASES = {"t1ce": ("t1ce", "t1Gd")}
+MODALITIES = BRATS_MODALITIES
 #: N4 fitting iterations per resolution level (ITK's default).
 DEFAULT_N4_ITERATIONS = (50, 50, 50, 50)
 
@@ -90,7 +90,7 @@ def get_image(subject_folder: str, name: str) -> str:
 
 
 def _modality_file(in_folder: str, name: str) -> str:
-    names = _ALIASES.get(name, (name,))
+    names = brats_modality_names(name)
     path = find_subject_file(in_folder, names)
     if path is None:
         raise DataError(
@@ -301,8 +301,6 @@ def check_subject_headers(subject_id: str, files: Sequence[str]) -> None:
     Raises:
         DataError: naming the subject and the file.
     """
-    from unet3d_keras.normalize import check_subject_geometry
-    from unet3d_keras.utils.utils import read_image_header
 
     headers = []
     for path in files:
@@ -325,8 +323,6 @@ def check_subject_images(subject_id: str, files: Sequence[str]) -> None:
     Raises:
         DataError: naming the subject and the file.
     """
-    from unet3d_keras.normalize import read_subject_images
-    from unet3d_keras.utils.utils import read_image
 
     read_subject_images(files[: len(MODALITIES)], subject_id=subject_id)
     for path in files[len(MODALITIES):]:
@@ -368,7 +364,6 @@ def convert_brats_data(
         DataError: the BraTS folder is missing, holds no subjects, or a subject lacks a file or has
             a broken one (unreadable, truncated, not 3D, NaN, images on different grids).
     """
-    from unet3d_keras.fileio import check_writable_folder
 
     subject_ids, file_tuples = find_brats_subjects(brats_folder, MODALITIES, include_truth=require_truth)
     for subject_id, files in zip(subject_ids, file_tuples):  # headers only: fast, before anything is written
@@ -387,7 +382,6 @@ def convert_brats_data(
 
 def _convert_subjects(subject_ids, file_tuples, out_folder, overwrite, no_bias_correction_modalities,
                       bias_correction, require_truth, **n4_options) -> list[str]:
-    from unet3d_keras.fileio import remove_stale_temporary_files
 
     written = []
     for subject_id, files in zip(subject_ids, file_tuples):
@@ -401,8 +395,8 @@ def _convert_subjects(subject_ids, file_tuples, out_folder, overwrite, no_bias_c
         logger.info("Converting %s", subject_id)
         check_subject_images(subject_id, files)
         # Both named .{id}.tmp-{pid}*, the pattern remove_stale_temporary_files recognises.
-        temp_folder = os.path.join(out_folder, f".{subject_id}.tmp-{os.getpid()}")
-        old_folder = os.path.join(out_folder, f".{subject_id}.tmp-{os.getpid()}.old")
+        temp_folder = os.fspath(temporary_path(os.path.join(out_folder, subject_id)))
+        old_folder = os.fspath(temporary_path(os.path.join(out_folder, subject_id), ".old"))
         shutil.rmtree(temp_folder, ignore_errors=True)
         os.makedirs(temp_folder)
         try:
