@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from .fileio import remove_stale_temporary_files
+from .fileio import remove_stale_temporary_files, temporary_path
 from .modalities import BRATS_MODALITIES
 
 logger = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ def write_demo_dataset(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # Named after this process, so that the next run can tell a killed writer's leftovers from a live one's.
     remove_stale_temporary_files(out_dir)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    tmp = temporary_path(out_dir)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:

@@ -89,11 +89,9 @@ def _refuse_pickle(path: PathLike, reading: bool) -> SplitFileError:
 
 
 def _write_pickle(path: PathLike, indices: list[int]) -> None:
-    with atomic_path(path) as temp_path:
+    with atomic_path(path, durable=True) as temp_path:
         with open(temp_path, "wb") as stream:
             pickle.dump(indices, stream, protocol=4)
-            stream.flush()
-            os.fsync(stream.fileno())
 
 
 def save_split(
