@@ -3,8 +3,11 @@ import numpy as np
 import pytest
 from keras import ops
 
+from unet3d_keras import losses
+from unet3d_keras import metrics as metrics_module
 from unet3d_keras.metrics import (
     LabelDiceCoefficient,
+    MaskedLabelDiceCoefficient,
     dice_coef,
     dice_coefficient,
     dice_coefficient_loss,
@@ -102,3 +105,66 @@ def test_metrics_compute_in_float32_for_bfloat16_predictions():
     prediction = ops.cast(data, "bfloat16")
     result = weighted_dice_coefficient(data, prediction)
     assert keras.backend.standardize_dtype(result.dtype) == "float32"
+
+
+# Configs as the two metric classes serialised them before they became one class with `masked`.
+OLD_MASKED_CONFIG = {
+    "module": "unet3d_keras.metrics", "class_name": "MaskedLabelDiceCoefficient",
+    "config": {"label_index": 1, "name": "label_1_dice_coef", "dtype": "float32"},
+    "registered_name": "unet3d_keras>MaskedLabelDiceCoefficient",
+}
+OLD_PLAIN_CONFIG = {
+    "module": "unet3d_keras.metrics", "class_name": "LabelDiceCoefficient",
+    "config": {"label_index": 2, "name": "label_2_dice_coef", "dtype": "float32"},
+    "registered_name": "unet3d_keras>LabelDiceCoefficient",
+}
+
+
+def _sparse_truth_and_prediction():
+    """Truth with background first and an unlabeled (all-zero) row; a prediction that is wrong there."""
+    truth = np.eye(3, dtype="float32")[np.array([[0, 1, 2, 2], [1, 1, 0, 2]])].reshape(1, 2, 2, 2, 3)
+    truth[0, 0, 0, 0] = 0  # unlabeled voxel
+    prediction = truth.copy()
+    prediction[0, 0, 0, 0] = [0, 0, 1]  # predicted label 1 (channel 2) where nothing is annotated
+    return truth, prediction
+
+
+def test_old_metric_class_names_still_deserialise():
+    masked = keras.saving.deserialize_keras_object(OLD_MASKED_CONFIG)
+    assert isinstance(masked, LabelDiceCoefficient) and masked.masked and masked.label_index == 1
+    plain = keras.saving.deserialize_keras_object(OLD_PLAIN_CONFIG)
+    assert type(plain) is LabelDiceCoefficient and not plain.masked and plain.label_index == 2
+    assert keras.saving.serialize_keras_object(plain) == OLD_PLAIN_CONFIG  # unchanged file format
+
+
+def test_masked_metric_counts_annotated_voxels_only():
+    truth, prediction = _sparse_truth_and_prediction()
+    masked = LabelDiceCoefficient(1, masked=True)
+    masked.update_state(truth, prediction)
+    assert float(masked.result()) == pytest.approx(1.0)  # the unlabeled voxel does not count
+    plain = LabelDiceCoefficient(2)  # same channel, every voxel counts
+    plain.update_state(truth, prediction)
+    assert float(plain.result()) < 1.0
+    alias = MaskedLabelDiceCoefficient(1)
+    alias.update_state(truth, prediction)
+    assert float(alias.result()) == float(masked.result())
+    clone = LabelDiceCoefficient.from_config(masked.get_config())
+    assert clone.masked and clone.label_index == 1
+
+
+def test_model_saved_with_the_old_masked_metric_name_loads(tmp_path):
+    from unet3d_keras.model import build_unet_3d
+
+    truth, _ = _sparse_truth_and_prediction()
+    model = build_unet_3d((2, 2, 2, 1), n_labels=3, depth=1, n_base_filters=2, activation_name="softmax")
+    model.compile(optimizer="adam", loss=losses.MaskedSegmentationLoss(), metrics=[MaskedLabelDiceCoefficient(0)])
+    x = np.ones((1, 2, 2, 2, 1), "float32")
+    expected = model.evaluate(x, truth, verbose=0, return_dict=True)
+    model.save(tmp_path / "masked.keras")
+    loaded = keras.models.load_model(tmp_path / "masked.keras")
+    assert loaded.evaluate(x, truth, verbose=0, return_dict=True) == pytest.approx(expected)
+
+
+def test_losses_stay_importable_from_metrics():
+    for name in losses.__all__:
+        assert getattr(metrics_module, name) is getattr(losses, name)

@@ -208,3 +208,53 @@ def test_isensee_keras_and_h5_round_trip(tmp_path):
 def test_load_old_model_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.keras: model file not found"):
         load_old_model(tmp_path / "missing.keras")
+
+
+def _data_formats(model):
+    return {layer.data_format for layer in model.layers if hasattr(layer, "data_format")}
+
+
+@pytest.mark.parametrize("deconvolution, batch_normalization", [(False, False), (True, True)])
+def test_unet_builds_channels_first_by_argument_while_the_global_format_stays(deconvolution, batch_normalization):
+    assert keras.config.image_data_format() == "channels_last"
+    model = unet_model_3d((2, 16, 12, 8), n_labels=3, depth=3, n_base_filters=4, deconvolution=deconvolution,
+                          batch_normalization=batch_normalization, data_format="channels_first")
+    assert model.output_shape == (None, 3, 16, 12, 8)
+    assert _data_formats(model) == {"channels_first"}
+    assert model.get_layer("dec0_concat").axis in (1, -4)
+    if batch_normalization:
+        assert model.get_layer("enc0_conv1_bn").axis in (1, -4)
+    assert keras.config.image_data_format() == "channels_last"
+    # Same weights as the channels_last model: only the axes move.
+    last = unet_model_3d((16, 12, 8, 2), n_labels=3, depth=3, n_base_filters=4, deconvolution=deconvolution,
+                         batch_normalization=batch_normalization)
+    assert model.count_params() == last.count_params()
+
+
+def test_isensee_builds_channels_first_by_argument_while_the_global_format_stays():
+    model = build_isensee2017((4, 16, 16, 16), n_base_filters=2, depth=3, n_segmentation_levels=2, n_labels=3,
+                              data_format="channels_first")
+    assert model.output_shape == (None, 3, 16, 16, 16)
+    assert _data_formats(model) == {"channels_first"}
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.GroupNormalization)]
+    assert all(layer.groups == layer.input.shape[1] for layer in norms)  # one group per channel
+    assert keras.config.image_data_format() == "channels_last"
+
+
+def test_model_helpers_take_data_format():
+    assert compute_level_output_shape(64, 2, (2, 2, 2), (64, 32, 16), data_format="channels_first") == (
+        None, 64, 16, 8, 4)
+    up = get_up_convolution(4, (2, 2, 2), data_format="channels_first")
+    assert up.data_format == "channels_first"
+    validate_input_shape((2, 16, 16, 16), depth=3, pool_size=2, data_format="channels_first")
+    with pytest.raises(ValueError, match="spatial size 12 \\(axis y\\) is not divisible by 8"):
+        validate_input_shape((2, 16, 12, 16), depth=4, pool_size=2, data_format="channels_first")
+    with pytest.raises(ValueError, match="data_format must be 'channels_last' or 'channels_first'"):
+        build_unet_3d((16, 16, 16, 1), depth=2, data_format="NCDHW")
+
+
+def test_channels_first_model_round_trips_through_a_keras_file(tmp_path):
+    model = build_unet_3d((1, 8, 8, 8), depth=2, n_base_filters=2, data_format="channels_first")
+    model.save(tmp_path / "first.keras")
+    loaded = keras.models.load_model(tmp_path / "first.keras")
+    assert loaded.output_shape == (None, 1, 8, 8, 8) and _data_formats(loaded) == {"channels_first"}

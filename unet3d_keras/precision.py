@@ -44,15 +44,15 @@ def cuda_gpu_available() -> bool:
     backend = keras.backend.backend()
     try:
         if backend == "tensorflow":
-            import tensorflow as tf
+            import tensorflow as tf  # why: only the active backend is installed for sure
 
             return bool(tf.config.list_physical_devices("GPU"))
         if backend == "jax":
-            import jax
+            import jax  # why: only the active backend is installed for sure
 
             return any(device.platform == "gpu" for device in jax.devices())
         if backend == "torch":
-            import torch
+            import torch  # why: only the active backend is installed for sure
 
             return torch.cuda.is_available()
     except Exception:  # a broken GPU runtime means: no usable GPU
