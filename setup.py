@@ -39,6 +39,7 @@ setup(
             "unet3d-train = unet3d_keras.commands.train:main",
             "unet3d-predict = unet3d_keras.commands.predict:main",
             "unet3d-make-sparse-labels = unet3d_keras.commands.make_sparse_labels:main",
+            "unet3d-densify = unet3d_keras.commands.densify:main",
             "brats-preprocess = brats.preprocess:main",
             "brats-train = brats.train:main",
             "brats-predict = brats.predict:main",
