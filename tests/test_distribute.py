@@ -91,3 +91,36 @@ def test_is_chief(monkeypatch, config, chief):
     else:
         monkeypatch.setenv("TF_CONFIG", json.dumps(config))
     assert is_chief() is chief
+
+
+def test_custom_step_resumes_from_the_backup_like_an_uninterrupted_run(tmp_path):
+    """fit_multi_worker takes the resumed epoch from ResumableBackup (public attribute), not from the model."""
+    import keras
+    import tensorflow as tf
+
+    from unet3d_keras.distribute import fit_multi_worker
+    from unet3d_keras.training import ResumableBackup
+
+    def build():
+        keras.utils.set_random_seed(5)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="relu"), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss=keras.losses.mean_squared_error)
+        return model
+
+    def batches():
+        x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+        while True:
+            for start in range(0, 8, 4):
+                yield x[start:start + 4], x[start:start + 4].sum(axis=1, keepdims=True)
+
+    def fit(epochs, callbacks):
+        return fit_multi_worker(build, tf.distribute.get_strategy(), batches(), batches(), steps_per_epoch=2,
+                                validation_steps=1, epochs=epochs, global_batch_size=4, callbacks=callbacks)
+
+    uninterrupted, _ = fit(3, [])
+    fit(2, [ResumableBackup(tmp_path / "backup", delete_on_end=False)])
+    backup = ResumableBackup(tmp_path / "backup")
+    resumed, history = fit(3, [backup])
+    assert backup.resumed_epoch == 2 and len(history.history["loss"]) == 1
+    for got, expected in zip(resumed.get_weights(), uninterrupted.get_weights()):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
