@@ -8,7 +8,7 @@ gradient, whatever its prediction. Tensors are in the model's data format
 (``(batch, x, y, z, classes)`` for channels_last); losses return one value
 per batch item, ``(batch,)``, computed in float32.
 
-The reference's Dice losses (``weighted_dice_coefficient_loss``,
+The models' Dice losses (``weighted_dice_coefficient_loss``,
 ``dice_coefficient_loss``) live in :mod:`unet3d_keras.metrics`.
 """
 
