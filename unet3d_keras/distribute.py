@@ -37,7 +37,7 @@ def _tensorflow():
             "training.distribution needs the TensorFlow backend (tf.distribute); "
             f"the active Keras backend is {keras.backend.backend()!r}"
         )
-    import tensorflow as tf  # why: only this module needs TensorFlow; importing the package must not load it
+    import tensorflow as tf  # why: absent where Keras runs on JAX or PyTorch; only tf.distribute needs it
 
     return tf
 
