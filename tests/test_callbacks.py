@@ -87,7 +87,7 @@ def test_backup_resumes_like_an_uninterrupted_run(tmp_path, caplog):
         history = resumed.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0, initial_epoch=start,
                               callbacks=[callback])
     assert callback.resumed_epoch == 2 and len(history.history["loss"]) == 1
-    assert not caplog.records
+    assert not [r for r in caplog.records if r.name.startswith("unet3d_keras")]  # TF may warn of retracing
     for got, expected in zip(resumed.get_weights(), uninterrupted.get_weights()):
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)  # optimizer state restored too
     assert not backup.exists()  # removed at the normal end

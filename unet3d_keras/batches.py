@@ -4,7 +4,7 @@ stream of batches over a sampling plan.
 
 Samples stay channels-first ``(C, x, y, z)`` while they are read, cut into patches and
 augmented; :func:`make_batch`, where batches are formed, is the one place that converts them to
-the model's data format (``keras.config.image_data_format()``, channels-last by default).
+the model's data format (``keras.config.resolve_data_format()``, channels-last by default).
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .augment import AugmentationParams
+from .augmentation.compose import augment_sample
+from .augmentation.params import AugmentationParams
 from .checks import as_int_triple
+from .layout import resolve_data_format
 from .labels import check_labels_argument, label_targets
 from .sampling import SamplingPlan, effective_batch_size, require_cubic_samples, steps_per_epoch
 from .samples import image_shape, load_sample, truth_reader
@@ -25,32 +27,11 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "BatchSettings",
-    "image_data_format",
     "to_model_format",
     "make_batch",
     "resolve_augmentation",
     "batch_stream",
 ]
-
-DATA_FORMATS = ("channels_last", "channels_first")
-
-
-def image_data_format(data_format: str | None = None) -> str:
-    """``data_format`` checked, or Keras' ``image_data_format()`` when None.
-
-    Raises:
-        ValueError: not ``"channels_last"`` or ``"channels_first"``.
-    """
-    if data_format is not None:
-        if data_format not in DATA_FORMATS:
-            raise ValueError(f"data_format must be 'channels_last' or 'channels_first'; received {data_format!r}")
-        return data_format
-    try:
-        import keras  # why: the data pipeline runs without Keras
-    except ImportError:  # Keras' default then
-        return "channels_last"
-    return keras.config.image_data_format()
-
 
 def to_model_format(batch: np.ndarray, data_format: str | None = None) -> np.ndarray:
     """Converts a channels-first batch ``(N, C, x, y, z)`` to the model's data format.
@@ -58,12 +39,12 @@ def to_model_format(batch: np.ndarray, data_format: str | None = None) -> np.nda
     Args:
         batch: ``(N, C, x, y, z)``.
         data_format: ``"channels_last"``/``"channels_first"``; None reads
-            ``keras.config.image_data_format()``.
+            ``keras.config.resolve_data_format()``.
 
     Returns:
         ``(N, x, y, z, C)`` (C-contiguous) for channels-last, else ``batch`` unchanged.
     """
-    if image_data_format(data_format) == "channels_last":
+    if resolve_data_format(data_format) == "channels_last":
         return np.ascontiguousarray(np.moveaxis(batch, 1, -1))
     return batch
 
@@ -159,7 +140,7 @@ class BatchSettings:
                 int(s) for s in as_int_triple(self.patch_shape, "patch_shape")
             ),
             "augmentation": self.augmentation or AugmentationParams(),
-            "data_format": image_data_format(self.data_format),
+            "data_format": resolve_data_format(self.data_format),
             "background": bool(self.background),
             "ignore_label": None if self.ignore_label is None else int(self.ignore_label),
         }

@@ -22,7 +22,7 @@ from .config import Config, ConfigError, apply_overrides, config_from_dict
 from .errors import DataError
 from .model_from_config import build_model
 from .precision import apply_mixed_precision
-from .prediction import predict_volume
+from .predictor import Predictor
 from .schedule import TimeBudget, cosine_learning_rate
 from .sparse import annotated_classes
 from .sparse_sampler import ClassFirstPatchSampler
@@ -251,8 +251,9 @@ def predict_classes(fitted: SparseModel, images: np.ndarray) -> tuple[np.ndarray
                     zip(shape, [2 ** (fitted.config.model.depth - 1)] * 3, fitted.patch_shape)]
     pad = [(0, p - s) for p, s in zip(padded_shape, shape)]
     volume = np.pad(_normalise(images), [(0, 0)] + pad, mode="edge")
-    probabilities = predict_volume(fitted.model, volume, overlap=fitted.config.prediction.overlap,
-                                   batch_size=fitted.config.prediction.batch_size)
+    predictor = Predictor(fitted.model, overlap=fitted.config.prediction.overlap,
+                          batch_size=fitted.config.prediction.batch_size)
+    probabilities = predictor.predict_array(volume)
     probabilities = probabilities[(slice(None),) + tuple(slice(0, s) for s in shape)].astype(np.float32)
     labels = np.asarray(fitted.classes)[np.argmax(probabilities, axis=0)]
     return labels, probabilities

@@ -7,7 +7,8 @@ import os
 import keras
 
 from .config import Config, ConfigError
-from .metrics import MaskedLabelDiceCoefficient, MaskedSegmentationLoss
+from .losses import MaskedSegmentationLoss
+from .metrics import MaskedLabelDiceCoefficient
 from .model import isensee2017_model, unet_model_3d
 from .tasks import TrainingTask, resolve_task
 

@@ -35,7 +35,8 @@ from .run_state import (
     write_state,
 )
 from .tasks import TrainingTask, resolve_task, task_for_data
-from .training import ResumableBackup, get_callbacks, load_old_model
+from .callbacks import ResumableBackup
+from .training import get_callbacks, load_old_model
 
 logger = logging.getLogger(__name__)
 

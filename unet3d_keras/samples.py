@@ -17,7 +17,8 @@ from typing import Callable, Sequence
 import numpy as np
 import tables
 
-from .augment import AugmentationParams, augment_sample
+from .augmentation.compose import augment_sample
+from .augmentation.params import AugmentationParams
 from .pickle_guard import refuse_pickled_attributes
 from .utils.patches import get_patch_bounds, get_patch_from_3d_data
 

@@ -84,8 +84,8 @@ def resolve_task(config: Config, training_histogram: np.ndarray | None = None, u
             labels = list(config.data.labels)
             label_counts = [int(training_histogram[v]) for v in labels]
             annotated = int(training_histogram.sum()) - int(training_histogram[ignore])
-            # why: metrics loads Keras, which choosing a task from the config and the data does not need
-            from .metrics import balanced_class_weights
+            # why: losses loads Keras, which choosing a task from the config and the data does not need
+            from .losses import balanced_class_weights
 
             weights = tuple(balanced_class_weights([annotated - sum(label_counts), *label_counts]))
     return TrainingTask("softmax", loss, None if weights is None else tuple(float(w) for w in weights), unannotated)

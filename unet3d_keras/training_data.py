@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .augment import AugmentationParams
+from .augmentation.params import AugmentationParams
 from .batches import BatchSettings, resolve_augmentation
 from .labels import check_label_values, check_labels_argument
 from .sampling import require_cubic_samples

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from .augment import generate_permutation_keys, permute_data, reverse_permute_data
+from .augmentation.permutations import generate_permutation_keys, permute_data, reverse_permute_data
 
 # Spatial axes of a channels-last batch (n, x, y, z, channels).
 BATCH_SPATIAL_AXES = (1, 2, 3)
