@@ -13,6 +13,7 @@ import os
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
+from scipy import ndimage
 
 from .fileio import write_text_atomically
 
@@ -122,8 +123,6 @@ def sensitivity(truth: np.ndarray, prediction: np.ndarray) -> float:
 
 
 def _surface(mask: np.ndarray) -> np.ndarray:
-    from scipy import ndimage
-
     return mask & ~ndimage.binary_erosion(mask, border_value=0)
 
 
@@ -133,8 +132,6 @@ def hausdorff_95(truth: np.ndarray, prediction: np.ndarray, spacing: Sequence[fl
     The larger of the two directed 95th percentiles of surface-to-surface
     distances (as in the BraTS evaluation). NaN when either mask is empty.
     """
-    from scipy import ndimage
-
     truth = np.asarray(truth, dtype=bool)
     prediction = np.asarray(prediction, dtype=bool)
     if not truth.any() or not prediction.any():

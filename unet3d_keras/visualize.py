@@ -37,10 +37,11 @@ def save_overlay_png(
     Returns:
         The path written.
     """
+    # why: matplotlib is heavy and needed only for pictures; Agg must be chosen before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # why: see above
 
     path = Path(path)
     centre = _centre(truth, prediction, image)
@@ -64,7 +65,7 @@ def save_overlay_png(
 
 def save_figure(figure, path: str | os.PathLike, dpi: int = 100) -> None:
     """Save a matplotlib figure as PNG under a temporary name, rename it, and close the figure."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # why: matplotlib is heavy and needed only for pictures
 
     try:
         with atomic_path(path, suffix=".png") as tmp:
