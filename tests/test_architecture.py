@@ -174,3 +174,50 @@ def test_scripts_do_not_edit_sys_path():
     editing = {str(path.relative_to(ROOT)) for path in scripts if sys_path_edits(path)}
     assert editing - SYS_PATH_EDITS_ALLOWED == set(), "the installed package is importable: no sys.path edits"
     assert SYS_PATH_EDITS_ALLOWED - editing == set(), "no longer edits sys.path: remove from SYS_PATH_EDITS_ALLOWED"
+
+
+def function_level_imports(path: Path):
+    """``(line, text)`` of each import inside a function or method body."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for function in ast.walk(tree):
+        if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(function):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    yield node.lineno
+
+
+def test_function_level_imports_say_why():
+    """Imports inside functions are kept for heavy optional dependencies, each with a ``# why`` comment
+    on its line or in the comment lines right above it."""
+    unexplained = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for line in sorted(set(function_level_imports(path))):
+            above = line - 2
+            context = [lines[line - 1]]
+            while above >= 0 and lines[above].strip().startswith(("#", "import ", "from ")):
+                context.append(lines[above])
+                above -= 1
+            if not any("# why" in text for text in context):
+                unexplained.append(f"{path.relative_to(ROOT)}:{line}: {lines[line - 1].strip()}")
+    assert unexplained == []
+
+
+def test_the_library_does_not_import_its_command_line_layer():
+    """Data flows one way: the programs (cli, commands) call the library, never the reverse."""
+    modules = package_modules()
+    upward = []
+    for name, path in modules.items():
+        if name.startswith(("unet3d_keras.commands", "unet3d_keras.cli")):
+            continue
+        for target, _, line in imported_modules(name, path, modules):
+            if target.startswith(("unet3d_keras.commands", "unet3d_keras.cli")):
+                upward.append(f"{path.relative_to(ROOT)}:{line}: imports {target}")
+    assert upward == []
+
+
+def test_every_module_is_on_the_architecture_page():
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = [name for name, path in package_modules().items()
+               if path.name != "__init__.py" and f"`{name.removeprefix('unet3d_keras.')}`" not in page]
+    assert missing == [], "add these modules to docs/architecture.md"

@@ -1,0 +1,76 @@
+"""Draws docs/architecture.png: the stages of the data flow and the modules that own them.
+
+    python docs/architecture_figure.py
+
+Reference modules (3DUnetCNN's paths and names) are drawn in bold; the rest are the core
+modules they call. Keep STAGES in step with docs/architecture.md.
+"""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
+
+# (stage, what flows out of it, modules; a leading "*" marks a reference module)
+STAGES = [
+    ("files", "NIfTI images\nper subject", ["subjects", "demo", "*utils/utils", "*utils/sitk_utils"]),
+    ("subjects", "checked, cropped,\nresized arrays", ["subject_images", "*normalize", "channel_statistics",
+                                                      "data_checks"]),
+    ("HDF5 store", "/data /truth /affine\n+ attributes", ["*data", "hdf5_store", "pickle_guard", "fileio"]),
+    ("samples", "batches in the\nmodel's format", ["*generator", "dataset", "splits", "seeds", "sampling",
+                                                  "samples", "labels", "batches", "training_data",
+                                                  "*augment", "augmentation/", "*utils/patches"]),
+    ("model", "Keras model", ["*model/unet", "*model/isensee2017", "model/up_convolution", "*metrics",
+                              "losses", "dice", "layout", "model_from_config", "tasks"]),
+    ("training", "model file,\nlog, state", ["*training", "callbacks", "pipeline", "preparation", "run_state",
+                                             "precision", "distribute", "schedule"]),
+    ("predictor", "probabilities,\nlabel maps", ["predictor", "*prediction", "sliding_window", "tta",
+                                                 "label_maps", "inference_io", "densify", "sparse"]),
+    ("evaluation", "scores, CSV,\npictures", ["evaluation", "visualize"]),
+]
+SHARED = ["config", "config_types", "checks", "errors", "modalities"]
+WIRING = ["commands/ (train, predict, densify, make_sparse_labels)", "cli", "scripts/", "brats/"]
+
+
+def draw(path: Path) -> None:
+    """Writes the figure as PNG to ``path``."""
+    n = len(STAGES)
+    width, gap, top = 1.8, 0.35, 5.2
+    fig, ax = plt.subplots(figsize=(17.5, 6.9))
+    ax.set_xlim(-0.2, n * (width + gap))
+    ax.set_ylim(-1.3, top + 0.9)
+    ax.axis("off")
+    for i, (stage, output, modules) in enumerate(STAGES):
+        x = i * (width + gap)
+        ax.add_patch(FancyBboxPatch((x, top - 0.55), width, 0.55, boxstyle="round,pad=0.03",
+                                    facecolor="#2b6cb0", edgecolor="none"))
+        ax.text(x + width / 2, top - 0.275, stage, ha="center", va="center", color="white", fontsize=12,
+                weight="bold")
+        ax.add_patch(FancyBboxPatch((x, 0.35), width, top - 1.05, boxstyle="round,pad=0.03",
+                                    facecolor="#ebf4ff", edgecolor="#90cdf4"))
+        for j, module in enumerate(modules):
+            reference = module.startswith("*")
+            ax.text(x + 0.08, top - 0.85 - 0.33 * j, module.lstrip("*"), ha="left", va="center", fontsize=9.5,
+                    family="monospace", weight="bold" if reference else "normal",
+                    color="#1a202c" if reference else "#4a5568")
+        if i < n - 1:
+            ax.add_patch(FancyArrowPatch((x + width + 0.02, top - 0.275), (x + width + gap - 0.02, top - 0.275),
+                                         arrowstyle="-|>", mutation_scale=14, color="#2d3748"))
+            ax.text(x + width + gap / 2, top + 0.22, output, ha="center", va="bottom", fontsize=7.5,
+                    color="#2d3748")
+    ax.text(0, -0.1, "Shared by all stages: " + ", ".join(SHARED),
+            ha="left", va="center", fontsize=9.5, family="monospace", color="#2d3748")
+    ax.text(0, -0.5, "Wiring the stages together from a config: " + ", ".join(WIRING),
+            ha="left", va="center", fontsize=9.5, family="monospace", color="#2d3748")
+    ax.text(0, -0.95, "bold: the reference's module paths and public names (thin calls of the core);  "
+            "regular: core modules, one job each", ha="left", va="center", fontsize=9.5, color="#2d3748")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    draw(Path(__file__).resolve().parent / "architecture.png")
