@@ -7,10 +7,9 @@ from unet3d_keras.prediction import (
     get_prediction_labels,
     patch_wise_prediction,
     predict,
-    predict_volume,
     prediction_to_image,
-    sliding_window_prediction,
 )
+from unet3d_keras.predictor import Predictor
 from unet3d_keras.sliding_window import gaussian_importance_map
 
 
@@ -44,7 +43,7 @@ def test_plus_one_reconstructs_exactly(shape, overlap, batch_size):
 def test_gaussian_weighting_reconstructs_exactly_and_batches_are_independent():
     volume = coordinate_volume((20, 18, 22))
     model = plus_one_model((8, 8, 8))
-    gaussian = sliding_window_prediction(model, volume, overlap=4, batch_size=5, weighting="gaussian")
+    gaussian = Predictor(model, overlap=4, batch_size=5, weighting="gaussian").predict_windows(volume)
     np.testing.assert_allclose(gaussian, volume + 1, rtol=1e-6)
 
 
@@ -66,7 +65,7 @@ def test_uniform_average_of_overlaps_matches_known_answer():
     model = keras.Model(inputs, mean)
     volume = np.zeros((1, 6, 4, 4), np.float32)
     volume[0, 4:] = 8.0
-    result = sliding_window_prediction(model, volume, overlap=2)
+    result = Predictor(model, overlap=2).predict_windows(volume)
     # The centred grid over 6 voxels (window 4, step 2) starts at x = -1, 1, 3; edge padding repeats
     # x = 0 and x = 5. Window means: x in [-1, 3) -> 0; [1, 5) -> 16 * 8 / 64 = 2; [3, 7) -> 48 * 8 / 64 = 6.
     np.testing.assert_allclose(result[0, :, 0, 0], [0, 1, 1, 4, 4, 6])
@@ -76,7 +75,7 @@ def test_uniform_average_of_overlaps_matches_known_answer():
 def test_mirror_and_permute_keep_an_equivariant_model_exact():
     volume = coordinate_volume((8, 8, 8))
     model = plus_one_model((8, 8, 8))
-    np.testing.assert_allclose(predict_volume(model, volume, mirror=True), volume + 1, rtol=1e-6)
+    np.testing.assert_allclose(Predictor(model, mirror=True).predict_array(volume), volume + 1, rtol=1e-6)
     np.testing.assert_allclose(predict(model, volume[np.newaxis], permute=True)[0], volume + 1, rtol=1e-6)
     np.testing.assert_allclose(
         patch_wise_prediction(model, coordinate_volume((12, 12, 12)), overlap=4, permute=True),
@@ -86,11 +85,11 @@ def test_mirror_and_permute_keep_an_equivariant_model_exact():
 def test_bad_arguments():
     model = plus_one_model((8, 8, 8))
     with pytest.raises(ValueError, match="overlap \\[8, 8, 8\\] must be smaller than the patch size"):
-        sliding_window_prediction(model, coordinate_volume((9, 9, 9)), overlap=8)
+        Predictor(model, overlap=8).predict_windows(coordinate_volume((9, 9, 9)))
     with pytest.raises(ValueError, match="the model takes 2 input channels but the volume has 3"):
-        sliding_window_prediction(model, coordinate_volume((9, 9, 9), n_channels=3))
+        Predictor(model).predict_windows(coordinate_volume((9, 9, 9), n_channels=3))
     with pytest.raises(ValueError, match="weighting must be one of uniform, gaussian"):
-        sliding_window_prediction(model, coordinate_volume((9, 9, 9)), weighting="hann")
+        Predictor(model, weighting="hann").predict_windows(coordinate_volume((9, 9, 9)))
     with pytest.raises(ValueError, match="permute=True needs a cubic window and volume"):
         patch_wise_prediction(model, coordinate_volume((9, 10, 9)), permute=True)
 

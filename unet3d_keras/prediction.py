@@ -22,38 +22,9 @@ from .predictor import Predictor
 __all__ = [
     "get_prediction_labels", "get_test_indices", "multi_class_prediction", "patch_wise_prediction", "predict",
     "predict_and_get_image", "predict_from_data_file", "predict_from_data_file_and_get_image",
-    "predict_from_data_file_and_write_image", "predict_volume", "predict_with_permutations", "prediction_to_image",
-    "run_validation_case", "run_validation_cases", "sliding_window_prediction",
+    "predict_from_data_file_and_write_image", "predict_with_permutations", "prediction_to_image",
+    "run_validation_case", "run_validation_cases",
 ]
-
-
-def sliding_window_prediction(
-    model: keras.Model,
-    volume: np.ndarray,
-    patch_shape: Sequence[int] | None = None,
-    overlap: int | Sequence[int] = 0,
-    batch_size: int = 1,
-    weighting: str = "uniform",
-    mirror: bool = False,
-    show_progress: bool = False,
-) -> np.ndarray:
-    """Predict a whole channels-first volume ``(n_channels, x, y, z)`` window by window.
-
-    Args:
-        model: Keras model; its spatial input shape is the window (or ``patch_shape``, default
-            the whole volume, for a model that takes any size).
-        volume: ``(n_channels, x, y, z)``.
-        overlap: Voxels shared by neighbouring windows (per axis or one int).
-        batch_size: Windows per model call; the last batch may be shorter.
-        weighting: ``uniform`` (plain average of overlapping windows) or ``gaussian``.
-        mirror: Average over the 8 mirrorings of each window (8x the model calls).
-        show_progress: Progress bar over windows.
-
-    Returns:
-        float32 ``(n_labels, x, y, z)``.
-    """
-    return Predictor(model, overlap=overlap, batch_size=batch_size, weighting=weighting, mirror=mirror,
-                     patch_shape=patch_shape, show_progress=show_progress).predict_windows(volume)
 
 
 def patch_wise_prediction(
@@ -100,25 +71,6 @@ def predict(model: keras.Model, data: np.ndarray, permute: bool = False) -> np.n
 def predict_with_permutations(model: keras.Model, data: np.ndarray) -> np.ndarray:
     """Average prediction of one channels-first item ``(n_channels, x, y, z)`` over the 48 cube permutations."""
     return Predictor(model, permute=True).predict_batch(np.asarray(data)[np.newaxis])[0]
-
-
-def predict_volume(
-    model: keras.Model,
-    volume: np.ndarray,
-    overlap: int = 16,
-    batch_size: int = 1,
-    permute: bool = False,
-    weighting: str = "uniform",
-    mirror: bool = False,
-    show_progress: bool = False,
-) -> np.ndarray:
-    """Predict one channels-first volume whole when it matches the model, else by windows.
-
-    Returns:
-        float32 ``(n_labels, x, y, z)``.
-    """
-    return Predictor(model, overlap=overlap, batch_size=batch_size, permute=permute, weighting=weighting,
-                     mirror=mirror, show_progress=show_progress).predict_array(volume)
 
 
 def get_test_indices(testing_file: str | os.PathLike, allow_pickle: bool = False) -> list[int]:

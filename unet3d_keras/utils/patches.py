@@ -14,6 +14,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..checks import as_int_triple
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -26,17 +28,6 @@ __all__ = [
     "reconstruct_from_patches",
     "get_patch_bounds",
 ]
-
-
-def _as_int_triple(value: int | Sequence[int], name: str, ndim: int = 3) -> np.ndarray:
-    array = np.asarray(value)
-    if array.ndim == 0:
-        array = np.full(ndim, array)
-    if array.shape != (ndim,):
-        raise ValueError(f"{name} must be an int or {ndim} ints; received {value!r}")
-    if not np.all(array == np.round(array)):
-        raise ValueError(f"{name} must hold integers; received {value!r}")
-    return array.astype(np.int64)
 
 
 def compute_patch_indices(
@@ -65,9 +56,9 @@ def compute_patch_indices(
     Raises:
         ValueError: the overlap is not smaller than the patch in some axis.
     """
-    image_shape = _as_int_triple(image_shape, "image_shape")
-    patch_size = _as_int_triple(patch_size, "patch_size")
-    overlap = _as_int_triple(overlap, "overlap")
+    image_shape = as_int_triple(image_shape, "image_shape")
+    patch_size = as_int_triple(patch_size, "patch_size")
+    overlap = as_int_triple(overlap, "overlap")
     step = patch_size - overlap
     if np.any(step <= 0):
         raise ValueError(
@@ -78,7 +69,7 @@ def compute_patch_indices(
         overflow = step * n_patches - image_shape + overlap
         start = -np.ceil(overflow / 2).astype(np.int64)
     else:
-        start = _as_int_triple(start, "start")
+        start = as_int_triple(start, "start")
     stop = image_shape + start
     return get_set_of_patch_indices(start, stop, step)
 
@@ -143,7 +134,7 @@ def get_patch_from_3d_data(data: np.ndarray, patch_shape: Sequence[int], patch_i
         ``(..., px, py, pz)``: a view of ``data`` when the patch lies inside the volume, a new
         array otherwise.
     """
-    patch_shape = _as_int_triple(patch_shape, "patch_shape")
+    patch_shape = as_int_triple(patch_shape, "patch_shape")
     index = np.asarray(patch_index, dtype=np.int64)
     image_shape = np.asarray(data.shape[-3:], dtype=np.int64)
     stop = index + patch_shape
