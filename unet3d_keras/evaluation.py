@@ -1,7 +1,9 @@
-"""Segmentation scores: Dice per label and per BraTS region.
+"""Segmentation scores: Dice per label and per region, HD95 and sensitivity of regions.
 
 Scores are computed on integer label maps ``(x, y, z)`` with NumPy. Dice of
 two empty masks is 1 (nothing to find, nothing found), of one empty mask 0.
+A region is a set of label values (``{"WT": (1, 2, 4), ...}``, see
+:mod:`unet3d_keras.label_conventions`); a function of the label map is accepted too.
 """
 
 from __future__ import annotations
@@ -10,19 +12,25 @@ import csv
 import io
 import math
 import os
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence, Union
 
 import numpy as np
-from scipy import ndimage
 
 from .fileio import write_text_atomically
+from .label_conventions import CONVENTIONS
 
-# BraTS regions as functions of the label map: whole tumour, tumour core, enhancing tumour.
-BRATS_REGIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "WT": lambda labels: labels > 0,
-    "TC": lambda labels: np.isin(labels, (1, 4)),
-    "ET": lambda labels: labels == 4,
-}
+#: A region: its label values, or a function of the label map giving its mask.
+Region = Union[Sequence[int], Callable[[np.ndarray], np.ndarray]]
+
+#: The 2017-2021 BraTS regions: whole tumour, tumour core, enhancing tumour.
+BRATS_REGIONS: dict[str, tuple[int, ...]] = dict(CONVENTIONS["brats2017"].regions)
+
+
+def region_mask(labels: np.ndarray, region: Region) -> np.ndarray:
+    """The boolean mask of ``region`` (label values or a function) in a label map."""
+    if callable(region):
+        return np.asarray(region(labels), dtype=bool)
+    return np.isin(labels, np.asarray(list(region)))
 
 
 def dice_score(truth: np.ndarray, prediction: np.ndarray) -> float:
@@ -37,8 +45,8 @@ def dice_score(truth: np.ndarray, prediction: np.ndarray) -> float:
     return 2.0 * int(np.logical_and(truth, prediction).sum()) / total
 
 
-def regions_for_labels(labels: Sequence[int]) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
-    """The BraTS regions when the labels are BraTS's (1, 2, 4), else none."""
+def regions_for_labels(labels: Sequence[int]) -> dict[str, tuple[int, ...]]:
+    """The 2017-2021 BraTS regions when the labels are theirs (1, 2, 4), else none."""
     return dict(BRATS_REGIONS) if sorted(labels) == [1, 2, 4] else {}
 
 
@@ -46,7 +54,7 @@ def segmentation_scores(
     truth: np.ndarray,
     prediction: np.ndarray,
     labels: Sequence[int],
-    regions: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None,
+    regions: Mapping[str, Region] | None = None,
     ignore_label: int | None = None,
 ) -> dict[str, float]:
     """Dice per label value and per region for one subject.
@@ -55,8 +63,8 @@ def segmentation_scores(
         truth: Integer label map ``(x, y, z)``.
         prediction: Integer label map of the same shape.
         labels: Label values to score, e.g. ``(1, 2, 4)``.
-        regions: Named masks computed from a label map; BraTS's WT/TC/ET
-            when None and the labels are (1, 2, 4).
+        regions: ``{name: label values}`` (or functions of the label map); BraTS's
+            WT/TC/ET when None and the labels are (1, 2, 4).
         ignore_label: Truth value of unannotated voxels; those voxels are left out
             (sparse truth is scored on its annotated voxels only).
 
@@ -70,7 +78,7 @@ def segmentation_scores(
             truth, prediction = np.asarray(truth)[annotated], np.asarray(prediction)[annotated]
     scores = {f"label_{label}": dice_score(truth == label, prediction == label) for label in labels}
     for name, region in regions.items():
-        scores[name] = dice_score(region(truth), region(prediction))
+        scores[name] = dice_score(region_mask(truth, region), region_mask(prediction, region))
     return scores
 
 
@@ -123,30 +131,46 @@ def sensitivity(truth: np.ndarray, prediction: np.ndarray) -> float:
 
 
 def _surface(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
     return mask & ~ndimage.binary_erosion(mask, border_value=0)
 
 
-def hausdorff_95(truth: np.ndarray, prediction: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> float:
-    """95th-percentile symmetric Hausdorff distance between two masks, in the units of ``spacing``.
+def surface_distances(truth: np.ndarray, prediction: np.ndarray,
+                      spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
+    """Distances from each surface voxel of one non-empty mask to the surface of the other.
 
-    The larger of the two directed 95th percentiles of surface-to-surface
-    distances (as in the BraTS evaluation). NaN when either mask is empty.
+    A surface voxel is a voxel of the mask with a face neighbour outside it (or on the volume's
+    edge).
+
+    Returns:
+        ``(truth to prediction, prediction to truth)``: 1D arrays, in the units of ``spacing``.
+    """
+    from scipy import ndimage
+
+    truth_surface, prediction_surface = _surface(truth), _surface(prediction)
+    to_truth = ndimage.distance_transform_edt(~truth_surface, sampling=spacing)
+    to_prediction = ndimage.distance_transform_edt(~prediction_surface, sampling=spacing)
+    return to_prediction[truth_surface], to_truth[prediction_surface]
+
+
+def hausdorff_95(truth: np.ndarray, prediction: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> float:
+    """95th-percentile Hausdorff distance between two masks, in the units of ``spacing``.
+
+    The 95th percentile of the surface distances of both directions pooled, as the official
+    BraTS evaluation package (Panoptica) computes it. NaN when either mask is empty.
     """
     truth = np.asarray(truth, dtype=bool)
     prediction = np.asarray(prediction, dtype=bool)
     if not truth.any() or not prediction.any():
         return math.nan
-    truth_surface, prediction_surface = _surface(truth), _surface(prediction)
-    to_truth = ndimage.distance_transform_edt(~truth_surface, sampling=spacing)
-    to_prediction = ndimage.distance_transform_edt(~prediction_surface, sampling=spacing)
-    return float(max(np.percentile(to_truth[prediction_surface], 95),
-                     np.percentile(to_prediction[truth_surface], 95)))
+    return float(np.percentile(np.concatenate(surface_distances(truth, prediction, spacing)), 95))
 
 
 def region_report(
     truth: np.ndarray,
     prediction: np.ndarray,
-    regions: Mapping[str, Callable[[np.ndarray], np.ndarray]],
+    regions: Mapping[str, Region],
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
 ) -> dict[str, float]:
     """Dice, HD95 (in mm for a spacing in mm) and sensitivity of each region.
@@ -156,7 +180,7 @@ def region_report(
     """
     scores = {}
     for name, region in regions.items():
-        t, p = region(truth), region(prediction)
+        t, p = region_mask(truth, region), region_mask(prediction, region)
         scores[f"{name}_dice"] = dice_score(t, p)
         scores[f"{name}_hd95"] = hausdorff_95(t, p, spacing)
         scores[f"{name}_sensitivity"] = sensitivity(t, p)
