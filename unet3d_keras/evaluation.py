@@ -15,6 +15,7 @@ import os
 from typing import Callable, Mapping, Sequence, Union
 
 import numpy as np
+from scipy import ndimage
 
 from .fileio import write_text_atomically
 from .label_conventions import CONVENTIONS
@@ -131,8 +132,6 @@ def sensitivity(truth: np.ndarray, prediction: np.ndarray) -> float:
 
 
 def _surface(mask: np.ndarray) -> np.ndarray:
-    from scipy import ndimage
-
     return mask & ~ndimage.binary_erosion(mask, border_value=0)
 
 
@@ -146,8 +145,6 @@ def surface_distances(truth: np.ndarray, prediction: np.ndarray,
     Returns:
         ``(truth to prediction, prediction to truth)``: 1D arrays, in the units of ``spacing``.
     """
-    from scipy import ndimage
-
     truth_surface, prediction_surface = _surface(truth), _surface(prediction)
     to_truth = ndimage.distance_transform_edt(~truth_surface, sampling=spacing)
     to_prediction = ndimage.distance_transform_edt(~prediction_surface, sampling=spacing)
