@@ -23,8 +23,15 @@ from .label_conventions import CONVENTIONS
 #: A region: its label values, or a function of the label map giving its mask.
 Region = Union[Sequence[int], Callable[[np.ndarray], np.ndarray]]
 
-#: The 2017-2021 BraTS regions: whole tumour, tumour core, enhancing tumour.
-BRATS_REGIONS: dict[str, tuple[int, ...]] = dict(CONVENTIONS["brats2017"].regions)
+
+
+def _label_set_mask(values: Sequence[int]) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda labels: np.isin(labels, np.asarray(values))
+
+
+#: The 2017-2021 BraTS regions as functions of the label map: whole tumour, tumour core, enhancing tumour.
+BRATS_REGIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    name: _label_set_mask(values) for name, values in CONVENTIONS["brats2017"].regions.items()}
 
 
 def region_mask(labels: np.ndarray, region: Region) -> np.ndarray:
@@ -48,7 +55,7 @@ def dice_score(truth: np.ndarray, prediction: np.ndarray) -> float:
 
 def regions_for_labels(labels: Sequence[int]) -> dict[str, tuple[int, ...]]:
     """The 2017-2021 BraTS regions when the labels are theirs (1, 2, 4), else none."""
-    return dict(BRATS_REGIONS) if sorted(labels) == [1, 2, 4] else {}
+    return dict(CONVENTIONS["brats2017"].regions) if sorted(labels) == [1, 2, 4] else {}
 
 
 def segmentation_scores(
