@@ -24,7 +24,6 @@ from .label_conventions import CONVENTIONS
 Region = Union[Sequence[int], Callable[[np.ndarray], np.ndarray]]
 
 
-
 def _label_set_mask(values: Sequence[int]) -> Callable[[np.ndarray], np.ndarray]:
     return lambda labels: np.isin(labels, np.asarray(values))
 
