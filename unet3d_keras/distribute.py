@@ -1,16 +1,19 @@
-"""Training on several devices or machines with TensorFlow's tf.distribute (TensorFlow only).
+"""Training on several devices or machines (``training.distribution``), for each Keras backend.
 
-``mirrored`` uses ``tf.distribute.MirroredStrategy`` over the devices of one
-machine, and Keras's own ``fit`` works under it. ``multi_worker`` uses
-``tf.distribute.MultiWorkerMirroredStrategy`` driven by ``TF_CONFIG``; Keras 3
-``fit`` fails under that strategy (keras-team/keras#20585, "Attempt to convert
-a value (PerReplica...)"), so :func:`fit_multi_worker` runs a custom step with
-``strategy.run`` over ``strategy.experimental_distribute_dataset`` and the
-Keras optimizer's ``apply_gradients``, and drives the same Keras callbacks as
-``fit`` (checkpoints, CSV log, learning-rate schedule, early stopping, backup
-and restore). The batch size is the global batch, split across replicas.
+Which engine does the work:
 
-This module imports TensorFlow; nothing else in the package needs it to.
+* TensorFlow (:mod:`unet3d_keras.distribute_tf`): ``mirrored`` is ``tf.distribute.MirroredStrategy``
+  with Keras's ``fit``; ``multi_worker`` is ``tf.distribute.MultiWorkerMirroredStrategy`` from
+  ``TF_CONFIG`` with a custom ``strategy.run`` step (Keras 3's ``fit`` fails under that strategy,
+  keras-team/keras#20585).
+* JAX (:mod:`unet3d_keras.distribute_jax`): ``keras.distribution.DataParallel`` with Keras's ``fit``
+  (``jax.jit`` over a device mesh); ``multi_worker`` joins the processes with
+  ``keras.distribution.initialize()`` from the ``KERAS_DISTRIBUTION_*`` variables.
+* PyTorch: none (``training.distribution`` must be ``none``).
+
+This module chooses between them, says which process is the chief (the one that writes the run's
+files) and gives the other workers throw-away paths. ``training.batch_size`` is always the global
+batch, split across the devices. See docs/distributed.md for launch recipes.
 """
 
 from __future__ import annotations
@@ -18,32 +21,40 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
-from typing import Callable, Iterable
+from typing import Callable
 
 import keras
-import numpy as np
 
-from .callbacks import ResumableBackup
+from . import distribute_jax, distribute_tf
+from .distribute_tf import fit_multi_worker
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["DISTRIBUTIONS", "check_distribution", "fit", "fit_multi_worker", "get_strategy", "initialize",
+           "is_chief", "worker_backup_dir", "worker_path"]
+
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
+BACKENDS = ("tensorflow", "jax")
 
 
-def _tensorflow():
-    if keras.backend.backend() != "tensorflow":
-        raise RuntimeError(
-            "training.distribution needs the TensorFlow backend (tf.distribute); "
-            f"the active Keras backend is {keras.backend.backend()!r}"
+def check_distribution(distribution: str) -> None:
+    """Raises ValueError for an unknown setting, or one the active Keras backend cannot run."""
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(
+            f"training.distribution: expected one of {', '.join(DISTRIBUTIONS)}, received {distribution!r}"
         )
-    import tensorflow as tf  # why: absent where Keras runs on JAX or PyTorch; only tf.distribute needs it
-
-    return tf
+    backend = keras.backend.backend()
+    if distribution != "none" and backend not in BACKENDS:
+        raise ValueError(
+            f"training.distribution {distribution} needs the TensorFlow or JAX backend (KERAS_BACKEND); "
+            f"the active Keras backend is {backend!r}"
+        )
 
 
 def get_strategy(distribution: str, devices: list[str] | None = None):
-    """The tf.distribute strategy for a ``training.distribution`` setting.
+    """The tf.distribute strategy for a ``training.distribution`` setting (TensorFlow backend).
 
     Args:
         distribution: ``none``, ``mirrored`` or ``multi_worker``.
@@ -52,32 +63,34 @@ def get_strategy(distribution: str, devices: list[str] | None = None):
     Returns:
         A strategy, or None for ``none``.
     """
-    if distribution not in DISTRIBUTIONS:
-        raise ValueError(
-            f"training.distribution: expected one of {', '.join(DISTRIBUTIONS)}, received {distribution!r}"
-        )
-    if distribution == "none":
-        return None
-    tf = _tensorflow()
-    if distribution == "mirrored":
-        return tf.distribute.MirroredStrategy(devices)
-    if "TF_CONFIG" not in os.environ:
-        raise ValueError(
-            "training.distribution multi_worker needs the TF_CONFIG environment variable describing the "
-            'cluster, e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}'
-        )
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    check_distribution(distribution)
+    return distribute_tf.get_strategy(distribution, devices)
+
+
+def initialize(distribution: str) -> None:
+    """Joins the processes of a JAX ``multi_worker`` run; call it before any other work.
+
+    TensorFlow needs nothing here: its strategy reads ``TF_CONFIG`` when created.
+    """
+    check_distribution(distribution)
+    if distribution == "multi_worker" and keras.backend.backend() == "jax":
+        distribute_jax.initialize()
 
 
 def is_chief() -> bool:
-    """True on the worker that writes the run's files (the chief, else worker 0, or no cluster)."""
+    """True on the process that writes the run's files.
+
+    That is the ``chief`` task of ``TF_CONFIG`` (else its worker 0), JAX process 0, or the only process.
+    """
     config = json.loads(os.environ.get("TF_CONFIG") or "{}")
     task = config.get("task") or {}
-    if not task:
-        return True
-    if "chief" in (config.get("cluster") or {}):
-        return task.get("type") == "chief"
-    return task.get("type") == "worker" and int(task.get("index", 0)) == 0
+    if task:
+        if "chief" in (config.get("cluster") or {}):
+            return task.get("type") == "chief"
+        return task.get("type") == "worker" and int(task.get("index", 0)) == 0
+    if keras.backend.backend() == "jax":
+        return distribute_jax.process_index() == 0
+    return True
 
 
 def worker_path(path: str | os.PathLike) -> str:
@@ -88,142 +101,63 @@ def worker_path(path: str | os.PathLike) -> str:
     return os.path.join(folder, os.path.basename(str(path)))
 
 
-def _as_dataset(tf, batches: Iterable, input_shape, target_shape, global_batch_size: int):
-    """A tf.data pipeline over Python batches ``(x, y)`` of the global batch size."""
+def worker_backup_dir(backup_dir: str | os.PathLike) -> str:
+    """The backup folder on the chief; on other workers a throw-away copy of it.
 
-    def generate():
-        if isinstance(batches, keras.utils.PyDataset):
-            epoch = 0
-            while True:
-                for index in range(len(batches)):
-                    yield batches[index]
-                batches.on_epoch_end()
-                epoch += 1
-        else:
-            yield from batches
-
-    signature = (
-        tf.TensorSpec((None, *input_shape), tf.float32),
-        tf.TensorSpec((None, *target_shape), tf.float32),
-    )
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
-    # Every worker produces the same global batches; DATA sharding splits each one across replicas.
-    dataset = dataset.unbatch().batch(global_batch_size, drop_remainder=True)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options).prefetch(2)
+    Every worker must restore the same state (weights, optimizer, epoch) when a run resumes, but
+    only the chief writes the backup; so the others restore from and write to a private copy.
+    """
+    if is_chief():
+        return str(backup_dir)
+    copy = worker_path(backup_dir)
+    if os.path.isdir(backup_dir):
+        shutil.copytree(backup_dir, copy)
+    return copy
 
 
-def fit_multi_worker(
+def fit(
     model_fn: Callable[[], keras.Model],
-    strategy,
-    training_batches: Iterable,
-    validation_batches: Iterable,
-    steps_per_epoch: int,
-    validation_steps: int,
-    epochs: int,
+    distribution: str,
+    training: keras.utils.PyDataset,
+    validation: keras.utils.PyDataset,
     global_batch_size: int,
-    callbacks: list[keras.callbacks.Callback] | None = None,
+    epochs: int,
     initial_epoch: int = 0,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+    verbose: int | str = "auto",
 ) -> tuple[keras.Model, keras.callbacks.History]:
-    """Train under a multi-worker strategy with a custom step, like ``fit``.
+    """Build the model and train it under ``distribution`` with the active backend's engine.
 
     Args:
-        model_fn: Builds and compiles the model (loss and optimizer); it is
-            called inside the strategy's scope. The loss must return one
-            value per batch item (the project's losses do).
-        strategy: A ``MultiWorkerMirroredStrategy`` (any strategy works).
-        training_batches: Endless iterable or ``PyDataset`` of global
-            batches ``(x, y)`` in the model's data format; every worker
-            must produce the same sequence.
-        validation_batches: Same for validation.
-        steps_per_epoch: Training steps per epoch.
-        validation_steps: Validation steps per epoch.
-        epochs: Last epoch (exclusive), as in ``fit``.
-        global_batch_size: Samples per step over all replicas.
-        callbacks: Keras callbacks; they see the same epoch logs as in
-            ``fit`` (``loss``, ``val_loss``, ``learning_rate``).
-        initial_epoch: First epoch, unless a :class:`ResumableBackup` in
-            ``callbacks`` restores a later one.
+        model_fn: Builds and compiles the model; called inside the engine's scope.
+        distribution: ``none``, ``mirrored`` or ``multi_worker``.
+        training: Global training batches positioned at ``initial_epoch`` (every worker the same).
+        validation: Global validation batches.
+        global_batch_size: Samples per step over all devices (``training.batch_size``).
+        epochs: Last epoch (exclusive).
+        initial_epoch: First epoch (the resumed one), on every worker.
+        callbacks: Keras callbacks.
+        verbose: Verbosity of ``fit``.
 
     Returns:
         ``(model, history)``.
     """
-    tf = _tensorflow()
-    with strategy.scope():
+    check_distribution(distribution)
+    # shuffle=False: the dataset shuffles each epoch from the seed; Keras's own batch shuffling
+    # draws from global random state, which a resumed process does not share.
+    options = dict(epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose, shuffle=False)
+    if distribution == "none":
         model = model_fn()
-        optimizer = model.optimizer
-        optimizer.build(model.trainable_variables)
-    loss_fn = model.loss
-    if global_batch_size % strategy.num_replicas_in_sync:
-        raise ValueError(
-            f"training.batch_size {global_batch_size} must be a multiple of the "
-            f"{strategy.num_replicas_in_sync} replicas"
-        )
-    input_shape = tuple(model.input_shape[1:])
-    target_shape = tuple(model.output_shape[1:])
-    train_iter = iter(strategy.experimental_distribute_dataset(
-        _as_dataset(tf, training_batches, input_shape, target_shape, global_batch_size)))
-    val_iter = iter(strategy.experimental_distribute_dataset(
-        _as_dataset(tf, validation_batches, input_shape, target_shape, global_batch_size)))
-
-    def replica_loss(x, y, training):
-        prediction = model(x, training=training)
-        per_item = loss_fn(y, prediction)
-        loss = tf.nn.compute_average_loss(per_item, global_batch_size=global_batch_size)
-        if training and model.losses:
-            loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-        return loss
-
-    @tf.function
-    def train_step(iterator):
-        def step(x, y):
-            with tf.GradientTape() as tape:
-                loss = replica_loss(x, y, True)
-            gradients = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-            return loss
-
-        x, y = next(iterator)
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(step, args=(x, y)), axis=None)
-
-    @tf.function
-    def validation_step(iterator):
-        x, y = next(iterator)
-        per_replica = strategy.run(lambda a, b: replica_loss(a, b, False), args=(x, y))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-
-    history = keras.callbacks.History()
-    callback_list = keras.callbacks.CallbackList(
-        list(callbacks or []) + [history], add_history=False, add_progbar=False, model=model,
-        epochs=epochs, steps=steps_per_epoch, verbose=0,
+        return model, model.fit(training, validation_data=validation, **options)
+    if keras.backend.backend() == "jax":
+        return distribute_jax.fit_data_parallel(model_fn, distribution, training, validation, global_batch_size,
+                                                **options)
+    if distribution == "mirrored":
+        with get_strategy("mirrored").scope():
+            model = model_fn()
+        return model, model.fit(training, validation_data=validation, **options)
+    return fit_multi_worker(
+        model_fn, get_strategy("multi_worker"), training, validation, steps_per_epoch=len(training),
+        validation_steps=len(validation), epochs=epochs, global_batch_size=global_batch_size, callbacks=callbacks,
+        initial_epoch=initial_epoch,
     )
-    model.stop_training = False
-    callback_list.on_train_begin()
-    restored = [c.resumed_epoch for c in callbacks or [] if isinstance(c, ResumableBackup) and c.resumed_epoch]
-    start = restored[-1] if restored else initial_epoch
-    # A restored run continues the data stream where the interrupted one stood.
-    for _ in range(start * steps_per_epoch):
-        next(train_iter)
-    for _ in range(start * validation_steps):
-        next(val_iter)
-    logs: dict = {}
-    for epoch in range(start, epochs):
-        callback_list.on_epoch_begin(epoch)
-        losses = []
-        for batch in range(steps_per_epoch):
-            callback_list.on_train_batch_begin(batch)
-            losses.append(float(train_step(train_iter)))
-            callback_list.on_train_batch_end(batch, {"loss": float(np.mean(losses))})
-        val_losses = [float(validation_step(val_iter)) for _ in range(validation_steps)]
-        logs = {
-            "loss": float(np.mean(losses)),
-            "val_loss": float(np.mean(val_losses)) if val_losses else float("nan"),
-            "learning_rate": float(keras.ops.convert_to_numpy(optimizer.learning_rate)),
-        }
-        callback_list.on_epoch_end(epoch, logs)
-        logger.info("epoch %d: %s", epoch + 1, logs)
-        if model.stop_training:
-            break
-    callback_list.on_train_end(logs)
-    return model, history
