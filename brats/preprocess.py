@@ -38,6 +38,7 @@ import SimpleITK as sitk
 from unet3d_keras.errors import DataError
 from unet3d_keras.fileio import check_writable_folder, remove_stale_temporary_files, temporary_path
 from unet3d_keras.modalities import BRATS_MODALITIES, BRATS_TRUTH_NAMES, brats_modality_names
+from unet3d_keras.run_lock import run_folder_lock
 from unet3d_keras.subject_images import check_subject_geometry, read_subject_images
 from unet3d_keras.subjects import find_brats_subjects, find_subject_file
 from unet3d_keras.utils.utils import read_image, read_image_header
@@ -372,8 +373,9 @@ def convert_brats_data(
     os.makedirs(out_folder, exist_ok=True)
     try:
         check_writable_folder(out_folder)
-        return _convert_subjects(subject_ids, file_tuples, out_folder, overwrite, no_bias_correction_modalities,
-                                 bias_correction, require_truth, **n4_options)
+        with run_folder_lock(out_folder, "output folder"):  # a second run would convert the same subjects
+            return _convert_subjects(subject_ids, file_tuples, out_folder, overwrite,
+                                     no_bias_correction_modalities, bias_correction, require_truth, **n4_options)
     except BaseException:
         if created and not os.listdir(out_folder):  # a run that wrote nothing leaves nothing
             os.rmdir(out_folder)

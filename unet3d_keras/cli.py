@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import traceback
 from typing import Callable
 
 from .config import ConfigError, add_config_arguments
 from .errors import DataError
+from .native_logs import hide_tensorflow_native_logs
+
+# why at import: a command module imports this before anything that loads TensorFlow, whose
+# native log is printed while its libraries load, i.e. before main() could parse --debug.
+hide_tensorflow_native_logs(show="--debug" in sys.argv[1:])
 
 # Errors caused by the user's input or environment, reported without a traceback.
 USER_ERRORS = (ConfigError, DataError, FileNotFoundError, FileExistsError, PermissionError, ValueError, OSError)
@@ -38,7 +42,7 @@ def setup_logging(debug: bool = False, quiet: bool = False) -> None:
     """Plain ``LEVEL message`` logging on stderr for scripts."""
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr, force=True)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    hide_tensorflow_native_logs(show=debug)  # main(argv) may get --debug without sys.argv holding it
 
 
 def run(work: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:

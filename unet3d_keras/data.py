@@ -150,6 +150,7 @@ def write_image_data_to_file(
     show_progress: bool = False,
     ignore_label: int | None = None,
     strict_labels: bool = False,
+    clip_outliers: bool = False,
 ) -> tuple[tables.EArray, tables.EArray]:
     """Reads, crops, resizes and appends subjects one at a time.
 
@@ -168,6 +169,7 @@ def write_image_data_to_file(
         ignore_label: the value of unannotated voxels (sparse annotation), stored as it is.
         strict_labels: a truth value outside ``labels`` (and 0, ``ignore_label``) is an error,
             raised at the first such subject, instead of a warning.
+        clip_outliers: clip implausible intensities with a warning instead of refusing the subject.
 
     Returns:
         ``(data_storage, truth_storage)``.
@@ -183,7 +185,8 @@ def write_image_data_to_file(
         _label_indices = len(set_of_files) - 1 if label_indices is None else label_indices
         subject = subject_name(subject_ids, index, set_of_files)
         images = read_subject_images(
-            set_of_files, image_shape, label_indices=_label_indices, crop=crop, subject_id=subject
+            set_of_files, image_shape, label_indices=_label_indices, crop=crop, subject_id=subject,
+            clip_outliers=clip_outliers,
         )
         subject_data = [np.asanyarray(image.dataobj) for image in images]
         if save_truth:
@@ -219,6 +222,7 @@ def write_data_to_file(
     validate: bool = True,
     ignore_label: int | None = None,
     strict_labels: bool = False,
+    clip_outliers: bool = False,
 ) -> str:
     """Writes a set of subjects to an HDF5 file, atomically.
 
@@ -251,6 +255,8 @@ def write_data_to_file(
             is and not warned about.
         strict_labels: a truth value outside ``labels`` is an error (nothing is left behind)
             instead of a warning.
+        clip_outliers: clip implausible intensities (:mod:`unet3d_keras.intensity_checks`) with a
+            warning instead of refusing the subject.
 
     Returns:
         ``out_file``.
@@ -286,7 +292,7 @@ def write_data_to_file(
                 affine_storage=affine_storage, truth_dtype=truth_dtype, crop=crop,
                 label_indices=None if save_truth else [], save_truth=save_truth,
                 subject_ids=subject_ids, labels=labels, show_progress=show_progress, ignore_label=ignore_label,
-                strict_labels=strict_labels,
+                strict_labels=strict_labels, clip_outliers=clip_outliers,
             )
             statistics = None
             if normalize:

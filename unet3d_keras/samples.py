@@ -4,7 +4,9 @@ The data file (PyTables) holds ``/data`` float32 ``(N, C, x, y, z)``, ``/truth``
 ``(N, 1, x, y, z)``, ``/affine`` float32 ``(N, 4, 4)`` and optionally ``/subject_ids``. Samples
 are read channels-first; a patch is read as the region of the file it covers, edge-padded where
 it sticks out of the volume. Every read goes through one process-wide lock (:func:`hdf5_lock`)
-because HDF5 is not thread-safe.
+because HDF5 is not thread-safe. A damaged chunk or an implausible stored value (beyond 1e4 in a
+normalised file, see :mod:`unet3d_keras.intensity_checks`) stops the read with a
+:class:`~unet3d_keras.errors.DataError` naming the file and the subject.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Callable, Sequence
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import tables
 
 from .augmentation.compose import augment_sample
 from .augmentation.params import AugmentationParams
+from .errors import DataError
+from .intensity_checks import check_normalized_sample
 from .pickle_guard import refuse_pickled_attributes
 from .utils.patches import get_patch_bounds, get_patch_from_3d_data
 
@@ -31,6 +36,7 @@ __all__ = [
     "n_subjects",
     "read_subject_ids",
     "file_name",
+    "reading_subject",
     "truth_reader",
     "read_sample",
     "load_sample",
@@ -88,6 +94,33 @@ def file_name(data_file) -> str:
     return str(getattr(data_file, "filename", data_file))
 
 
+def _subject_name(data_file: tables.File, subject: int) -> str:
+    try:
+        ids = read_subject_ids(data_file)
+    except tables.HDF5ExtError:  # the ids themselves may sit in the damaged part
+        ids = None
+    return f"{ids[subject]} (index {subject})" if ids and 0 <= subject < len(ids) else f"index {subject}"
+
+
+@contextmanager
+def reading_subject(data_file: tables.File, subject: int) -> Iterator[None]:
+    """Turn an HDF5 read error met while reading one subject into a :class:`DataError`.
+
+    A damaged chunk of a compressed array (bytes overwritten after the file was written) fails
+    to decompress; the message names the data file and the subject and says how to rebuild.
+    """
+    try:
+        yield
+    except tables.HDF5ExtError as error:
+        name = file_name(data_file)
+        reason = (str(error).strip().splitlines() or [""])[-1]
+        raise DataError(
+            f"{name}: subject {_subject_name(data_file, int(subject))} cannot be read: the data file is damaged "
+            f"({reason}); delete {name} and rerun the same command to rebuild it from the images (the split, "
+            "the model and the last checkpoint are kept)"
+        ) from error
+
+
 def truth_reader(data_file: tables.File, counts: dict[int, np.ndarray] | None = None) -> Callable[[int], np.ndarray]:
     """A function ``subject -> truth (x, y, z)`` reading the whole label map.
 
@@ -98,7 +131,7 @@ def truth_reader(data_file: tables.File, counts: dict[int, np.ndarray] | None = 
     """
 
     def read(subject: int) -> np.ndarray:
-        with hdf5_lock():
+        with hdf5_lock(), reading_subject(data_file, subject):
             truth = np.asarray(data_file.root.truth[subject, 0])
         if counts is not None and subject not in counts:
             counts[subject] = np.bincount(truth.ravel().astype(np.int64, copy=False), minlength=256)
@@ -122,7 +155,7 @@ def read_sample(
         ``(data (C, ...), truth (...) spatial only, affine (4, 4) or None)``.
     """
     subject = int(row[0])
-    with hdf5_lock():
+    with hdf5_lock(), reading_subject(data_file, subject):
         if patch_shape is None:
             data = np.asarray(data_file.root.data[subject])
             truth = np.asarray(data_file.root.truth[subject, 0])
@@ -133,6 +166,8 @@ def read_sample(
             data = np.asarray(data_file.root.data[(subject, slice(None)) + region])
             truth = np.asarray(data_file.root.truth[(subject, 0) + region])
         affine = np.asarray(data_file.root.affine[subject]) if with_affine else None
+        if getattr(data_file.root._v_attrs, "normalization", "none") in ("dataset", "zscore"):
+            check_normalized_sample(data, file_name(data_file), _subject_name(data_file, subject))
     if patch_shape is not None:
         local = corner - low
         data = get_patch_from_3d_data(data, patch_shape, local)

@@ -1,8 +1,8 @@
 """Reading the images of one subject: checked, optionally cropped to its foreground and resized.
 
 A subject is a sequence of image files of one grid (modalities, then truth). Its images must be
-3D, share shape and affine (within a tolerance scaled to the voxel size) and hold finite values;
-errors name the subject and the file.
+3D, share shape and affine (within a tolerance scaled to the voxel size) and hold finite,
+plausible values (:mod:`unet3d_keras.intensity_checks`); errors name the subject and the file.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import nibabel as nib
 import numpy as np
 
 from .errors import DataError
+from .intensity_checks import check_intensities
 from .utils.utils import crop_img, crop_img_to, new_image, read_image, resize
 
 __all__ = ["AFFINE_RTOL", "foreground_mask", "check_subject_geometry", "read_subject_images"]
@@ -104,6 +105,7 @@ def read_subject_images(
     crop: bool = False,
     subject_id: Any = None,
     affine_rtol: float = AFFINE_RTOL,
+    clip_outliers: bool = False,
 ) -> list[nib.Nifti1Image]:
     """Reads, checks, crops and resizes the images of one subject, reading each file once.
 
@@ -114,13 +116,15 @@ def read_subject_images(
         crop: crop all images to the subject's foreground box (union over all files).
         subject_id: named in error messages.
         affine_rtol: tolerance of the affine comparison.
+        clip_outliers: clip implausible intensities of the images (not the labels) with a
+            warning instead of refusing them (:func:`~unet3d_keras.intensity_checks.check_intensities`).
 
     Returns:
         One image per file, in RAS+ orientation when resized.
 
     Raises:
-        DataError: a file is missing or unreadable, is not 3D, holds NaN or infinite values, or
-            disagrees in shape or affine with the subject's first image.
+        DataError: a file is missing or unreadable, is not 3D, holds NaN, infinite or implausible
+            values, or disagrees in shape or affine with the subject's first image.
     """
     label = _subject_label(subject_id, in_files)
     if label_indices is None:
@@ -139,6 +143,10 @@ def read_subject_images(
         if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
             n_bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
             raise DataError(f"{label}: {os.fspath(in_file)} contains {n_bad} NaN or infinite voxels")
+        if index not in label_set:
+            checked = check_intensities(data, in_file, label, clip=clip_outliers)
+            if checked is not data:
+                image = image.__class__(checked, image.affine, image.header)
         images.append(image)
     check_subject_geometry(
         in_files, [image.shape for image in images], [image.affine for image in images], subject_id, affine_rtol

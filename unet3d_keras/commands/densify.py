@@ -27,6 +27,7 @@ from ..cli import base_parser, run
 from ..errors import DataError
 from ..fileio import check_writable_folder
 from ..inference_io import save_image_atomically
+from ..run_lock import run_folder_lock
 from ..sparse import annotated_classes
 from ..subject_images import read_subject_images
 
@@ -42,6 +43,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ignore-label", type=int, default=255, help="value of unannotated voxels (default 255)")
     parser.add_argument("--max-minutes", type=float, default=10.0, help="time bound of the whole run (default 10)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the config's 42)")
+    parser.add_argument("--clip-outliers", action="store_true",
+                        help="clip intensities beyond 1e4 robust standard deviations of an image's median (with a "
+                             "warning) instead of refusing the image")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="change a densify default, e.g. --set training.batch_size=1 (repeatable)")
     return parser.parse_args(argv)
@@ -66,10 +70,11 @@ def check_paths(args: argparse.Namespace) -> Path:
     return output
 
 
-def read_inputs(images: list[str], labels: str, ignore_label: int) -> tuple[np.ndarray, np.ndarray]:
+def read_inputs(images: list[str], labels: str, ignore_label: int,
+                clip_outliers: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The images ``(C, x, y, z)`` float32 and sparse labels ``(x, y, z)``, checked."""
     read = read_subject_images([*images, labels], label_indices=[len(images)], crop=False,
-                               subject_id="densify inputs")
+                               subject_id="densify inputs", clip_outliers=clip_outliers)
     data = np.stack([np.asarray(image.dataobj, dtype=np.float32) for image in read[:-1]])
     sparse = np.asanyarray(read[-1].dataobj)
     require_integer_values(sparse, f"{labels}: the label map", error=DataError)
@@ -92,7 +97,12 @@ def read_inputs(images: list[str], labels: str, ignore_label: int) -> tuple[np.n
 
 def work(args: argparse.Namespace) -> int:
     output = check_paths(args)
-    images, sparse = read_inputs(args.image, args.labels, args.ignore_label)
+    with run_folder_lock(output.parent, "output folder"):  # one densification at a time writes into a folder
+        return _densify_into(args, output)
+
+
+def _densify_into(args: argparse.Namespace, output: Path) -> int:
+    images, sparse = read_inputs(args.image, args.labels, args.ignore_label, args.clip_outliers)
     classes = annotated_classes(sparse, args.ignore_label, args.labels)  # fails fast, before Keras loads
     # why: densify loads Keras, which only pays once the inputs are known to be valid
     from ..densify import densify
