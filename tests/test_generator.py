@@ -327,7 +327,9 @@ def test_pickle_split_names_are_refused_without_opt_in(open_file, tmp_path):
             pickle.dump(indices, stream)
     with pytest.raises(SplitFileError, match="allow_pickle=True") as error:
         get_validation_split(data_file, training_file, validation_file)
-    assert "execute" in str(error.value) and "json.dump" in str(error.value)
+    # The hint converts by subject id (an indices-only conversion would point at other subjects once the
+    # data file is rebuilt in another order).
+    assert "scripts/convert_split.py" in str(error.value) and "by subject id" in str(error.value)
     assert get_validation_split(data_file, training_file, validation_file, allow_pickle=True) == ([0, 1, 2], [3])
 
 

@@ -8,7 +8,8 @@ schema version), ``modalities``, ``labels``, ``image_shape``, ``n_subjects``, ``
 (method name or ``"none"``), ``normalization_mean``, ``normalization_std``,
 ``normalization_indices`` and, set last, ``completed``. A file with the schema attribute but
 without ``completed`` was interrupted while being written and is refused; a file with no
-attributes at all is used as it is, with a warning.
+attributes at all was written by the reference and is used as it is, with a warning that
+states the normalisation it holds (:data:`REFERENCE_NORMALIZATION`, or ``"none"``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SCHEMA_ATTRIBUTE",
     "COMPLETED_ATTRIBUTE",
+    "REFERENCE_NORMALIZATION",
     "write_metadata",
     "write_normalization_attributes",
     "mark_data_file_complete",
@@ -50,6 +52,10 @@ SCHEMA_VERSION = 1
 SCHEMA_ATTRIBUTE = "unet3d_keras_schema_version"
 #: Root attribute set to ``True`` as the very last write.
 COMPLETED_ATTRIBUTE = "completed"
+#: ``normalization`` of a file written by the reference's ``write_data_to_file(normalize=True)``:
+#: each channel shifted and scaled by the means and standard deviations of the file's subjects
+#: (averaged over them), which the file does not store.
+REFERENCE_NORMALIZATION = "reference"
 
 _KNOWN_ATTRIBUTES = (
     SCHEMA_ATTRIBUTE, COMPLETED_ATTRIBUTE, "image_shape", "n_subjects", "modalities", "labels",
@@ -202,9 +208,16 @@ def _check_open_file(hdf5_file: tables.File, filename: str) -> dict[str, Any]:
             raise DataError(f"{filename}: /{name} has {found} dimensions, expected {ndim}. {_rebuild_hint(filename)}")
     n_data = hdf5_file.root.data.shape[0]
     if "schema_version" not in attributes:
+        attributes["normalization"] = _reference_file_normalization(hdf5_file)
+        held = ("data normalised by the reference (each channel by the mean and standard deviation averaged over "
+                "the file's subjects, not stored); new subjects are normalised by their own channel statistics, "
+                "as the reference's brats/predict.py did"
+                if attributes["normalization"] == REFERENCE_NORMALIZATION else
+                "data that were not normalised (no negative value in its first subject); new subjects are not "
+                "normalised either")
         warnings.warn(
-            f"{filename} has no unet3d_keras attributes (written by the reference code?); it is used as is, "
-            "without modality, label or normalisation metadata and without a completeness check",
+            f"{filename} has no unet3d_keras attributes: written by the reference code, it holds {held}. It is "
+            "used as is, without modality or label metadata and without a completeness check",
             UserWarning, stacklevel=3,
         )
         return attributes
@@ -222,6 +235,19 @@ def _check_open_file(hdf5_file: tables.File, filename: str) -> dict[str, Any]:
     if expected is not None and expected != n_data:
         raise DataError(f"{filename} holds {n_data} subjects but says {expected}. {_rebuild_hint(filename)}")
     return attributes
+
+
+def _reference_file_normalization(hdf5_file: tables.File) -> str:
+    """The normalisation of a file written by the reference: :data:`REFERENCE_NORMALIZATION`
+    (``write_data_to_file``'s default), or ``"none"`` for ``normalize=False``.
+
+    Normalised images have negative values (their background lies below the mean); the
+    images the reference stored unnormalised (MRI intensities, background 0) have none. One
+    subject is read.
+    """
+    if hdf5_file.root.data.shape[0] == 0:
+        return REFERENCE_NORMALIZATION
+    return "none" if float(np.min(hdf5_file.root.data[0])) >= 0 else REFERENCE_NORMALIZATION
 
 
 def check_data_file(filename: PathLike) -> dict[str, Any]:

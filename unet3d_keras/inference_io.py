@@ -12,8 +12,10 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from .channel_statistics import safe_std
 from .errors import DataError
 from .fileio import atomic_path
+from .hdf5_store import REFERENCE_NORMALIZATION
 from .normalize import normalize_data, normalize_data_storage
 from .subject_images import read_subject_images
 from .subjects import find_subjects
@@ -50,14 +52,58 @@ def resample_to_grid(
     )
 
 
+def output_names(output_basename: str, subject: str, n_images: int = 1) -> list[str]:
+    """File names of one subject's prediction images, as the reference named them.
+
+    ``output_basename`` with ``{subject}`` filled in; several images (one probability map per
+    label) are named ``1_<name>``, ``2_<name>``, ... (the reference's ``run_validation_case``).
+
+    Raises:
+        ValueError: ``output_basename`` lacks ``{subject}``, has another placeholder, or does not
+            end in ``.nii`` or ``.nii.gz``.
+    """
+    try:
+        name = output_basename.format(subject=subject)
+    except (KeyError, IndexError, ValueError) as error:
+        raise ValueError(f"output basename {output_basename!r}: only the placeholder {{subject}} is known "
+                         f"({type(error).__name__}: {error})") from None
+    if "{subject}" not in output_basename or not name.endswith((".nii", ".nii.gz")):
+        raise ValueError(f"output basename {output_basename!r}: must contain {{subject}} (one file per subject) "
+                         "and end in .nii or .nii.gz, e.g. '{subject}.nii.gz'")
+    return [name] if n_images == 1 else [f"{i + 1}_{name}" for i in range(n_images)]
+
+
+def probability_images(probabilities: np.ndarray, affine: np.ndarray, target_affine: np.ndarray,
+                       target_shape: Sequence[int]) -> list[nib.Nifti1Image]:
+    """One float32 image per channel of ``(n_labels, x, y, z)`` probabilities, resampled (linearly)
+    from the grid of ``affine`` onto the target grid (the subject's own)."""
+    return [nib.Nifti1Image(resample_to_grid(channel, affine, target_affine, target_shape, order=1)
+                            .astype(np.float32), np.asarray(target_affine))
+            for channel in np.asarray(probabilities, dtype=np.float32)]
+
+
 def normalize_like_training(volume: np.ndarray, attributes: dict) -> np.ndarray:
     """Apply a data file's normalisation to a new channels-first volume ``(n_channels, x, y, z)``.
 
     ``dataset``: the stored per-channel training mean and standard deviation;
-    ``zscore``: the volume's own foreground statistics; ``none``: unchanged.
+    ``zscore``: the volume's own foreground statistics; ``reference`` (a file written by the
+    reference): the volume's own per-channel mean and standard deviation over all voxels;
+    ``none``: unchanged.
+
+    Raises:
+        DataError: ``attributes`` do not say (no data file was given).
     """
-    method = attributes.get("normalization", "none")
+    if "normalization" not in attributes:
+        raise DataError("how new subjects are normalised is unknown: give the data file the model was trained on "
+                        "(its attributes say), or attributes={'normalization': 'zscore' or 'none'}")
+    method = attributes["normalization"]
     volume = np.asarray(volume, dtype=np.float32)
+    if method == REFERENCE_NORMALIZATION:
+        # The reference's brats/predict.py wrote new subjects with write_data_to_file, which normalised
+        # them by the channel statistics of the subjects written together: here, of this subject alone.
+        mean = volume.mean(axis=(1, 2, 3), dtype=np.float64)
+        std = safe_std(volume.std(axis=(1, 2, 3), dtype=np.float64), "reference normalisation of a new subject")
+        return normalize_data(volume.copy(), mean, std).astype(np.float32)
     if method == "dataset":
         mean = np.asarray(attributes["normalization_mean"], dtype=np.float64)
         std = np.asarray(attributes["normalization_std"], dtype=np.float64)
@@ -79,18 +125,20 @@ def read_subject_volume(
     attributes: dict,
     crop: bool = True,
     subject_id: str | None = None,
+    clip_outliers: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int], np.ndarray]:
     """One new subject's modality files preprocessed as in training.
 
     The files are cropped to the foreground, resampled to ``image_shape`` and normalised with
-    the data file's ``attributes`` (:func:`normalize_like_training`).
+    the data file's ``attributes`` (:func:`normalize_like_training`). Implausible intensities are
+    refused, or clipped with ``clip_outliers`` (:mod:`unet3d_keras.intensity_checks`).
 
     Returns:
         ``(volume, affine, original_shape, original_affine)``: float32 ``(n_channels, x, y, z)``
         and its voxel-to-world matrix, and the first file's own ``(x, y, z)`` and matrix.
     """
     shape, original_affine = read_image_header(files[0])
-    images = read_subject_images(files, image_shape, crop=crop, subject_id=subject_id)
+    images = read_subject_images(files, image_shape, crop=crop, subject_id=subject_id, clip_outliers=clip_outliers)
     volume = normalize_like_training(np.stack([np.asarray(i.dataobj, dtype=np.float32) for i in images]), attributes)
     return volume, images[0].affine, tuple(shape[:3]), original_affine
 

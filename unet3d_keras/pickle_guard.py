@@ -1,14 +1,18 @@
-"""Refusing HDF5 files whose attributes hold pickled Python objects, before PyTables opens them.
+"""Pickles read without running code: HDF5 attributes holding pickled objects are refused before
+PyTables opens the file, and pickle files of plain data (the reference's split files) are read.
 
 PyTables unpickles such attributes as soon as a node's attributes are touched (opening the file
 is enough for the root group), and unpickling can run arbitrary code. The raw values are read
 with h5py, which never unpickles, and scanned opcode by opcode: a pickle that only builds plain
-data is harmless, one that imports or calls is refused.
+data is harmless, one that imports or calls is refused. :func:`load_plain_pickle` reads a file
+after the same scan, with an unpickler that resolves no class at all.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
 import pickletools
 from typing import Any
 
@@ -17,7 +21,7 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["refuse_pickled_attributes", "is_unsafe_pickle"]
+__all__ = ["refuse_pickled_attributes", "is_unsafe_pickle", "load_plain_pickle"]
 
 # Pickle opcodes that import or call: a pickle without any of them only builds plain data.
 _UNSAFE_PICKLE_OPCODES = frozenset({
@@ -37,12 +41,61 @@ def is_unsafe_pickle(value: Any) -> bool:
     if not isinstance(value, bytes) or not value.endswith(b".") or value in (b"0", b"0."):
         return False
     try:
-        for opcode, _, _ in pickletools.genops(value):
-            if opcode.name in _UNSAFE_PICKLE_OPCODES:
-                return True
+        return _first_unsafe_opcode(value) is not None
     except Exception:  # not a pickle (or a broken one): what was read up to here decides
         return False
-    return False
+
+
+def _first_unsafe_opcode(value: bytes) -> str | None:
+    """The name of the first opcode of ``value`` that imports or calls, or None.
+
+    Raises:
+        Exception: the bytes up to such an opcode are not a pickle (from :mod:`pickletools`).
+    """
+    for opcode, _, _ in pickletools.genops(value):
+        if opcode.name in _UNSAFE_PICKLE_OPCODES:
+            return opcode.name
+    return None
+
+
+class _NoClassUnpickler(pickle.Unpickler):
+    """An unpickler that resolves no class or function: a second guard behind the opcode scan."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}")
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("refused a persistent id")
+
+
+def load_plain_pickle(path: str | os.PathLike) -> Any:
+    """Reads a pickle file that builds plain data only (lists, tuples, dicts, strings, numbers).
+
+    The bytes are scanned opcode by opcode first and nothing is run: a pickle that imports or
+    calls anything (a class instance, a NumPy array or scalar, a function) is refused.
+
+    Raises:
+        DataError: naming the file: unreadable, not a pickle, or one that imports or calls.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as stream:
+            content = stream.read()
+    except OSError as error:
+        raise DataError(f"{path}: cannot read the file ({error.strerror or error})") from error
+    try:
+        unsafe = _first_unsafe_opcode(content)
+    except Exception as error:  # pickletools raises ValueError and others on bytes that are no pickle
+        raise DataError(f"{path}: not a pickle file ({error})") from error
+    if unsafe:
+        raise DataError(
+            f"{path}: refused: the pickle imports or calls Python code (opcode {unsafe}), so it holds more than "
+            "plain lists of numbers and strings; it was not run"
+        )
+    try:
+        return _NoClassUnpickler(io.BytesIO(content)).load()
+    except Exception as error:  # a truncated or inconsistent pickle
+        raise DataError(f"{path}: not a readable pickle file ({type(error).__name__}: {error})") from error
 
 
 def refuse_pickled_attributes(filename: str | os.PathLike) -> None:

@@ -2,8 +2,10 @@
 reused and checked against the data file.
 
 A split file lists subject indices and, when the data file has ``/subject_ids``, the subjects'
-ids, so that a data file rebuilt in another order still fits. Pickle split files are read and
-written only with ``allow_pickle=True`` (unpickling can execute code).
+ids, so that a data file rebuilt in another order still fits. Pickle split files (the
+reference's) are read and written only with ``allow_pickle=True``, and read even then with a
+reader that runs nothing and accepts lists of integers and strings only
+(:func:`load_pickled_split`); ``unet3d-convert-split`` turns them into JSON by subject id once.
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .errors import DataError
 from .fileio import atomic_path, write_text_atomically
+from .pickle_guard import load_plain_pickle
 from .samples import n_subjects as count_subjects
 from .samples import read_subject_ids
 from .seeds import resolve_seed, split_rng
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SplitFileError", "split_list", "save_split", "load_split", "get_validation_split"]
+__all__ = ["SplitFileError", "split_list", "save_split", "load_split", "load_pickled_split", "get_validation_split"]
 
 PathLike = str | os.PathLike
 
@@ -77,15 +81,37 @@ def _refuse_pickle(path: PathLike, reading: bool) -> SplitFileError:
     path = os.fspath(path)
     if reading:
         return SplitFileError(
-            f"{path} is a pickle file. Loading pickle can execute arbitrary code, so split files are read as "
-            f"JSON unless you pass allow_pickle=True (only for a file you trust). To convert it once: "
-            f"python -c \"import json, pickle; json.dump([int(i) for i in pickle.load(open('{path}', 'rb'))], "
-            f"open('{_json_name(path)}', 'w'))\" and use '{_json_name(path)}'."
+            f"{path} is a pickle file; split files are read as JSON. Convert the reference's pair once, by "
+            f"subject id, with the data file its indices refer to: python scripts/convert_split.py "
+            f"training_ids.pkl validation_ids.pkl --data-file brats_data.h5 (nothing in them is run), and use "
+            f"'{_json_name(path)}'; or pass allow_pickle=True from Python"
         )
     return SplitFileError(
         f"Split files are written as JSON: use a .json name such as '{_json_name(path)}' instead of '{path}' "
         "(pickle is written and read only with allow_pickle=True)."
     )
+
+
+def load_pickled_split(path: PathLike) -> list[int | str]:
+    """The list of subject indices (or ids) in a split pickle, such as the reference's ``training_ids.pkl``.
+
+    Nothing in the file is run (:func:`~unet3d_keras.pickle_guard.load_plain_pickle`).
+
+    Raises:
+        SplitFileError: naming the file: not a pickle, one that imports or calls, or one that holds
+            anything but a list (or tuple) of integers and strings.
+    """
+    try:
+        content = load_plain_pickle(path)
+    except DataError as error:
+        raise SplitFileError(str(error)) from None
+    if not isinstance(content, (list, tuple)) or not all(
+            isinstance(item, str) or (isinstance(item, int) and not isinstance(item, bool)) for item in content):
+        raise SplitFileError(f"{os.fspath(path)}: expected a list of subject indices (integers) or ids (strings), "
+                             f"found {type(content).__name__}"
+                             + (f" holding {sorted({type(i).__name__ for i in content})}"
+                                if isinstance(content, (list, tuple)) else ""))
+    return list(content)
 
 
 def _write_pickle(path: PathLike, indices: list[int]) -> None:
@@ -167,8 +193,7 @@ def load_split(
         if not allow_pickle:
             raise _refuse_pickle(path, reading=True)
         logger.warning("Loading pickled split %s (allow_pickle=True)", path)
-        with open(path, "rb") as stream:
-            content = pickle.load(stream)
+        content = load_pickled_split(path)
     else:
         try:
             with open(path, encoding="utf-8") as stream:
