@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import keras
 import nibabel as nib
@@ -26,9 +26,10 @@ from .data import open_data_file
 from .evaluation import segmentation_scores
 from .fileio import write_text_atomically
 from .hdf5_store import check_data_file
-from .inference_io import read_subject_volume, resample_to_grid, save_image_atomically
+from .inference_io import output_names, probability_images, read_subject_volume, resample_to_grid, save_image_atomically
 from .label_maps import get_prediction_labels, prediction_to_image
-from .samples import read_subject_ids
+from .predict_functions import device_predict_fn
+from .samples import read_subject_ids, reading_subject
 from .sliding_window import PredictFn, check_window_settings, require_channels_first, sliding_window_inference
 from .splits import load_split
 from .training import load_old_model
@@ -60,11 +61,9 @@ def model_channels(model: keras.Model) -> int:
 
 
 def model_predict_fn(model: keras.Model) -> PredictFn:
-    """The model as a function of channels-last batches ``(n, x, y, z, C)`` -> float32 ``(n, x, y, z, L)``."""
-    if _channels_last():
-        return lambda batch: np.asarray(model.predict_on_batch(batch), dtype=np.float32)
-    return lambda batch: np.moveaxis(
-        np.asarray(model.predict_on_batch(np.moveaxis(batch, -1, 1)), dtype=np.float32), 1, -1)
+    """The model as a function of channels-last batches ``(n, x, y, z, C)`` -> float32 ``(n, x, y, z, L)``,
+    backend tensors on the device (:func:`~unet3d_keras.predict_functions.device_predict_fn`)."""
+    return device_predict_fn(model, channels_last=_channels_last())
 
 
 class Predictor:
@@ -86,6 +85,12 @@ class Predictor:
         crop: Crop new subjects to their foreground first, as in training.
         ignore_label: Truth value of unannotated voxels, left out of the scores.
         show_progress: Progress bars (over subjects for folders and splits, else over windows).
+        clip_outliers: Clip implausible intensities of new subjects (with a warning) instead of
+            refusing them (``data.clip_outliers``).
+        regions: Scored regions ``{name: label values}`` (default: BraTS 2017-2021's for labels 1, 2, 4).
+        output_regions: The label values of each output of a region-based model, outer first
+            (its label maps are painted from them, see :mod:`unet3d_keras.regions`); None for one
+            output per label.
     """
 
     def __init__(
@@ -105,6 +110,9 @@ class Predictor:
         crop: bool = True,
         ignore_label: int | None = None,
         show_progress: bool = False,
+        clip_outliers: bool = False,
+        regions: Mapping[str, Sequence[int]] | None = None,
+        output_regions: Sequence[Sequence[int]] | None = None,
     ) -> None:
         check_window_settings(weighting, batch_size)
         self.model = model
@@ -117,6 +125,9 @@ class Predictor:
         self.weighting, self.mirror, self.threshold = weighting, mirror, threshold
         self.patch_shape = tuple(int(s) for s in patch_shape) if patch_shape is not None else None
         self.crop, self.ignore_label, self.show_progress = crop, ignore_label, show_progress
+        self.clip_outliers = clip_outliers
+        self.regions = None if regions is None else {name: tuple(values) for name, values in regions.items()}
+        self.output_regions = None if output_regions is None else tuple(tuple(r) for r in output_regions)
         self.sources: dict[str, str | None] = {}
         self._predict_fn = mirrored(model_predict_fn(model)) if mirror else model_predict_fn(model)
 
@@ -128,7 +139,9 @@ class Predictor:
         pred, data = config.prediction, config.data
         chosen = dict(labels=data.labels, overlap=pred.overlap, batch_size=pred.batch_size, permute=pred.permute,
                       threshold=pred.threshold, image_shape=data.image_shape, crop=data.crop,
-                      ignore_label=data.ignore_label)
+                      ignore_label=data.ignore_label, clip_outliers=data.clip_outliers,
+                      regions=config.evaluation_regions,
+                      output_regions=None if config.output_regions is None else list(config.output_regions.values()))
         return cls(model, attributes, **{**chosen, **settings})
 
     @classmethod
@@ -153,7 +166,8 @@ class Predictor:
         return {**self.sources, "labels": self.labels, "overlap": self.overlap, "batch_size": self.batch_size,
                 "permute": self.permute, "weighting": self.weighting, "mirror": self.mirror,
                 "threshold": self.threshold, "patch_shape": self.patch_shape, "image_shape": self.image_shape,
-                "crop": self.crop, "ignore_label": self.ignore_label,
+                "crop": self.crop, "ignore_label": self.ignore_label, "regions": self.regions,
+                "output_regions": self.output_regions,
                 "image_data_format": keras.config.image_data_format()}
 
     def write_settings(self, folder: str | os.PathLike, **extra: Any) -> Path:
@@ -178,8 +192,11 @@ class Predictor:
 
     def predict_labels(self, volume: np.ndarray) -> np.ndarray:
         """uint8 label map ``(x, y, z)`` of one channels-first volume (see :func:`get_prediction_labels`)."""
-        prediction = self._predict(volume, windows=False, show_progress=False)
-        return get_prediction_labels(prediction[np.newaxis], threshold=self.threshold, labels=self.labels)[0]
+        return self._label_map(self._predict(volume, windows=False, show_progress=False))
+
+    def _label_map(self, prediction: np.ndarray) -> np.ndarray:
+        return get_prediction_labels(prediction[np.newaxis], threshold=self.threshold, labels=self.labels,
+                                     regions=self.output_regions)[0]
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities of whole items ``(n, n_channels, x, y, z)`` -> ``(n, n_labels, x, y, z)``, in one call."""
@@ -225,11 +242,12 @@ class Predictor:
         return self._predict_whole_batch(np.asarray(volume, dtype=np.float32)[np.newaxis])[0]
 
     def _predict_whole_batch(self, batch: np.ndarray) -> np.ndarray:
-        return np.moveaxis(self._predict_fn(np.moveaxis(batch, 1, -1)), -1, 1)
+        return np.moveaxis(keras.ops.convert_to_numpy(self._predict_fn(np.moveaxis(batch, 1, -1))), -1, 1)
 
     # Files.
 
-    def predict_subject(self, files: Sequence[str | os.PathLike], subject_id: str | None = None) -> nib.Nifti1Image:
+    def predict_subject(self, files: Sequence[str | os.PathLike], subject_id: str | None = None,
+                        label_map: bool = True) -> nib.Nifti1Image | list[nib.Nifti1Image]:
         """Label map of one new subject (no truth needed), on the subject's own grid.
 
         The modality files (one per training modality, in the training order) go through the
@@ -237,7 +255,8 @@ class Predictor:
         label map is resampled back (nearest neighbour) onto the first file's grid.
 
         Returns:
-            uint8 label image with the first file's shape and affine.
+            uint8 label image with the first file's shape and affine; without ``label_map``, one
+            float32 probability image per label (resampled linearly) instead.
         """
         if model_channels(self.model) != len(files):
             raise ValueError(f"subject {subject_id}: the model takes {model_channels(self.model)} channels but "
@@ -245,15 +264,20 @@ class Predictor:
         if self.image_shape is None:
             raise ValueError("image_shape is needed to resample new subjects (give a config or a data file)")
         volume, affine, shape, original_affine = read_subject_volume(
-            files, self.image_shape, self.attributes, crop=self.crop, subject_id=subject_id)
-        label_map = self.predict_labels(volume)
-        original = resample_to_grid(label_map, affine, original_affine, shape, order=0)
+            files, self.image_shape, self.attributes, crop=self.crop, subject_id=subject_id,
+            clip_outliers=self.clip_outliers)
+        if not label_map:
+            return probability_images(self.predict_array(volume), affine, original_affine, shape)
+        original = resample_to_grid(self.predict_labels(volume), affine, original_affine, shape, order=0)
         return nib.Nifti1Image(original.astype(np.uint8), original_affine)
 
     def predict_subjects(
-        self, subjects: Sequence[tuple[str, Sequence[str | os.PathLike]]], output: str | os.PathLike
+        self, subjects: Sequence[tuple[str, Sequence[str | os.PathLike]]], output: str | os.PathLike,
+        output_basename: str = "{subject}_prediction.nii.gz", label_map: bool = True,
     ) -> tuple[list[Path], list[tuple[str, BaseException]]]:
-        """Write ``<output>/<subject>_prediction.nii.gz`` for each ``(subject id, modality files)``.
+        """Write ``<output>/<output_basename>`` for each ``(subject id, modality files)``
+        (probability maps ``<i>_<output_basename>`` without ``label_map``; see
+        :func:`~unet3d_keras.inference_io.output_names`).
 
         A subject whose input fails (:data:`SUBJECT_ERRORS`) is skipped and returned with its
         error; a write error stops the run.
@@ -262,26 +286,28 @@ class Predictor:
             ``(files written, [(subject, error), ...])``.
         """
         output = Path(output)
+        output_names(output_basename, "subject")  # a bad basename fails before any work
         written, failures = [], []
         for subject, files in tqdm(subjects, desc="subjects", unit="subject", disable=not self.show_progress):
             try:
-                image = self.predict_subject(files, subject)
+                images = self.predict_subject(files, subject, label_map=label_map)
             except SUBJECT_ERRORS as error:
                 failures.append((subject, error))
                 continue
-            path = output / f"{subject}_prediction.nii.gz"
+            images = images if isinstance(images, list) else [images]
             output.mkdir(parents=True, exist_ok=True)  # here: a run where every subject fails leaves nothing
-            save_image_atomically(image, path)
-            written.append(path)
+            for name, image in zip(output_names(output_basename, subject, len(images)), images):
+                save_image_atomically(image, output / name)
+                written.append(output / name)
         return written, failures
 
     # Data files.
 
     def score(self, truth: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
         """Dice per label (and BraTS region) of probabilities ``(n_labels, x, y, z)`` against truth ``(x, y, z)``."""
-        label_map = get_prediction_labels(prediction[np.newaxis], threshold=self.threshold, labels=self.labels)[0]
+        label_map = self._label_map(prediction)
         labels = self.labels or tuple(range(1, prediction.shape[0] + 1))
-        return segmentation_scores(truth, label_map, labels, ignore_label=self.ignore_label)
+        return segmentation_scores(truth, label_map, labels, self.regions, ignore_label=self.ignore_label)
 
     def score_validation(self, data_file: str | os.PathLike, indices: Sequence[int]) -> dict[str, dict[str, float]]:
         """Dice of each listed subject of a data file.
@@ -293,8 +319,10 @@ class Predictor:
         with open_data_file(data_file) as handle:
             ids = read_subject_ids(handle)
             for index in tqdm(indices, desc="validation subjects", disable=not self.show_progress):
-                prediction = self._predict(handle.root.data[index], windows=False, show_progress=False)
-                rows[ids[index] if ids else f"subject_{index}"] = self.score(handle.root.truth[index, 0], prediction)
+                with reading_subject(handle, index):
+                    volume, truth = np.asarray(handle.root.data[index]), np.asarray(handle.root.truth[index, 0])
+                prediction = self._predict(volume, windows=False, show_progress=False)
+                rows[ids[index] if ids else f"subject_{index}"] = self.score(truth, prediction)
         return rows
 
     def predict_case(
@@ -317,9 +345,11 @@ class Predictor:
         Returns:
             ``(paths written, probabilities (n_labels, x, y, z))``.
         """
+        with reading_subject(data_file, index):  # a damaged chunk: one error naming file and subject
+            affine = np.asarray(data_file.root.affine[index])
+            volume = np.asarray(data_file.root.data[index])
+            truth = np.asarray(data_file.root.truth[index][0]) if "/truth" in data_file else None
         os.makedirs(output_dir, exist_ok=True)
-        affine = np.asarray(data_file.root.affine[index])
-        volume = np.asarray(data_file.root.data[index])
         written = []
 
         def save(image, name):
@@ -330,10 +360,10 @@ class Predictor:
         if test:
             for channel, modality in enumerate(modalities):
                 save(nib.Nifti1Image(volume[channel], affine), f"data_{modality}.nii.gz")
-            save(nib.Nifti1Image(np.asarray(data_file.root.truth[index][0]), affine), "truth.nii.gz")
+            save(nib.Nifti1Image(truth, affine), "truth.nii.gz")
         prediction = self._predict(volume, windows=False, show_progress=False)
         image = prediction_to_image(prediction[np.newaxis], affine, label_map=output_label_map,
-                                    threshold=self.threshold, labels=self.labels)
+                                    threshold=self.threshold, labels=self.labels, regions=self.output_regions)
         if isinstance(image, list):
             for channel, channel_image in enumerate(image):
                 save(channel_image, f"{channel + 1}_{output_basename}")
@@ -344,7 +374,6 @@ class Predictor:
                 from .visualize import save_overlay_png
 
                 stem = output_basename.split(".")[0]
-                truth = np.asarray(data_file.root.truth[index][0])
                 written.append(str(save_overlay_png(volume[0], os.path.join(output_dir, f"{stem}.png"),
                                                     prediction=np.asarray(image.dataobj), truth=truth, title=stem)))
         return written, prediction

@@ -1,18 +1,23 @@
 """Sliding-window inference: cut windows from a volume, predict them in batches, blend them back.
 
-The loop knows nothing of Keras: it calls a ``predict_fn`` that maps a channels-last batch of
-windows ``(n, px, py, pz, n_channels)`` to probabilities ``(n, px, py, pz, n_labels)``. The
-volume is moved to channels-last and edge-padded once, so that every window is a view of it;
-predictions are accumulated into one preallocated sum buffer and one weight buffer
-(memory O(volume + batch of windows)).
+The loop calls a ``predict_fn`` that maps a channels-last batch of windows
+``(n, px, py, pz, n_channels)`` to probabilities ``(n, px, py, pz, n_labels)``, and runs on the
+Keras backend's device (``keras.ops``): the volume is moved there once (channels-last,
+edge-padded), windows are sliced from it, and their weighted predictions are summed there.
+Only finished probabilities come back to the host, one x-slab at a time, into the float32
+output array. Windows run in grid order (x slowest): each is added into a row buffer
+(one window high and deep), a finished row into a slab buffer (one window deep), and the part of
+a slab that no later window reaches is normalised and copied out. Adding into the small buffers
+keeps the copies the backends' functional updates make small (memory O(output + one slab)).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
+from keras import ops
 from tqdm.auto import tqdm
 
 from .utils.patches import compute_patch_indices
@@ -21,8 +26,9 @@ logger = logging.getLogger(__name__)
 
 WEIGHTINGS = ("uniform", "gaussian")
 
-# A channels-last batch of windows (n, px, py, pz, n_channels) -> probabilities (n, px, py, pz, n_labels).
-PredictFn = Callable[[np.ndarray], np.ndarray]
+# A channels-last batch of windows (n, px, py, pz, n_channels) -> probabilities (n, px, py, pz, n_labels):
+# backend tensors in and out (NumPy arrays out are accepted too).
+PredictFn = Callable[[Any], Any]
 
 
 def check_window_settings(weighting: str, batch_size: int) -> None:
@@ -77,6 +83,64 @@ def window_grid(
     return indices + pad_low, pad_low, pad_high
 
 
+def edge_pad(tensor, pad_low: Sequence[int], pad_high: Sequence[int]):
+    """Pad the three leading axes of a tensor by repeating its edge voxels (``np.pad(mode="edge")``).
+
+    ``keras.ops.pad`` has no edge mode on the TensorFlow backend, hence the concatenations.
+    """
+    for axis, (low, high) in enumerate(zip(pad_low, pad_high)):
+        size = tensor.shape[axis]
+        parts = []
+        if low:
+            parts.append(ops.repeat(ops.take(tensor, [0], axis=axis), int(low), axis=axis))
+        parts.append(tensor)
+        if high:
+            parts.append(ops.repeat(ops.take(tensor, [size - 1], axis=axis), int(high), axis=axis))
+        if len(parts) > 1:
+            tensor = ops.concatenate(parts, axis=axis)
+    return tensor
+
+
+def axis_slice(tensor, axis: int, low: int, high: int):
+    """``tensor[..., low:high, ...]`` along ``axis``."""
+    starts = [0] * len(tensor.shape)
+    sizes = list(tensor.shape)
+    starts[axis], sizes[axis] = low, high - low
+    return ops.slice(tensor, starts, sizes)
+
+
+def overlap_add(parts: Sequence[tuple[int, Any]], axis: int, length: int):
+    """Sum of tensors placed at offsets along one axis, built as a concatenation of segments.
+
+    Each output segment between consecutive part borders is the sum of the parts covering it,
+    so every value is copied about once (functional updates of a preallocated buffer would copy
+    the whole buffer for every part).
+
+    Args:
+        parts: ``(offset, tensor)``, tensors of equal shape but for ``axis``, inside ``[0, length)``.
+        axis: The axis they are placed along.
+        length: Output size along ``axis``; uncovered voxels are 0.
+
+    Returns:
+        A tensor of the first part's shape with ``length`` along ``axis``.
+    """
+    spans = [(o, o + int(t.shape[axis]), t) for o, t in parts]
+    borders = sorted({0, length} | {low for low, _, _ in spans} | {high for _, high, _ in spans})
+    segments = []
+    for low, high in zip(borders[:-1], borders[1:]):
+        covering = [axis_slice(t, axis, low - o, high - o) for o, end, t in spans if o <= low and high <= end]
+        if covering:
+            total = covering[0]
+            for piece in covering[1:]:
+                total = total + piece
+        else:
+            shape = list(parts[0][1].shape)
+            shape[axis] = high - low
+            total = ops.zeros(shape, parts[0][1].dtype)
+        segments.append(total)
+    return segments[0] if len(segments) == 1 else ops.concatenate(segments, axis=axis)
+
+
 def sliding_window_inference(
     predict_fn: PredictFn,
     volume: np.ndarray,
@@ -86,11 +150,11 @@ def sliding_window_inference(
     weighting: str = "uniform",
     show_progress: bool = False,
 ) -> np.ndarray:
-    """Predict a whole channels-first volume window by window.
+    """Predict a whole channels-first volume window by window on the backend's device.
 
     Args:
         predict_fn: Channels-last batch of windows -> probabilities (see :data:`PredictFn`).
-        volume: ``(n_channels, x, y, z)``.
+        volume: ``(n_channels, x, y, z)``, a NumPy array or a backend tensor.
         window: ``(px, py, pz)``.
         overlap: Voxels shared by neighbouring windows (per axis or one int).
         batch_size: Windows per ``predict_fn`` call; the last batch may be shorter.
@@ -99,39 +163,100 @@ def sliding_window_inference(
         show_progress: Progress bar over windows.
 
     Returns:
-        float32 ``(n_labels, x, y, z)``.
+        float32 NumPy ``(n_labels, x, y, z)``.
     """
     check_window_settings(weighting, batch_size)
-    volume = require_channels_first(volume)
+    if not ops.is_tensor(volume):
+        volume = require_channels_first(volume)
+    elif len(volume.shape) != 4:
+        raise ValueError(f"expected a channels-first volume (n_channels, x, y, z), received shape {tuple(volume.shape)}")
     window = tuple(int(s) for s in window)
-    image_shape = volume.shape[1:]
+    image_shape = tuple(int(s) for s in volume.shape[1:])
     corners, pad_low, pad_high = window_grid(image_shape, window, overlap)
-    source = np.asarray(np.moveaxis(volume, 0, -1), dtype=np.float32)
-    if pad_low.any() or pad_high.any():
-        widths = [(int(lo), int(hi)) for lo, hi in zip(pad_low, pad_high)] + [(0, 0)]
-        source = np.pad(source, widths, mode="edge")
-    padded_shape = tuple(np.asarray(image_shape) + pad_low + pad_high)
-    weights = gaussian_importance_map(window) if weighting == "gaussian" else None
-
-    total = None
-    weight_sum = np.zeros(padded_shape, dtype=np.float32)
+    source = edge_pad(ops.transpose(ops.cast(volume, "float32"), (1, 2, 3, 0)), pad_low, pad_high)
+    padded = tuple(int(s) for s in np.asarray(image_shape) + pad_low + pad_high)
+    weights = ops.convert_to_tensor(
+        gaussian_importance_map(window) if weighting == "gaussian" else np.ones(window, np.float32))[..., None]
+    blender = _Blender(padded, window, image_shape, pad_low)
+    n_channels = int(volume.shape[0])
     progress = tqdm(total=len(corners), desc="windows", unit="window", disable=not show_progress, leave=False)
-    for start in range(0, len(corners), batch_size):
-        chunk = corners[start:start + batch_size]
-        slices = [tuple(slice(c, c + w) for c, w in zip(corner, window)) for corner in chunk]
-        prediction = predict_fn(np.stack([source[s] for s in slices]))
-        if total is None:
-            total = np.zeros(padded_shape + (prediction.shape[-1],), dtype=np.float32)
-        for window_prediction, s in zip(prediction, slices):
-            if weights is None:
-                total[s] += window_prediction
-                weight_sum[s] += 1.0
-            else:
-                total[s] += window_prediction * weights[..., None]
-                weight_sum[s] += weights
+    for first in range(0, len(corners), batch_size):
+        chunk = corners[first:first + batch_size]
+        batch = ops.stack([ops.slice(source, (int(x), int(y), int(z), 0), window + (n_channels,))
+                           for x, y, z in chunk])
+        prediction = ops.cast(ops.convert_to_tensor(predict_fn(batch)), "float32")
+        # The weight rides along as one more channel, so one sum holds both.
+        weighted = ops.concatenate([prediction * weights, ops.broadcast_to(weights, tuple(prediction.shape[:-1]) + (1,))],
+                                   axis=-1)
+        for index, corner in enumerate(chunk):
+            blender.add(weighted[index], corner)
         progress.update(len(chunk))
     progress.close()
-    crop = tuple(slice(int(lo), int(lo) + size) for lo, size in zip(pad_low, image_shape))
-    total = total[crop]
-    total /= weight_sum[crop][..., None]
-    return np.ascontiguousarray(np.moveaxis(total, -1, 0))
+    return blender.finish()
+
+
+class _Blender:
+    """Sums weighted windows (last channel: their weight) on the device, row by row (along z) and slab
+    by slab (along y), and copies each finished x-range out, normalised, into a channels-first NumPy array."""
+
+    def __init__(self, padded: tuple[int, int, int], window: tuple[int, int, int],
+                 image_shape: tuple[int, ...], pad_low: np.ndarray) -> None:
+        self.padded, self.window, self.image_shape = padded, window, image_shape
+        self.pad_low = [int(p) for p in pad_low]
+        self.output: np.ndarray | None = None
+        self.row: list[tuple[int, Any]] = []  # (z, window) of the current row
+        self.rows: list[tuple[int, Any]] = []  # (y, row) of the current slab
+        self.row_at: tuple[int, int] | None = None  # (x, y) corner of the current row
+        self.carry = None  # the previous slab's part that the next slab overlaps
+        self.carry_x: int | None = None  # its padded x corner
+        self.done_x = 0  # padded x below which everything was copied out
+
+    def add(self, values, corner: Sequence[int]) -> None:
+        x, y, z = (int(c) for c in corner)
+        if self.output is None:
+            self.output = np.empty((values.shape[-1] - 1,) + tuple(self.image_shape), np.float32)
+        if self.row_at != (x, y):
+            self._flush_row()
+            if self.row_at is not None and self.row_at[0] != x:
+                self._flush_slab(next_x=x)
+            self.row_at = (x, y)
+        self.row.append((z, values))
+
+    def _flush_row(self) -> None:
+        if self.row:
+            self.rows.append((self.row_at[1], overlap_add(self.row, axis=2, length=self.padded[2])))
+            self.row = []
+
+    def _flush_slab(self, next_x: int | None) -> None:
+        """Join the slab's rows, add the previous slab's overlap, copy out what no later slab reaches."""
+        x = self.row_at[0]
+        if self.carry_x is not None and x < self.carry_x:
+            raise ValueError("sliding_window_inference needs window corners in ascending x order")
+        slab = overlap_add(self.rows, axis=1, length=self.padded[1])
+        self.rows = []
+        if self.carry is not None:  # it starts at x: the previous flush kept from next_x == x on
+            slab = overlap_add([(0, slab), (self.carry_x - x, self.carry)], axis=0, length=int(slab.shape[0]))
+        start = x
+        end = start + int(slab.shape[0])
+        keep_from = end if next_x is None else min(max(next_x, start), end)
+        self._copy_out(slab, start, keep_from)
+        self.carry = axis_slice(slab, 0, keep_from - start, end - start) if keep_from < end else None
+        self.carry_x = keep_from
+
+    def _copy_out(self, slab, slab_x: int, high: int) -> None:
+        """Normalise the slab's padded x-range ``[slab_x, high)`` and write its cropped part into the output."""
+        crop_low = max(slab_x, self.pad_low[0], self.done_x)
+        crop_high = min(high, self.pad_low[0] + self.image_shape[0])
+        self.done_x = max(self.done_x, high)
+        if crop_high <= crop_low:
+            return
+        (_, py, pz), (ny, nz) = self.pad_low, self.image_shape[1:]
+        part = ops.slice(slab, (crop_low - slab_x, py, pz, 0), (crop_high - crop_low, ny, nz, int(slab.shape[-1])))
+        part = part[..., :-1] / part[..., -1:]
+        target = slice(crop_low - self.pad_low[0], crop_high - self.pad_low[0])
+        self.output[:, target] = np.moveaxis(ops.convert_to_numpy(part), -1, 0)
+
+    def finish(self) -> np.ndarray:
+        self._flush_row()
+        self._flush_slab(next_x=None)
+        return self.output

@@ -9,9 +9,10 @@ reflections of a cubic volume. Wrappers compose, e.g. permutations of mirrored w
 from __future__ import annotations
 
 import itertools
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
+from keras import ops
 from tqdm.auto import tqdm
 
 from .augmentation.permutations import generate_permutation_keys, permute_data, reverse_permute_data
@@ -20,22 +21,32 @@ from .augmentation.permutations import generate_permutation_keys, permute_data, 
 BATCH_SPATIAL_AXES = (1, 2, 3)
 
 
-def mirrored(predict_fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+def flip_axes(tensor, axes: Sequence[int]):
+    """``tensor`` reversed along each of ``axes`` (keras.ops, on the tensor's device)."""
+    for axis in axes:
+        tensor = ops.flip(tensor, axis=axis)
+    return tensor
+
+
+def mirrored(predict_fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """Average of ``predict_fn`` over the 8 mirrorings of a channels-last batch (8x the calls).
 
+    The flips and the sum run with ``keras.ops`` on the backend's device.
+
     Args:
-        predict_fn: ``(n, x, y, z, n_channels)`` -> float32 ``(n, x, y, z, n_labels)``.
+        predict_fn: ``(n, x, y, z, n_channels)`` -> float32 ``(n, x, y, z, n_labels)`` (backend tensors).
 
     Returns:
-        A function of the same shapes.
+        A function of the same shapes, returning a float32 backend tensor.
     """
 
-    def predict_mirrored(batch: np.ndarray) -> np.ndarray:
-        prediction = predict_fn(batch)
+    def predict_mirrored(batch):
+        batch = ops.convert_to_tensor(batch)
+        prediction = ops.cast(predict_fn(batch), "float32")
         count = 1
         for n_axes in (1, 2, 3):
             for axes in itertools.combinations(BATCH_SPATIAL_AXES, n_axes):
-                prediction += np.flip(predict_fn(np.flip(batch, axes)), axes)
+                prediction = prediction + flip_axes(ops.cast(predict_fn(flip_axes(batch, axes)), "float32"), axes)
                 count += 1
         return prediction / count
 

@@ -16,6 +16,7 @@ import numpy as np
 from ..checks import as_int_triple
 from ..layout import channel_axis, resolve_data_format, split_input_shape
 from ..metrics import LabelDiceCoefficient, dice_coefficient, weighted_dice_coefficient_loss
+from .up_convolution import MatmulConv3DTranspose
 
 Shape3 = Sequence[int]
 
@@ -147,11 +148,13 @@ def get_up_convolution(
 ) -> keras.layers.Layer:
     """Transpose convolution (``deconvolution=True``) or up-sampling layer.
 
+    The transpose convolution is a :class:`~unet3d_keras.model.up_convolution.MatmulConv3DTranspose`
+    (a ``Conv3DTranspose`` computed as a matrix product where ``kernel_size == strides``).
     ``data_format``: None reads ``keras.config.image_data_format()``.
     """
     data_format = resolve_data_format(data_format)
     if deconvolution:
-        return keras.layers.Conv3DTranspose(
+        return MatmulConv3DTranspose(
             filters=n_filters, kernel_size=kernel_size, strides=strides, data_format=data_format, name=name
         )
     return keras.layers.UpSampling3D(size=pool_size, data_format=data_format, name=name)
