@@ -28,7 +28,8 @@ setup(
         "matplotlib>=3.6",
     ],
     extras_require={
-        "test": ["pytest>=7.0"],
+        # tf_keras (Keras 2 for TensorFlow): tests write model files as the reference's Keras 2 did.
+        "test": ["pytest>=7.0", "tf_keras~=2.21"],
         # examples/mni152_sparse: the MNI152 template and tissue maps ship inside nilearn.
         "examples": ["nilearn>=0.10"],
         # benchmarks/run.py: the PyTorch and MONAI comparison rows and profiling.
@@ -40,6 +41,7 @@ setup(
             "unet3d-predict = unet3d_keras.commands.predict:main",
             "unet3d-make-sparse-labels = unet3d_keras.commands.make_sparse_labels:main",
             "unet3d-densify = unet3d_keras.commands.densify:main",
+            "unet3d-convert-model = unet3d_keras.commands.convert_model:main",
             "brats-preprocess = brats.preprocess:main",
             "brats-train = brats.train:main",
             "brats-predict = brats.predict:main",

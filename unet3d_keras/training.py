@@ -16,9 +16,10 @@ from pathlib import Path
 
 import keras
 
-from . import metrics as _metrics
 from .callbacks import AtomicModelCheckpoint, ResumableBackup
 from .errors import DataError
+from .reference_files import hdf5_keras_major_version
+from .reference_models import REFERENCE_OBJECTS, load_reference_model
 
 __all__ = [
     "AtomicModelCheckpoint",
@@ -30,16 +31,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# Names under which the reference's model files refer to its losses and metrics.
-_REFERENCE_OBJECTS = {
-    "dice_coefficient": _metrics.dice_coefficient,
-    "dice_coefficient_loss": _metrics.dice_coefficient_loss,
-    "dice_coef": _metrics.dice_coef,
-    "dice_coef_loss": _metrics.dice_coef_loss,
-    "weighted_dice_coefficient": _metrics.weighted_dice_coefficient,
-    "weighted_dice_coefficient_loss": _metrics.weighted_dice_coefficient_loss,
-}
 
 
 def step_decay(epoch: int, initial_lrate: float, drop: float, epochs_drop: int) -> float:
@@ -122,11 +113,14 @@ def get_callbacks(
 
 
 def load_old_model(model_file: str | os.PathLike, compile: bool = True) -> keras.Model:
-    """Load a ``.keras`` or Keras-3 ``.h5`` model file in safe mode.
+    """Load a ``.keras`` or ``.h5`` model file: the port's, or a Keras 2 one written by the reference.
 
     No ``custom_objects`` are needed: the project's layers, losses and
     metrics are registered serializables, and the reference's loss names are
-    mapped here. Safe mode refuses model files that embed Python code.
+    mapped here. Safe mode refuses model files that embed Python code. A Keras 2
+    HDF5 file (the reference's ``channels_first`` U-Net or Isensee 2017 model) is
+    read as data and rebuilt as the port's ``channels_last`` model with the same
+    weights (:mod:`unet3d_keras.reference_models`).
 
     Raises:
         FileNotFoundError: ``model_file`` does not exist.
@@ -142,8 +136,10 @@ def load_old_model(model_file: str | os.PathLike, compile: bool = True) -> keras
         raise DataError(f"{path}: not a .keras model file (that is a zip archive; this file is truncated or "
                         "of another kind)")
     logger.info("Loading pre-trained model from %s", path)
+    if path.suffix in (".h5", ".hdf5") and (hdf5_keras_major_version(path) or 3) < 3:
+        return load_reference_model(path, compile=compile)
     try:
-        return keras.saving.load_model(path, custom_objects=_REFERENCE_OBJECTS, compile=compile, safe_mode=True)
+        return keras.saving.load_model(path, custom_objects=REFERENCE_OBJECTS, compile=compile, safe_mode=True)
     except Exception as error:
         # Keras's own messages omit the file (h5py), blame a missing file for a corrupted one,
         # or suggest turning safe mode off; say what is wrong with which file instead.
