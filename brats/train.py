@@ -1,11 +1,15 @@
 #!/usr/bin/env python
-"""Train on a BraTS folder (2017-2021 naming), as the reference's brats/train.py does.
+"""Train on a BraTS folder (2017-2021 naming) with the reference's brats/train.py recipe.
 
-    python brats/train.py BRATS_FOLDER [--config FILE] [--set section.key=value ...] [--overwrite]
+    python brats/train.py BRATS_FOLDER [--config FILE] [--set section.key=value ...]
+                          [--overwrite | --continue-training]
 
 BRATS_FOLDER is the unpacked data set, e.g. MICCAI_BraTS2020_TrainingData; its
 subject folders hold {id}_{t1,t1ce,flair,t2,seg}.nii.gz (2017: t1Gd and
-GlistrBoost[_ManuallyCorrected]). Everything else comes from the config.
+GlistrBoost[_ManuallyCorrected]). The config defaults to
+configs/brats2020_isensee2017.yaml: the reference's settings (Isensee 2017 network,
+128^3 whole images, 500 epochs). --continue-training starts from the weights of an
+existing model file, as the reference did when its model file existed.
 """
 
 from __future__ import annotations
@@ -17,11 +21,15 @@ from pathlib import Path
 from typing import Sequence
 
 from unet3d_keras.cli import base_parser, run
-from unet3d_keras.commands.train import train_and_report
+from unet3d_keras.commands.train import add_continue_argument, continue_overrides, train_and_report
 from unet3d_keras.config import load_config
+from unet3d_keras.recipes import ISENSEE2017_RECIPE, reference_config
 from unet3d_keras.subjects import find_brats_subjects
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "data"
+
+#: The recipe's settings under the reference's keys (read-only view: change a run with --config/--set).
+config = reference_config(load_config(ISENSEE2017_RECIPE))
 
 
 def fetch_brats_2020_files(
@@ -53,22 +61,42 @@ def fetch_brats_2020_files(
     return (files, subject_ids) if return_subject_ids else files
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = base_parser(__doc__.splitlines()[0])
+def fetch_training_data_files(return_subject_ids: bool = False):
+    """The training subjects' file tuples (modalities of :data:`config`, then ``seg``) under ``brats/data``.
+
+    Returns:
+        The list of file tuples, and the subject ids when asked.
+    """
+    return fetch_brats_2020_files(modalities=config["training_modalities"], return_subject_ids=return_subject_ids)
+
+
+def parse_args(argv: Sequence[str] | None = None, recipe: Path = ISENSEE2017_RECIPE,
+               doc: str | None = None) -> argparse.Namespace:
+    parser = base_parser((doc or __doc__).splitlines()[0])
     parser.add_argument("brats_folder", help="folder of BraTS subjects (searched recursively)")
     parser.add_argument("--overwrite", action="store_true", help="delete the run's previous outputs and start afresh")
+    add_continue_argument(parser)
+    parser.set_defaults(recipe=recipe)
     return parser.parse_args(argv)
 
 
 def work(args: argparse.Namespace) -> int:
     folder = os.path.abspath(args.brats_folder)
-    config = load_config(args.config, ["data.source=brats", f"data.data_dir={folder!r}", *args.overrides])
-    return train_and_report(config, args.overwrite, args.quiet)
+    run_config = load_config(args.config or args.recipe,
+                             ["data.source=brats", f"data.data_dir={folder!r}", *continue_overrides(args)])
+    return train_and_report(run_config, args.overwrite, args.quiet)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The ``brats-train`` command; returns its exit status."""
-    return run(work, parse_args(argv))
+def main(overwrite: bool = False, argv: Sequence[str] | None = None) -> int:
+    """The ``brats-train`` command; returns its exit status.
+
+    Args:
+        overwrite: Start afresh, as the reference's ``main(overwrite=True)`` (or ``--overwrite``).
+        argv: The command line (default: ``sys.argv[1:]``).
+    """
+    args = parse_args(argv)
+    args.overwrite = args.overwrite or overwrite
+    return run(work, args)
 
 
 if __name__ == "__main__":

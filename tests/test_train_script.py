@@ -125,7 +125,7 @@ def test_train_writes_every_output_and_prints_the_dice_table(tmp_path):
         [sys.executable, str(ROOT / "brats" / "predict.py"), str(raw / good), "--config", str(config), "--quiet"],
         capture_output=True, text=True, timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert done_brats.returncode == 0, done_brats.stderr[-3000:]
-    assert (run / "brats_predictions" / f"{good}_prediction.nii.gz").is_file()
+    assert (run / "brats_predictions" / f"{good}.nii.gz").is_file()  # the BraTS submission name
 
     # A picture per subject, and brats/evaluate.py on the demo run's predictions.
     assert (run / "predictions" / good / f"{good}_prediction.png").read_bytes()[:4] == b"\x89PNG"

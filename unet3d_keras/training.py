@@ -51,6 +51,7 @@ def get_callbacks(
     backup_dir: str | os.PathLike | None = None,
     terminate_on_nan: bool = True,
     best_val_loss: float | None = None,
+    keep_backup: bool = False,
 ) -> list[keras.callbacks.Callback]:
     """Best-model checkpoint, CSV log, learning-rate schedule and early stopping, plus options.
 
@@ -76,6 +77,8 @@ def get_callbacks(
         terminate_on_nan: Stop on a NaN loss (the best model stays on disk).
         best_val_loss: Best validation loss so far (when resuming), so that
             only a better model replaces the saved one.
+        keep_backup: Keep the backup when training ends, so that more epochs
+            can follow later exactly as if the run had not stopped.
 
     Returns:
         The callbacks: checkpoint, CSV log, schedule, early stopping, then the options.
@@ -108,7 +111,7 @@ def get_callbacks(
     if tensorboard_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir)))
     if backup_dir is not None:
-        callbacks.append(ResumableBackup(backup_dir))
+        callbacks.append(ResumableBackup(backup_dir, delete_on_end=not keep_backup))
     return callbacks
 
 

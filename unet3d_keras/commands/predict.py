@@ -50,8 +50,11 @@ def predict_new_subjects(
     data_file: str | os.PathLike,
     output: str | os.PathLike,
     show_progress: bool = True,
+    output_basename: str = "{subject}_prediction.nii.gz",
+    label_map: bool = True,
 ) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Segment new subjects (no truth) as in training and write ``<output>/<subject>_prediction.nii.gz``.
+    """Segment new subjects (no truth) as in training and write ``<output>/<subject>_prediction.nii.gz``
+    (``output_basename``; probability maps per label without ``label_map``).
 
     A subject that fails (missing or broken file, wrong channels) is skipped and reported;
     the others are still written.
@@ -61,25 +64,28 @@ def predict_new_subjects(
     """
     subjects, failures = input_subjects(inputs, config.data.training_modalities)
     predictor = load_predictor(config, model_file, data_file, show_progress)
-    written, errors = predictor.predict_subjects(subjects, output)
+    written, errors = predictor.predict_subjects(subjects, output, output_basename, label_map)
     return written, failures + [(subject, one_line(error)) for subject, error in errors]
 
 
 def predict_and_report(config: Config, inputs: Sequence[str | os.PathLike], model_file: str | os.PathLike,
-                       data_file: str | os.PathLike, output: str | os.PathLike, quiet: bool) -> int:
+                       data_file: str | os.PathLike, output: str | os.PathLike, quiet: bool,
+                       output_basename: str = "{subject}_prediction.nii.gz", label_map: bool = True) -> int:
     """Run :func:`predict_new_subjects`; one error line per failed subject.
 
     Returns:
         0, or 1 when some subject failed (the others are still written).
     """
     check_writable_folder(output)
-    written, failures = predict_new_subjects(config, inputs, model_file, data_file, output, show_progress=not quiet)
+    written, failures = predict_new_subjects(config, inputs, model_file, data_file, output, show_progress=not quiet,
+                                             output_basename=output_basename, label_map=label_map)
     for subject, message in failures:
         prefix = f"subject {subject}: "
         if message.lower().startswith(prefix.lower()):  # the reader already named the subject
             message = message[len(prefix):]
         print(f"error: {prefix}{message}", file=sys.stderr)
-    print(f"Wrote {len(written)} label maps to {output}" + (f"; {len(failures)} subjects failed" if failures else ""))
+    what = "label maps" if label_map else "probability maps"
+    print(f"Wrote {len(written)} {what} to {output}" + (f"; {len(failures)} subjects failed" if failures else ""))
     return 1 if failures else 0
 
 

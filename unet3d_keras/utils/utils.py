@@ -304,20 +304,20 @@ def resize(
     return new_image(new_data, new_affine)
 
 
-def crop_img_to(image: nib.spatialimages.SpatialImage, slices: Sequence[slice], copy: bool = True) -> nib.Nifti1Image:
+def crop_img_to(img: nib.spatialimages.SpatialImage, slices: Sequence[slice], copy: bool = True) -> nib.Nifti1Image:
     """Crops an image to ``slices`` (one per spatial axis) and shifts its affine accordingly."""
     slices = tuple(slices)
-    data = np.asanyarray(image.dataobj)[slices]
+    data = np.asanyarray(img.dataobj)[slices]
     if copy:
         data = data.copy()
-    start = np.array([s.indices(size)[0] for s, size in zip(slices, image.shape)] + [0] * (3 - len(slices)))
-    affine = np.array(image.affine, dtype=float, copy=True)
+    start = np.array([s.indices(size)[0] for s, size in zip(slices, img.shape)] + [0] * (3 - len(slices)))
+    affine = np.array(img.affine, dtype=float, copy=True)
     affine[:3, 3] = affine[:3, :3] @ start[:3] + affine[:3, 3]
     return new_image(data, affine)
 
 
 def crop_img(
-    image: nib.spatialimages.SpatialImage, rtol: float = 1e-8, copy: bool = True, return_slices: bool = False
+    img: nib.spatialimages.SpatialImage, rtol: float = 1e-8, copy: bool = True, return_slices: bool = False
 ) -> nib.Nifti1Image | list[slice]:
     """Crops an image to the bounding box of its non-negligible voxels, plus one voxel of margin.
 
@@ -326,12 +326,12 @@ def crop_img(
     not cropped.
 
     Args:
-        image: a 3D (or 4D, where any volume counts) nibabel image.
+        img: a 3D (or 4D, where any volume counts) nibabel image.
         rtol: relative tolerance, with respect to the largest absolute value.
         copy: copy the cropped data.
         return_slices: return the slices instead of the cropped image.
     """
-    data = np.asanyarray(image.dataobj)
+    data = np.asanyarray(img.dataobj)
     infinity_norm = float(np.max(np.abs(data))) if data.size else 0.0
     passes_threshold = np.abs(data) > rtol * infinity_norm
     if data.ndim == 4:
@@ -348,4 +348,4 @@ def crop_img(
         slices = [slice(int(s), int(e)) for s, e in zip(start, end)]
     if return_slices:
         return slices
-    return crop_img_to(image, slices, copy=copy)
+    return crop_img_to(img, slices, copy=copy)
