@@ -1,10 +1,15 @@
 #!/usr/bin/env python
-"""Score predicted BraTS label maps: Dice, HD95 and sensitivity of WT, TC and ET, with plots.
+"""Score predicted BraTS label maps: whole-volume and lesion-wise Dice and HD95 of each region, with plots.
 
-    python brats/evaluate.py PREDICTION_DIR [--training-log FILE] [--output DIR]
+    python brats/evaluate.py PREDICTION_DIR [--convention NAME] [--training-log FILE] [--output DIR]
 
 PREDICTION_DIR holds one folder per subject with truth.nii.gz and a
-*prediction.nii.gz label map, as written by scripts/predict.py. Writes
+*prediction.nii.gz label map, as written by scripts/predict.py. The regions are
+those of the label convention (default brats2017: WT, TC, ET of the labels 1, 2,
+4; brats-gli: NETC, SNFH, ET, RC, TC, WT of the 2023+ glioma labels...); label
+values outside it are refused. Per region: whole-volume Dice, HD95 (mm) and
+sensitivity, and the lesion-wise Dice and HD95 of the BraTS 2023+ challenges
+(unet3d_keras.lesion_scores, checked against the official package). Writes
 brats_scores.csv (one row per subject and a mean row), brats_scores_boxplot.png
 and, given the training log, loss_graph.png.
 """
@@ -22,6 +27,8 @@ import numpy as np
 from unet3d_keras.cli import base_parser, run
 
 REGIONS = ("WT", "TC", "ET")
+#: Plot names of the regions.
+REGION_NAMES = {"WT": "whole tumour", "TC": "tumour core", "ET": "enhancing tumour"}
 
 
 def find_cases(prediction_dir: str | os.PathLike) -> list[tuple[str, Path, Path]]:
@@ -45,12 +52,17 @@ def find_cases(prediction_dir: str | os.PathLike) -> list[tuple[str, Path, Path]
 BRATS_LABELS = (0, 1, 2, 4)
 
 
-def read_label_map(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+def read_label_map(path: Path, labels: tuple[int, ...] = BRATS_LABELS,
+                   convention: str = "brats2017") -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     """``(labels, affine, voxel size)`` of a 3D BraTS label map, checked.
+
+    Args:
+        labels: the values allowed, background included (default: the 2017-2021 labels 0, 1, 2, 4).
+        convention: named in the message.
 
     Raises:
         DataError: naming the file: unreadable or truncated, not 3D, non-integer values (NaN
-            included), or values other than the BraTS labels 0, 1, 2 and 4.
+            included), or values outside ``labels``.
     """
     from unet3d_keras.errors import DataError
     from unet3d_keras.utils.utils import read_image
@@ -65,32 +77,40 @@ def read_label_map(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...
     elif labels.dtype.kind not in "iub":
         raise DataError(f"{path}: the label map has the unsupported type {labels.dtype}")
     values = np.unique(labels)
-    unexpected = [int(v) for v in values if int(v) not in BRATS_LABELS]
+    unexpected = [int(v) for v in values if int(v) not in labels]
     if unexpected:
-        raise DataError(f"{path}: holds label values {unexpected}; BraTS label maps hold {list(BRATS_LABELS)} only")
+        raise DataError(f"{path}: holds label values {unexpected} (values found: {[int(v) for v in values]}); "
+                        f"label maps of the {convention} convention hold {list(labels)} only (--convention)")
     return labels.astype(np.uint8), image.affine, tuple(float(z) for z in image.header.get_zooms()[:3])
 
 
-def evaluate_cases(cases) -> dict[str, dict[str, float]]:
-    """Region scores of each subject (HD95 in mm, from the truth image's voxel size)."""
+def evaluate_cases(cases, convention: str = "brats2017") -> dict[str, dict[str, float]]:
+    """Region scores of each subject (HD95 in mm, from the truth image's voxel size): whole-volume
+    Dice, HD95 and sensitivity, and lesion-wise Dice and HD95, of the convention's regions."""
     from unet3d_keras.errors import DataError
-    from unet3d_keras.evaluation import BRATS_REGIONS, region_report
+    from unet3d_keras.evaluation import region_report
+    from unet3d_keras.label_conventions import get_convention
+    from unet3d_keras.lesion_scores import lesion_report
+
+    regions = get_convention(convention).regions
+    allowed = (0, *get_convention(convention).labels)
 
     rows = {}
     for subject, truth_file, prediction_file in cases:
-        truth, truth_affine, spacing = read_label_map(truth_file)
-        prediction, prediction_affine, _ = read_label_map(prediction_file)
+        truth, truth_affine, spacing = read_label_map(truth_file, allowed, convention)
+        prediction, prediction_affine, _ = read_label_map(prediction_file, allowed, convention)
         if truth.shape != prediction.shape:
             raise DataError(f"{prediction_file}: shape {prediction.shape} differs from {truth_file} {truth.shape}")
         if not np.allclose(truth_affine, prediction_affine, rtol=1e-3, atol=1e-3):
             raise DataError(f"{prediction_file}: its affine differs from that of {truth_file}: the label maps "
                             "are not on one grid")
-        rows[subject] = region_report(truth, prediction, BRATS_REGIONS, spacing)
+        rows[subject] = {**region_report(truth, prediction, regions, spacing),
+                         **lesion_report(truth, prediction, regions, spacing)}
     return rows
 
 
 def save_boxplot(rows: dict[str, dict[str, float]], path: Path) -> None:
-    """Box plot of the Dice of each region over subjects."""
+    """Box plot of the whole-volume and lesion-wise Dice of each region over subjects (NaNs left out)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,10 +118,19 @@ def save_boxplot(rows: dict[str, dict[str, float]], path: Path) -> None:
 
     from unet3d_keras.visualize import save_figure
 
-    values = [[scores[f"{region}_dice"] for scores in rows.values()] for region in REGIONS]
-    figure, axis = plt.subplots(figsize=(5, 4))
-    axis.boxplot(values)
-    axis.set_xticks(range(1, len(REGIONS) + 1), ["whole tumour", "tumour core", "enhancing tumour"])
+    regions = [key[: -len("_lesion_dice")] for key in next(iter(rows.values())) if key.endswith("_lesion_dice")]
+    figure, axis = plt.subplots(figsize=(1.6 * len(regions) + 2, 4))
+    for offset, (suffix, label, colour) in enumerate(
+            (("_dice", "whole volume", "tab:blue"), ("_lesion_dice", "lesion-wise", "tab:orange"))):
+        values = [[v for v in (scores[f"{region}{suffix}"] for scores in rows.values()) if not math.isnan(v)]
+                  for region in regions]
+        parts = axis.boxplot(values, positions=[3 * i + offset + 1 for i in range(len(regions))], widths=0.8,
+                             patch_artist=True)
+        for box in parts["boxes"]:
+            box.set_facecolor(colour)
+        axis.plot([], [], color=colour, linewidth=6, label=label)
+    axis.set_xticks([3 * i + 1.5 for i in range(len(regions))], [REGION_NAMES.get(r, r) for r in regions])
+    axis.legend(loc="lower left")
     axis.set_ylabel("Dice coefficient")
     axis.set_ylim(0, 1)
     axis.set_title(f"Dice over {len(rows)} subjects")
@@ -162,14 +191,20 @@ def parse_args(argv=None):
     parser.add_argument("prediction_dir", help="folder of subject folders written by scripts/predict.py")
     parser.add_argument("--training-log", default=None, help="CSV training log for the loss graph")
     parser.add_argument("--output", default=None, help="output folder (default: PREDICTION_DIR)")
+    parser.add_argument("--convention", default="brats2017",
+                        help="label convention of the label maps: brats2017 (labels 1, 2, 4) | brats-gli | brats-ssa | "
+                             "brats-met | brats-men | brats-ped | brats-goat | brats-men-rt (default: brats2017)")
     return parser.parse_args(argv)
 
 
 def work(args) -> int:
     # Every input is read and checked before anything is written, and before Keras loads.
+    from unet3d_keras.label_conventions import get_convention
+
+    regions = list(get_convention(args.convention).regions)  # an unknown convention fails here, naming them all
     cases = find_cases(args.prediction_dir)
     log_rows = read_training_log(Path(args.training_log)) if args.training_log else None
-    rows = evaluate_cases(cases)
+    rows = evaluate_cases(cases, args.convention)
 
     from unet3d_keras.evaluation import mean_scores, write_scores_csv
     from unet3d_keras.fileio import check_writable_folder
@@ -183,8 +218,10 @@ def work(args) -> int:
         save_loss_graph(log_rows, output / "loss_graph.png")
     means = mean_scores(rows)
     print(f"{len(rows)} subjects: " + ", ".join(
-        f"{region} Dice {means[f'{region}_dice']:.3f} HD95 {means[f'{region}_hd95']:.2f} mm" for region in REGIONS))
-    empty = [s for s, r in rows.items() if any(math.isnan(r[f"{g}_hd95"]) for g in REGIONS)]
+        f"{region} Dice {means[f'{region}_dice']:.3f} HD95 {means[f'{region}_hd95']:.2f} mm "
+        f"(lesion-wise {means[f'{region}_lesion_dice']:.3f}, {means[f'{region}_lesion_hd95']:.2f} mm)"
+        for region in regions))
+    empty = [s for s, r in rows.items() if any(math.isnan(r[f"{g}_hd95"]) for g in regions)]
     if empty:
         print(f"HD95 undefined (empty truth or prediction) for some regions of: {', '.join(empty)}")
     return 0

@@ -58,13 +58,14 @@ def make_batch(
     data_format: str | None = None,
     background: bool = False,
     ignore_label: int | None = None,
+    regions: Sequence[Sequence[int]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stacks samples into a batch in the model's data format: the one place that converts.
 
     Args:
         x_list: samples ``(C, x, y, z)``.
         y_list: truths ``(1, x, y, z)``.
-        n_labels, labels, background, ignore_label: the target, see
+        n_labels, labels, background, ignore_label, regions: the target, see
             :func:`~unet3d_keras.labels.label_targets`.
         data_format: see :func:`to_model_format`.
 
@@ -74,7 +75,7 @@ def make_batch(
         ``background`` y has ``n_labels + 1`` channels.
     """
     x = np.asarray(x_list, dtype=np.float32)
-    y = label_targets(np.asarray(y_list), n_labels, labels, background, ignore_label)
+    y = label_targets(np.asarray(y_list), n_labels, labels, background, ignore_label, regions)
     return to_model_format(x, data_format), to_model_format(y, data_format)
 
 
@@ -112,6 +113,8 @@ class BatchSettings:
         ignore_label: with ``background``, the value of unlabeled voxels (see
             :class:`~unet3d_keras.sampling.SamplingPlan` and
             :func:`~unet3d_keras.labels.label_targets`).
+        regions: the label values of each output for region-based targets (one overlapping
+            mask per region, ``len(regions) == n_labels``), or None.
 
     Raises:
         ValueError: labels that do not fit ``n_labels``, ``ignore_label`` without
@@ -130,9 +133,12 @@ class BatchSettings:
     data_format: str | None = None
     background: bool = False
     ignore_label: int | None = None
+    regions: Sequence[Sequence[int]] | None = None
 
     def __post_init__(self) -> None:
         check_labels_argument(self.n_labels, self.labels, self.background, self.ignore_label)
+        if self.regions is not None and len(self.regions) != int(self.n_labels):
+            raise ValueError(f"{len(self.regions)} regions for n_labels={self.n_labels} outputs")
         normal = {
             "n_labels": int(self.n_labels),
             "labels": None if self.labels is None else tuple(int(v) for v in self.labels),
@@ -143,6 +149,7 @@ class BatchSettings:
             "data_format": resolve_data_format(self.data_format),
             "background": bool(self.background),
             "ignore_label": None if self.ignore_label is None else int(self.ignore_label),
+            "regions": None if self.regions is None else tuple(tuple(int(v) for v in r) for r in self.regions),
         }
         for name, value in normal.items():
             object.__setattr__(self, name, value)  # frozen: normalised once, here
@@ -163,7 +170,7 @@ class BatchSettings:
     def make_batch(self, x_list: Sequence[np.ndarray], y_list: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """:func:`make_batch` with these settings' targets and data format."""
         return make_batch(x_list, y_list, self.n_labels, self.labels, data_format=self.data_format,
-                          background=self.background, ignore_label=self.ignore_label)
+                          background=self.background, ignore_label=self.ignore_label, regions=self.regions)
 
 
 def batch_stream(

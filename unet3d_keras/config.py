@@ -27,6 +27,8 @@ import yaml
 from .checks import require_cube
 from .config_types import Config, ConfigError, DataConfig, ModelConfig, PredictionConfig, SplitConfig, TrainingConfig
 from .fileio import write_text_atomically
+from .label_conventions import CONVENTIONS, get_convention
+from .regions import paint_labels
 
 __all__ = [
     "DEFAULT_CONFIG", "RUN_PATH_KEYS", "Config", "ConfigError", "DataConfig", "ModelConfig",
@@ -47,6 +49,8 @@ def _describe(type_hint: Any) -> str:
         inner = [_describe(a) for a in args if a is not type(None)]
         prefix = "null or " if type(None) in args else ""
         return prefix + " or ".join(inner)
+    if origin is dict:
+        return f"a mapping of names to {_describe(args[1])}"
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             return f"a list of {_describe(args[0])}"
@@ -80,6 +84,10 @@ def _coerce(value: Any, type_hint: Any, key: str) -> Any:
         if value not in args:
             fail()
         return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            fail()
+        return {_coerce(k, args[0], key): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             fail()
@@ -250,8 +258,52 @@ def validate(config: Config) -> Config:
            f"prediction.threshold: must be between 0 and 1, received {config.prediction.threshold}")
     _check(config.prediction.batch_size >= 1,
            f"prediction.batch_size: must be at least 1, received {config.prediction.batch_size}")
+    _check_label_convention(config)
     check_run_paths(config)
     return config
+
+
+def _check_label_convention(config: Config) -> None:
+    """``data.labels`` within ``data.convention``, ``data.regions`` within ``data.labels``, and
+    region outputs (``model.output: regions``) that paint every label back."""
+    data, model = config.data, config.model
+    labels = list(data.labels)
+    if config.label_convention != "none":
+        allowed = get_convention(config.label_convention).labels
+        outside = [v for v in labels if v not in allowed]
+        _check(not outside, f"data.labels: {outside} are not labels of data.convention {config.label_convention} "
+                            f"{list(allowed)}; list some of {list(allowed)}, or set data.convention: none")
+    for name, values in (data.regions or {}).items():
+        outside = [v for v in values if v not in labels]
+        _check(len(values) > 0 and not outside,
+               f"data.regions.{name}: {list(values)} must be some of the values of data.labels {labels}")
+    if model.output != "regions":
+        return
+    regions = config.output_regions
+    _check(bool(regions), "model.output: regions needs regions: set data.convention (e.g. brats-gli) or data.regions")
+    try:
+        paint_labels(regions, labels)
+    except ValueError as error:
+        where = "data.regions" if config.label_convention == "none" else f"data.convention {config.label_convention}"
+        raise ConfigError(f"model.output: regions: the regions of {where} cannot be turned back into a label map: "
+                          f"{error}") from None
+    _check(model.activation in ("auto", "sigmoid"),
+           f"model.activation: {model.activation!r} cannot be used with model.output: regions (one sigmoid output "
+           "per region, the regions overlap); use auto or sigmoid")
+    _check(config.training.loss in ("auto", "dice"),
+           f"training.loss: {config.training.loss!r} cannot be used with model.output: regions (sigmoid outputs "
+           "train with the dice loss); use auto or dice")
+
+
+def _labels_from_convention(raw: dict) -> dict:
+    """``raw`` with ``data.labels`` taken from a named ``data.convention`` when it is left out (or null)."""
+    data = raw.get("data")
+    if isinstance(data, dict) and data.get("labels") is None:
+        convention = data.get("convention", "auto")
+        if convention in CONVENTIONS or convention in ("auto", None):
+            labels = CONVENTIONS[convention if convention in CONVENTIONS else "brats2017"].labels
+            return {**raw, "data": {**data, "labels": list(labels)}}
+    return raw
 
 
 #: Keys naming files a run writes (or deletes with --overwrite), relative to output_dir.
@@ -319,7 +371,7 @@ def _deep_copy(value: Any) -> Any:
 def config_from_dict(raw: dict | None, source: str = "config", base_dir: str | os.PathLike = ".") -> Config:
     """Build and validate a :class:`Config` from a plain mapping."""
     try:
-        config = _build(Config, raw if raw is not None else {}, "")
+        config = _build(Config, _labels_from_convention(raw) if raw is not None else {}, "")
         config.base_dir = str(Path(base_dir).resolve())
         return validate(config)
     except ConfigError as error:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 from .augmentation.params import AugmentationParams
+from .label_conventions import convention_for_labels, get_convention, restrict_regions
 from .modalities import BRATS_MODALITIES
 
 __all__ = [
@@ -41,7 +42,10 @@ class DataConfig:
     all_modalities: tuple[str, ...] = BRATS_MODALITIES
     training_modalities: tuple[str, ...] = BRATS_MODALITIES
     truth_name: str = "truth"
+    convention: Literal["auto", "none", "brats2017", "brats-gli", "brats-ssa", "brats-met", "brats-men", "brats-ped",
+                        "brats-goat", "brats-men-rt"] = "auto"
     labels: tuple[int, ...] = (1, 2, 4)
+    regions: Optional[dict[str, tuple[int, ...]]] = None
     ignore_label: int = 255
     crop: bool = True
     normalization: Literal["dataset", "zscore", "none"] = "dataset"
@@ -57,6 +61,7 @@ class SplitConfig:
 @dataclass
 class ModelConfig:
     name: Literal["unet", "isensee2017"] = "unet"
+    output: Literal["labels", "regions"] = "labels"
     n_labels: Optional[int] = None
     depth: int = 4
     n_base_filters: int = 8
@@ -123,6 +128,33 @@ class Config:
     def n_labels(self) -> int:
         """Output channels of the model: ``model.n_labels`` or the number of labels."""
         return self.model.n_labels if self.model.n_labels is not None else len(self.data.labels)
+
+    @property
+    def label_convention(self) -> str:
+        """The label convention of the run: ``data.convention``, with ``auto`` resolved (``brats2017``
+        for the labels 1, 2, 4, else ``none``)."""
+        convention = self.data.convention
+        return convention_for_labels(self.data.labels) if convention == "auto" else convention
+
+    @property
+    def evaluation_regions(self) -> dict[str, tuple[int, ...]]:
+        """The scored regions, ``{name: label values}``: ``data.regions``, else the convention's
+        (without the labels the run leaves out)."""
+        if self.data.regions is not None:
+            return dict(self.data.regions)
+        if self.label_convention == "none":
+            return {}
+        return restrict_regions(get_convention(self.label_convention).regions, self.data.labels)
+
+    @property
+    def output_regions(self) -> dict[str, tuple[int, ...]] | None:
+        """The regions of a region-based model (``model.output: regions``), outer first; None for
+        ``model.output: labels``. The convention's nested regions, or ``data.regions`` without one."""
+        if self.model.output != "regions":
+            return None
+        if self.label_convention == "none":
+            return dict(self.data.regions or {})
+        return restrict_regions(get_convention(self.label_convention).training_regions, self.data.labels)
 
     @property
     def n_channels(self) -> int:

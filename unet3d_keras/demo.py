@@ -4,8 +4,10 @@ Each subject is a head-like ellipsoid (scalp, grey and white matter, ventricles)
 imaged in four modalities (t1, t1ce, flair, t2) with different tissue
 contrasts, carrying a tumour made of a necrotic core (label 1), oedema
 (label 2) and an enhancing rim (label 4) of random size, position and shape,
-under a smooth bias field and noise. Files follow the BraTS layout:
-``<folder>/<subject>/<subject>_{t1,t1ce,flair,t2,seg}.nii.gz``.
+under a smooth bias field and noise. Files follow the 2017-2021 BraTS layout,
+``<folder>/Demo_001/Demo_001_{t1,t1ce,flair,t2,seg}.nii.gz``, or the 2023+ one with its
+modality names and the labels of a 2023+ convention (glioma: 1 necrotic core, 2 oedema,
+3 enhancing), ``<folder>/BraTS-GLI-00000-000/BraTS-GLI-00000-000-{t1n,t1c,t2f,t2w,seg}.nii.gz``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -22,7 +24,8 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from .fileio import remove_stale_temporary_files, temporary_path
-from .modalities import BRATS_MODALITIES
+from .label_conventions import LAYOUT_2017, LAYOUT_2023
+from .modalities import BRATS_2023_NAMES, BRATS_MODALITIES
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,8 @@ _TISSUE = {
     "enhancing": (0.50, 1.00, 0.72, 0.70),
 }
 _MARKER = "demo_dataset.txt"
+# The simulated tumour's label values in make_demo_subject (the 2017-2021 convention's).
+_DEMO_TISSUES = {"necrotic": 1, "oedema": 2, "enhancing": 4}
 
 
 def smooth_field(rng: np.random.Generator, shape: Sequence[int], nodes: int = 4) -> np.ndarray:
@@ -144,9 +149,22 @@ def demo_affine(shape: Sequence[int], spacing: float = 2.0) -> np.ndarray:
     return affine
 
 
-def subject_id(index: int) -> str:
-    """Subject id of the ``index``-th demo subject, BraTS-style."""
-    return f"Demo_{index + 1:03d}"
+def subject_id(index: int, layout: str = LAYOUT_2017, task: str = "GLI") -> str:
+    """Subject id of the ``index``-th demo subject, BraTS-style (``Demo_001``, or ``BraTS-GLI-00000-000``)."""
+    return f"BraTS-{task}-{index:05d}-000" if layout == LAYOUT_2023 else f"Demo_{index + 1:03d}"
+
+
+def relabel_tumour(seg: np.ndarray, tissues: Mapping[str, int]) -> np.ndarray:
+    """A demo label map (1 necrotic, 2 oedema, 4 enhancing) in another convention's label values.
+
+    Args:
+        seg: uint8 ``(x, y, z)`` from :func:`make_demo_subject`.
+        tissues: label value of ``necrotic``, ``oedema`` and ``enhancing``.
+    """
+    lookup = np.zeros(256, dtype=np.uint8)
+    for tissue, value in _DEMO_TISSUES.items():
+        lookup[value] = tissues[tissue]
+    return lookup[seg]
 
 
 def write_demo_dataset(
@@ -156,8 +174,11 @@ def write_demo_dataset(
     seed: int = 0,
     overwrite: bool = False,
     show_progress: bool = True,
+    layout: str = LAYOUT_2017,
+    tissues: Mapping[str, int] | None = None,
+    task: str = "GLI",
 ) -> list[Path]:
-    """Write the demo dataset in the BraTS folder layout.
+    """Write the demo dataset in a BraTS folder layout.
 
     The folder is built under a temporary name and renamed when complete, so
     an interrupted run leaves no partial dataset. An existing complete dataset
@@ -170,13 +191,23 @@ def write_demo_dataset(
         seed: Subject ``i`` is drawn from ``np.random.default_rng([seed, i])``.
         overwrite: Rebuild even if a matching dataset exists.
         show_progress: Show a progress bar.
+        layout: ``brats2017`` (``Demo_001/Demo_001_t1ce.nii.gz``, labels 1, 2, 4) or ``brats2023``
+            (``BraTS-GLI-00000-000/BraTS-GLI-00000-000-t1c.nii.gz``).
+        tissues: label value of the ``necrotic``, ``oedema`` and ``enhancing`` parts (default:
+            1, 2, 4; glioma 2023+: 1, 2, 3).
+        task: the 2023+ task in the subject ids (``GLI``, ``MEN``, ``MET``, ``PED``, ``SSA``).
 
     Returns:
         The subject folders, sorted.
     """
     out_dir = Path(out_dir)
     shape = tuple(int(s) for s in shape)
+    if layout not in (LAYOUT_2017, LAYOUT_2023):
+        raise ValueError(f"layout must be {LAYOUT_2017!r} or {LAYOUT_2023!r}; received {layout!r}")
+    tissues = dict(tissues or _DEMO_TISSUES)
     signature = f"n_subjects={n_subjects} shape={list(shape)} seed={seed}\n"
+    if layout == LAYOUT_2023 or tissues != _DEMO_TISSUES:
+        signature += f"layout={layout} task={task} labels={tissues}\n"
     marker = out_dir / _MARKER
     if out_dir.exists() and not overwrite:
         if marker.is_file() and marker.read_text() == signature:
@@ -195,12 +226,14 @@ def write_demo_dataset(
         affine = demo_affine(shape)
         for i in tqdm(range(n_subjects), desc="demo subjects", disable=not show_progress):
             images, seg = make_demo_subject(np.random.default_rng([seed, i]), shape)
-            sid = subject_id(i)
+            sid = subject_id(i, layout, task)
             folder = tmp / sid
             folder.mkdir()
             for modality, data in images.items():
-                nib.save(nib.Nifti1Image(data, affine), folder / f"{sid}_{modality}.nii.gz")
-            nib.save(nib.Nifti1Image(seg, affine), folder / f"{sid}_seg.nii.gz")
+                name = f"{sid}-{BRATS_2023_NAMES[modality]}" if layout == LAYOUT_2023 else f"{sid}_{modality}"
+                nib.save(nib.Nifti1Image(data, affine), folder / f"{name}.nii.gz")
+            seg_name = f"{sid}-seg" if layout == LAYOUT_2023 else f"{sid}_seg"
+            nib.save(nib.Nifti1Image(relabel_tumour(seg, tissues), affine), folder / f"{seg_name}.nii.gz")
         (tmp / _MARKER).write_text(signature)
         if out_dir.exists():
             shutil.rmtree(out_dir)

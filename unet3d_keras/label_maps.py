@@ -7,9 +7,12 @@ from typing import Sequence
 import nibabel as nib
 import numpy as np
 
+from .regions import regions_to_label_map
+
 
 def get_prediction_labels(
-    prediction: np.ndarray, threshold: float = 0.5, labels: Sequence[int] | None = None
+    prediction: np.ndarray, threshold: float = 0.5, labels: Sequence[int] | None = None,
+    regions: Sequence[Sequence[int]] | None = None,
 ) -> list[np.ndarray]:
     """Label maps from a batch of sigmoid or softmax predictions.
 
@@ -23,11 +26,15 @@ def get_prediction_labels(
         threshold: Minimum sigmoid output for a label.
         labels: Label values of the outputs, e.g. ``(1, 2, 4)``; 1..n_labels
             when None.
+        regions: For a region-based model, the label values of each output (outer first); the
+            regions are painted into the map (:func:`~unet3d_keras.regions.regions_to_label_map`).
 
     Returns:
         A list of n uint8 ``(x, y, z)`` label maps.
     """
     prediction = np.asarray(prediction)
+    if regions is not None:
+        return [regions_to_label_map(item, regions, threshold) for item in prediction]
     n_labels = prediction.shape[1]
     if labels and n_labels == len(labels) + 1:
         lookup = np.asarray([0, *labels], dtype=np.uint8)
@@ -50,8 +57,9 @@ def prediction_to_image(
     label_map: bool = False,
     threshold: float = 0.5,
     labels: Sequence[int] | None = None,
+    regions: Sequence[Sequence[int]] | None = None,
 ):
-    """NIfTI image(s) of a prediction ``(1, n_labels, x, y, z)``.
+    """NIfTI image(s) of a prediction ``(1, n_labels, x, y, z)`` (``regions``: see :func:`get_prediction_labels`).
 
     Returns:
         One label-map image when ``label_map`` (or for a single output);
@@ -60,14 +68,14 @@ def prediction_to_image(
     prediction = np.asarray(prediction)
     if prediction.ndim != 5 or prediction.shape[1] < 1:
         raise ValueError(f"expected a prediction of shape (1, n_labels, x, y, z), received {prediction.shape}")
-    if prediction.shape[1] == 1:
+    if prediction.shape[1] == 1 and regions is None:
         data = prediction[0, 0]
         if label_map:
             label = labels[0] if labels else 1
             data = np.where(data > threshold, label, 0).astype(np.uint8)
         return nib.Nifti1Image(data, affine)
     if label_map:
-        return nib.Nifti1Image(get_prediction_labels(prediction, threshold=threshold, labels=labels)[0], affine)
+        return nib.Nifti1Image(get_prediction_labels(prediction, threshold, labels, regions)[0], affine)
     return multi_class_prediction(prediction, affine)
 
 

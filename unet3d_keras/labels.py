@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .regions import region_targets
 from .samples import file_name, truth_reader
 
 logger = logging.getLogger(__name__)
@@ -163,6 +164,7 @@ def label_targets(
     labels: Sequence[int] | None = None,
     background: bool = False,
     ignore_label: int | None = None,
+    regions: Sequence[Sequence[int]] | None = None,
 ) -> np.ndarray:
     """The float32 training target of a channels-first label map.
 
@@ -173,14 +175,21 @@ def label_targets(
         background: a background channel first, then one per label; voxels equal to
             ``ignore_label`` all zero (see :func:`one_hot_with_ignore`).
         ignore_label: value of unlabeled voxels, with ``background``.
+        regions: the label values of each output instead (region-based training): one
+            overlapping mask per region, see :func:`~unet3d_keras.regions.region_targets`.
 
     Returns:
-        float32 ``(N, n_labels, x, y, z)``, or ``(N, n_labels + 1, x, y, z)`` with ``background``.
+        float32 ``(N, n_labels, x, y, z)``, or ``(N, n_labels + 1, x, y, z)`` with ``background``,
+        or ``(N, len(regions), x, y, z)``.
 
     Raises:
         ValueError: ``ignore_label`` without ``background``.
     """
     y = np.asarray(truth)
+    if regions is not None:
+        if background or ignore_label is not None:
+            raise ValueError("region targets are sigmoid targets: no background channel, no ignore_label")
+        return region_targets(y, regions).astype(np.float32)
     if background:
         y = one_hot_with_ignore(y, label_values(n_labels, labels), ignore_label)[0]
     else:

@@ -62,6 +62,8 @@ def check_model_matches_config(model: keras.Model, config: Config, model_file: s
     # A softmax model has a background output first.
     expected_out = {"sigmoid": [config.n_labels], "softmax": [config.n_labels + 1]}.get(
         config.model.activation, [config.n_labels, config.n_labels + 1])
+    if config.model.output == "regions":  # one sigmoid output per region
+        expected_out = [config.n_labels]
     got_in = tuple(model.input_shape[1:])
     got_out = model.output_shape[-1]
     if keras.config.image_data_format() == "channels_first":

@@ -53,7 +53,8 @@ def make_datasets(config: Config, data_file: Path, training: Sequence[int], vali
     task = task or resolve_task(config)
     common = dict(n_labels=config.n_labels, labels=config.data.labels, patch_shape=train.patch_shape,
                   skip_blank=train.skip_blank, seed=config.seed, background=task.softmax,
-                  ignore_label=config.data.ignore_label if task.softmax else None)
+                  ignore_label=config.data.ignore_label if task.softmax else None,
+                  regions=None if config.output_regions is None else list(config.output_regions.values()))
     training_set = HDF5Dataset(
         data_file, training, train.batch_size, patch_start_offset=train.training_patch_start_offset,
         augmentation=augmentation_params(config), shuffle=True, initial_epoch=initial_epoch,

@@ -8,6 +8,7 @@ from . import data as data_module
 from .config import Config, ConfigError
 from .demo import write_demo_dataset
 from .errors import DataError
+from .label_conventions import CONVENTIONS, LAYOUT_2023
 from .run_state import DEMO_DIR, RunPaths
 from .seeds import split_rng
 from .splits import get_validation_split, save_split, split_list
@@ -17,13 +18,18 @@ from .subjects import find_subjects
 def discover_subjects(config: Config, show_progress: bool = True) -> tuple[list[str], list[tuple[str, ...]]]:
     """Subject ids and file tuples (training modalities, then the truth) of the configured data.
 
-    The demo subjects are generated into ``<output_dir>/demo_data`` on first use.
+    The demo subjects are generated into ``<output_dir>/demo_data`` on first use, in the 2023+
+    layout and labels when ``data.convention`` is a 2023+ task's.
     """
     data = config.data
     if data.source == "demo":
         folder = config.run_dir / DEMO_DIR
+        convention = CONVENTIONS.get(config.label_convention)
+        style = {}
+        if convention is not None and convention.layout == LAYOUT_2023 and convention.tissues:
+            style = dict(layout=LAYOUT_2023, tissues=convention.tissues, task=convention.name.split("-")[1].upper())
         write_demo_dataset(folder, n_subjects=data.n_demo_subjects, shape=data.demo_shape, seed=config.seed,
-                           show_progress=show_progress)
+                           show_progress=show_progress, **style)
         return find_subjects(folder, modalities=data.training_modalities, layout="brats")
     folder = config.input_path(data.data_dir)
     if not folder.is_dir():
@@ -68,7 +74,6 @@ def prepare_data(config: Config, show_progress: bool = True) -> tuple[Path, list
                 crop=config.data.crop, modalities=config.data.training_modalities, labels=config.data.labels,
                 normalization=config.data.normalization, normalization_indices=training,
                 show_progress=show_progress, ignore_label=config.data.ignore_label, strict_labels=True,
-                clip_outliers=config.data.clip_outliers,
             )
         except BaseException:
             # The split was drawn for this data file; a failed conversion leaves neither behind.

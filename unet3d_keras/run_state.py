@@ -91,6 +91,7 @@ def resolved_config_dict(config: Config) -> dict:
     raw["output_dir"] = str(config.run_dir)
     if config.data.data_dir is not None:
         raw["data"]["data_dir"] = str(config.input_path(config.data.data_dir))
+    raw["data"]["convention"] = config.label_convention  # the run states its label convention (auto resolved)
     return raw
 
 

@@ -2,12 +2,15 @@
 
 Two layouts:
 
-* **BraTS** (2017-2021 releases): one folder per subject, anywhere below the data folder (e.g.
-  ``MICCAI_BraTS2020_TrainingData/BraTS20_Training_001/``), holding
-  ``{subject}_{modality}.nii.gz`` files. Modalities are ``t1``, ``t1ce`` (``t1Gd`` in 2017),
-  ``flair``, ``t2``; the truth is ``seg`` (2018+) or, in 2017, ``GlistrBoost_ManuallyCorrected``
-  (preferred) or ``GlistrBoost``. Files are matched by suffix (``*_{modality}.nii.gz`` or
-  ``.nii``). The names are those of :mod:`unet3d_keras.modalities`.
+* **BraTS**: one folder per subject, anywhere below the data folder. The 2017-2021 releases
+  (e.g. ``MICCAI_BraTS2020_TrainingData/BraTS20_Training_001/``) hold
+  ``{subject}_{modality}.nii.gz`` files: modalities ``t1``, ``t1ce`` (``t1Gd`` in 2017),
+  ``flair``, ``t2``; the truth ``seg`` (2018+) or, in 2017, ``GlistrBoost_ManuallyCorrected``
+  (preferred) or ``GlistrBoost``. The 2023+ releases (all tasks: ``BraTS-GLI``, ``-MEN``,
+  ``-MET``, ``-PED``, ``-SSA``...) hold ``BraTS-GLI-00000-000/BraTS-GLI-00000-000-{t1n,t1c,t2w,t2f,seg}.nii.gz``.
+  Files are matched by suffix (``*_{name}.nii[.gz]`` or ``*-{name}.nii[.gz]``) and every name
+  of a modality finds the files of its other names (``t1ce`` finds ``-t1c``, ``t2f`` finds
+  ``_flair``...), see :mod:`unet3d_keras.modalities`.
 * **generic**: one folder per subject directly inside the data folder, one file per modality
   named by a pattern, by default ``{modality}.nii.gz`` with the truth named ``truth`` -- what
   ``brats/preprocess.py`` writes.
@@ -38,6 +41,8 @@ __all__ = [
 PathLike = str | os.PathLike
 
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
+# The separator before the image name: "_" in the 2017-2021 releases, "-" from 2023 on.
+_SEPARATORS = ("_", "-")
 
 
 def _check_folder(folder: PathLike) -> str:
@@ -48,7 +53,8 @@ def _check_folder(folder: PathLike) -> str:
 
 
 def find_subject_file(subject_folder: PathLike, names: Sequence[str]) -> str | None:
-    """The file ``*_{name}.nii.gz`` (or ``.nii``) in ``subject_folder`` for the first name that has one.
+    """The file ``*_{name}.nii.gz`` or ``*-{name}.nii.gz`` (or ``.nii``) in ``subject_folder`` for the
+    first name that has one.
 
     Raises:
         DataError: several files match one name.
@@ -58,14 +64,20 @@ def find_subject_file(subject_folder: PathLike, names: Sequence[str]) -> str | N
     for name in names:
         matches = [
             entry for entry in entries
-            if any(entry.endswith(f"_{name}{suffix}") for suffix in _NIFTI_SUFFIXES)
+            if any(entry.endswith(f"{separator}{name}{suffix}") for suffix in _NIFTI_SUFFIXES
+                   for separator in _SEPARATORS)
             and os.path.isfile(os.path.join(subject_folder, entry))
         ]
         if len(matches) > 1:
-            raise DataError(f"Several files in {subject_folder} match '*_{name}.nii[.gz]': {matches}")
+            raise DataError(f"Several files in {subject_folder} match '*[_-]{name}.nii[.gz]': {matches}")
         if matches:
             return os.path.join(subject_folder, matches[0])
     return None
+
+
+def _separator(subject_id: str) -> str:
+    """The separator the subject's files use: "-" for 2023+ ids (``BraTS-GLI-00000-000``), else "_"."""
+    return "-" if subject_id.startswith("BraTS-") else "_"
 
 
 def find_brats_subjects(
@@ -76,8 +88,9 @@ def find_brats_subjects(
 ) -> tuple[list[str], list[tuple[str, ...]]]:
     """Finds BraTS subject folders anywhere below ``brats_folder``.
 
-    A subject folder is a folder holding at least one ``*_{name}.nii[.gz]`` file for a requested
-    modality (or alias) or truth name. Its name is the subject id.
+    A subject folder is a folder holding at least one ``*_{name}.nii[.gz]`` (2017-2021) or
+    ``*-{name}.nii[.gz]`` (2023+) file for a requested modality (or another name of it) or truth
+    name. Its name is the subject id.
 
     Args:
         brats_folder: the unpacked data set (any depth of grouping folders).
@@ -117,8 +130,8 @@ def find_brats_subjects(
             if path is None:
                 raise DataError(
                     f"Subject {subject_id}: missing modality {modality!r}: no file "
-                    f"{' or '.join(f'{subject_id}_{n}.nii.gz' for n in names)} (matched as "
-                    f"'*_{names[0]}.nii[.gz]') in {root}"
+                    f"{' or '.join(f'{subject_id}{_separator(subject_id)}{n}.nii.gz' for n in names)} "
+                    f"(matched as '*[_-]{names[0]}.nii[.gz]') in {root}"
                 )
             files.append(path)
         if include_truth:
@@ -126,7 +139,7 @@ def find_brats_subjects(
             if path is None:
                 raise DataError(
                     f"Subject {subject_id}: missing truth: no file named "
-                    f"'*_{{{','.join(truth_names)}}}.nii[.gz]' in {root}"
+                    f"'*[_-]{{{','.join(truth_names)}}}.nii[.gz]' in {root}"
                 )
             files.append(path)
         folders[subject_id] = root
@@ -134,7 +147,7 @@ def find_brats_subjects(
     if not found:
         raise DataError(
             f"No BraTS subjects found below {brats_folder}: looked for folders holding files named "
-            f"'<subject>_<name>.nii.gz' with <name> in {all_names}"
+            f"'<subject>_<name>.nii.gz' or '<subject>-<name>.nii.gz' with <name> in {all_names}"
         )
     subject_ids = sorted(found)
     logger.info("Found %d BraTS subjects below %s", len(subject_ids), brats_folder)

@@ -66,14 +66,19 @@ def resolve_task(config: Config, training_histogram: np.ndarray | None = None, u
     """
     model, training = config.model, config.training
     ignore = config.data.ignore_label
+    if model.output == "regions" and unannotated:
+        raise ConfigError(
+            f"model.output: regions (sigmoid outputs) cannot leave out the {unannotated} unannotated voxels "
+            f"(value {ignore}) of {data_file or 'the data'}; train sparse annotations with model.output: labels"
+        )
     if model.activation == "sigmoid" and unannotated:
         raise ConfigError(
             f"model.activation: sigmoid cannot leave out the {unannotated} unannotated voxels (value {ignore}) "
             f"of {data_file or 'the data'}; set model.activation to softmax or auto to train with the masked loss"
         )
-    softmax = model.activation == "softmax" or (
+    softmax = model.output != "regions" and (model.activation == "softmax" or (
         model.activation == "auto" and (unannotated > 0 or training.loss in ("cross_entropy", "cross_entropy_dice"))
-    )
+    ))
     if not softmax:
         return TrainingTask("sigmoid", "dice", None, 0)
     loss = "cross_entropy_dice" if training.loss == "auto" else training.loss
