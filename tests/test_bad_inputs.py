@@ -131,6 +131,9 @@ def write_bad(kind: str, like: Path, dest: Path) -> Path:
     elif kind == "float64-overflow":  # finite in float64, infinite once read as float32
         data = data.astype(np.float64)
         data[8, 8, 8] = 1e300
+    elif kind == "block-3e38":  # finite float32, but no scan holds it (issue 21)
+        data = data.astype(np.float32)
+        data[4:8, 4:8, 4:8] = 3e38
     elif kind == "label-260":  # would wrap round to 4 if stored as uint8 unchecked
         data = data.astype(np.int16)
         data[data == 4] = 260
@@ -321,6 +324,10 @@ def _pickled_attribute_data_file(folder: str) -> Callable[[Env, Path], None]:
     return setup
 
 
+def _empty_config(env: Env, d: Path) -> None:
+    (d / "empty.yaml").write_text("# my run\n\n")
+
+
 def _yaml_with_python_tag(env: Env, d: Path) -> None:
     """A config whose YAML asks for a Python call (full yaml.load would run it; safe_load refuses)."""
     (d / "tagged.yaml").write_text(f"output_dir: !!python/object/apply:os.system ['touch {d / MARKER}']\n")
@@ -386,6 +393,16 @@ def _cases() -> list[Case]:
     add(Case("overflow", "densify", densify_image("float64-overflow"), ("image.nii.gz", "infinite")))
     add(Case("overflow", "preprocess", preprocess_broken("float64-overflow"), ("S1_t2.nii.gz", "infinite")))
     add(Case("overflow", "evaluate", evaluate_broken("label-260"), ("prediction.nii.gz", "260")))
+    # finite but implausible intensities: a 4x4x4 block of 3e38
+    words = ("64 voxels hold implausible intensities (3e+38 to 3e+38)", "data.clip_outliers")
+    add(Case("implausible", "train", train_on_broken_subject("block-3e38"), ("flair.nii.gz", "s2", *words)))
+    add(Case("implausible", "predict", predict_input("block-3e38"), ("flair.nii.gz", *words), status=1))
+    add(Case("implausible", "densify", densify_image("block-3e38"), ("image.nii.gz", *words)))
+    add(Case("implausible", "preprocess", preprocess_broken("block-3e38"), ("S1_t2.nii.gz", *words)))
+    # an empty config file (only comments)
+    for entry in ("train", "predict"):
+        add(Case("empty-config", entry, with_setup(_empty_config, fixed("--config", "{d}/empty.yaml")),
+                 ("empty.yaml", "the config file is empty (or holds only comments)", "leave out --config")))
     # label values outside the config
     add(Case("labels", "train", train_on_broken_subject("label-3", "truth"), ("truth.nii.gz", "[3]", "data.labels")))
     add(Case("labels", "evaluate", evaluate_broken("label-3", "truth"), ("truth.nii.gz", "[3]", "0, 1, 2, 4")))

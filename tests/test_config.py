@@ -169,13 +169,21 @@ def test_yaml_is_loaded_safely(tmp_path):
         load_config(path)
 
 
-def test_empty_file_gives_defaults_and_paths_resolve_against_the_file(tmp_path):
+def test_paths_resolve_against_the_file(tmp_path):
     path = _write(tmp_path, "output_dir: run1\ndata:\n  source: folder\n  data_dir: subjects\n")
     config = load_config(path)
     assert config.run_dir == tmp_path / "run1"
     assert config.run_path(config.training.model_file) == tmp_path / "run1" / "model.keras"
     assert config.input_path(config.data.data_dir) == tmp_path / "subjects"
-    assert load_config(_write(tmp_path, "", "empty.yaml")).to_dict() == Config().to_dict()
+    assert load_config(_write(tmp_path, "{}\n", "braces.yaml")).to_dict() == Config().to_dict()  # asked for
+
+
+def test_empty_config_file_is_refused(tmp_path):
+    """An empty file or one of comments only is a slip; ``--config`` left out still means the default."""
+    for name, text in (("empty.yaml", ""), ("comments.yaml", "# my run\n\n  # nothing yet\n")):
+        with pytest.raises(ConfigError, match=rf"{name}: the config file is empty \(or holds only comments\)"):
+            load_config(_write(tmp_path, text, name))
+    assert load_config(None).to_dict() == Config().to_dict()
 
 
 def test_resolved_config_round_trips(tmp_path):

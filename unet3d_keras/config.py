@@ -389,8 +389,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
         The validated config; its ``base_dir`` is the file's folder.
 
     Raises:
-        ConfigError: The file is missing or not YAML, or a key is unknown,
-            of the wrong type or inconsistent with another.
+        ConfigError: The file is missing, empty (or only comments) or not YAML, or a key is
+            unknown, of the wrong type or inconsistent with another.
     """
     path = Path(path) if path is not None else DEFAULT_CONFIG
     try:
@@ -405,8 +405,11 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
-    if raw is None:
-        raw = {}
+    if raw is None:  # an empty file is a slip (wrong file, unsaved editor), not a wish for every default
+        raise ConfigError(
+            f"{path}: the config file is empty (or holds only comments); write the keys to change there "
+            "(config.yaml lists them all), or leave out --config to run with the default config"
+        )
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level, received {type(raw).__name__}")
     raw = apply_overrides(raw, overrides)

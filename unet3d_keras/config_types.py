@@ -49,6 +49,7 @@ class DataConfig:
     ignore_label: int = 255
     crop: bool = True
     normalization: Literal["dataset", "zscore", "none"] = "dataset"
+    clip_outliers: bool = False
 
 
 @dataclass
@@ -94,6 +95,7 @@ class TrainingConfig:
     workers: int = 1
     model_file: str = "model.keras"
     log_file: str = "training.log"
+    continue_from_model_file: bool = False
     mixed_precision: Literal["auto", "off", "bfloat16", "float16"] = "auto"
     distribution: Literal["none", "mirrored", "multi_worker"] = "none"
 

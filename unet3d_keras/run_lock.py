@@ -67,6 +67,23 @@ def _open_locked(path: Path) -> int | None:
         os.close(fd)
 
 
+def _open_in_this_process(path: Path) -> bool:
+    """Whether a descriptor of this process refers to ``path`` (read from ``/proc/self/fd``)."""
+    try:
+        target = os.stat(path)
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return False
+    for name in names:
+        try:
+            found = os.fstat(int(name))
+        except (OSError, ValueError):
+            continue
+        if (found.st_dev, found.st_ino) == (target.st_dev, target.st_ino):
+            return True
+    return False
+
+
 @contextmanager
 def run_folder_lock(folder: str | os.PathLike, what: str = "run folder") -> Iterator[Path]:
     """Hold ``folder``'s lock (the folder is made if missing) for the ``with`` block.
@@ -87,7 +104,9 @@ def run_folder_lock(folder: str | os.PathLike, what: str = "run folder") -> Iter
     fd = _open_locked(path)
     if fd is None:
         holder = lock_holder(folder)
-        if holder == os.getpid():  # held further up this process's own call (command, then pipeline)
+        # Held further up this process's own call (a command, then the pipeline); the descriptor
+        # is checked too, since a full disk may have kept the holder from writing its id.
+        if holder == os.getpid() or _open_in_this_process(path):
             yield path
             return
         raise RunFolderLocked(
