@@ -1,4 +1,12 @@
-"""tf.distribute: MirroredStrategy with fit, MultiWorkerMirroredStrategy with the custom step."""
+"""Distributed training equals one device: tf.distribute (TensorFlow) and keras.distribution (JAX).
+
+The tiny U-Net trains 4 steps with the same seed, data order and global batch (4) on one device,
+under ``mirrored`` over two local devices, and under ``multi_worker`` with two local processes
+(``tests/distributed_worker.py``; a backend and its devices are fixed per process, hence the
+subprocesses). Tolerances are float32 round-off: the losses of every step agree to ``rtol=1e-5`` and
+the final weights to ``atol=1e-4`` (an Adam step at learning rate 1e-2 moves a weight by up to 1e-2;
+the measured differences are about 1e-7 without and 4e-5 with batch normalisation).
+"""
 
 import json
 import os
@@ -16,9 +24,11 @@ WORKER = Path(__file__).with_name("distributed_worker.py")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _env(**extra):
-    env = {key: value for key, value in os.environ.items() if key != "TF_CONFIG"}
-    env.update(KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2", **extra)
+def _env(backend="tensorflow", **extra):
+    """The test's environment without any cluster or device settings, plus ``extra``."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("TF_CONFIG", "XLA_FLAGS") and not key.startswith("KERAS_DISTRIBUTION_")}
+    env.update(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", **extra)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 
@@ -33,40 +43,106 @@ def _free_ports(n):
     return ports
 
 
-def test_fit_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
-    done = subprocess.run([sys.executable, str(WORKER), "mirrored", str(tmp_path)], env=_env(),
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads((tmp_path / "result_0.json").read_text())
-    assert result["replicas"] == 2
-    losses = result["history"]["loss"]
-    assert len(losses) == 2 and all(-1.0 <= v <= 0.0 for v in losses)  # a Dice loss, not summed over replicas
+LOSS = dict(rtol=1e-5, atol=1e-6)
+WEIGHTS = dict(rtol=0, atol=1e-4)
 
 
-def test_multi_worker_training_ends_with_identical_weights(tmp_path):
+def _run_all(commands, timeout=600):
+    """Runs ``(argv, env)`` pairs at the same time; fails with the stderr of any that failed."""
+    processes = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for argv, env in commands]
+    try:
+        errors = [(process.communicate(timeout=timeout)[1], process.returncode) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    for stderr, code in errors:
+        assert code == 0, stderr[-3000:]
+
+
+def _result(folder, name):
+    return json.loads((folder / f"{name}.json").read_text()), np.load(folder / f"{name}.npy")
+
+
+def _assert_same_training(folder, name, reference="one_device"):
+    (got, got_weights), (expected, expected_weights) = _result(folder, name), _result(folder, reference)
+    np.testing.assert_allclose(got["loss"], expected["loss"], **LOSS)
+    np.testing.assert_allclose(got["val_loss"], expected["val_loss"], **LOSS)
+    np.testing.assert_allclose(got_weights, expected_weights, **WEIGHTS)
+    initial = np.load(folder / f"{reference.replace('one_device', 'initial')}.npy")
+    assert np.abs(expected_weights - initial).max() > 1e-3  # training moved the weights
+    return got
+
+
+@pytest.fixture(scope="module")
+def local_runs(tmp_path_factory):
+    """One-device and two-device (``mirrored``) runs of both backends, their processes run side by side."""
+    folders = {backend: tmp_path_factory.mktemp(backend) for backend in ("tensorflow", "jax")}
+    two_cpus = "--xla_force_host_platform_device_count=2"
+    _run_all([
+        # TensorFlow 2.21 allows one MirroredStrategy per process: one process per variant.
+        ([sys.executable, str(WORKER), "local", str(folders["tensorflow"]), "plain"], _env("tensorflow")),
+        ([sys.executable, str(WORKER), "local", str(folders["tensorflow"]), "bn"], _env("tensorflow")),
+        ([sys.executable, str(WORKER), "local", str(folders["jax"]), "plain,bn"],
+         _env("jax", XLA_FLAGS=two_cpus)),
+    ])
+    return folders
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_mirrored_on_two_devices_trains_like_one_device(local_runs, backend):
+    result = _assert_same_training(local_runs[backend], "mirrored")
+    assert result["devices"] == 2 and _result(local_runs[backend], "one_device")[0]["devices"] == 1
+    assert result["loss"][-1] < result["loss"][0]  # a Dice loss in [-1, 0] that went down
+
+
+def test_batch_norm_under_tf_mirrored_normalises_each_replica_with_its_half_batch(local_runs):
+    """tf.distribute: each replica normalises its half batch with the half's statistics.
+
+    Expected difference from one device: the first-step loss is the mean of the losses of the two
+    halves, each normalised on its own (computed independently on one device), not the loss of
+    the whole batch; the halves differ in brightness, so the two differ by far more than round-off.
+    """
+    folder = local_runs["tensorflow"]
+    mirrored, one_device = _result(folder, "mirrored_bn")[0], _result(folder, "one_device_bn")[0]
+    halves = json.loads((folder / "bn_halves.json").read_text())["loss"]
+    np.testing.assert_allclose(mirrored["loss"][0], halves, **LOSS)
+    assert abs(one_device["loss"][0] - halves) > 1e-3
+    assert mirrored["devices"] == 2
+
+
+def test_batch_norm_under_jax_data_parallel_equals_one_device(local_runs):
+    """keras.distribution: one global program, so batch statistics are those of the global batch."""
+    folder = local_runs["jax"]
+    _assert_same_training(folder, "mirrored_bn", reference="one_device_bn")
+    halves = json.loads((folder / "bn_halves.json").read_text())["loss"]
+    assert abs(_result(folder, "mirrored_bn")[0]["loss"][0] - halves) > 1e-3  # not per-half statistics
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_multi_worker_with_two_processes_trains_like_one_device(local_runs, backend, tmp_path):
     ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    processes = []
+    commands = []
     for index in range(2):
-        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        processes.append(subprocess.Popen(
-            [sys.executable, str(WORKER), "multi_worker", str(tmp_path)], env=_env(TF_CONFIG=tf_config),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    for process in processes:
-        _, stderr = process.communicate(timeout=600)
-        assert process.returncode == 0, stderr[-3000:]
-    first, second = (np.load(tmp_path / f"weights_{i}.npy") for i in range(2))
-    np.testing.assert_array_equal(first, second)
-    results = [json.loads((tmp_path / f"result_{i}.json").read_text()) for i in range(2)]
-    assert [r["replicas"] for r in results] == [2, 2]
-    assert [r["chief"] for r in results] == [True, False]
-    assert results[0]["history"]["loss"] == results[1]["history"]["loss"]
-    assert len(results[0]["history"]["val_loss"]) == 3
-    # Only the chief wrote the run's files: the best model and the CSV log with one row per epoch.
-    assert (tmp_path / "model.keras").is_file()
-    assert len((tmp_path / "training.log").read_text().splitlines()) == 1 + 3
-    # Training moved the weights away from the initial ones and lowered the loss.
-    assert results[0]["history"]["loss"][-1] < results[0]["history"]["loss"][0]
+        if backend == "tensorflow":
+            cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+            extra = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        else:
+            extra = {"KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{ports[0]}",
+                     "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": str(index)}
+        commands.append(([sys.executable, str(WORKER), "multi_worker", str(tmp_path)], _env(backend, **extra)))
+    _run_all(commands, timeout=300)
+    for name in ("one_device", "initial"):
+        for suffix in (".json", ".npy"):
+            source = local_runs[backend] / f"{name}{suffix}"
+            if source.exists():
+                (tmp_path / source.name).write_bytes(source.read_bytes())
+    chief = _assert_same_training(tmp_path, "multi_worker_0")
+    other = _assert_same_training(tmp_path, "multi_worker_1")
+    assert (chief["chief"], other["chief"]) == (True, False)
+    assert chief["devices"] == other["devices"] == 2
+    np.testing.assert_array_equal(np.load(tmp_path / "multi_worker_0.npy"), np.load(tmp_path / "multi_worker_1.npy"))
 
 
 def test_strategy_settings(monkeypatch):
@@ -124,3 +200,48 @@ def test_custom_step_resumes_from_the_backup_like_an_uninterrupted_run(tmp_path)
     assert backup.resumed_epoch == 2 and len(history.history["loss"]) == 1
     for got, expected in zip(resumed.get_weights(), uninterrupted.get_weights()):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_process_shard_gives_each_process_its_contiguous_part_of_every_global_batch():
+    import keras
+
+    from unet3d_keras.distribute_jax import ProcessShard
+
+    class Batches(keras.utils.PyDataset):
+        """Batches of 4, 4 and 3 samples; the sample values are their indices."""
+
+        ends = 0
+
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, index):
+            rows = np.arange(4 * index, min(4 * index + 4, 11))
+            return rows.astype("float32"), -rows
+
+        def on_epoch_end(self):
+            self.ends += 1
+
+    data = Batches()
+    parts = [ProcessShard(data, n_devices=2, n_processes=2, process=p) for p in range(2)]
+    assert [len(part) for part in parts] == [3, 3]
+    np.testing.assert_array_equal(parts[0][1][0], [4, 5])
+    np.testing.assert_array_equal(parts[1][1][1], [-6, -7])
+    # The last batch (3 samples) is cut to 2, one per device; a batch smaller than the devices is filled up.
+    np.testing.assert_array_equal(np.concatenate([part[2][0] for part in parts]), [8, 9])
+    single = ProcessShard(data, n_devices=4)
+    np.testing.assert_array_equal(single[2][0], [8, 9, 10, 8])
+    parts[0].on_epoch_end()
+    assert data.ends == 1
+
+
+def test_jax_multi_worker_names_the_missing_coordinator_variables(monkeypatch):
+    from unet3d_keras.distribute_jax import initialize
+
+    for name in ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
+                 "KERAS_DISTRIBUTION_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+    with pytest.raises(ValueError) as info:
+        initialize()
+    assert ("missing: KERAS_DISTRIBUTION_JOB_ADDRESSES, KERAS_DISTRIBUTION_PROCESS_ID" in str(info.value))
