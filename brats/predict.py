@@ -4,10 +4,12 @@
     python brats/predict.py BRATS_FOLDER [--config FILE] [--model FILE] [--output DIR]
                             [--output_basename NAME] [--no_label_map] [--set ...]
 
-Each subject ({id}_{t1,t1ce,flair,t2}.nii.gz) goes through the run's training
-preprocessing; <output>/{subject}.nii.gz (the BraTS submission name, as the
-reference wrote it; --output_basename changes it) has the subject's own shape and
-affine, with labels 1, 2 and 4. With --no_label_map each label's probability map is
+Each subject ({id}_{t1,t1ce,flair,t2}.nii.gz, or the 2023+
+BraTS-GLI-00000-000/BraTS-GLI-00000-000-{t1n,t1c,t2f,t2w}.nii.gz of any task) goes
+through the run's training preprocessing; <output>/{subject}.nii.gz (the BraTS
+submission name: BraTS-GLI-00000-000.nii.gz for 2023+ cases; --output_basename
+changes it) has the subject's own shape and affine, with the labels of the run's
+data.convention (1, 2 and 4 for brats2017; 1, 2, 3 for the 2023+ glioma data). With --no_label_map each label's probability map is
 written instead, as <i>_{subject}.nii.gz. The config defaults to
 configs/brats2020_isensee2017.yaml, the recipe of brats/train.py.
 """

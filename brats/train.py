@@ -1,12 +1,14 @@
 #!/usr/bin/env python
-"""Train on a BraTS folder (2017-2021 naming) with the reference's brats/train.py recipe.
+"""Train on a BraTS folder (2017-2021 or 2023+ naming) with the reference's brats/train.py recipe.
 
     python brats/train.py BRATS_FOLDER [--config FILE] [--set section.key=value ...]
                           [--overwrite | --continue-training]
 
 BRATS_FOLDER is the unpacked data set, e.g. MICCAI_BraTS2020_TrainingData; its
 subject folders hold {id}_{t1,t1ce,flair,t2,seg}.nii.gz (2017: t1Gd and
-GlistrBoost[_ManuallyCorrected]). The config defaults to
+GlistrBoost[_ManuallyCorrected]); 2023+ case folders hold
+BraTS-GLI-00000-000-{t1n,t1c,t2f,t2w,seg}.nii.gz (configs/brats2023_glioma.yaml
+sets their labels and trains region-based). The config defaults to
 configs/brats2020_isensee2017.yaml: the reference's settings (Isensee 2017 network,
 128^3 whole images, 500 epochs). --continue-training starts from the weights of an
 existing model file, as the reference did when its model file existed.
