@@ -29,11 +29,16 @@ setup(
     ],
     extras_require={
         # tf_keras (Keras 2 for TensorFlow): tests write model files as the reference's Keras 2 did.
-        "test": ["pytest>=7.0", "tf_keras~=2.21"],
+        # jax (CPU): tests/test_backends.py and the JAX distribution tests run Keras on JAX.
+        "test": ["pytest>=7.0", "tf_keras~=2.21", "jax>=0.5"],
         # examples/mni152_sparse: the MNI152 template and tissue maps ship inside nilearn.
         "examples": ["nilearn>=0.10"],
         # benchmarks/run.py: the PyTorch and MONAI comparison rows and profiling.
         "bench": ["torch", "monai", "pyinstrument"],
+        # unet3d-export --format onnx (tf2onnx, onnx) and running ONNX exports (onnxruntime).
+        "export": ["onnx>=1.14", "onnxruntime>=1.16", "tf2onnx>=1.16"],
+        # NVIDIA GPUs: TensorFlow with its CUDA libraries.
+        "gpu": ["tensorflow[and-cuda]>=2.16"],
     },
     entry_points={
         "console_scripts": [
@@ -41,6 +46,7 @@ setup(
             "unet3d-predict = unet3d_keras.commands.predict:main",
             "unet3d-make-sparse-labels = unet3d_keras.commands.make_sparse_labels:main",
             "unet3d-densify = unet3d_keras.commands.densify:main",
+            "unet3d-export = unet3d_keras.commands.export:main",
             "unet3d-convert-split = unet3d_keras.commands.convert_split:main",
             "unet3d-convert-model = unet3d_keras.commands.convert_model:main",
             "brats-preprocess = brats.preprocess:main",

@@ -1,4 +1,4 @@
-"""A Keras model as a predict function that stays on the backend's device.
+"""A Keras model (or an exported one) as a predict function that stays on the backend's device; its input shape.
 
 :func:`device_predict_fn` maps a channels-last batch of windows (a backend tensor) to the
 model's probabilities as a backend tensor, compiled once per backend the way ``predict`` does
@@ -13,7 +13,9 @@ from typing import Any, Callable
 import keras
 from keras import ops
 
-__all__ = ["device_predict_fn"]
+from .exported_models import ExportedModel
+
+__all__ = ["device_predict_fn", "model_channels", "model_patch_shape", "model_predict_fn"]
 
 
 def _compiled_call(model: keras.Model) -> Callable[[Any], Any]:
@@ -59,3 +61,32 @@ def device_predict_fn(model: keras.Model, channels_last: bool = True) -> Callabl
         return lambda batch: ops.cast(call(ops.convert_to_tensor(batch, "float32")), "float32")
     return lambda batch: ops.transpose(ops.cast(call(ops.transpose(ops.convert_to_tensor(batch, "float32"),
                                                                   (0, 4, 1, 2, 3))), "float32"), (0, 2, 3, 4, 1))
+
+
+def _channels_last() -> bool:
+    return keras.config.image_data_format() == "channels_last"
+
+
+def model_patch_shape(model: keras.Model | ExportedModel) -> tuple[int | None, int | None, int | None]:
+    """Spatial input shape of a model, ``(x, y, z)`` (None where the model takes any size)."""
+    if isinstance(model, ExportedModel):
+        return model.patch_shape
+    shape = tuple(model.input_shape[1:])
+    return shape[:3] if _channels_last() else shape[1:]
+
+
+def model_channels(model: keras.Model | ExportedModel) -> int:
+    """Number of input channels of a model."""
+    if isinstance(model, ExportedModel):
+        return model.n_channels
+    shape = tuple(model.input_shape[1:])
+    return int(shape[3] if _channels_last() else shape[0])
+
+
+def model_predict_fn(model: keras.Model | ExportedModel) -> Callable[[Any], Any]:
+    """The model as a function of channels-last batches ``(n, x, y, z, C)`` -> float32 ``(n, x, y, z, L)``,
+    backend tensors on the device (:func:`~unet3d_keras.predict_functions.device_predict_fn`); an
+    exported model's runtime works on the host."""
+    if isinstance(model, ExportedModel):
+        return model.predict_fn
+    return device_predict_fn(model, channels_last=_channels_last())

@@ -24,13 +24,14 @@ from tqdm.auto import tqdm
 from .config import Config
 from .data import open_data_file
 from .evaluation import segmentation_scores
+from .exported_models import ExportedModel, exported_settings
 from .fileio import write_text_atomically
 from .hdf5_store import check_data_file
 from .inference_io import output_names, probability_images, read_subject_volume, resample_to_grid, save_image_atomically
 from .label_maps import get_prediction_labels, prediction_to_image
-from .predict_functions import device_predict_fn
+from .predict_functions import model_channels, model_patch_shape, model_predict_fn
 from .samples import read_subject_ids, reading_subject
-from .sliding_window import PredictFn, check_window_settings, require_channels_first, sliding_window_inference
+from .sliding_window import check_window_settings, require_channels_first, sliding_window_inference
 from .splits import load_split
 from .training import load_old_model
 from .tta import mirrored, permutation_averaged
@@ -44,33 +45,12 @@ SETTINGS_FILE = "prediction_settings.json"
 SUBJECT_ERRORS = (ValueError, OSError)
 
 
-def _channels_last() -> bool:
-    return keras.config.image_data_format() == "channels_last"
-
-
-def model_patch_shape(model: keras.Model) -> tuple[int | None, int | None, int | None]:
-    """Spatial input shape of a model, ``(x, y, z)`` (None where the model takes any size)."""
-    shape = tuple(model.input_shape[1:])
-    return shape[:3] if _channels_last() else shape[1:]
-
-
-def model_channels(model: keras.Model) -> int:
-    """Number of input channels of a model."""
-    shape = tuple(model.input_shape[1:])
-    return int(shape[3] if _channels_last() else shape[0])
-
-
-def model_predict_fn(model: keras.Model) -> PredictFn:
-    """The model as a function of channels-last batches ``(n, x, y, z, C)`` -> float32 ``(n, x, y, z, L)``,
-    backend tensors on the device (:func:`~unet3d_keras.predict_functions.device_predict_fn`)."""
-    return device_predict_fn(model, channels_last=_channels_last())
-
-
 class Predictor:
     """A model with its normalisation and prediction settings.
 
     Args:
-        model: Keras model (loaded once, reused for every prediction).
+        model: Keras model (loaded once, reused for every prediction), or an exported model
+            (:class:`~unet3d_keras.exported_models.ExportedModel`).
         attributes: The training data file's attributes (normalisation of new subjects,
             default ``labels`` and ``image_shape``); None for arrays that are already normalised.
         labels: Label values of the outputs, e.g. ``(1, 2, 4)``; 1..n_outputs when None.
@@ -147,13 +127,21 @@ class Predictor:
     @classmethod
     def from_files(cls, model_file: str | os.PathLike, data_file: str | os.PathLike | None = None,
                    config: Config | None = None, **settings: Any) -> "Predictor":
-        """Load a model file, and the attributes of the data file it was trained on, once.
+        """Load a model file (or export folder), and the attributes of the data file it was trained on, once.
+
+        An export folder's metadata gives the attributes and prediction settings the data file
+        and config would; given ones override them.
 
         Raises:
             DataError: the data file is missing, incomplete or not HDF5, or the model file is broken.
         """
         attributes = check_data_file(data_file) if data_file is not None else None
-        model = load_old_model(model_file, compile=False)
+        if Path(model_file).is_dir():  # an export folder: its metadata holds what the data file would
+            model = ExportedModel.load(model_file)
+            attributes = model.attributes if attributes is None else attributes
+            settings = {**exported_settings(model.metadata), **settings}
+        else:
+            model = load_old_model(model_file, compile=False)
         if config is None:
             predictor = cls(model, attributes, **settings)
         else:

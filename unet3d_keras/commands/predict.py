@@ -11,7 +11,9 @@ Dice table is printed; the folder also gets prediction_settings.json. With
 data.training_modalities, a subject folder, or a folder of subject folders; no
 truth needed), each subject goes through the training preprocessing and gets
 <output>/<subject>_prediction.nii.gz on its own grid (same shape and affine as
-its input files). The model is loaded once.
+its input files). The model is loaded once. --model may name an export folder of
+unet3d-export (ONNX or SavedModel, run without the .keras file; with --input its metadata
+replaces the data file).
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def load_predictor(config: Config, model_file: str | os.PathLike, data_file: str
     from ..predictor import Predictor
 
     predictor = Predictor.from_files(model_file, data_file, config, show_progress=show_progress)
-    check_model_matches_config(predictor.model, config, model_file)
+    if not Path(model_file).is_dir():  # an export folder describes itself (unet3d_export.json)
+        check_model_matches_config(predictor.model, config, model_file)
     return predictor
 
 
@@ -110,7 +113,8 @@ def predict_validation_and_report(config: Config, model_file: Path, data_file: P
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="model file (default: the run's training.model_file)")
+    parser.add_argument("--model", default=None, help="model file, or an export folder of unet3d-export "
+                        "(default: the run's training.model_file)")
     parser.add_argument("--output", default=None, help="output folder (default: <output_dir>/<prediction.output_dir>)")
     parser.add_argument("--input", nargs="+", default=None, metavar="PATH",
                         help="new data: one subject's modality files, a subject folder or a folder of subjects")
@@ -121,7 +125,9 @@ def work(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     model_file = Path(args.model) if args.model else config.run_path(config.training.model_file)
     data_file = config.run_path(config.data.data_file)
-    needed = [(model_file, "model"), (data_file, "data file")]
+    if model_file.is_dir() and args.input:  # the export's metadata holds the normalisation
+        data_file = None
+    needed = [(model_file, "model")] + ([(data_file, "data file")] if data_file else [])
     if not args.input:
         needed.append((config.run_path(config.split.validation_file), "validation split"))
     for path, what in needed:
