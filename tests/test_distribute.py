@@ -89,6 +89,7 @@ def local_runs(tmp_path_factory):
     return folders
 
 
+@pytest.mark.slow  # three training processes, about 50 s of CPU together
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_mirrored_on_two_devices_trains_like_one_device(local_runs, backend):
     result = _assert_same_training(local_runs[backend], "mirrored")
@@ -96,6 +97,7 @@ def test_mirrored_on_two_devices_trains_like_one_device(local_runs, backend):
     assert result["loss"][-1] < result["loss"][0]  # a Dice loss in [-1, 0] that went down
 
 
+@pytest.mark.slow  # three training processes, about 50 s of CPU together
 def test_batch_norm_under_tf_mirrored_normalises_each_replica_with_its_half_batch(local_runs):
     """tf.distribute: each replica normalises its half batch with the half's statistics.
 
@@ -111,6 +113,7 @@ def test_batch_norm_under_tf_mirrored_normalises_each_replica_with_its_half_batc
     assert mirrored["devices"] == 2
 
 
+@pytest.mark.slow  # three training processes, about 50 s of CPU together
 def test_batch_norm_under_jax_data_parallel_equals_one_device(local_runs):
     """keras.distribution: one global program, so batch statistics are those of the global batch."""
     folder = local_runs["jax"]
