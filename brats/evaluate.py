@@ -52,17 +52,17 @@ def find_cases(prediction_dir: str | os.PathLike) -> list[tuple[str, Path, Path]
 BRATS_LABELS = (0, 1, 2, 4)
 
 
-def read_label_map(path: Path, labels: tuple[int, ...] = BRATS_LABELS,
+def read_label_map(path: Path, allowed: tuple[int, ...] = BRATS_LABELS,
                    convention: str = "brats2017") -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     """``(labels, affine, voxel size)`` of a 3D BraTS label map, checked.
 
     Args:
-        labels: the values allowed, background included (default: the 2017-2021 labels 0, 1, 2, 4).
+        allowed: the values allowed, background included (default: the 2017-2021 labels 0, 1, 2, 4).
         convention: named in the message.
 
     Raises:
         DataError: naming the file: unreadable or truncated, not 3D, non-integer values (NaN
-            included), or values outside ``labels``.
+            included), or values outside ``allowed``.
     """
     from unet3d_keras.errors import DataError
     from unet3d_keras.utils.utils import read_image
@@ -77,10 +77,10 @@ def read_label_map(path: Path, labels: tuple[int, ...] = BRATS_LABELS,
     elif labels.dtype.kind not in "iub":
         raise DataError(f"{path}: the label map has the unsupported type {labels.dtype}")
     values = np.unique(labels)
-    unexpected = [int(v) for v in values if int(v) not in labels]
+    unexpected = [int(v) for v in values if int(v) not in allowed]
     if unexpected:
         raise DataError(f"{path}: holds label values {unexpected} (values found: {[int(v) for v in values]}); "
-                        f"label maps of the {convention} convention hold {list(labels)} only (--convention)")
+                        f"label maps of the {convention} convention hold {list(allowed)} only (--convention)")
     return labels.astype(np.uint8), image.affine, tuple(float(z) for z in image.header.get_zooms()[:3])
 
 

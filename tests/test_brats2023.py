@@ -122,6 +122,9 @@ def test_train_predict_and_evaluate_a_tiny_2023_glioma_run(tmp_path, output):
     output_dir = config.run_dir / "predictions"
     predict_validation_and_report(config, result.paths.model_file, result.paths.data_file, output_dir, quiet=True)
     assert brats_evaluate.main([str(output_dir), "--convention", "brats-gli"]) == 0
+    # Read as 2017-2021 label maps, the enhancing label 3 of the truth is refused.
+    assert brats_evaluate.main([str(output_dir), "--output", str(tmp_path / "as_2017"), "--quiet"]) == 2
+    assert not (tmp_path / "as_2017").exists()
     rows = list(csv.DictReader(open(output_dir / "brats_scores.csv")))
     assert [row["subject"] for row in rows][-1] == "mean"
     for region in ("NETC", "SNFH", "ET", "RC", "TC", "WT"):
