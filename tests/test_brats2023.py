@@ -147,3 +147,22 @@ def test_prediction_inputs_and_the_ready_glioma_config(tmp_path, rng):
     assert config.label_convention == "brats-gli" and config.data.labels == (1, 2, 3)
     assert config.output_regions == {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
     assert list(config.evaluation_regions) == ["NETC", "SNFH", "ET", "TC", "WT"]
+
+
+def test_region_model_predicts_label_maps_with_test_time_augmentation():
+    from unet3d_keras.model_from_config import build_model
+    from unet3d_keras.predictor import Predictor
+    from unet3d_keras.regions import regions_to_label_map
+
+    config = load_config(overrides=["data.convention=brats-gli", "data.labels=[1, 2, 3]", "model.output=regions",
+                                    "data.image_shape=[8, 8, 8]", "model.depth=2", "model.n_base_filters=2"])
+    model = build_model(config)
+    assert model.output_shape[-1] == 3  # WT, TC, ET
+    predictor = Predictor.from_config(config, model, permute=True, threshold=0.5)
+    volume = np.random.default_rng(0).normal(size=(4, 8, 8, 8)).astype(np.float32)
+    probabilities = predictor.predict_array(volume)  # averaged over the 48 cube permutations
+    label_map = predictor.predict_labels(volume)
+    np.testing.assert_array_equal(label_map, regions_to_label_map(probabilities, [(1, 2, 3), (1, 3), (3,)]))
+    truth = label_map.copy()
+    scores = predictor.score(truth, probabilities)
+    assert scores["WT"] == scores["TC"] == scores["ET"] == 1.0 and "label_3" in scores
