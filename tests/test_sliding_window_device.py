@@ -91,3 +91,12 @@ def test_windows_out_of_x_order_are_refused(monkeypatch):
     monkeypatch.setattr(sliding_window, "window_grid", lambda *args: (grid(*args)[0][::-1],) + grid(*args)[1:])
     with pytest.raises(ValueError, match="ascending x order"):
         sliding_window_inference(lambda batch: batch, np.zeros((1, 10, 4, 4), np.float32), (4, 4, 4), 0)
+
+
+def test_a_volume_already_on_the_device_gives_the_same_result():
+    model = window_model((8, 8, 8))
+    volume = np.random.default_rng(3).normal(size=(2, 11, 9, 10)).astype(np.float32)
+    predict = device_predict_fn(model)
+    expected = sliding_window_inference(predict, volume, (8, 8, 8), 2, 2, "gaussian")
+    result = sliding_window_inference(predict, keras.ops.convert_to_tensor(volume), (8, 8, 8), 2, 2, "gaussian")
+    np.testing.assert_allclose(result, expected, atol=1e-6, rtol=0)

@@ -173,7 +173,12 @@ def sliding_window_inference(
     window = tuple(int(s) for s in window)
     image_shape = tuple(int(s) for s in volume.shape[1:])
     corners, pad_low, pad_high = window_grid(image_shape, window, overlap)
-    source = edge_pad(ops.transpose(ops.cast(volume, "float32"), (1, 2, 3, 0)), pad_low, pad_high)
+    if ops.is_tensor(volume):
+        source = edge_pad(ops.transpose(ops.cast(volume, "float32"), (1, 2, 3, 0)), pad_low, pad_high)
+    else:  # padded on the host, then moved to the device once (one copy fewer on the device)
+        widths = [(int(lo), int(hi)) for lo, hi in zip(pad_low, pad_high)] + [(0, 0)]
+        source = ops.convert_to_tensor(np.pad(np.moveaxis(volume, 0, -1).astype(np.float32, copy=False), widths,
+                                              mode="edge"))
     padded = tuple(int(s) for s in np.asarray(image_shape) + pad_low + pad_high)
     weights = ops.convert_to_tensor(
         gaussian_importance_map(window) if weighting == "gaussian" else np.ones(window, np.float32))[..., None]
