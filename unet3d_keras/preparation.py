@@ -74,6 +74,7 @@ def prepare_data(config: Config, show_progress: bool = True) -> tuple[Path, list
                 crop=config.data.crop, modalities=config.data.training_modalities, labels=config.data.labels,
                 normalization=config.data.normalization, normalization_indices=training,
                 show_progress=show_progress, ignore_label=config.data.ignore_label, strict_labels=True,
+                clip_outliers=config.data.clip_outliers,
             )
         except BaseException:
             # The split was drawn for this data file; a failed conversion leaves neither behind.
