@@ -9,7 +9,8 @@ Every file of a run lives in the config's ``output_dir``:
     config.yaml           the resolved config of the run
     model.keras           the best model so far (training.model_file)
     training.log          per-epoch CSV (training.log_file)
-    backup/               state of the last completed epoch, for resuming
+    backup/               state of the last completed epoch, for resuming (kept when training ends, so
+                          that raising training.n_epochs trains on from it)
     tensorboard/          TensorBoard logs
     state.json            whether training finished
     validation_scores.csv Dice per validation subject, with a mean row
@@ -34,6 +35,7 @@ from .fileio import write_text_atomically
 RESUMABLE_CHANGES = (
     "prediction.",
     "training.n_epochs",
+    "training.continue_from_model_file",
     "training.early_stopping_patience",
     "training.mixed_precision",
     "training.distribution",
@@ -89,9 +91,9 @@ def resolved_config_dict(config: Config) -> dict:
     """The config as saved with a run: paths made absolute, so the file stands alone."""
     raw = config.to_dict()
     raw["output_dir"] = str(config.run_dir)
+    raw["data"]["convention"] = config.label_convention  # the run states its label convention (auto resolved)
     if config.data.data_dir is not None:
         raw["data"]["data_dir"] = str(config.input_path(config.data.data_dir))
-    raw["data"]["convention"] = config.label_convention  # the run states its label convention (auto resolved)
     return raw
 
 
@@ -121,6 +123,28 @@ def check_resumable(config: Config, paths: RunPaths) -> None:
             f"{paths.run_dir} holds a run made with a different config ({'; '.join(changes)}); "
             "restore those values to resume it, or rerun with --overwrite to start afresh"
         )
+
+
+def saved_n_epochs(paths: RunPaths) -> int | None:
+    """``training.n_epochs`` of the config a run was last trained with (None without a readable one)."""
+    try:
+        saved = yaml.safe_load(paths.config_file.read_text(encoding="utf-8")) or {}
+        return int(saved["training"]["n_epochs"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+        return None
+
+
+def is_finished(state: dict, n_epochs: int, previous_n_epochs: int | None) -> bool:
+    """Whether a run has nothing left to train for ``n_epochs`` epochs.
+
+    A completed run (all its epochs, or stopped early) is trained further once ``n_epochs``
+    is raised above the ``previous_n_epochs`` it completed with; early stopping may end the
+    extra epochs again.
+    """
+    if state.get("status") != "complete":
+        return False
+    done = int(state.get("epochs", 0))
+    return n_epochs <= max(done, previous_n_epochs if previous_n_epochs is not None else done)
 
 
 def clear_run(paths: RunPaths) -> None:
