@@ -2,8 +2,9 @@
 
 The loop calls a ``predict_fn`` that maps a channels-last batch of windows
 ``(n, px, py, pz, n_channels)`` to probabilities ``(n, px, py, pz, n_labels)``, and runs on the
-Keras backend's device (``keras.ops``): the volume is moved there once (channels-last,
-edge-padded), windows are sliced from it, and their weighted predictions are summed there.
+Keras backend's device (``keras.ops``): the volume is moved there once as it is, windows are
+sliced from it (repeating edge voxels where they stick out), and their weighted predictions are
+summed there.
 Only finished probabilities come back to the host, one x-slab at a time, into the float32
 output array. Windows run in grid order (x slowest): each is added into a row buffer
 (one window high and deep), a finished row into a slab buffer (one window deep), and the part of
@@ -83,22 +84,27 @@ def window_grid(
     return indices + pad_low, pad_low, pad_high
 
 
-def edge_pad(tensor, pad_low: Sequence[int], pad_high: Sequence[int]):
-    """Pad the three leading axes of a tensor by repeating its edge voxels (``np.pad(mode="edge")``).
+def cut_window(source, corner: Sequence[int], window: Sequence[int], pad_low: Sequence[int]):
+    """One window of a channels-first volume, as if the volume were edge-padded by ``pad_low``.
 
-    ``keras.ops.pad`` has no edge mode on the TensorFlow backend, hence the concatenations.
+    Args:
+        source: ``(n_channels, x, y, z)`` tensor (not padded: the padding is never built).
+        corner: Window corner in padded coordinates.
+        window: ``(px, py, pz)``.
+        pad_low: Padding before each spatial axis.
+
+    Returns:
+        ``(n_channels, px, py, pz)``: a slice, with edge voxels repeated where it sticks out.
     """
-    for axis, (low, high) in enumerate(zip(pad_low, pad_high)):
-        size = tensor.shape[axis]
-        parts = []
-        if low:
-            parts.append(ops.repeat(ops.take(tensor, [0], axis=axis), int(low), axis=axis))
-        parts.append(tensor)
-        if high:
-            parts.append(ops.repeat(ops.take(tensor, [size - 1], axis=axis), int(high), axis=axis))
-        if len(parts) > 1:
-            tensor = ops.concatenate(parts, axis=axis)
-    return tensor
+    shape = tuple(int(s) for s in source.shape[1:])
+    lows = [min(max(int(c) - int(p), 0), n - 1) for c, p, n in zip(corner, pad_low, shape)]
+    highs = [max(min(int(c) - int(p) + w, n), low + 1) for c, p, w, n, low in zip(corner, pad_low, window, shape, lows)]
+    piece = ops.slice(source, [0] + lows, [int(source.shape[0])] + [h - lo for lo, h in zip(lows, highs)])
+    for axis, (c, p, w, low, high) in enumerate(zip(corner, pad_low, window, lows, highs)):
+        if high - low != w:  # sticks out: repeat the edge voxels
+            index = np.clip(np.arange(int(c) - int(p), int(c) - int(p) + w), low, high - 1) - low
+            piece = ops.take(piece, index, axis=axis + 1)
+    return piece
 
 
 def axis_slice(tensor, axis: int, low: int, high: int):
@@ -173,22 +179,17 @@ def sliding_window_inference(
     window = tuple(int(s) for s in window)
     image_shape = tuple(int(s) for s in volume.shape[1:])
     corners, pad_low, pad_high = window_grid(image_shape, window, overlap)
-    if ops.is_tensor(volume):
-        source = edge_pad(ops.transpose(ops.cast(volume, "float32"), (1, 2, 3, 0)), pad_low, pad_high)
-    else:  # padded on the host, then moved to the device once (one copy fewer on the device)
-        widths = [(int(lo), int(hi)) for lo, hi in zip(pad_low, pad_high)] + [(0, 0)]
-        source = ops.convert_to_tensor(np.pad(np.moveaxis(volume, 0, -1).astype(np.float32, copy=False), widths,
-                                              mode="edge"))
+    # The volume goes to the device once, as it is: windows that stick out repeat its edge voxels.
+    source = ops.cast(ops.convert_to_tensor(volume), "float32")
     padded = tuple(int(s) for s in np.asarray(image_shape) + pad_low + pad_high)
     weights = ops.convert_to_tensor(
         gaussian_importance_map(window) if weighting == "gaussian" else np.ones(window, np.float32))[..., None]
     blender = _Blender(padded, window, image_shape, pad_low)
-    n_channels = int(volume.shape[0])
     progress = tqdm(total=len(corners), desc="windows", unit="window", disable=not show_progress, leave=False)
     for first in range(0, len(corners), batch_size):
         chunk = corners[first:first + batch_size]
-        batch = ops.stack([ops.slice(source, (int(x), int(y), int(z), 0), window + (n_channels,))
-                           for x, y, z in chunk])
+        batch = ops.transpose(ops.stack([cut_window(source, corner, window, pad_low) for corner in chunk]),
+                              (0, 2, 3, 4, 1))
         prediction = ops.cast(ops.convert_to_tensor(predict_fn(batch)), "float32")
         # The weight rides along as one more channel, so one sum holds both.
         weighted = ops.concatenate([prediction * weights, ops.broadcast_to(weights, tuple(prediction.shape[:-1]) + (1,))],
