@@ -125,6 +125,7 @@ def fit(
     initial_epoch: int = 0,
     callbacks: list[keras.callbacks.Callback] | None = None,
     verbose: int | str = "auto",
+    devices: list[str] | None = None,
 ) -> tuple[keras.Model, keras.callbacks.History]:
     """Build the model and train it under ``distribution`` with the active backend's engine.
 
@@ -138,6 +139,7 @@ def fit(
         initial_epoch: First epoch (the resumed one), on every worker.
         callbacks: Keras callbacks.
         verbose: Verbosity of ``fit``.
+        devices: Devices of ``mirrored`` (TensorFlow: all GPUs, else the CPU; JAX: all devices; when None).
 
     Returns:
         ``(model, history)``.
@@ -151,9 +153,9 @@ def fit(
         return model, model.fit(training, validation_data=validation, **options)
     if keras.backend.backend() == "jax":
         return distribute_jax.fit_data_parallel(model_fn, distribution, training, validation, global_batch_size,
-                                                **options)
+                                                devices=devices, **options)
     if distribution == "mirrored":
-        with get_strategy("mirrored").scope():
+        with get_strategy("mirrored", devices).scope():
             model = model_fn()
         return model, model.fit(training, validation_data=validation, **options)
     return fit_multi_worker(

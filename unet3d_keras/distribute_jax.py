@@ -116,6 +116,7 @@ def fit_data_parallel(
     training: keras.utils.PyDataset,
     validation: keras.utils.PyDataset,
     global_batch_size: int,
+    devices: list[str] | None = None,
     **fit_options,
 ) -> tuple[keras.Model, keras.callbacks.History]:
     """Build and ``fit`` a model under ``keras.distribution.DataParallel``.
@@ -127,6 +128,7 @@ def fit_data_parallel(
         training: Global training batches; every process must produce the same ones.
         validation: Global validation batches, likewise.
         global_batch_size: Samples per training step over all devices.
+        devices: Devices of ``mirrored`` (``keras.distribution.list_devices()`` when None).
         **fit_options: Passed to ``fit`` (epochs, initial_epoch, callbacks, verbose, shuffle).
 
     Returns:
@@ -136,7 +138,8 @@ def fit_data_parallel(
 
     if distribution == "multi_worker":
         initialize()
-    devices = keras.distribution.list_devices()
+    if distribution == "multi_worker" or not devices:
+        devices = keras.distribution.list_devices()
     if global_batch_size % len(devices):
         raise ValueError(
             f"training.batch_size {global_batch_size} must be a multiple of the {len(devices)} devices of "
