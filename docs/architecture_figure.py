@@ -16,30 +16,36 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
 # (stage, what flows out of it, modules; a leading "*" marks a reference module)
 STAGES = [
-    ("files", "NIfTI images\nper subject", ["subjects", "demo", "*utils/utils", "*utils/sitk_utils"]),
-    ("subjects", "checked, cropped,\nresized arrays", ["subject_images", "*normalize", "channel_statistics",
-                                                      "data_checks"]),
+    ("files", "NIfTI images\nper subject", ["subjects", "demo", "label_conventions", "*utils/utils",
+                                             "*utils/sitk_utils", "*utils/nilearn_custom_utils"]),
+    ("subjects", "checked, cropped,\nresized arrays", ["subject_images", "intensity_checks", "*normalize",
+                                                      "channel_statistics", "data_checks"]),
     ("HDF5 store", "/data /truth /affine\n+ attributes", ["*data", "hdf5_store", "pickle_guard", "fileio"]),
-    ("samples", "batches in the\nmodel's format", ["*generator", "dataset", "splits", "seeds", "sampling",
-                                                  "samples", "labels", "batches", "training_data",
-                                                  "*augment", "augmentation/", "*utils/patches"]),
+    ("samples", "batches in the\nmodel's format", ["*generator", "dataset", "training_data", "splits", "seeds",
+                                                  "sampling", "samples", "labels", "batches", "*augment",
+                                                  "augmentation/", "*utils/patches"]),
     ("model", "Keras model", ["*model/unet", "*model/isensee2017", "model/up_convolution", "*metrics",
-                              "losses", "dice", "layout", "model_from_config", "tasks"]),
+                              "losses", "dice", "layout", "tasks", "model_from_config", "reference_files",
+                              "reference_models", "instance_normalization"]),
     ("training", "model file,\nlog, state", ["*training", "callbacks", "pipeline", "preparation", "run_state",
-                                             "precision", "distribute", "schedule"]),
-    ("predictor", "probabilities,\nlabel maps", ["predictor", "*prediction", "sliding_window", "tta",
-                                                 "label_maps", "inference_io", "densify", "sparse"]),
-    ("evaluation", "scores, CSV,\npictures", ["evaluation", "visualize"]),
+                                             "run_lock", "precision", "distribute", "distribute_tf",
+                                             "distribute_jax", "schedule"]),
+    ("predictor", "probabilities,\nlabel maps", ["predictor", "*prediction", "sliding_window",
+                                                 "predict_functions", "tta", "label_maps", "regions",
+                                                 "inference_io", "export", "exported_models", "sparse",
+                                                 "sparse_sampler", "densify"]),
+    ("evaluation", "scores, CSV,\npictures", ["evaluation", "lesion_scores", "visualize"]),
 ]
-SHARED = ["config", "config_types", "checks", "errors", "modalities"]
-WIRING = ["commands/ (train, predict, densify, make_sparse_labels)", "cli", "scripts/", "brats/"]
+SHARED = ["config", "config_types", "recipes", "checks", "errors", "modalities"]
+WIRING = ["commands/ (train, predict, densify, make_sparse_labels, convert_model, convert_split, export)",
+          "cli", "native_logs", "scripts/", "brats/"]
 
 
 def draw(path: Path) -> None:
     """Writes the figure as PNG to ``path``."""
     n = len(STAGES)
-    width, gap, top = 1.8, 0.35, 5.2
-    fig, ax = plt.subplots(figsize=(17.5, 6.9))
+    width, gap, top = 1.95, 0.3, 5.6
+    fig, ax = plt.subplots(figsize=(18.5, 7.4))
     ax.set_xlim(-0.2, n * (width + gap))
     ax.set_ylim(-1.3, top + 0.9)
     ax.axis("off")
@@ -53,7 +59,7 @@ def draw(path: Path) -> None:
                                     facecolor="#ebf4ff", edgecolor="#90cdf4"))
         for j, module in enumerate(modules):
             reference = module.startswith("*")
-            ax.text(x + 0.08, top - 0.85 - 0.33 * j, module.lstrip("*"), ha="left", va="center", fontsize=9.5,
+            ax.text(x + 0.08, top - 0.85 - 0.33 * j, module.lstrip("*"), ha="left", va="center", fontsize=8.8,
                     family="monospace", weight="bold" if reference else "normal",
                     color="#1a202c" if reference else "#4a5568")
         if i < n - 1:
