@@ -30,7 +30,8 @@ setup(
     extras_require={
         # tf_keras (Keras 2 for TensorFlow): tests write model files as the reference's Keras 2 did.
         # jax (CPU): tests/test_backends.py and the JAX distribution tests run Keras on JAX.
-        "test": ["pytest>=7.0", "tf_keras~=2.21", "jax>=0.5"],
+        # onnx, onnxruntime, tf2onnx (the export extra): tests/test_export.py exports and runs ONNX models.
+        "test": ["pytest>=7.0", "tf_keras~=2.21", "jax>=0.5", "onnx>=1.14", "onnxruntime>=1.16", "tf2onnx>=1.16"],
         # examples/mni152_sparse: the MNI152 template and tissue maps ship inside nilearn.
         "examples": ["nilearn>=0.10"],
         # benchmarks/run.py: the PyTorch and MONAI comparison rows and profiling.
