@@ -36,7 +36,7 @@ STAGES = [
                                                  "sparse_sampler", "densify"]),
     ("evaluation", "scores, CSV,\npictures", ["evaluation", "lesion_scores", "visualize"]),
 ]
-SHARED = ["config", "config_types", "recipes", "checks", "errors", "modalities"]
+SHARED = ["config", "config_types", "config_parsing", "recipes", "checks", "errors", "modalities"]
 WIRING = ["commands/ (train, predict, densify, make_sparse_labels, convert_model, convert_split, export)",
           "cli", "native_logs", "scripts/", "brats/"]
 

@@ -14,17 +14,14 @@ live inside ``output_dir``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import difflib
 import os
-import types
-import typing
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import yaml
 
 from .checks import require_cube
+from .config_parsing import build_dataclass
 from .config_types import Config, ConfigError, DataConfig, ModelConfig, PredictionConfig, SplitConfig, TrainingConfig
 from .fileio import write_text_atomically
 from .label_conventions import CONVENTIONS, get_convention
@@ -38,112 +35,6 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
-
-
-def _describe(type_hint: Any) -> str:
-    origin = typing.get_origin(type_hint)
-    args = typing.get_args(type_hint)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
-    if origin in (typing.Union, types.UnionType):
-        inner = [_describe(a) for a in args if a is not type(None)]
-        prefix = "null or " if type(None) in args else ""
-        return prefix + " or ".join(inner)
-    if origin is dict:
-        return f"a mapping of names to {_describe(args[1])}"
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_describe(args[0])}"
-        return f"a list of {len(args)} {_describe(args[0])}"
-    return {int: "integer", float: "number", bool: "true or false", str: "string"}.get(type_hint, str(type_hint))
-
-
-def _coerce(value: Any, type_hint: Any, key: str) -> Any:
-    """Check ``value`` against ``type_hint`` and return it in canonical form."""
-    origin = typing.get_origin(type_hint)
-    args = typing.get_args(type_hint)
-
-    def fail() -> typing.NoReturn:
-        raise ConfigError(f"{key}: expected {_describe(type_hint)}, received {value!r}")
-
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        alternatives = [a for a in args if a is not type(None)]
-        if len(alternatives) == 1:
-            return _coerce(value, alternatives[0], key)  # its own message names the element at fault
-        for inner in alternatives:
-            try:
-                return _coerce(value, inner, key)
-            except ConfigError:
-                pass
-        fail()
-    if origin is Literal:
-        if value is False and "off" in args:
-            value = "off"  # YAML 1.1 reads a bare `off` as false
-        if value not in args:
-            fail()
-        return value
-    if origin is dict:
-        if not isinstance(value, dict):
-            fail()
-        return {_coerce(k, args[0], key): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            fail()
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            fail()
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if type_hint is bool:
-        if not isinstance(value, bool):
-            fail()
-        return value
-    if type_hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            fail()
-        return value
-    if type_hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            fail()
-        return float(value)
-    if type_hint is str:
-        if not isinstance(value, str):
-            fail()
-        return value
-    raise TypeError(f"unsupported config type {type_hint!r} for {key}")  # a bug in this module
-
-
-def _build(cls: type, values: Any, prefix: str, default: Any = None) -> Any:
-    """Make the dataclass ``cls`` from a mapping, rejecting unknown keys.
-
-    Keys the mapping leaves out keep their value in ``default`` (an instance of ``cls``) when
-    given, else the class default.
-    """
-    where = prefix.rstrip(".") or "the top level"
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where} must be a mapping of keys to values, received {values!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
-    names = list(fields)
-    kwargs = {}
-    for key, value in values.items():
-        full = f"{prefix}{key}"
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
-            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys here: {', '.join(names)}"
-            raise ConfigError(f"unknown key '{full}'{hint}")
-        type_hint = hints[key]
-        if dataclasses.is_dataclass(type_hint):
-            section_default = fields[key].default_factory()
-            kwargs[key] = _build(type_hint, value if value is not None else {}, f"{full}.", section_default)
-        else:
-            kwargs[key] = _coerce(value, type_hint, full)
-    try:
-        return cls(**kwargs) if default is None else dataclasses.replace(default, **kwargs)
-    except ValueError as error:  # a section's own validation (AugmentationParams) names the field
-        raise ConfigError(f"{prefix}{error}") from None
 
 
 def _check(condition: bool, message: str) -> None:
@@ -371,7 +262,7 @@ def _deep_copy(value: Any) -> Any:
 def config_from_dict(raw: dict | None, source: str = "config", base_dir: str | os.PathLike = ".") -> Config:
     """Build and validate a :class:`Config` from a plain mapping."""
     try:
-        config = _build(Config, _labels_from_convention(raw) if raw is not None else {}, "")
+        config = build_dataclass(Config, _labels_from_convention(raw) if raw is not None else {}, "")
         config.base_dir = str(Path(base_dir).resolve())
         return validate(config)
     except ConfigError as error:

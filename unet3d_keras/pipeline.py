@@ -26,7 +26,7 @@ from .errors import DataError
 from .evaluation import score_report, write_scores_csv  # noqa: F401 (score_report: its home was here)
 from .model_from_config import build_model, check_model_matches_config
 from .precision import apply_mixed_precision
-from .predictor import evaluate_validation
+from .predictor import Predictor
 from .preparation import prepare_data
 from .run_lock import run_folder_lock
 from .run_state import (
@@ -159,7 +159,8 @@ def _train_from_config(config: Config, overwrite: bool, show_progress: bool, ver
     if evaluate and chief:
         model = load_old_model(paths.model_file)
         check_model_matches_config(model, config, paths.model_file)
-        scores = evaluate_validation(config, model, data_file, validation, show_progress=show_progress)
+        predictor = Predictor.from_config(config, model, show_progress=show_progress)
+        scores = predictor.score_validation(data_file, validation)
         write_scores_csv(scores, paths.scores_file)
     return TrainingResult(paths=paths, epochs_trained=epochs_trained, resumed_from=start, scores=scores)
 

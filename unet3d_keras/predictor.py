@@ -408,17 +408,3 @@ class Predictor:
                             output_label_map=output_label_map)
         return written, rows
 
-
-def evaluate_validation(
-    config: Config,
-    model: keras.Model,
-    data_file_path: str | os.PathLike,
-    indices: Sequence[int],
-    show_progress: bool = True,
-) -> dict[str, dict[str, float]]:
-    """Dice per label (and BraTS region) of each validation subject, with the config's settings.
-
-    Returns:
-        ``{subject_id: {score: value}}``.
-    """
-    return Predictor.from_config(config, model, show_progress=show_progress).score_validation(data_file_path, indices)
