@@ -25,16 +25,43 @@ from pathlib import Path
 import numpy as np
 
 from unet3d_keras.cli import base_parser, run
+from unet3d_keras.errors import DataError
+from unet3d_keras.evaluation import BRATS_REGIONS, dice_score, mean_scores, region_report, write_scores_csv
+from unet3d_keras.fileio import check_writable_folder
+from unet3d_keras.label_conventions import get_convention
+from unet3d_keras.lesion_scores import lesion_report
+from unet3d_keras.utils.utils import read_image
+from unet3d_keras.visualize import save_figure
 
 REGIONS = ("WT", "TC", "ET")
 #: Plot names of the regions.
 REGION_NAMES = {"WT": "whole tumour", "TC": "tumour core", "ET": "enhancing tumour"}
 
 
+# The reference's region masks and Dice (BraTS 2017-2020 labels: 1 core, 2 oedema, 4 enhancing),
+# as thin calls of unet3d_keras.evaluation.
+def get_whole_tumor_mask(data: np.ndarray) -> np.ndarray:
+    """Whole tumour: ``data > 0``, boolean of ``data``'s shape."""
+    return BRATS_REGIONS["WT"](np.asarray(data))
+
+
+def get_tumor_core_mask(data: np.ndarray) -> np.ndarray:
+    """Tumour core: labels 1 or 4, boolean of ``data``'s shape."""
+    return BRATS_REGIONS["TC"](np.asarray(data))
+
+
+def get_enhancing_tumor_mask(data: np.ndarray) -> np.ndarray:
+    """Enhancing tumour: label 4, boolean of ``data``'s shape."""
+    return BRATS_REGIONS["ET"](np.asarray(data))
+
+
+def dice_coefficient(truth: np.ndarray, prediction: np.ndarray) -> float:
+    """Dice of two masks of one shape; 1.0 when both are empty (the reference divided 0 by 0)."""
+    return dice_score(truth, prediction)
+
+
 def find_cases(prediction_dir: str | os.PathLike) -> list[tuple[str, Path, Path]]:
     """``(subject, truth file, prediction file)`` of each subject folder, sorted."""
-    from unet3d_keras.errors import DataError
-
     folder = Path(prediction_dir)
     if not folder.is_dir():
         raise DataError(f"{folder}: prediction folder not found")
@@ -64,9 +91,6 @@ def read_label_map(path: Path, allowed: tuple[int, ...] = BRATS_LABELS,
         DataError: naming the file: unreadable or truncated, not 3D, non-integer values (NaN
             included), or values outside ``allowed``.
     """
-    from unet3d_keras.errors import DataError
-    from unet3d_keras.utils.utils import read_image
-
     image = read_image(path, interpolation="nearest")  # DataError for missing, truncated or 4D files
     labels = np.asarray(image.dataobj)
     if labels.ndim != 3:
@@ -87,11 +111,6 @@ def read_label_map(path: Path, allowed: tuple[int, ...] = BRATS_LABELS,
 def evaluate_cases(cases, convention: str = "brats2017") -> dict[str, dict[str, float]]:
     """Region scores of each subject (HD95 in mm, from the truth image's voxel size): whole-volume
     Dice, HD95 and sensitivity, and lesion-wise Dice and HD95, of the convention's regions."""
-    from unet3d_keras.errors import DataError
-    from unet3d_keras.evaluation import region_report
-    from unet3d_keras.label_conventions import get_convention
-    from unet3d_keras.lesion_scores import lesion_report
-
     regions = get_convention(convention).regions
     allowed = (0, *get_convention(convention).labels)
 
@@ -116,7 +135,6 @@ def save_boxplot(rows: dict[str, dict[str, float]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from unet3d_keras.visualize import save_figure
 
     regions = [key[: -len("_lesion_dice")] for key in next(iter(rows.values())) if key.endswith("_lesion_dice")]
     figure, axis = plt.subplots(figsize=(1.6 * len(regions) + 2, 4))
@@ -144,8 +162,6 @@ def read_training_log(training_log: Path) -> list[dict[str, float]]:
     Raises:
         DataError: the file is missing, or not such a log (naming the file and the row).
     """
-    from unet3d_keras.errors import DataError
-
     try:
         with open(training_log, newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
@@ -171,7 +187,6 @@ def save_loss_graph(training_log: Path | list[dict[str, float]], path: Path) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from unet3d_keras.visualize import save_figure
 
     rows = read_training_log(training_log) if isinstance(training_log, (str, os.PathLike)) else training_log
     epochs = [int(r["epoch"]) + 1 for r in rows]
@@ -199,15 +214,12 @@ def parse_args(argv=None):
 
 def work(args) -> int:
     # Every input is read and checked before anything is written, and before Keras loads.
-    from unet3d_keras.label_conventions import get_convention
 
     regions = list(get_convention(args.convention).regions)  # an unknown convention fails here, naming them all
     cases = find_cases(args.prediction_dir)
     log_rows = read_training_log(Path(args.training_log)) if args.training_log else None
     rows = evaluate_cases(cases, args.convention)
 
-    from unet3d_keras.evaluation import mean_scores, write_scores_csv
-    from unet3d_keras.fileio import check_writable_folder
 
     output = Path(args.output or args.prediction_dir)
     output.mkdir(parents=True, exist_ok=True)
