@@ -79,7 +79,7 @@ def measure_training(folder: Path, epochs: int = 40, workers: int = 1, shape: in
     """Train ``epochs`` short epochs with ``train_from_config``; samples after each epoch."""
     import keras
 
-    from unet3d_keras import training
+    from unet3d_keras import pipeline
     from unet3d_keras.pipeline import train_from_config
 
     samples: list[dict] = []
@@ -92,13 +92,13 @@ def measure_training(folder: Path, epochs: int = 40, workers: int = 1, shape: in
                 print(f"epoch {epoch + 1:3d}  RSS {samples[-1]['rss_mib']:8.1f} MiB  open files {samples[-1]['fds']}",
                       flush=True)
 
-    original = training.get_callbacks
-    training.get_callbacks = lambda *args, **kwargs: original(*args, **kwargs) + [Probe()]
+    original = pipeline.get_callbacks  # the name the pipeline calls
+    pipeline.get_callbacks = lambda *args, **kwargs: original(*args, **kwargs) + [Probe()]
     try:
         config = make_config(folder, n_subjects, shape, epochs, workers)
         train_from_config(config, show_progress=False, verbose=0, evaluate=False)
     finally:
-        training.get_callbacks = original
+        pipeline.get_callbacks = original
     return {"config": {"epochs": epochs, "subjects": n_subjects, "shape": shape, "workers": workers},
             "samples": samples, "summary": growth(samples, warmup=5)}
 
