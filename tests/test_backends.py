@@ -42,6 +42,7 @@ BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 REQUIRED = ("tensorflow", "jax")  # installed by the package and its test extra: checked, never skipped
 
 
+@pytest.mark.slow  # a fresh interpreter per backend (JAX compiles for ~20 s)
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
 def test_models_run_under_backend(backend):
     if importlib.util.find_spec(BACKENDS[backend]) is None:

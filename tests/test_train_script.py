@@ -144,6 +144,7 @@ def test_train_writes_every_output_and_prints_the_dice_table(tmp_path):
     assert [float(v) for v in mean_line] == pytest.approx([float(scores[-1][k]) for k in header[1:]], abs=1e-3)
 
 
+@pytest.mark.slow  # two trainings, one killed
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     epochs = 5
     sections = dict(training={"n_epochs": epochs, "early_stopping_patience": None},
