@@ -384,9 +384,8 @@ def test_make_sparse_labels_then_densify_end_to_end(sparse_case):
     assert 0.2 < np.mean(sparse != 255) < 0.5
 
     result = run_script("densify.py", "--image", folder / "image.nii.gz", "--labels", folder / "sparse.nii.gz",
-                        "--output", folder / "dense_pred.nii.gz", "--max-minutes", 1.0, "--quiet",
-                        "--set", "model.n_base_filters=4", "--set", "training.patch_shape=[16,16,16]",
-                        "--set", "training.n_epochs=8")
+                        "--output", folder / "dense_pred.nii.gz", "--steps", 128, "--quiet",
+                        "--set", "model.n_base_filters=4", "--set", "training.patch_shape=[16,16,16]")
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stdout
     output = nib.load(folder / "dense_pred.nii.gz")

@@ -18,20 +18,28 @@ def cosine_learning_rate(epoch: int, n_epochs: int, initial: float, final_fracti
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stops training once the next step would run past a deadline; records the epoch losses.
+    """Stops training once the next step would run past a deadline, or after ``max_steps``; records
+    the epoch losses.
 
     Args:
         deadline: ``time.monotonic()`` by which training must have stopped.
         progress: a tqdm bar advanced by one per step, or None.
+        max_steps: stop after this many steps (None: no limit).
 
     Attributes:
         losses: training loss of each finished epoch.
+        status: text shown after the loss in the progress bar (e.g. validation scores).
+        steps: steps trained.
+        out_of_time: whether the deadline stopped training.
     """
 
-    def __init__(self, deadline: float, progress: Any = None) -> None:
+    def __init__(self, deadline: float, progress: Any = None, max_steps: int | None = None) -> None:
         super().__init__()
         self.deadline = deadline
         self.progress = progress
+        self.max_steps = max_steps
+        self.out_of_time = False
+        self.status = ""
         self.last = time.monotonic()
         self.longest_step = 0.0
         self.steps = 0
@@ -49,8 +57,11 @@ class TimeBudget(keras.callbacks.Callback):
         if self.progress is not None:
             self.progress.update(1)
             if logs and "loss" in logs:
-                self.progress.set_postfix(loss=f"{float(logs['loss']):.3f}")
-        if now + 1.5 * self.longest_step > self.deadline:
+                self.progress.set_postfix_str(f"loss={float(logs['loss']):.3f}{self.status}", refresh=False)
+        if self.max_steps is not None and self.steps >= self.max_steps:
+            self.model.stop_training = True
+        elif now + 1.5 * self.longest_step > self.deadline:
+            self.out_of_time = True
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None) -> None:

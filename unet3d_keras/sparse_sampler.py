@@ -33,6 +33,8 @@ class ClassFirstPatchSampler(keras.utils.PyDataset):
         augmentation: the augmentation applied to each window.
         seed: seeds each batch together with the epoch and the batch index.
         steps_per_epoch: batches per epoch.
+        sampling: ``"class_first"`` draws a class, then one of its voxels; ``"uniform"`` draws
+            any annotated voxel (classes in proportion to their annotated voxels).
 
     Batches are ``(x, y)``: float32 ``(batch, px, py, pz, n_channels)`` and one-hot float32
     ``(batch, px, py, pz, n_classes)``, all zero where unannotated.
@@ -40,7 +42,7 @@ class ClassFirstPatchSampler(keras.utils.PyDataset):
 
     def __init__(self, images: np.ndarray, index_map: np.ndarray, n_classes: int, ignore: int,
                  patch_shape: Sequence[int], batch_size: int, augmentation: AugmentationParams,
-                 seed: int, steps_per_epoch: int) -> None:
+                 seed: int, steps_per_epoch: int, sampling: str = "class_first") -> None:
         super().__init__(workers=1)
         self.images = images
         self.index_map = index_map
@@ -53,6 +55,10 @@ class ClassFirstPatchSampler(keras.utils.PyDataset):
         self.steps_per_epoch = steps_per_epoch
         self.by_class = [np.argwhere(index_map == position) for position in range(n_classes)]
         self.by_class = [voxels for voxels in self.by_class if len(voxels)]
+        if sampling == "uniform":
+            self.by_class = [np.concatenate(self.by_class)]
+        elif sampling != "class_first":
+            raise ValueError(f"sampling: expected class_first or uniform, received {sampling!r}")
         self.epoch = 0
 
     def __len__(self) -> int:

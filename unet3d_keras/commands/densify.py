@@ -1,21 +1,31 @@
 """Semi-automated segmentation: densify the sparse annotation of one volume.
 
     unet3d-densify --image IMG [--image IMG2 ...] --labels SPARSE --output OUT
-        [--ignore-label 255] [--max-minutes M] [--seed N] [--set section.key=value ...]
+        [--ignore-label 255] [--max-minutes M | --steps N] [--holdout 0.1] [--patience 40]
+        [--class-weights none|balanced|sqrt] [--sampling class_first|uniform] [--seed N]
+        [--set section.key=value ...]
 
 (or ``python scripts/densify.py`` with the same arguments).
 
 A user annotates a few slices of a volume (every other voxel holds the ignore value); a 3D
-U-Net trained on those voxels alone (softmax, weighted cross-entropy plus Dice, elastic
-augmentation) writes the dense label map of the same volume, with the same shape and affine
-as SPARSE. The label values are those found in SPARSE; the smallest plays the background.
---max-minutes bounds the whole run, prediction included; --set changes the defaults of
-unet3d_keras.densify.DENSIFY_DEFAULTS (e.g. --set model.n_base_filters=8).
+U-Net trained on those voxels alone (softmax, class-weighted cross-entropy plus per-class Dice,
+flips) writes the dense label map of the same volume, with the same shape and affine as SPARSE.
+The label values are those found in SPARSE; the smallest plays the background.
+
+A share of each annotated slice (--holdout, 10%) is held back from training, in square tiles
+chosen with the seed. Training runs until --max-minutes (default 10, prediction included) is
+spent or the mean foreground IoU of the held-back voxels has not improved for --patience epochs
+of 16 steps, then keeps the weights of its best evaluation; --steps N trains exactly N steps
+instead and keeps the last weights (--max-minutes, if given, still bounds it). The per-class
+IoU and Dice of the held-back voxels are printed and written to OUT's name with ``_scores.json``
+for ``.nii(.gz)``; a class whose IoU is below half the median of the other classes' is warned about.
+--set changes the defaults of unet3d_keras.densify.DENSIFY_DEFAULTS (e.g. --set model.n_base_filters=8).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -24,8 +34,9 @@ import numpy as np
 
 from ..checks import require_integer_values
 from ..cli import base_parser, run
+from ..densify_holdout import CLASS_WEIGHTINGS, DensifyOptions, low_classes
 from ..errors import DataError
-from ..fileio import check_writable_folder
+from ..fileio import check_writable_folder, write_text_atomically
 from ..inference_io import save_image_atomically
 from ..run_lock import run_folder_lock
 from ..sparse import annotated_classes
@@ -41,7 +52,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--labels", required=True, metavar="SPARSE", help="sparse label map (NIfTI)")
     parser.add_argument("--output", required=True, metavar="OUT", help="dense label map to write (.nii or .nii.gz)")
     parser.add_argument("--ignore-label", type=int, default=255, help="value of unannotated voxels (default 255)")
-    parser.add_argument("--max-minutes", type=float, default=10.0, help="time bound of the whole run (default 10)")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="time bound of the whole run (default 10; with --steps, none)")
+    parser.add_argument("--steps", type=int, default=None, metavar="N",
+                        help="train exactly N steps (reproducible) instead of until the budget or a plateau")
+    parser.add_argument("--holdout", type=float, default=0.1, metavar="SHARE",
+                        help="share of each annotated slice held back to score and stop training (default 0.1; "
+                             "0: none)")
+    parser.add_argument("--patience", type=int, default=40, metavar="EPOCHS",
+                        help="stop after this many epochs of 16 steps without a gain on the held-back voxels "
+                             "(default 40)")
+    parser.add_argument("--class-weights", choices=CLASS_WEIGHTINGS, default="sqrt",
+                        help="cross-entropy class weights from the annotated voxel counts (default sqrt: the "
+                             "square root of inverse-frequency weights)")
+    parser.add_argument("--sampling", choices=("class_first", "uniform"), default="class_first",
+                        help="window centres: a class first, then one of its voxels (default), or any annotated "
+                             "voxel")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the config's 42)")
     parser.add_argument("--clip-outliers", action="store_true",
                         help="clip intensities beyond 1e4 robust standard deviations of an image's median (with a "
@@ -65,9 +91,27 @@ def check_paths(args: argparse.Namespace) -> Path:
     if not 1 <= args.ignore_label <= 255:
         raise DataError(f"--ignore-label: expected a value between 1 and 255 (0 is background), "
                         f"received {args.ignore_label}")
-    if args.max_minutes <= 0:
+    if args.max_minutes is not None and args.max_minutes <= 0:
         raise DataError(f"--max-minutes: expected a positive number of minutes, received {args.max_minutes}")
+    if args.steps is not None and args.steps < 1:
+        raise DataError(f"--steps: expected a positive number of steps, received {args.steps}")
+    if not 0 <= args.holdout < 1:
+        raise DataError(f"--holdout: expected a share between 0 and 1 (below 1), received {args.holdout}")
+    if args.patience < 1:
+        raise DataError(f"--patience: expected at least 1 epoch, received {args.patience}")
+    if scores_path(output).resolve() in inputs:
+        raise DataError(f"{scores_path(output)}: the scores file would overwrite an input file; choose another output")
     return output
+
+
+def scores_path(output: Path) -> Path:
+    """The JSON file of the held-back scores next to ``output``: ``dense.nii.gz`` -> ``dense_scores.json``."""
+    name = output.name
+    for suffix in NIFTI_SUFFIXES[::-1]:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return output.with_name(f"{name}_scores.json")
 
 
 def read_inputs(images: list[str], labels: str, ignore_label: int,
@@ -109,17 +153,52 @@ def _densify_into(args: argparse.Namespace, output: Path) -> int:
 
     annotated = float(np.mean(sparse != args.ignore_label))
     print(f"{args.labels}: {sparse.shape} voxels, classes {classes}, {100 * annotated:.2f}% annotated")
+    minutes = args.max_minutes if args.max_minutes is not None or args.steps is not None else 10.0
+    options = DensifyOptions(holdout=args.holdout, patience_epochs=args.patience,
+                             class_weighting=args.class_weights, sampling=args.sampling)
     result = densify(images, sparse, args.ignore_label, overrides=args.overrides,
-                     max_seconds=60 * args.max_minutes, seed=args.seed, show_progress=not args.quiet)
+                     max_seconds=None if minutes is None else 60 * minutes, seed=args.seed,
+                     show_progress=not args.quiet, steps=args.steps, options=options)
     label_image = nib.load(args.labels)
     dtype = np.uint8 if max(classes) <= 255 else np.int16
     dense = nib.Nifti1Image(result.labels.astype(dtype), label_image.affine, label_image.header)
     dense.set_data_dtype(dtype)
     save_image_atomically(dense, output)
     counts = {c: int(np.sum(result.labels == c)) for c in classes}
-    print(f"wrote {output}: {result.epochs} epochs in {result.train_seconds:.0f} s of training, "
-          f"{result.total_seconds:.0f} s in all; voxels per class {counts}")
+    fitted = result.fitted
+    print(f"wrote {output}: {fitted.steps} steps ({result.epochs} epochs) in {result.train_seconds:.0f} s of "
+          f"training, {result.total_seconds:.0f} s in all, stopped: {fitted.stop_reason}; kept the weights of "
+          f"epoch {fitted.kept_epoch}; voxels per class {counts}")
+    if args.steps is not None and fitted.steps < args.steps:
+        print(f"warning: --max-minutes {minutes} stopped training after {fitted.steps} of the {args.steps} steps")
+    report = report_scores(fitted, classes, args)
+    write_text_atomically(scores_path(output), json.dumps(report, indent=1) + "\n")
+    print(f"wrote {scores_path(output)}")
     return 0
+
+
+def report_scores(fitted, classes: list[int], args: argparse.Namespace) -> dict:
+    """Print the held-back scores (and warnings); return what the JSON file holds."""
+    report = {"classes": classes, "steps": fitted.steps, "epochs": fitted.epochs, "kept_epoch": fitted.kept_epoch,
+              "stop_reason": fitted.stop_reason, "train_seconds": round(fitted.train_seconds, 1),
+              "holdout": args.holdout, "held_out_voxels": fitted.held_out_voxels,
+              "class_weights": args.class_weights, "sampling": args.sampling, "seed": fitted.config.seed,
+              "scores": None, "low_classes": [], "history": fitted.score_history}
+    if fitted.scores is None:
+        print("no held-back voxels (--holdout 0 or too few annotated tiles): no scores")
+        return report
+    scores = fitted.scores
+    report["scores"] = {str(c): {"iou": i, "dice": d, "voxels": n}
+                        for c, i, d, n in zip(classes, scores["iou"], scores["dice"], scores["voxels"])}
+    print("held-back annotated voxels: class, voxels, IoU, Dice")
+    for c, i, d, n in zip(classes, scores["iou"], scores["dice"], scores["voxels"]):
+        print(f"  {c}: {n}, " + (f"{i:.3f}, {d:.3f}" if i is not None else "-, -"))
+    for position in low_classes(scores["iou"]):
+        report["low_classes"].append(classes[position])
+        print(f"warning: class {classes[position]} scores IoU {scores['iou'][position]:.3f} on the held-back voxels, "
+              "below half the median of the other classes: annotate more of it, train longer, or try "
+              "--class-weights balanced")
+    return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,182 @@
+"""Densify's held-back voxels: the split, the per-class scores, class weights, the stopping rules."""
+
+import json
+
+import numpy as np
+import pytest
+
+from unet3d_keras.densify_holdout import (DensifyOptions, class_scores, class_weights_for, hold_out, low_classes)
+from unet3d_keras.losses import balanced_class_weights
+from unet3d_keras.sparse import make_sparse_annotation
+
+UNANNOTATED = -1
+
+
+def index_map_of(shape=(40, 36, 28), slices=(2, 2, 2)):
+    dense = np.zeros(shape, np.uint8)
+    dense[8:30, 6:30, 5:22] = 1
+    dense[12:26, 10:24, 9:18] = 2
+    sparse = make_sparse_annotation(dense, slices)
+    return np.where(sparse == 255, UNANNOTATED, sparse).astype(np.int32), dense
+
+
+def test_hold_out_takes_whole_tiles_of_each_annotated_slice_with_the_seed():
+    index_map, _ = index_map_of()
+    held = hold_out(index_map, 0.25, 4, np.random.default_rng(3))
+    annotated = index_map != UNANNOTATED
+    assert held.mask.any() and not np.any(held.mask & ~annotated)
+    np.testing.assert_array_equal(held.mask, held.groups >= 0)
+    # Every annotated slice loses some of its voxels, about a quarter of them in all.
+    for axis in range(3):
+        for index in np.flatnonzero(annotated.mean(axis=tuple(a for a in range(3) if a != axis)) >= 0.5):
+            plane = np.take(held.mask, index, axis=axis)
+            assert 0 < plane.sum() < np.take(annotated, index, axis=axis).sum()
+    assert 0.15 < held.mask.sum() / annotated.sum() < 0.35
+    # A tile is a 4 x 4 square of one plane: each group spans at most 4 voxels along two axes and 1 along the third.
+    for group in range(held.n_groups):
+        extent = np.ptp(np.argwhere(held.groups == group), axis=0) + 1
+        assert sorted(extent)[0] == 1 and max(extent) <= 4
+    np.testing.assert_array_equal(held.mask, hold_out(index_map, 0.25, 4, np.random.default_rng(3)).mask)
+    assert not np.array_equal(held.mask, hold_out(index_map, 0.25, 4, np.random.default_rng(4)).mask)
+    assert not hold_out(index_map, 0.0, 4, np.random.default_rng(3)).mask.any()
+
+
+def test_hold_out_leaves_every_class_some_training_voxels():
+    index_map = np.full((12, 12, 12), UNANNOTATED, np.int32)
+    index_map[6] = 0
+    index_map[6, 2, 2] = 1  # one voxel of class 1: never held back
+    for seed in range(20):
+        held = hold_out(index_map, 0.9, 2, np.random.default_rng(seed))
+        assert not held.mask[6, 2, 2] and held.mask.any()
+
+
+def test_class_scores_known_answer():
+    truth = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    predicted = np.array([0, 0, 1, 1, 2, 2, 2, 0])
+    scores = class_scores(truth, predicted, 4)
+    # class 0: tp 2, fp 1, fn 1; class 1: tp 1, fp 1, fn 1; class 2: tp 2, fp 1, fn 1; class 3 absent.
+    assert scores["iou"] == pytest.approx([0.5, 1 / 3, 0.5, None])
+    assert scores["dice"] == pytest.approx([2 / 3, 0.5, 2 / 3, None])
+    assert scores["voxels"] == [3, 2, 3, 0]
+
+
+def test_low_classes_rule():
+    assert low_classes([0.99, 0.85, 0.30]) == [2]  # 0.30 < 0.5 * median(0.99, 0.85)
+    assert low_classes([0.99, 0.85, 0.50]) == []
+    assert low_classes([0.99, None, 0.2, 0.9]) == [2]
+    assert low_classes([0.9]) == []
+
+
+def test_class_weights_for():
+    counts = [900, 90, 10]
+    assert class_weights_for(counts, "none") is None
+    assert class_weights_for(counts, "balanced") == pytest.approx(balanced_class_weights(counts))
+    weights = np.asarray(class_weights_for(counts, "sqrt"))
+    np.testing.assert_allclose(weights / weights[0], np.sqrt([1, 10, 90]))
+    assert np.dot(weights, counts) == pytest.approx(sum(counts))  # mean weight 1 over the voxels
+    with pytest.raises(ValueError, match="class_weighting"):
+        DensifyOptions(class_weighting="inverse")
+    with pytest.raises(ValueError, match="holdout"):
+        DensifyOptions(holdout=1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Training: fixed steps, plateau, budget (tiny model)
+
+TINY = ["model.n_base_filters=2", "model.depth=2", "training.patch_shape=[16,16,16]", "training.batch_size=2",
+        "training.mixed_precision=off"]
+
+
+@pytest.fixture(scope="module")
+def case():
+    image_shape = (24, 20, 18)
+    rng = np.random.default_rng(0)
+    dense = np.zeros(image_shape, np.uint8)
+    dense[5:19, 4:16, 4:14] = 1
+    dense[8:16, 7:13, 7:11] = 2
+    image = (dense + rng.normal(0, 0.3, image_shape)).astype(np.float32)
+    return image, make_sparse_annotation(dense, (3, 3, 3))
+
+
+def test_steps_give_a_fixed_reproducible_run_with_held_back_scores(case):
+    from unet3d_keras.densify import densify, fit_sparse
+
+    image, sparse = case
+    options = DensifyOptions(holdout=0.2, class_weighting="balanced")
+    first = densify(image, sparse, 255, TINY, steps=21, seed=5, show_progress=False, options=options)
+    again = densify(image, sparse, 255, TINY, steps=21, seed=5, show_progress=False, options=options)
+    fitted = first.fitted
+    assert fitted.steps == 21 and fitted.stop_reason == "21 steps done"
+    np.testing.assert_array_equal(first.probabilities, again.probabilities)
+    assert fitted.scores == again.fitted.scores
+    assert fitted.held_out_voxels > 0 and sum(fitted.scores["voxels"]) == fitted.held_out_voxels
+    # Evaluated after the first epoch (16 steps), then as often as costs about a fifth of the training time,
+    # and at the end; the last weights are kept.
+    assert fitted.score_history[0]["epoch"] == 1 and fitted.kept_epoch == fitted.epochs == 2
+    # The class weights come from the training voxels' counts.
+    index = np.where(sparse == 255, UNANNOTATED, sparse.astype(np.int32))
+    held = hold_out(index, 0.2, 4, np.random.default_rng(5)).mask  # 4: a quarter of the shortest side
+    counts = np.bincount(index[(index != UNANNOTATED) & ~held], minlength=3)
+    assert fitted.config.training.class_weights == pytest.approx(tuple(balanced_class_weights(counts)), rel=1e-5)
+    # --set training.class_weights wins over the option.
+    manual = fit_sparse(image, sparse, 255, [*TINY, "training.class_weights=[1,2,3]"], steps=1, seed=5,
+                        show_progress=False, options=options)
+    assert manual.config.training.class_weights == (1.0, 2.0, 3.0)
+
+
+def test_a_plateau_stops_a_timed_run_and_keeps_the_best_weights(case):
+    from unet3d_keras.densify import fit_sparse
+
+    image, sparse = case
+    import time
+
+    # min_delta 2: no evaluation after the first counts as a gain.
+    options = DensifyOptions(holdout=0.2, patience_epochs=2, min_delta=2.0)
+    fitted = fit_sparse(image, sparse, 255, TINY, deadline=time.monotonic() + 120, seed=1, show_progress=False,
+                        options=options)
+    assert "no gain" in fitted.stop_reason and fitted.kept_epoch == 1
+    # Evaluations are spaced to cost at most about a fifth of the training time: it stops at the first one
+    # at least 2 epochs after the best.
+    assert fitted.epochs == fitted.score_history[-1]["epoch"] >= 3 and len(fitted.score_history) >= 2
+    assert fitted.score_history[-2]["epoch"] < 3
+    assert fitted.scores["iou"] == fitted.score_history[0]["iou"]  # the first epoch's weights came back
+
+
+def test_a_timed_run_uses_its_budget(case):
+    from unet3d_keras.densify import densify
+
+    image, sparse = case
+    result = densify(image, sparse, 255, TINY, max_seconds=12, seed=1, show_progress=False,
+                     options=DensifyOptions(patience_epochs=10**6))
+    assert result.fitted.stop_reason == "time budget spent"
+    assert 0.6 * 12 < result.total_seconds <= 12
+
+
+def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, capsys):
+    import nibabel as nib
+
+    from unet3d_keras.commands.densify import main
+
+    image, sparse = case
+    nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / "image.nii.gz")
+    nib.save(nib.Nifti1Image(sparse, np.eye(4)), tmp_path / "sparse.nii.gz")
+    argv = ["--image", str(tmp_path / "image.nii.gz"), "--labels", str(tmp_path / "sparse.nii.gz"),
+            "--output", str(tmp_path / "dense.nii.gz"), "--steps", "20", "--holdout", "0.2", "--quiet",
+            *[item for setting in TINY for item in ("--set", setting)]]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "dense_scores.json").read_text())
+    assert report["steps"] == 20 and report["classes"] == [0, 1, 2] and report["holdout"] == 0.2
+    for value, scores in report["scores"].items():
+        line = f"  {value}: {scores['voxels']}, " + ("-, -" if scores["iou"] is None else
+                                                     f"{scores['iou']:.3f}, {scores['dice']:.3f}")
+        assert line in out
+    iou = [report["scores"][str(c)]["iou"] for c in (0, 1, 2)]
+    assert report["low_classes"] == [c for c in (0, 1, 2) if c in [[0, 1, 2][p] for p in low_classes(iou)]]
+    assert out.count("warning: class") == len(report["low_classes"])
+
+    assert main([*argv[:6], "--output", str(tmp_path / "bad.nii.gz"), "--holdout", "1"]) == 2
+    assert "--holdout: expected a share between 0 and 1" in capsys.readouterr().err
+    assert main([*argv[:6], "--output", str(tmp_path / "bad.nii.gz"), "--steps", "0"]) == 2
+    assert "--steps: expected a positive number of steps" in capsys.readouterr().err
+    assert not (tmp_path / "bad.nii.gz").exists() and not (tmp_path / "bad_scores.json").exists()

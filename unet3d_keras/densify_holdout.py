@@ -1,0 +1,183 @@
+"""Held-back annotated voxels of a densify run: the options, the split, the per-class scores.
+
+A share of each annotated slice (``DensifyOptions.holdout``, 10% by default) is held back from
+training, as square in-plane tiles chosen with the seed: tiles rather than scattered voxels, so
+that a held-back voxel is not surrounded by training voxels of the same slice and its score
+says something about voxels nobody annotated. Voxels outside any fully annotated plane (a
+scribble, a partial slice) are held back the same way in cubic blocks. A class none of whose
+voxels would be left for training keeps all of them.
+
+:class:`~unet3d_keras.densify_monitor.HeldOutMonitor` scores them during training. This module
+does not load Keras, so the command can check its options first.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["DensifyOptions", "HeldOut", "hold_out", "class_scores", "low_classes", "foreground_mean",
+           "class_weights_for", "CLASS_WEIGHTINGS"]
+
+CLASS_WEIGHTINGS = ("none", "balanced", "sqrt")
+#: A plane counts as an annotated slice when at least this share of its voxels is annotated.
+_PLANE_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class DensifyOptions:
+    """How a densify run trains, stops and weighs its classes.
+
+    Attributes:
+        holdout: share of each annotated slice held back to score and stop training (0: none).
+        patience_epochs: epochs (of 16 steps) without an improvement of the held-back mean
+            foreground IoU by ``min_delta`` after which a time-bounded run stops.
+        min_delta: the improvement that counts.
+        class_weighting: cross-entropy weights from the training voxels' class counts: ``"none"``,
+            ``"balanced"`` (inverse frequency) or ``"sqrt"`` (its square root, normalised the same
+            way). ``--set training.class_weights=[...]`` wins over it.
+        sampling: window centres drawn ``"class_first"`` (each class equally likely) or
+            ``"uniform"`` over the annotated voxels.
+    """
+
+    holdout: float = 0.1
+    patience_epochs: int = 40
+    min_delta: float = 0.002
+    class_weighting: str = "sqrt"
+    sampling: str = "class_first"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.holdout < 1:
+            raise ValueError(f"holdout: expected a share in [0, 1), received {self.holdout}")
+        if self.patience_epochs < 1:
+            raise ValueError(f"patience_epochs: expected at least 1, received {self.patience_epochs}")
+        if self.class_weighting not in CLASS_WEIGHTINGS:
+            raise ValueError(f"class_weighting: expected one of {CLASS_WEIGHTINGS}, received {self.class_weighting!r}")
+        if self.sampling not in ("class_first", "uniform"):
+            raise ValueError(f"sampling: expected class_first or uniform, received {self.sampling!r}")
+
+
+def class_weights_for(counts: Sequence[int], weighting: str) -> list[float] | None:
+    """Cross-entropy class weights from annotated voxel counts (background first); None for ``"none"``.
+
+    ``"sqrt"`` is the square root of :func:`~unet3d_keras.losses.balanced_class_weights`,
+    scaled so that the weights average 1 over the annotated voxels, like the balanced ones.
+    """
+    if weighting == "none":
+        return None
+    # why: losses loads Keras, which checking a command's options does not need
+    from .losses import balanced_class_weights
+
+    weights = np.asarray(balanced_class_weights(counts))
+    if weighting == "sqrt":
+        counts_array = np.asarray(counts, dtype=float)
+        weights = np.sqrt(weights)
+        weights *= counts_array.sum() / max(float((weights * counts_array).sum()), 1e-12)
+    return [float(w) for w in weights]
+
+
+@dataclass
+class HeldOut:
+    """The held-back voxels of one volume.
+
+    Attributes:
+        mask: bool ``(x, y, z)``, True where held back.
+        groups: int ``(x, y, z)``, the tile of each held-back voxel, -1 elsewhere.
+        n_groups: number of tiles.
+    """
+
+    mask: np.ndarray
+    groups: np.ndarray
+    n_groups: int
+
+
+def hold_out(index_map: np.ndarray, share: float, tile: int, rng: np.random.Generator,
+             unannotated: int = -1) -> HeldOut:
+    """Hold back ``share`` of the tiles of every annotated plane, chosen by ``rng``.
+
+    Args:
+        index_map: int ``(x, y, z)`` class index of each voxel, ``unannotated`` where nobody annotated.
+        share: expected share of each plane's tiles held back (stochastically rounded per plane).
+        tile: side of the square in-plane tiles (and of the cubic blocks of other voxels).
+        rng: chooses the tiles.
+
+    Returns:
+        The :class:`HeldOut` voxels.
+    """
+    annotated = index_map != unannotated
+    groups = np.full(index_map.shape, -1, dtype=np.int64)
+    free = annotated.copy()
+    n_groups = 0
+    units: list[np.ndarray] = []  # per unit (plane or leftover), tile id of each of its voxels
+    members: list[tuple[np.ndarray, ...]] = []
+    for axis in range(3):
+        plane_share = annotated.mean(axis=tuple(a for a in range(3) if a != axis))
+        for index in np.flatnonzero(plane_share >= _PLANE_SHARE):
+            where = [slice(None)] * 3
+            where[axis] = index
+            u, v = np.nonzero(free[tuple(where)])
+            if not len(u):
+                continue
+            coords = [u, v]
+            coords.insert(axis, np.full(len(u), index))
+            members.append(tuple(coords))
+            units.append((u // tile) * (max(index_map.shape) + 1) + v // tile)
+            free[tuple(coords)] = False
+    if free.any():  # annotated voxels outside the annotated planes: cubic blocks
+        coords = np.nonzero(free)
+        members.append(coords)
+        units.append(np.ravel_multi_index([c // tile for c in coords],
+                                          [math.ceil(s / tile) for s in index_map.shape]))
+    for coords, tiles in zip(members, units):
+        unique, inverse = np.unique(tiles, return_inverse=True)
+        expected = share * len(unique)
+        count = int(expected) + int(rng.random() < expected - int(expected))
+        if count == 0:
+            continue
+        chosen = rng.choice(len(unique), size=count, replace=False)
+        local = np.full(len(unique), -1, dtype=np.int64)
+        local[chosen] = n_groups + np.arange(count)
+        n_groups += count
+        groups[coords] = local[inverse.ravel()]
+    mask = groups >= 0
+    for position in np.unique(index_map[annotated]):
+        of_class = index_map == position
+        if not np.any(of_class & annotated & ~mask):  # keep every class trainable
+            mask[of_class] = False
+    groups[~mask] = -1
+    return HeldOut(mask=mask, groups=groups, n_groups=n_groups)
+
+
+def class_scores(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> dict[str, list]:
+    """Per-class IoU and Dice of class indices, with the voxel count of each class in ``truth``.
+
+    A class absent from both truth and prediction scores None.
+    """
+    confusion = np.bincount(np.asarray(truth, np.int64) * n_classes + np.asarray(predicted, np.int64),
+                            minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    tp = np.diag(confusion).astype(float)
+    fp = confusion.sum(axis=0) - tp
+    fn = confusion.sum(axis=1) - tp
+    union = tp + fp + fn
+    iou = [float(t / u) if u else None for t, u in zip(tp, union)]
+    dice = [float(2 * t / (2 * t + f + n)) if (2 * t + f + n) else None for t, f, n in zip(tp, fp, fn)]
+    return {"iou": iou, "dice": dice, "voxels": [int(c) for c in confusion.sum(axis=1)]}
+
+
+def low_classes(iou: Sequence[float | None], ratio: float = 0.5) -> list[int]:
+    """Positions of the classes whose IoU is below ``ratio`` times the median IoU of the other classes."""
+    low = []
+    for position, value in enumerate(iou):
+        others = [v for p, v in enumerate(iou) if p != position and v is not None]
+        if value is not None and others and value < ratio * float(np.median(others)):
+            low.append(position)
+    return low
+
+
+def foreground_mean(iou: Sequence[float | None]) -> float:
+    """Mean IoU of the scored classes after the background (position 0)."""
+    values = [v for v in iou[1:] if v is not None]
+    return float(np.mean(values)) if values else 0.0

@@ -1,0 +1,148 @@
+"""Scoring the held-back voxels while a densify run trains, and the time-based learning rate.
+
+:class:`HeldOutMonitor` scores the held-back voxels of :mod:`unet3d_keras.densify_holdout`
+after epochs (one window per held-back tile, so an evaluation costs one model call per tile),
+shows the per-class IoU in the progress bar, keeps the weights of the best mean foreground IoU
+and stops once it has not improved for ``patience_epochs`` epochs. :class:`TimeCosine` decays
+the learning rate over a time budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+
+from .densify_holdout import DensifyOptions, HeldOut, class_scores, foreground_mean
+from .schedule import cosine_learning_rate
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["HeldOutMonitor", "TimeCosine"]
+
+_EVAL_BATCH = 4
+
+
+class HeldOutMonitor(keras.callbacks.Callback):
+    """Scores the held-back voxels after epochs, shows them, keeps the best weights, stops on a plateau.
+
+    Args:
+        volume: float32 ``(n_channels, x, y, z)`` normalised (padded) volume.
+        index_map: int ``(x, y, z)`` class index of every voxel (held-back ones included).
+        held_out: the :class:`HeldOut` voxels.
+        n_classes: number of classes.
+        patch_shape: the model's window.
+        options: patience and the improvement that counts.
+        stop_on_plateau: keep the best weights and stop on a plateau (time-bounded runs), or
+            only score (fixed-length runs).
+        budget: a :class:`~unet3d_keras.schedule.TimeBudget` whose step clock skips evaluations
+            and whose progress bar shows the scores.
+        class_names: names of the classes in the progress bar.
+    """
+
+    def __init__(self, volume: np.ndarray, index_map: np.ndarray, held_out: HeldOut, n_classes: int,
+                 patch_shape: Sequence[int], options: DensifyOptions, stop_on_plateau: bool,
+                 budget: Any = None, class_names: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.n_classes = n_classes
+        self.options = options
+        self.stop_on_plateau = stop_on_plateau
+        self.budget = budget
+        self.class_names = list(class_names) or [str(c) for c in range(n_classes)]
+        patch = np.asarray(patch_shape)
+        shape = np.asarray(index_map.shape)
+        self.windows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        order = np.argsort(held_out.groups, axis=None, kind="stable")
+        flat_groups = held_out.groups.ravel()[order]
+        starts = np.searchsorted(flat_groups, np.arange(held_out.n_groups + 1))
+        for group in range(held_out.n_groups):
+            flat = order[starts[group]:starts[group + 1]]
+            if not len(flat):
+                continue
+            coords = np.stack(np.unravel_index(flat, index_map.shape), axis=1)
+            centre = (coords.min(axis=0) + coords.max(axis=0)) // 2
+            corner = np.clip(centre - patch // 2, 0, shape - patch)
+            local = coords - corner
+            inside = np.all((local >= 0) & (local < patch), axis=1)
+            self.windows.append((corner, local[inside], index_map.ravel()[flat[inside]]))
+        self.volume = volume
+        self.patch = patch
+        self.history: list[dict] = []
+        self.best_score = -math.inf
+        self.best_epoch = 0
+        self.best_weights: list | None = None
+        self.every = 1
+        self.stopped_on_plateau = False
+
+    def evaluate(self) -> dict[str, list]:
+        """Per-class scores of the current model on the held-back voxels."""
+        truth, predicted = [], []
+        channels = self.volume.shape[0]
+        for start in range(0, len(self.windows), _EVAL_BATCH):
+            chunk = self.windows[start:start + _EVAL_BATCH]
+            batch = np.zeros((_EVAL_BATCH, *self.patch, channels), np.float32)  # one batch shape: one trace
+            for i, (corner, _, _) in enumerate(chunk):
+                window = tuple(slice(c, c + p) for c, p in zip(corner, self.patch))
+                batch[i] = np.moveaxis(self.volume[(slice(None),) + window], 0, -1)
+            output = np.asarray(self.model.predict_on_batch(batch), dtype=np.float32)
+            for i, (_, local, classes) in enumerate(chunk):
+                predicted.append(np.argmax(output[(i, *local.T)], axis=-1))
+                truth.append(classes)
+        if not truth:
+            return class_scores(np.zeros(0, np.int64), np.zeros(0, np.int64), self.n_classes)
+        return class_scores(np.concatenate(truth), np.concatenate(predicted), self.n_classes)
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        if not self.windows or (epoch + 1) % self.every:
+            return
+        began = time.monotonic()
+        scores = self.evaluate()
+        score = foreground_mean(scores["iou"])
+        self.history.append({"epoch": epoch + 1, "mean_foreground_iou": score, "iou": scores["iou"]})
+        if score > self.best_score + self.options.min_delta or self.best_weights is None:
+            self.best_score, self.best_epoch = score, epoch + 1
+            if self.stop_on_plateau:
+                self.best_weights = self.model.get_weights()
+        elif self.stop_on_plateau and epoch + 1 - self.best_epoch >= self.options.patience_epochs:
+            self.stopped_on_plateau = True
+            self.model.stop_training = True
+        text = " ".join(f"{n}:{'-' if v is None else f'{v:.2f}'}" for n, v in zip(self.class_names, scores["iou"]))
+        logger.info("epoch %d: held-back IoU %s (mean foreground %.3f)", epoch + 1, text, score)
+        if self.budget is not None:
+            self.budget.status = f", held-back IoU {text}"
+        spent = time.monotonic() - began
+        if self.budget is not None:
+            self.budget.last += spent  # an evaluation is not a training step
+            epoch_seconds = max(self.budget.longest_step, 1e-3) * self.params.get("steps", 16)
+            # Evaluations take at most about a fifth of the training time.
+            self.every = max(1, math.ceil(spent / (0.2 * epoch_seconds)))
+
+    def restore_best(self) -> None:
+        """Load the weights of the best evaluation (time-bounded runs)."""
+        if self.stop_on_plateau and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+class TimeCosine(keras.callbacks.Callback):
+    """Cosine learning-rate decay over the time budget: the rate at each epoch follows the share
+    of the training time spent, so that a run of any budget ends at the low rate.
+
+    Args:
+        start: ``time.monotonic()`` of the start of training.
+        end: ``time.monotonic()`` by which training stops.
+        initial: the initial learning rate.
+    """
+
+    def __init__(self, start: float, end: float, initial: float) -> None:
+        super().__init__()
+        self.start, self.end, self.initial = start, end, initial
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        share = (time.monotonic() - self.start) / max(self.end - self.start, 1e-9)
+        steps = 1000
+        self.model.optimizer.learning_rate.assign(
+            cosine_learning_rate(round(min(max(share, 0.0), 1.0) * steps), steps + 1, self.initial))
