@@ -637,6 +637,17 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+KEPT_FROM = "\n## Densify: training length, held-back scores and thin classes\n"
+
+
+def kept_sections(docs: Path) -> str:
+    """The sections of docs/sparse_annotation.md that this experiment does not write (from
+    ``KEPT_FROM`` on: examples/thin_shell/run.py writes them), kept when it rewrites the page."""
+    page = docs / "sparse_annotation.md"
+    text = page.read_text(encoding="utf-8") if page.exists() else ""
+    return text[text.index(KEPT_FROM):] if KEPT_FROM in text else ""
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -704,7 +715,7 @@ def main(argv=None) -> int:
             write_text_atomically(results_path, json.dumps(results, indent=2) + "\n")
         docs.mkdir(parents=True, exist_ok=True)
         plot_curves(results["semi_automated"], docs / "sparse_annotation.png")
-        write_text_atomically(docs / "sparse_annotation.md", markdown(results))
+        write_text_atomically(docs / "sparse_annotation.md", markdown(results) + kept_sections(docs))
         return 0
     if args.quick:
         args.epochs, args.full_epochs, args.slices, args.seeds = 8, 8, [1, 4], args.seeds[:1]
@@ -780,7 +791,7 @@ def main(argv=None) -> int:
     add_annotation_counts(results["semi_automated"], labels)
     plot_curves(results["semi_automated"], docs / "sparse_annotation.png")
     write_text_atomically(results_path, json.dumps(results, indent=2) + "\n")
-    write_text_atomically(docs / "sparse_annotation.md", markdown(results))
+    write_text_atomically(docs / "sparse_annotation.md", markdown(results) + kept_sections(docs))
     print(f"wrote {results_path} and {docs / 'sparse_annotation.md'}")
     return 0
 
