@@ -194,6 +194,12 @@ def table(results: dict, raw: str) -> list[str]:
         lines.append("- The options at 5 min, membrane (cell) IoU, one seed each: " + "; ".join(
             f"{name.rsplit(', ', 1)[0].replace('new, ', '').replace('new', 'defaults') if name != 'new, 5 min' else 'defaults (sqrt weights, class-first windows, Dice term)'} "
             f"{row['iou'][2]:.3f} ({row['iou'][1]:.3f})" for name, row in options) + ".")
+    long, short = rows.get("new, 12 min"), rows.get("new, 5 min")
+    if long and short and long["stop_reason"].startswith("no gain") and long["iou"][2] < short["iou"][2]:
+        lines.append(f"- The 12-minute run stopped on a plateau of the held-back score after {long['steps']} steps "
+                     f"({long['seconds']} s), before its learning rate had decayed (the decay follows the time "
+                     "budget), and kept weights that score below the 5-minute run's: the plateau rule needs a final "
+                     "decay phase before it stops.")
     lines += ["- MNI152, 4 slices per axis (>= 0.92 before): not re-measured with the new defaults (200-epoch runs "
               "of about 15 minutes each did not fit the session).", ""]
     return lines
