@@ -33,7 +33,8 @@ STAGES = [
     ("predictor", "probabilities,\nlabel maps", ["predictor", "*prediction", "sliding_window",
                                                  "predict_functions", "tta", "label_maps", "regions",
                                                  "inference_io", "export", "exported_models", "sparse",
-                                                 "sparse_sampler", "densify"]),
+                                                 "sparse_sampler", "densify", "densify_holdout",
+                                                 "densify_monitor"]),
     ("evaluation", "scores, CSV,\npictures", ["evaluation", "lesion_scores", "visualize"]),
 ]
 SHARED = ["config", "config_types", "config_parsing", "recipes", "checks", "errors", "modalities"]
@@ -44,8 +45,8 @@ WIRING = ["commands/ (train, predict, densify, make_sparse_labels, convert_model
 def draw(path: Path) -> None:
     """Writes the figure as PNG to ``path``."""
     n = len(STAGES)
-    width, gap, top = 1.95, 0.3, 5.6
-    fig, ax = plt.subplots(figsize=(18.5, 7.4))
+    width, gap, top = 1.95, 0.3, 5.9
+    fig, ax = plt.subplots(figsize=(18.5, 7.8))
     ax.set_xlim(-0.2, n * (width + gap))
     ax.set_ylim(-1.3, top + 0.9)
     ax.axis("off")
@@ -59,7 +60,7 @@ def draw(path: Path) -> None:
                                     facecolor="#ebf4ff", edgecolor="#90cdf4"))
         for j, module in enumerate(modules):
             reference = module.startswith("*")
-            ax.text(x + 0.08, top - 0.85 - 0.33 * j, module.lstrip("*"), ha="left", va="center", fontsize=8.8,
+            ax.text(x + 0.08, top - 0.85 - 0.31 * j, module.lstrip("*"), ha="left", va="center", fontsize=8.8,
                     family="monospace", weight="bold" if reference else "normal",
                     color="#1a202c" if reference else "#4a5568")
         if i < n - 1:
