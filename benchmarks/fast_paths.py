@@ -29,32 +29,18 @@ VOLUME = (4, 240, 240, 155)
 WINDOW = (64, 64, 64)
 
 
-def plain_transpose_copy(model):
-    """The model with each up-convolution a plain ``keras.layers.Conv3DTranspose``, same weights."""
-    import keras
-
-    from unet3d_keras.model.up_convolution import MatmulConv3DTranspose
-
-    def clone(layer):
-        cls = keras.layers.Conv3DTranspose if isinstance(layer, MatmulConv3DTranspose) else layer.__class__
-        return cls.from_config(layer.get_config())
-
-    copy = keras.models.clone_model(model, clone_function=clone)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
 def run_up_convolution(size: int, base: int, repeats: int) -> dict:
     import keras
 
     from run import interleaved, ratio
     from unet3d_keras.model import build_unet_3d
+    from unet3d_keras.model.up_convolution import with_plain_up_convolutions
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1, size, size, size, 4)).astype(np.float32)
     y = (rng.random((1, size, size, size, 3)) > 0.5).astype(np.float32)
     fast = build_unet_3d((size, size, size, 4), n_labels=3, deconvolution=True, n_base_filters=base)
-    plain = plain_transpose_copy(fast)
+    plain = with_plain_up_convolutions(fast)
     for model in (fast, plain):
         model.compile(optimizer=keras.optimizers.SGD(1e-6), loss="mse")
     difference = float(np.abs(fast.predict_on_batch(x) - plain.predict_on_batch(x)).max())

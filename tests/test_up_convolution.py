@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 
 from unet3d_keras.model import build_unet_3d
-from unet3d_keras.model.up_convolution import MatmulConv3DTranspose, with_matmul_up_convolutions
+from unet3d_keras.model.up_convolution import (
+    MatmulConv3DTranspose, with_matmul_up_convolutions, with_plain_up_convolutions,
+)
 
 # (input shape channels-last, filters, kernel = strides)
 CASES = [((2, 3, 5, 4, 7), 5, (2, 2, 2)), ((1, 4, 3, 2, 3), 1, (2, 1, 3)), ((2, 2, 2, 2, 1), 3, (3, 3, 3))]
@@ -132,17 +134,6 @@ def unet():
     return build_unet_3d((16, 16, 16, 2), n_labels=3, depth=3, n_base_filters=4, deconvolution=True)
 
 
-def plain_copy(model):
-    """The model rebuilt with plain Conv3DTranspose layers: a model file from before the fast layer."""
-    def clone(layer):
-        cls = keras.layers.Conv3DTranspose if isinstance(layer, MatmulConv3DTranspose) else layer.__class__
-        return cls.from_config(layer.get_config())
-
-    copy = keras.models.clone_model(model, clone_function=clone)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
 def test_unet_uses_the_matmul_layer_with_the_transposed_convolutions_variables():
     model = unet()
     layers = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv3DTranspose)]
@@ -162,7 +153,7 @@ def test_saved_files_round_trip_and_old_files_load_into_the_new_layer(tmp_path):
 
     # A file written with keras.layers.Conv3DTranspose: its weights load into the new model
     # unchanged, and with_matmul_up_convolutions converts the loaded model.
-    old = plain_copy(model)
+    old = with_plain_up_convolutions(model)
     old.save(tmp_path / "old.keras")
     old_loaded = keras.saving.load_model(tmp_path / "old.keras", compile=False)
     assert type(old_loaded.get_layer("dec0_upconv")) is keras.layers.Conv3DTranspose

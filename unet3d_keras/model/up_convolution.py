@@ -16,7 +16,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-__all__ = ["MatmulConv3DTranspose", "is_block_up_convolution", "with_matmul_up_convolutions"]
+__all__ = [
+    "MatmulConv3DTranspose", "is_block_up_convolution", "with_matmul_up_convolutions", "with_plain_up_convolutions",
+]
 
 
 def is_block_up_convolution(layer: keras.layers.Layer) -> bool:
@@ -104,4 +106,24 @@ def with_matmul_up_convolutions(model: keras.Model) -> keras.Model:
     copy = keras.models.clone_model(model, clone_function=clone)
     for source in model.layers:
         copy.get_layer(source.name).set_weights(source.get_weights())
+    return copy
+
+
+def with_plain_up_convolutions(model: keras.Model) -> keras.Model:
+    """A copy of a functional model whose :class:`MatmulConv3DTranspose` layers are plain
+    ``keras.layers.Conv3DTranspose`` (same names and weights): what a model file looked like before
+    the fast layer, and a model readable by tools that know only Keras's own layers.
+
+    Args:
+        model: A functional ``keras.Model``.
+
+    Returns:
+        The copy (uncompiled), with the weights copied.
+    """
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        plain = isinstance(layer, MatmulConv3DTranspose)
+        return (keras.layers.Conv3DTranspose if plain else layer.__class__).from_config(layer.get_config())
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
     return copy
