@@ -4,7 +4,7 @@ Kept in a module of its own so that low-level helpers (``utils``, ``normalize``)
 writer (``data``) can raise the same type without importing each other.
 """
 
-__all__ = ["DataError"]
+__all__ = ["DataError", "USER_ERRORS"]
 
 
 class DataError(ValueError):
@@ -13,3 +13,10 @@ class DataError(ValueError):
     Messages name the subject and the file at fault where they are known, and say what was
     expected and what was found.
     """
+
+
+#: Errors caused by the user's input or environment (bad config, missing or malformed input, a file
+#: in the way, a full disk): a program reports them in one line, a folder of subjects skips the
+#: subject. ``ConfigError`` and ``DataError`` are ``ValueError``s; missing, existing or unreadable
+#: files are ``OSError``s.
+USER_ERRORS = (ValueError, OSError)

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .config import Config
 from .data import open_data_file
+from .errors import USER_ERRORS
 from .evaluation import segmentation_scores
 from .exported_models import ExportedModel, exported_settings
 from .fileio import write_text_atomically
@@ -41,8 +42,8 @@ logger = logging.getLogger(__name__)
 # Written into a folder of predictions: the settings that made them.
 SETTINGS_FILE = "prediction_settings.json"
 # Errors of one subject's input (unreadable or inconsistent files, wrong channels); the other
-# subjects are still predicted. DataError and ConfigError are ValueErrors.
-SUBJECT_ERRORS = (ValueError, OSError)
+# subjects are still predicted.
+SUBJECT_ERRORS = USER_ERRORS
 
 
 class Predictor:
