@@ -1,6 +1,7 @@
 """Densify's held-back voxels: the split, the per-class scores, class weights, the stopping rules."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -124,22 +125,77 @@ def test_steps_give_a_fixed_reproducible_run_with_held_back_scores(case):
     assert manual.config.training.class_weights == (1.0, 2.0, 3.0)
 
 
-def test_a_plateau_stops_a_timed_run_and_keeps_the_best_weights(case):
+def test_a_plateau_stops_a_timed_run(case):
     from unet3d_keras.densify import fit_sparse
 
     image, sparse = case
     import time
 
-    # min_delta 2: no evaluation after the first counts as a gain.
-    options = DensifyOptions(holdout=0.2, patience_epochs=2, min_delta=2.0)
+    # min_delta 2: no evaluation after the first counts as a gain; no final decay.
+    options = DensifyOptions(holdout=0.2, patience_epochs=2, decay_epochs=0, min_delta=2.0)
     fitted = fit_sparse(image, sparse, 255, TINY, deadline=time.monotonic() + 120, seed=1, show_progress=False,
                         options=options)
-    assert "no gain" in fitted.stop_reason and fitted.kept_epoch == 1
+    assert fitted.stop_reason == "no gain on the held-back voxels in 2 epochs"
     # Evaluations are spaced to cost at most about a fifth of the training time: it stops at the first one
     # at least 2 epochs after the best.
     assert fitted.epochs == fitted.score_history[-1]["epoch"] >= 3 and len(fitted.score_history) >= 2
     assert fitted.score_history[-2]["epoch"] < 3
-    assert fitted.scores["iou"] == fitted.score_history[0]["iou"]  # the first epoch's weights came back
+    # Its learning rate never decayed (120 s budget): no evaluation qualifies, the last weights stay.
+    assert fitted.kept_epoch == fitted.epochs and fitted.scores["iou"] == fitted.score_history[-1]["iou"]
+
+
+def test_a_plateau_decays_the_learning_rate_before_stopping(case):
+    import time
+
+    import keras
+
+    from unet3d_keras.densify import fit_sparse
+
+    image, sparse = case
+    options = DensifyOptions(holdout=0.2, patience_epochs=2, decay_epochs=3, min_delta=2.0)
+    fitted = fit_sparse(image, sparse, 255, TINY, deadline=time.monotonic() + 120, seed=1, show_progress=False,
+                        options=options)
+    assert fitted.stop_reason == "no gain on the held-back voxels in 2 epochs, then 3 epochs of learning-rate decay"
+    plateau = next(row["epoch"] for row in fitted.score_history if row["epoch"] >= 3)
+    # Three more epochs, the last one scored; the rate of the last is the cosine's at 2.5/3 of the decay.
+    assert fitted.epochs == plateau + 3 == fitted.score_history[-1]["epoch"]
+    last_rate = float(keras.ops.convert_to_numpy(fitted.model.optimizer.learning_rate))  # the last epoch's
+    initial = fitted.config.training.initial_learning_rate
+    assert last_rate < initial * 0.5 * (1 + math.cos(math.pi * 2.5 / 3)) + 1e-9
+    assert fitted.kept_epoch == fitted.epochs and fitted.scores["iou"] == fitted.score_history[-1]["iou"]
+
+
+def test_the_kept_weights_are_the_best_at_a_decayed_learning_rate():
+    import keras
+
+    from unet3d_keras.densify_monitor import KEEP_RATE_SHARE, HeldOutMonitor, TimeCosine
+
+    index_map, _ = index_map_of()
+    held_out = hold_out(index_map, 0.3, 8, np.random.default_rng(0), UNANNOTATED)
+    volume = np.zeros((1, *index_map.shape), np.float32)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
+    schedule = TimeCosine(0.0, 1.0, initial=1.0)
+    monitor = HeldOutMonitor(volume, index_map, held_out, 3, (16, 16, 16), DensifyOptions(patience_epochs=100),
+                             stop_on_plateau=True, schedule=schedule)
+    monitor.set_model(model)
+    monitor.set_params({"steps": 16})
+    # (learning rate, foreground IoU of classes 1 and 2): the best score of all comes at the high rate.
+    epochs = [(1.0, 0.9), (KEEP_RATE_SHARE, 0.5), (0.1, 0.6), (0.1, 0.6), (0.01, 0.55), (0.0, 0.58)]
+    for epoch, (rate, iou) in enumerate(epochs[:-1]):
+        model.optimizer.learning_rate.assign(rate)
+        model.set_weights([np.full((1, 1), epoch + 1.0, np.float32), np.zeros(1, np.float32)])
+        monitor.evaluate = lambda iou=iou: {"iou": [1.0, iou, iou], "dice": [1.0, iou, iou], "voxels": [1, 1, 1]}
+        monitor.on_epoch_end(epoch)
+    # The last epoch is not scored during training: restore_best scores it, then keeps epoch 4 (a tie
+    # with epoch 3 at 0.6 goes to the later weights).
+    model.optimizer.learning_rate.assign(epochs[-1][0])
+    model.set_weights([np.full((1, 1), 6.0, np.float32), np.zeros(1, np.float32)])
+    monitor.evaluate = lambda: {"iou": [1.0, 0.58, 0.58], "dice": [1.0, 0.58, 0.58], "voxels": [1, 1, 1]}
+    assert monitor.restore_best(6) == 4
+    assert model.get_weights()[0][0, 0] == 4.0
+    assert [row["epoch"] for row in monitor.history] == [1, 2, 3, 4, 5, 6]
+    assert monitor.best_epoch == 1  # the plateau is still measured against the best of all
 
 
 def test_a_timed_run_uses_its_budget(case):

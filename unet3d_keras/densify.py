@@ -3,7 +3,8 @@
 :func:`fit_sparse` trains a 3D U-Net (softmax, class-weighted cross-entropy plus per-class Dice on
 the annotated voxels only, flips) on the annotated voxels of one volume, less a share held back
 to score it (:mod:`unet3d_keras.densify_holdout`): for a fixed number of steps, or until a time
-budget is spent or the held-back score stops improving, keeping the best weights;
+budget is spent or the held-back score stops improving (and a final decay of the learning
+rate is done), keeping the best weights of the decayed learning rate;
 :func:`predict_classes` predicts a dense label map with it; :func:`densify` does both for one
 volume, keeping the annotated voxels' own labels.
 """
@@ -51,8 +52,9 @@ __all__ = [
 # No batch normalisation: with the few hundred steps of a densify run its moving statistics do
 # not settle, and the predictions of unseen voxels suffered badly in trials on MNI152. No
 # class weights here: they come from DensifyOptions.class_weighting and the training voxels' counts.
-# No elastic deformation: it interpolates the intensities but not the labels, which blurs thin
-# structures against their labels (MNI152, 4 slices per axis: IoU 0.871/0.856 with it, 0.883/0.873 without).
+# No elastic deformation: it interpolates the intensities but not the labels (nearest
+# neighbour), which blurs thin structures against their labels (MNI152, 4 slices per axis: IoU
+# 0.871/0.856 with it, 0.883/0.873 without).
 # 8 base filters: in the same minutes, more steps of a smaller model scored better there.
 DENSIFY_DEFAULTS: dict = {
     "model": {"name": "unet", "activation": "softmax", "depth": 3, "n_base_filters": 8,
@@ -199,8 +201,10 @@ def fit_sparse(
         predict_shape: the shape that will be predicted, for the deadline.
         steps: train exactly this many steps (cosine decay over them, the last weights kept),
             stopping early only at ``deadline``. None with a ``deadline``: train until the
-            deadline or until the held-back score stops improving, then keep the weights of its
-            best evaluation. None without: ``training.n_epochs`` epochs of 16 steps.
+            deadline or until the held-back score stops improving and a final learning-rate
+            decay is done, then keep the weights of its best evaluation at a decayed learning
+            rate (:data:`~unet3d_keras.densify_monitor.KEEP_RATE_SHARE`). None without:
+            ``training.n_epochs`` epochs of 16 steps.
         options: held-back share, patience, class weighting and sampling (None: the defaults).
 
     Like ``train_from_config``, this sets the global Keras dtype policy from
@@ -265,21 +269,26 @@ def fit_sparse(
     progress = tqdm(total=None if timed else (steps or n_epochs * STEPS_PER_EPOCH),
                     desc="training on the annotated voxels", unit="step", disable=not show_progress)
     budget = TimeBudget(train_until, progress, max_steps=steps)
-    monitor = HeldOutMonitor(volume, index_map, held_out, len(classes), patch, options, stop_on_plateau=timed,
-                             budget=budget, class_names=[str(c) for c in classes])
-    monitor.set_model(model)  # it scores the final weights even when no step fits the deadline
     train_start = time.monotonic()
     if timed:
         schedule = TimeCosine(train_start, train_until, config.training.initial_learning_rate)
     else:
         schedule = keras.callbacks.LearningRateScheduler(
             lambda epoch: cosine_learning_rate(epoch, n_epochs, config.training.initial_learning_rate))
+    monitor = HeldOutMonitor(volume, index_map, held_out, len(classes), patch, options, stop_on_plateau=timed,
+                             budget=budget, class_names=[str(c) for c in classes],
+                             schedule=schedule if timed else None)
+    monitor.set_model(model)  # it scores the final weights even when no step fits the deadline
     if time.monotonic() < train_until:
         model.fit(sampler, epochs=fit_epochs, callbacks=[budget, schedule, monitor], verbose=0, shuffle=False)
     progress.close()
-    monitor.restore_best()
+    kept_epoch = monitor.restore_best(len(budget.losses))
+    plateau = f"no gain on the held-back voxels in {options.patience_epochs} epochs"
     if monitor.stopped_on_plateau:
-        reason = f"no gain on the held-back voxels in {options.patience_epochs} epochs"
+        reason = plateau + (f", then {options.decay_epochs} epochs of learning-rate decay"
+                            if monitor.decay_start else "")
+    elif budget.out_of_time and monitor.decay_start:
+        reason = plateau + ", then the time budget ran out during the learning-rate decay"
     elif budget.out_of_time:
         reason = "time budget spent"
     else:
@@ -288,7 +297,7 @@ def fit_sparse(
     return SparseModel(model=model, config=config, classes=tuple(classes), patch_shape=patch,
                        epochs=len(budget.losses), train_seconds=time.monotonic() - train_start,
                        history=budget.losses, steps=budget.steps, stop_reason=reason, scores=scores,
-                       kept_epoch=monitor.best_epoch if timed and monitor.windows else len(budget.losses),
+                       kept_epoch=kept_epoch,
                        score_history=monitor.history, held_out_voxels=int(held_out.mask.sum()))
 
 

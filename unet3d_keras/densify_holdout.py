@@ -34,7 +34,9 @@ class DensifyOptions:
     Attributes:
         holdout: share of each annotated slice held back to score and stop training (0: none).
         patience_epochs: epochs (of 16 steps) without an improvement of the held-back mean
-            foreground IoU by ``min_delta`` after which a time-bounded run stops.
+            foreground IoU by ``min_delta`` after which a time-bounded run decays its learning
+            rate to zero over ``decay_epochs`` epochs and stops.
+        decay_epochs: length of that final decay (cut short by the time budget).
         min_delta: the improvement that counts.
         class_weighting: cross-entropy weights from the training voxels' class counts: ``"none"``,
             ``"balanced"`` (inverse frequency) or ``"sqrt"`` (its square root, normalised the same
@@ -45,6 +47,7 @@ class DensifyOptions:
 
     holdout: float = 0.1
     patience_epochs: int = 40
+    decay_epochs: int = 20
     min_delta: float = 0.002
     class_weighting: str = "sqrt"
     sampling: str = "class_first"
@@ -54,6 +57,8 @@ class DensifyOptions:
             raise ValueError(f"holdout: expected a share in [0, 1), received {self.holdout}")
         if self.patience_epochs < 1:
             raise ValueError(f"patience_epochs: expected at least 1, received {self.patience_epochs}")
+        if self.decay_epochs < 0:
+            raise ValueError(f"decay_epochs: expected at least 0, received {self.decay_epochs}")
         if self.class_weighting not in CLASS_WEIGHTINGS:
             raise ValueError(f"class_weighting: expected one of {CLASS_WEIGHTINGS}, received {self.class_weighting!r}")
         if self.sampling not in ("class_first", "uniform"):

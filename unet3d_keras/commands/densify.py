@@ -2,6 +2,7 @@
 
     unet3d-densify --image IMG [--image IMG2 ...] --labels SPARSE --output OUT
         [--ignore-label 255] [--max-minutes M | --steps N] [--holdout 0.1] [--patience 40]
+        [--decay-epochs 20]
         [--class-weights none|balanced|sqrt] [--sampling class_first|uniform] [--seed N]
         [--set section.key=value ...]
 
@@ -15,7 +16,9 @@ The label values are those found in SPARSE; the smallest plays the background.
 A share of each annotated slice (--holdout, 10%) is held back from training, in square tiles
 chosen with the seed. Training runs until --max-minutes (default 10, prediction included) is
 spent or the mean foreground IoU of the held-back voxels has not improved for --patience epochs
-of 16 steps, then keeps the weights of its best evaluation; --steps N trains exactly N steps
+of 16 steps and a final --decay-epochs epochs have decayed the learning rate to zero, then keeps
+the weights of its best evaluation at a decayed learning rate (at most a quarter of the initial
+one; the last weights if none); --steps N trains exactly N steps
 instead and keeps the last weights (--max-minutes, if given, still bounds it). The per-class
 IoU and Dice of the held-back voxels are printed and written to OUT's name with ``_scores.json``
 for ``.nii(.gz)``; a class whose IoU is below half the median of the other classes' is warned about.
@@ -61,7 +64,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "0: none)")
     parser.add_argument("--patience", type=int, default=40, metavar="EPOCHS",
                         help="stop after this many epochs of 16 steps without a gain on the held-back voxels "
-                             "(default 40)")
+                             "(default 40), after a final decay of the learning rate")
+    parser.add_argument("--decay-epochs", type=int, default=20, metavar="EPOCHS",
+                        help="epochs of that final decay to a zero learning rate (default 20; 0: stop at once)")
     parser.add_argument("--class-weights", choices=CLASS_WEIGHTINGS, default="sqrt",
                         help="cross-entropy class weights from the annotated voxel counts (default sqrt: the "
                              "square root of inverse-frequency weights)")
@@ -99,6 +104,8 @@ def check_paths(args: argparse.Namespace) -> Path:
         raise DataError(f"--holdout: expected a share between 0 and 1 (below 1), received {args.holdout}")
     if args.patience < 1:
         raise DataError(f"--patience: expected at least 1 epoch, received {args.patience}")
+    if args.decay_epochs < 0:
+        raise DataError(f"--decay-epochs: expected 0 or more epochs, received {args.decay_epochs}")
     if scores_path(output).resolve() in inputs:
         raise DataError(f"{scores_path(output)}: the scores file would overwrite an input file; choose another output")
     return output
@@ -154,7 +161,7 @@ def _densify_into(args: argparse.Namespace, output: Path) -> int:
     annotated = float(np.mean(sparse != args.ignore_label))
     print(f"{args.labels}: {sparse.shape} voxels, classes {classes}, {100 * annotated:.2f}% annotated")
     minutes = args.max_minutes if args.max_minutes is not None or args.steps is not None else 10.0
-    options = DensifyOptions(holdout=args.holdout, patience_epochs=args.patience,
+    options = DensifyOptions(holdout=args.holdout, patience_epochs=args.patience, decay_epochs=args.decay_epochs,
                              class_weighting=args.class_weights, sampling=args.sampling)
     result = densify(images, sparse, args.ignore_label, overrides=args.overrides,
                      max_seconds=None if minutes is None else 60 * minutes, seed=args.seed,
