@@ -236,3 +236,28 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
     assert main([*argv[:6], "--output", str(tmp_path / "bad.nii.gz"), "--steps", "0"]) == 2
     assert "--steps: expected a positive number of steps" in capsys.readouterr().err
     assert not (tmp_path / "bad.nii.gz").exists() and not (tmp_path / "bad_scores.json").exists()
+    assert main([*argv[:6], "--output", str(tmp_path / "bad.nii.gz"), "--decay-epochs", "-1"]) == 2
+    assert "--decay-epochs: expected 0 or more epochs, received -1" in capsys.readouterr().err
+
+
+def test_predict_annotated_writes_the_models_labels_on_the_annotated_voxels(case, tmp_path):
+    import nibabel as nib
+
+    from unet3d_keras.commands.densify import main
+    from unet3d_keras.densify import densify
+
+    image, sparse = case
+    nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / "image.nii.gz")
+    nib.save(nib.Nifti1Image(sparse, np.eye(4)), tmp_path / "sparse.nii.gz")
+    common = ["--image", str(tmp_path / "image.nii.gz"), "--labels", str(tmp_path / "sparse.nii.gz"),
+              "--steps", "6", "--seed", "3", "--quiet", *[item for setting in TINY for item in ("--set", setting)]]
+    assert main([*common, "--output", str(tmp_path / "kept.nii.gz")]) == 0
+    assert main([*common, "--output", str(tmp_path / "model.nii.gz"), "--predict-annotated"]) == 0
+    kept = np.asarray(nib.load(tmp_path / "kept.nii.gz").dataobj)
+    model = np.asarray(nib.load(tmp_path / "model.nii.gz").dataobj)
+    library = densify(image, sparse, 255, TINY, steps=6, seed=3, show_progress=False, keep_annotations=False)
+    np.testing.assert_array_equal(model, library.labels)
+    annotated = sparse != 255
+    np.testing.assert_array_equal(kept[annotated], sparse[annotated])
+    np.testing.assert_array_equal(kept[~annotated], model[~annotated])
+    assert np.any(model[annotated] != sparse[annotated])  # six steps of a tiny model: it disagrees somewhere

@@ -4,6 +4,7 @@
         [--ignore-label 255] [--max-minutes M | --steps N] [--holdout 0.1] [--patience 40]
         [--decay-epochs 20]
         [--class-weights none|balanced|sqrt] [--sampling class_first|uniform] [--seed N]
+        [--predict-annotated]
         [--set section.key=value ...]
 
 (or ``python scripts/densify.py`` with the same arguments).
@@ -74,6 +75,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="window centres: a class first, then one of its voxels (default), or any annotated "
                              "voxel")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the config's 42)")
+    parser.add_argument("--predict-annotated", action="store_true",
+                        help="write the model's own labels on the annotated voxels too (default: they keep their "
+                             "annotation), e.g. to see where the model disagrees with it")
     parser.add_argument("--clip-outliers", action="store_true",
                         help="clip intensities beyond 1e4 robust standard deviations of an image's median (with a "
                              "warning) instead of refusing the image")
@@ -165,7 +169,8 @@ def _densify_into(args: argparse.Namespace, output: Path) -> int:
                              class_weighting=args.class_weights, sampling=args.sampling)
     result = densify(images, sparse, args.ignore_label, overrides=args.overrides,
                      max_seconds=None if minutes is None else 60 * minutes, seed=args.seed,
-                     show_progress=not args.quiet, steps=args.steps, options=options)
+                     show_progress=not args.quiet, steps=args.steps, options=options,
+                     keep_annotations=not args.predict_annotated)
     label_image = nib.load(args.labels)
     dtype = np.uint8 if max(classes) <= 255 else np.int16
     dense = nib.Nifti1Image(result.labels.astype(dtype), label_image.affine, label_image.header)
