@@ -539,7 +539,11 @@ def markdown(results: dict) -> str:
         "thresholds that maximise the mean IoU on the same annotated voxels; on this template the best "
         "possible thresholds reach about 0.92, so they are a sanity check of the machinery, not a hard "
         "baseline to beat.",
-        "",
+        *([f"Rows of {', '.join(str(n) for n in redone)} slices per axis (evenly placed) were trained again with "
+           "the densify defaults described [below](#densify-training-length-held-back-scores-and-thin-classes): "
+           "10% of each annotated slice held back (so fewer voxels to train on), square-root class "
+           "weights; the other rows predate them (no held-back voxels, no class weights)." , ""]
+          if (redone := sorted({row["slices_per_axis"] for row in semi if "held_out_voxels" in row})) else [""]),
         "## Semi-automated mode (one volume, a few annotated slices)",
         "",
         "IoU on the voxels that were never annotated: the mean over the seeds, ± their standard deviation, "

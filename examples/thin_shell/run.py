@@ -253,8 +253,10 @@ def table(results: dict, raw: str) -> list[str]:
 def mni152_lines() -> list[str]:
     """The MNI152 goal (4 slices per axis stay >= 0.92) from examples/mni152_sparse/results.json."""
     path = ROOT / "examples" / "mni152_sparse" / "results.json"
-    rows = [row for row in json.loads(path.read_text())["semi_automated"] if row["slices_per_axis"] == 4
-            and row.get("placement", "even") == "even"] if path.exists() else []
+    results = json.loads(path.read_text()) if path.exists() else {"semi_automated": [], "runs": []}
+    rows = [row for row in results["semi_automated"] if row["slices_per_axis"] == 4
+            and row.get("placement", "even") == "even"]
+    runs = [run for run in results["runs"] if "--redo" in run["command"]]
     new = [row for row in rows if "held_out_voxels" in row]
     if not new:
         return ["- MNI152, 4 slices per axis (>= 0.92 before): not re-measured with the new defaults.", ""]
@@ -263,7 +265,7 @@ def mni152_lines() -> list[str]:
     return [f"- MNI152, 4 slices per axis, evenly placed, with the new defaults (10% of each slice held back, "
             f"square-root class weights, class-first windows; 200 epochs of 16 steps): GM/WM IoU {gm:.3f}/{wm:.3f}, "
             f"mean of {len(new)} seeds ({each}): {'met' if min(gm, wm) >= 0.92 else 'not met'} (>= 0.92). "
-            "Produced by `python examples/mni152_sparse/run.py --redo --slices 4 --workers 2`.", ""]
+            f"Produced by `{runs[-1]['command']}`." if runs else "", ""]
 
 
 def markdown() -> str:
@@ -305,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     volume_arguments, results_name, _ = VOLUMES[args.volume]
     results_path = HERE / results_name
     command = "python examples/thin_shell/run.py" + (f" --volume {args.volume}" if args.volume != "thick" else "") + (
+        f" --seed {args.seed}" if args.seed != DEFAULT_SEED else "") + (
         " --rows " + " ".join(f'"{r}"' for r in args.rows) if args.rows != list(ROWS) else "")
 
     from unet3d_keras.sparse import make_sparse_annotation
