@@ -5,8 +5,8 @@ after epochs (one window per held-back tile, so an evaluation costs one model ca
 shows the per-class IoU in the progress bar and, once the mean foreground IoU has not improved
 for ``patience_epochs`` epochs, has :class:`TimeCosine` decay the learning rate to zero over
 ``decay_epochs`` epochs and then stops. It keeps the weights of the best evaluation made at a
-decayed learning rate (at most :data:`KEEP_RATE_SHARE` of the initial one), or the last weights. :class:`TimeCosine` decays
-the learning rate over a time budget.
+decayed learning rate (at most :data:`KEEP_RATE_SHARE` of the initial one), or the last
+weights. :class:`TimeCosine` decays the learning rate over a time budget.
 """
 
 from __future__ import annotations
@@ -132,8 +132,8 @@ class HeldOutMonitor(keras.callbacks.Callback):
         elif (self.stop_on_plateau and not self.decay_start
               and epoch + 1 - self.best_epoch >= self.options.patience_epochs):
             if self.schedule is not None and self.options.decay_epochs:
-                # A plateau at a high learning rate is not the end: the last epochs at a low rate
-                # usually gain (thin structures most), so decay it before stopping.
+                # A plateau at a high learning rate is not the end: in examples/thin_shell, weights
+                # trained down to a low rate scored the never-annotated voxels better.
                 self.decay_start = epoch + 2
                 self.schedule.decay_from(epoch + 1, self.options.decay_epochs)
                 logger.info("no gain in %d epochs: decaying the learning rate over %d epochs",
