@@ -53,12 +53,13 @@ class DensifyOptions:
     sampling: str = "class_first"
 
     def __post_init__(self) -> None:
+        # Each message starts with the field's name: the densify command swaps in its flag.
         if not 0 <= self.holdout < 1:
-            raise ValueError(f"holdout: expected a share in [0, 1), received {self.holdout}")
+            raise ValueError(f"holdout: expected a share between 0 and 1 (below 1), received {self.holdout}")
         if self.patience_epochs < 1:
-            raise ValueError(f"patience_epochs: expected at least 1, received {self.patience_epochs}")
+            raise ValueError(f"patience_epochs: expected at least 1 epoch, received {self.patience_epochs}")
         if self.decay_epochs < 0:
-            raise ValueError(f"decay_epochs: expected at least 0, received {self.decay_epochs}")
+            raise ValueError(f"decay_epochs: expected 0 or more epochs, received {self.decay_epochs}")
         if self.class_weighting not in CLASS_WEIGHTINGS:
             raise ValueError(f"class_weighting: expected one of {CLASS_WEIGHTINGS}, received {self.class_weighting!r}")
         if self.sampling not in ("class_first", "uniform"):

@@ -104,15 +104,24 @@ def check_paths(args: argparse.Namespace) -> Path:
         raise DataError(f"--max-minutes: expected a positive number of minutes, received {args.max_minutes}")
     if args.steps is not None and args.steps < 1:
         raise DataError(f"--steps: expected a positive number of steps, received {args.steps}")
-    if not 0 <= args.holdout < 1:
-        raise DataError(f"--holdout: expected a share between 0 and 1 (below 1), received {args.holdout}")
-    if args.patience < 1:
-        raise DataError(f"--patience: expected at least 1 epoch, received {args.patience}")
-    if args.decay_epochs < 0:
-        raise DataError(f"--decay-epochs: expected 0 or more epochs, received {args.decay_epochs}")
     if scores_path(output).resolve() in inputs:
         raise DataError(f"{scores_path(output)}: the scores file would overwrite an input file; choose another output")
     return output
+
+
+#: DensifyOptions field -> the flag that sets it, for the messages of bad values
+_OPTION_FLAGS = {"holdout": "--holdout", "patience_epochs": "--patience", "decay_epochs": "--decay-epochs",
+                 "class_weighting": "--class-weights", "sampling": "--sampling"}
+
+
+def densify_options(args: argparse.Namespace) -> DensifyOptions:
+    """The run's :class:`DensifyOptions`; a bad value raises DataError naming its flag."""
+    try:
+        return DensifyOptions(holdout=args.holdout, patience_epochs=args.patience, decay_epochs=args.decay_epochs,
+                              class_weighting=args.class_weights, sampling=args.sampling)
+    except ValueError as error:
+        field, _, message = str(error).partition(": ")
+        raise DataError(f"{_OPTION_FLAGS.get(field, field)}: {message}") from None
 
 
 def scores_path(output: Path) -> Path:
@@ -152,11 +161,12 @@ def read_inputs(images: list[str], labels: str, ignore_label: int,
 
 def work(args: argparse.Namespace) -> int:
     output = check_paths(args)
+    options = densify_options(args)
     with run_folder_lock(output.parent, "output folder"):  # one densification at a time writes into a folder
-        return _densify_into(args, output)
+        return _densify_into(args, output, options)
 
 
-def _densify_into(args: argparse.Namespace, output: Path) -> int:
+def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOptions) -> int:
     images, sparse = read_inputs(args.image, args.labels, args.ignore_label, args.clip_outliers)
     classes = annotated_classes(sparse, args.ignore_label, args.labels)  # fails fast, before Keras loads
     # why: densify loads Keras, which only pays once the inputs are known to be valid
@@ -165,8 +175,6 @@ def _densify_into(args: argparse.Namespace, output: Path) -> int:
     annotated = float(np.mean(sparse != args.ignore_label))
     print(f"{args.labels}: {sparse.shape} voxels, classes {classes}, {100 * annotated:.2f}% annotated")
     minutes = args.max_minutes if args.max_minutes is not None or args.steps is not None else 10.0
-    options = DensifyOptions(holdout=args.holdout, patience_epochs=args.patience, decay_epochs=args.decay_epochs,
-                             class_weighting=args.class_weights, sampling=args.sampling)
     result = densify(images, sparse, args.ignore_label, overrides=args.overrides,
                      max_seconds=None if minutes is None else 60 * minutes, seed=args.seed,
                      show_progress=not args.quiet, steps=args.steps, options=options,
