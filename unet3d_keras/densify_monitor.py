@@ -118,14 +118,9 @@ class HeldOutMonitor(keras.callbacks.Callback):
         if not self.windows or ((epoch + 1) % self.every and not decay_done):
             return
         began = time.monotonic()
-        scores = self.evaluate()
-        score = foreground_mean(scores["iou"])
-        self.history.append({"epoch": epoch + 1, "mean_foreground_iou": score, "iou": scores["iou"]})
-        self.scored_epoch = epoch + 1
+        scores, score = self._score(epoch + 1)
         if score > self.best_score + self.options.min_delta:
             self.best_score, self.best_epoch = score, epoch + 1
-        if self.stop_on_plateau:
-            self._consider_keeping(score, epoch + 1)
         if decay_done:
             self.stopped_on_plateau = True
             self.model.stop_training = True
@@ -158,10 +153,18 @@ class HeldOutMonitor(keras.callbacks.Callback):
         rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         return rate <= KEEP_RATE_SHARE * self.schedule.initial + 1e-12
 
-    def _consider_keeping(self, score: float, epoch: int) -> None:
-        if self._decayed() and score >= self.kept_score:  # a tie goes to the later, more trained weights
+    def _score(self, epoch: int) -> tuple[dict[str, list], float]:
+        """Score the current weights as those of ``epoch`` (1-based): the history, and the weights
+        to keep if they are the best of the decayed learning rate."""
+        scores = self.evaluate()
+        score = foreground_mean(scores["iou"])
+        self.history.append({"epoch": epoch, "mean_foreground_iou": score, "iou": scores["iou"]})
+        self.scored_epoch = epoch
+        # A tie goes to the later, more trained weights.
+        if self.stop_on_plateau and self._decayed() and score >= self.kept_score:
             self.kept_score, self.kept_epoch = score, epoch
             self.kept_weights = self.model.get_weights()
+        return scores, score
 
     def restore_best(self, epochs: int) -> int:
         """After a time-bounded run of ``epochs`` epochs: score the last weights if the last epoch
@@ -170,11 +173,7 @@ class HeldOutMonitor(keras.callbacks.Callback):
         if not self.stop_on_plateau or not self.windows:
             return epochs
         if epochs and self.scored_epoch < epochs:
-            scores = self.evaluate()
-            score = foreground_mean(scores["iou"])
-            self.history.append({"epoch": epochs, "mean_foreground_iou": score, "iou": scores["iou"]})
-            self.scored_epoch = epochs
-            self._consider_keeping(score, epochs)
+            self._score(epochs)
         if self.kept_weights is None or self.kept_epoch == epochs:
             return epochs
         self.model.set_weights(self.kept_weights)
