@@ -49,7 +49,7 @@ class DensifyOptions:
     patience_epochs: int = 40
     decay_epochs: int = 20
     min_delta: float = 0.002
-    class_weighting: str = "sqrt"
+    class_weighting: str = "none"
     sampling: str = "class_first"
 
     def __post_init__(self) -> None:

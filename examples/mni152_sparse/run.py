@@ -541,8 +541,9 @@ def markdown(results: dict) -> str:
         "baseline to beat.",
         *([f"Rows of {', '.join(str(n) for n in redone)} slices per axis (evenly placed) were trained again with "
            "the densify defaults described [below](#densify-training-length-held-back-scores-and-thin-classes): "
-           "10% of each annotated slice held back (so fewer voxels to train on), square-root class "
-           "weights; the other rows predate them (no held-back voxels, no class weights)." , ""]
+           "10% of each annotated slice held back (so fewer voxels to train on)"
+           + (", square-root class weights" if any(row.get("class_weights") for row in semi) else ", no class weights")
+           + "; the other rows predate them (no held-back voxels, no class weights).", ""]
           if (redone := sorted({row["slices_per_axis"] for row in semi if "held_out_voxels" in row})) else [""]),
         "## Semi-automated mode (one volume, a few annotated slices)",
         "",

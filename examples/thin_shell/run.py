@@ -41,6 +41,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from unet3d_keras.densify_holdout import DensifyOptions
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 #: --volume NAME -> (make_volume arguments, results file, heading of its table)
@@ -54,6 +56,7 @@ VOLUMES: dict[str, tuple[dict, str, str]] = {
 SHAPE = (64, 64, 48)
 IGNORE = 255
 DEFAULT_SEED = 42
+DEFAULT_WEIGHTING = DensifyOptions().class_weighting
 OLD = ("--steps", "960", "--holdout", "0", "--class-weights", "none", "--set", "augment.elastic=true")
 
 #: Rows trained on the dense labels (every voxel annotated): what the model could reach.
@@ -64,7 +67,7 @@ ROWS: dict[str, tuple[tuple[str, ...], float]] = {  # in the order that keeps tw
     "old, 12 min": (OLD, 12.0),
     "new, 5 min": ((), 5.0),
     "old, 5 min": (OLD, 5.0),
-    "new without class weights, 5 min": (("--class-weights", "none"), 5.0),
+    "new with square-root weights, 5 min": (("--class-weights", "sqrt"), 5.0),
     "new with balanced weights, 5 min": (("--class-weights", "balanced"), 5.0),
     "new with uniform sampling, 5 min": (("--sampling", "uniform"), 5.0),
     "new without the Dice term, 5 min": (("--set", "training.loss=cross_entropy"), 5.0),
@@ -83,7 +86,7 @@ USAGE = '''### How densify trains, stops and reports
 - **Length.** By default training runs until `--max-minutes` (default 10, prediction included) is spent or until the mean IoU of the foreground classes on the held-back voxels has not improved by 0.002 for `--patience` epochs of 16 steps (default 40) and a final decay has then brought the learning rate to zero over `--decay-epochs` epochs (default 20; `0` stops at the plateau), whichever comes first; the learning rate otherwise follows a cosine decay over the time budget. The run **keeps the weights of its best evaluation at a decayed learning rate** (at most a quarter of the initial one: `unet3d_keras.densify_monitor.KEEP_RATE_SHARE`), or its last weights if no evaluation was made at such a rate; there is no refit. Why: the held-back voxels are few (249 membrane voxels on the one-voxel membranes below) and their score wanders by about 0.02 from one evaluation to the next while the rate is high, so the best of all evaluations tends to be an early, lucky one. Keeping the best of all evaluations, a 12-minute run on the one-voxel membranes stopped at its plateau and kept weights with membrane IoU 0.400, below the 0.435 of a 5-minute run whose rate had decayed; with the final decay but still the best of all evaluations, runs kept the weights of epoch 9 or 12 (of some 70) and scored 0.380 and 0.384. The held-back voxels are scored after the first epoch, then as often as costs at most about a fifth of the training time. `--steps N` trains exactly N steps instead (cosine decay over them, the last weights kept: the same seed gives the same map); `--max-minutes`, if given with it, still bounds the run and a warning says when it cut training short.
 - **Progress.** The progress bar shows the loss and the held-back IoU per class (`held-back IoU 0:0.99 1:0.93 2:0.61`).
 - **Scores.** At the end the command prints the IoU and Dice of each class on the held-back voxels (with the weights it kept) and writes them, with the steps, the stop reason and the history of evaluations, to `<output name>_scores.json` next to the output (`dense.nii.gz` -> `dense_scores.json`). It warns about every class whose IoU is below half the median IoU of the other classes. The written map keeps the annotated voxels' own labels; `--predict-annotated` writes the model's labels there too, to see where it disagrees with the annotation.
-- **Thin and rare classes.** `--class-weights` weighs the cross-entropy by the training voxels' class counts: `sqrt` (default: the square root of the inverse-frequency weights, scaled to a mean of 1 over the annotated voxels), `balanced` (`unet3d_keras.losses.balanced_class_weights`) or `none`; `--set training.class_weights=[...]` wins over it. `--sampling class_first` (default) draws each window's class first, so that a thin class is the centre of its share of the windows whatever its voxel count; `uniform` draws any annotated voxel. The Dice term of the default loss (`training.loss: cross_entropy_dice`) averages the Dice of each class, so a thin class counts as much as a large one; `--set training.loss=cross_entropy` drops it. Elastic deformation is off by default (`--set augment.elastic=true` turns it on): it interpolates the intensities but not the labels (nearest neighbour), which shifts a one-voxel structure off its labels.
+- **Thin and rare classes.** `--class-weights` weighs the cross-entropy by the training voxels' class counts: `none` (default), `sqrt` (the square root of the inverse-frequency weights, scaled to a mean of 1 over the annotated voxels) or `balanced` (`unet3d_keras.losses.balanced_class_weights`); `--set training.class_weights=[...]` wins over it. Weights are not the default because they gave the thin class nothing measurable here (the membranes below, 3 seeds) and cost the other classes: the cells of the one-voxel membranes and the grey and white matter of MNI152 (below). `--sampling class_first` (default) draws each window's class first, so that a thin class is the centre of its share of the windows whatever its voxel count; `uniform` draws any annotated voxel. The Dice term of the default loss (`training.loss: cross_entropy_dice`) averages the Dice of each class, so a thin class counts as much as a large one; `--set training.loss=cross_entropy` drops it. Elastic deformation is off by default (`--set augment.elastic=true` turns it on): it interpolates the intensities but not the labels (nearest neighbour), which shifts a one-voxel structure off its labels.
 - The densification before these options (fixed 60 epochs of 16 steps, no held-back voxels, no class weights, elastic deformation) is `--steps 960 --holdout 0 --class-weights none --set augment.elastic=true`.
 '''
 
@@ -161,7 +164,22 @@ def run_row(name: str, folder: Path, seed: int) -> dict:
     report = json.loads(scores_file.read_text())
     return {"name": name, "arguments": list(extra), "minutes": minutes, "seconds": round(time.monotonic() - began),
             "steps": report["steps"], "stop_reason": report["stop_reason"], "held_back": report["scores"],
-            "log": done.stdout.strip().splitlines()[-8:], "final_decay": True}
+            "log": done.stdout.strip().splitlines()[-8:], "final_decay": True,
+            "class_weights": report["class_weights"]}
+
+
+def class_weighting(row: dict) -> str:
+    """The row's --class-weights; rows that do not record it ran when ``sqrt`` was the default."""
+    arguments = row.get("arguments", [])
+    if "class_weights" in row:
+        return row["class_weights"]
+    return arguments[arguments.index("--class-weights") + 1] if "--class-weights" in arguments else "sqrt"
+
+
+def expected_weighting(name: str) -> str:
+    """The --class-weights that a row of this name runs with today (its own argument or the default)."""
+    extra = ROWS[name.split(" [seed ")[0]][0]
+    return extra[extra.index("--class-weights") + 1] if "--class-weights" in extra else DEFAULT_WEIGHTING
 
 
 def table(results: dict, raw: str) -> list[str]:
@@ -188,6 +206,7 @@ def table(results: dict, raw: str) -> list[str]:
         row = rows[name]
         held = row["held_back"]["2"]["iou"] if row.get("held_back") else None
         label = name.rsplit(", ", 1)[0].replace("every voxel", "new, every voxel") + ("" if row.get("final_decay") or name.startswith("old") else " *")
+        label += " †" if class_weighting(row) != expected_weighting(name) else ""
         lines.append(f"| {label} | {row['minutes']:g} min | {row['steps']} | {row['stop_reason']} | "
                      f"{row['iou'][0]:.3f} | {row['iou'][1]:.3f} | {row['iou'][2]:.3f} | "
                      + ("-" if held is None else f"{held:.3f}") + " |")
@@ -199,6 +218,11 @@ def table(results: dict, raw: str) -> list[str]:
                  f"{fresh['steps']})" if fresh.get("final_decay") else "")
         lines += ["", f"\\* measured in an earlier session, on another machine{speed}, and before a plateau ended with "
                   "a final decay of the learning rate: compare them with each other, not with the other rows."]
+    stale = sorted({class_weighting(rows[name]) for name in TABLE if name in rows
+                    and class_weighting(rows[name]) != expected_weighting(name)})
+    if stale:
+        lines += ["", f"† trained with `--class-weights {' / '.join(stale)}`, densify's default when it ran "
+                  f"(now `{DEFAULT_WEIGHTING}`), on top of the option its name gives."]
     lines += ["", "Against the goal (the membrane IoU at least doubles against the old defaults, no other class "
               "loses more than 0.01):", ""]
     ceiling = rows.get(DENSE_ROWS[0])
@@ -230,12 +254,15 @@ def table(results: dict, raw: str) -> list[str]:
         if old and ceiling["iou"][1] < old["iou"][1]:
             lines.append(f"- The row trained on every voxel scores the cell {ceiling['iou'][1]:.3f}, below the old "
                          f"densification's {old['iou'][1]:.3f} too: the cell's loss comes with the new training "
-                         "recipe (class weights, time budget, kept weights), not with the sparse annotation.")
+                         "recipe, not with the sparse annotation.")
     seeded = {name: [(DEFAULT_SEED, rows[name])] + sorted((int(key.rsplit(" ", 1)[1].rstrip("]")), row)
                                                           for key, row in rows.items() if key.startswith(f"{name} [seed "))
-              for name in ("old, 5 min", "new, 5 min") if name in rows}
-    if len(seeded) == 2 and min(len(runs) for runs in seeded.values()) > 1:
-        text = "; ".join(f"{name.split(',')[0]} {np.mean([r['iou'][2] for _, r in runs]):.3f} ("
+              for name in ("old, 5 min", "new, 5 min", "new with square-root weights, 5 min") if name in rows}
+    seeded = {name: runs for name, runs in seeded.items()
+              if len(runs) > 1 and all(class_weighting(row) == expected_weighting(name) for _, row in runs)}
+    if {"old, 5 min", "new, 5 min"} <= set(seeded):
+        text = "; ".join(f"{name.split(',')[0]} {np.mean([r['iou'][2] for _, r in runs]):.3f} "
+                         f"(cell {np.mean([r['iou'][1] for _, r in runs]):.3f}; "
                          + ", ".join(f"seed {seed} {r['iou'][2]:.3f}" for seed, r in runs) + ")"
                          for name, runs in seeded.items())
         spread = max(r["iou"][2] for _, r in seeded["new, 5 min"]) - min(r["iou"][2] for _, r in seeded["new, 5 min"])
@@ -243,10 +270,11 @@ def table(results: dict, raw: str) -> list[str]:
                      f"the weights), membrane IoU: {text}. The new rows spread by {spread:.3f} across seeds: one seed "
                      "does not tell apart options that differ by less.")
     options = [(name, rows[name]) for name in ["new, 5 min", *list(ROWS)[4:]] if name in rows
-               and name not in DENSE_ROWS and rows[name].get("final_decay")]  # rows of one session only
+               and name not in DENSE_ROWS and rows[name].get("final_decay")  # rows of one session only
+               and class_weighting(rows[name]) == expected_weighting(name)]
     if len(options) > 1:
         lines.append("- The options at 5 min, membrane (cell) IoU, one seed each: " + "; ".join(
-            f"{name.rsplit(', ', 1)[0].replace('new, ', '').replace('new', 'defaults') if name != 'new, 5 min' else 'defaults (sqrt weights, class-first windows, Dice term)'} "
+            f"{name.rsplit(', ', 1)[0].replace('new, ', '').replace('new', 'defaults') if name != 'new, 5 min' else 'defaults (no class weights, class-first windows, Dice term)'} "
             f"{row['iou'][2]:.3f} ({row['iou'][1]:.3f})" for name, row in options) + ".")
     long, short = rows.get("new, 12 min"), rows.get("new, 5 min")
     if long and short and long["iou"][2] < short["iou"][2]:
@@ -269,8 +297,9 @@ def mni152_lines() -> list[str]:
         return ["- MNI152, 4 slices per axis (>= 0.92 before): not re-measured with the new defaults.", ""]
     gm, wm = (float(np.mean([row[f"cnn_{c}_iou"] for row in new])) for c in ("gm", "wm"))
     each = ", ".join(f"seed {row['seed']} {row['cnn_gm_iou']:.3f}/{row['cnn_wm_iou']:.3f}" for row in new)
+    weights = "no class weights" if all(row["class_weights"] is None for row in new) else "square-root class weights"
     return [f"- MNI152, 4 slices per axis, evenly placed, with the new defaults (10% of each slice held back, "
-            f"square-root class weights, class-first windows; 200 epochs of 16 steps): GM/WM IoU {gm:.3f}/{wm:.3f}, "
+            f"{weights}, class-first windows; 200 epochs of 16 steps): GM/WM IoU {gm:.3f}/{wm:.3f}, "
             f"mean of {len(new)} seeds ({each}): {'met' if min(gm, wm) >= 0.92 else 'not met'} (>= 0.92). "
             f"Produced by `{runs[-1]['command']}`." if runs else "", ""]
 

@@ -10,8 +10,9 @@
 (or ``python scripts/densify.py`` with the same arguments).
 
 A user annotates a few slices of a volume (every other voxel holds the ignore value); a 3D
-U-Net trained on those voxels alone (softmax, class-weighted cross-entropy plus per-class Dice,
-flips) writes the dense label map of the same volume, with the same shape and affine as SPARSE.
+U-Net trained on those voxels alone (softmax, cross-entropy plus per-class Dice, flips;
+--class-weights weighs the cross-entropy) writes the dense label map of the same volume, with
+the same shape and affine as SPARSE.
 The label values are those found in SPARSE; the smallest plays the background.
 
 A share of each annotated slice (--holdout, 10%) is held back from training, in square tiles
@@ -60,18 +61,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="time bound of the whole run (default 10; with --steps, none)")
     parser.add_argument("--steps", type=int, default=None, metavar="N",
                         help="train exactly N steps (reproducible) instead of until the budget or a plateau")
-    parser.add_argument("--holdout", type=float, default=0.1, metavar="SHARE",
-                        help="share of each annotated slice held back to score and stop training (default 0.1; "
-                             "0: none)")
-    parser.add_argument("--patience", type=int, default=40, metavar="EPOCHS",
+    defaults = DensifyOptions()
+    parser.add_argument("--holdout", type=float, default=defaults.holdout, metavar="SHARE",
+                        help=f"share of each annotated slice held back to score and stop training (default "
+                             f"{defaults.holdout}; 0: none)")
+    parser.add_argument("--patience", type=int, default=defaults.patience_epochs, metavar="EPOCHS",
                         help="stop after this many epochs of 16 steps without a gain on the held-back voxels "
-                             "(default 40), after a final decay of the learning rate")
-    parser.add_argument("--decay-epochs", type=int, default=20, metavar="EPOCHS",
-                        help="epochs of that final decay to a zero learning rate (default 20; 0: stop at once)")
-    parser.add_argument("--class-weights", choices=CLASS_WEIGHTINGS, default="sqrt",
-                        help="cross-entropy class weights from the annotated voxel counts (default sqrt: the "
-                             "square root of inverse-frequency weights)")
-    parser.add_argument("--sampling", choices=("class_first", "uniform"), default="class_first",
+                             f"(default {defaults.patience_epochs}), after a final decay of the learning rate")
+    parser.add_argument("--decay-epochs", type=int, default=defaults.decay_epochs, metavar="EPOCHS",
+                        help=f"epochs of that final decay to a zero learning rate (default {defaults.decay_epochs}; "
+                             "0: stop at once)")
+    parser.add_argument("--class-weights", choices=CLASS_WEIGHTINGS, default=defaults.class_weighting,
+                        help="cross-entropy class weights from the annotated voxel counts: sqrt (the square root "
+                             "of inverse-frequency weights), balanced (inverse frequency) or none (default "
+                             f"{defaults.class_weighting}; the Dice term and class-first windows already give "
+                             "each class its share)")
+    parser.add_argument("--sampling", choices=("class_first", "uniform"), default=defaults.sampling,
                         help="window centres: a class first, then one of its voxels (default), or any annotated "
                              "voxel")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the config's 42)")
