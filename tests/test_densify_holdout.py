@@ -81,6 +81,15 @@ def test_class_weights_for():
         DensifyOptions(holdout=1.0)
 
 
+def test_the_densify_command_defaults_are_densify_options_defaults():
+    from unet3d_keras.commands.densify import densify_options, parse_args
+
+    args = parse_args(["--image", "image.nii.gz", "--labels", "sparse.nii.gz", "--output", "dense.nii.gz"])
+    assert densify_options(args) == DensifyOptions()
+    # No class weights unless asked: measured in docs/sparse_annotation.md (thin shell, MNI152).
+    assert args.class_weights == "none" and class_weights_for([900, 90, 10], args.class_weights) is None
+
+
 # --------------------------------------------------------------------------------------------
 # Training: fixed steps, plateau, budget (tiny model)
 
@@ -223,6 +232,7 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
     out = capsys.readouterr().out
     report = json.loads((tmp_path / "dense_scores.json").read_text())
     assert report["steps"] == 20 and report["classes"] == [0, 1, 2] and report["holdout"] == 0.2
+    assert report["class_weights"] == "none" and report["sampling"] == "class_first"
     for value, scores in report["scores"].items():
         line = f"  {value}: {scores['voxels']}, " + ("-, -" if scores["iou"] is None else
                                                      f"{scores['iou']:.3f}, {scores['dice']:.3f}")

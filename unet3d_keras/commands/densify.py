@@ -222,7 +222,7 @@ def report_scores(fitted, classes: list[int], args: argparse.Namespace) -> dict:
         report["low_classes"].append(classes[position])
         print(f"warning: class {classes[position]} scores IoU {scores['iou'][position]:.3f} on the held-back voxels, "
               "below half the median of the other classes: annotate more of it, train longer, or try "
-              "--class-weights balanced")
+              "--class-weights sqrt")
     return report
 
 
