@@ -86,7 +86,7 @@ USAGE = '''### How densify trains, stops and reports
 - **Length.** By default training runs until `--max-minutes` (default 10, prediction included) is spent or until the mean IoU of the foreground classes on the held-back voxels has not improved by 0.002 for `--patience` epochs of 16 steps (default 40) and a final decay has then brought the learning rate to zero over `--decay-epochs` epochs (default 20; `0` stops at the plateau), whichever comes first; the learning rate otherwise follows a cosine decay over the time budget. The run **keeps the weights of its best evaluation at a decayed learning rate** (at most a quarter of the initial one: `unet3d_keras.densify_monitor.KEEP_RATE_SHARE`), or its last weights if no evaluation was made at such a rate; there is no refit. Why: the held-back voxels are few (249 membrane voxels on the one-voxel membranes below) and their score wanders by about 0.02 from one evaluation to the next while the rate is high, so the best of all evaluations tends to be an early, lucky one. Keeping the best of all evaluations, a 12-minute run on the one-voxel membranes stopped at its plateau and kept weights with membrane IoU 0.400, below the 0.435 of a 5-minute run whose rate had decayed; with the final decay but still the best of all evaluations, runs kept the weights of epoch 9 or 12 (of some 70) and scored 0.380 and 0.384. The held-back voxels are scored after the first epoch, then as often as costs at most about a fifth of the training time. `--steps N` trains exactly N steps instead (cosine decay over them, the last weights kept: the same seed gives the same map); `--max-minutes`, if given with it, still bounds the run and a warning says when it cut training short.
 - **Progress.** The progress bar shows the loss and the held-back IoU per class (`held-back IoU 0:0.99 1:0.93 2:0.61`).
 - **Scores.** At the end the command prints the IoU and Dice of each class on the held-back voxels (with the weights it kept) and writes them, with the steps, the stop reason and the history of evaluations, to `<output name>_scores.json` next to the output (`dense.nii.gz` -> `dense_scores.json`). It warns about every class whose IoU is below half the median IoU of the other classes. The written map keeps the annotated voxels' own labels; `--predict-annotated` writes the model's labels there too, to see where it disagrees with the annotation.
-- **Thin and rare classes.** `--class-weights` weighs the cross-entropy by the training voxels' class counts: `none` (default), `sqrt` (the square root of the inverse-frequency weights, scaled to a mean of 1 over the annotated voxels) or `balanced` (`unet3d_keras.losses.balanced_class_weights`); `--set training.class_weights=[...]` wins over it. Weights are not the default because they gave the thin class nothing measurable here (the membranes below, 3 seeds) and cost the other classes: the cells of the one-voxel membranes and the grey and white matter of MNI152 (below). `--sampling class_first` (default) draws each window's class first, so that a thin class is the centre of its share of the windows whatever its voxel count; `uniform` draws any annotated voxel. The Dice term of the default loss (`training.loss: cross_entropy_dice`) averages the Dice of each class, so a thin class counts as much as a large one; `--set training.loss=cross_entropy` drops it. Elastic deformation is off by default (`--set augment.elastic=true` turns it on): it interpolates the intensities but not the labels (nearest neighbour), which shifts a one-voxel structure off its labels.
+- **Thin and rare classes.** `--class-weights` weighs the cross-entropy by the training voxels' class counts: `none` (default), `sqrt` (the square root of the inverse-frequency weights, scaled to a mean of 1 over the annotated voxels) or `balanced` (`unet3d_keras.losses.balanced_class_weights`); `--set training.class_weights=[...]` wins over it. No weights is the default: weights gave the thin class no gain beyond the seeds' spread, and they cost the other classes on two of the three volumes and on MNI152. On the one-voxel membranes below (5 seeds, 5 minutes), square-root weights moved the membrane IoU from 0.426 to 0.436, less than the seeds' spread, and cost the cells 0.016 (0.811 to 0.795, lower on every seed); on the two-voxel and the clear membranes (2 seeds each) they moved the membrane from 0.724 to 0.727 and from 0.619 to 0.598, the cells from 0.839 to 0.841 and from 0.868 to 0.843; on MNI152, 4 slices per axis (3 seeds), grey and white matter scored 0.917/0.916 with them against 0.922/0.920 without; balanced weights cost the one-voxel membranes' cells 0.06 (one seed). `--class-weights sqrt` remains for a thin class that matters more than the others. `--sampling class_first` (default) draws each window's class first, so that a thin class is the centre of its share of the windows whatever its voxel count; `uniform` draws any annotated voxel. The Dice term of the default loss (`training.loss: cross_entropy_dice`) averages the Dice of each class, so a thin class counts as much as a large one; `--set training.loss=cross_entropy` drops it. Elastic deformation is off by default (`--set augment.elastic=true` turns it on): it interpolates the intensities but not the labels (nearest neighbour), which shifts a one-voxel structure off its labels.
 - The densification before these options (fixed 60 epochs of 16 steps, no held-back voxels, no class weights, elastic deformation) is `--steps 960 --holdout 0 --class-weights none --set augment.elastic=true`.
 '''
 
@@ -182,12 +182,25 @@ def expected_weighting(name: str) -> str:
     return extra[extra.index("--class-weights") + 1] if "--class-weights" in extra else DEFAULT_WEIGHTING
 
 
+def seed_runs(rows: dict) -> dict[str, list[tuple[int, dict]]]:
+    """The 5-minute rows run with several seeds: name -> [(seed, row), ...], the default seed first.
+
+    Rows whose class weighting is not the one their name runs with today are left out.
+    """
+    seeded = {name: [(DEFAULT_SEED, rows[name])] + sorted((int(key.rsplit(" ", 1)[1].rstrip("]")), row)
+                                                          for key, row in rows.items() if key.startswith(f"{name} [seed "))
+              for name in ("old, 5 min", "new, 5 min", "new with square-root weights, 5 min") if name in rows}
+    return {name: runs for name, runs in seeded.items()
+            if len(runs) > 1 and all(class_weighting(row) == expected_weighting(name) for _, row in runs)}
+
+
 def table(results: dict, raw: str) -> list[str]:
     """The lines of one volume's table and its goal."""
     volume, rows = results["volume"], results["rows"]
     shares = ", ".join(f"{c} {100 * v:.1f}%" for c, v in zip(CLASSES, volume["class_share"]))
     commands = " and ".join(f"`{c}`" for c in results.get("commands", [results.get("command")]))
-    lines = [f"Produced by {commands} on {results['machine']}, two densify runs at a time (each given "
+    lines = [f"Produced by {commands} (a later command's rows replace the earlier rows of the same name) on "
+             f"{results['machine']}, two densify runs at a time (each given "
              f"one thread: `TF_NUM_INTRAOP_THREADS=1`), seed 42. Raw figures: `examples/thin_shell/{raw}`.", "",
              f"Volume {' x '.join(map(str, volume['shape']))} voxels ({shares}); "
              f"{100 * volume['annotated_share']:.1f}% annotated "
@@ -226,10 +239,21 @@ def table(results: dict, raw: str) -> list[str]:
     lines += ["", "Against the goal (the membrane IoU at least doubles against the old defaults, no other class "
               "loses more than 0.01):", ""]
     ceiling = rows.get(DENSE_ROWS[0])
+    seeded = seed_runs(rows)
+    pairs = []
     for minutes in (5, 12):
         old, new = rows.get(f"old, {minutes} min"), rows.get(f"new, {minutes} min")
         if old is None and rows.get("old, 5 min", {}).get("stop_reason") == "960 steps done":
             old = rows["old, 5 min"]  # its 960 steps fit 5 minutes: 12 minutes train the same map
+        pairs.append((f"{minutes} min", old, new))
+    if {"old, 5 min", "new, 5 min"} <= set(seeded):
+        old_runs, new_runs = seeded["old, 5 min"], seeded["new, 5 min"]
+        pairs.append((f"5 min, mean of seeds {', '.join(str(seed) for seed, _ in new_runs)}"
+                      + ("" if [seed for seed, _ in old_runs] == [seed for seed, _ in new_runs] else
+                         f" (old: seeds {', '.join(str(seed) for seed, _ in old_runs)})"),
+                      {"iou": np.mean([r["iou"] for _, r in old_runs], axis=0).tolist()},
+                      {"iou": np.mean([r["iou"] for _, r in new_runs], axis=0).tolist()}))
+    for when, old, new in pairs:
         if old and new:
             ratio = new["iou"][2] / max(old["iou"][2], 1e-9)
             losses = [old["iou"][c] - new["iou"][c] for c in (0, 1)]
@@ -240,7 +264,7 @@ def table(results: dict, raw: str) -> list[str]:
                        f"{ceiling['iou'][2]:.3f} that the same model reaches in 5 minutes with every voxel annotated).")
             elif not met and old["iou"][2] > 0.5:
                 why = " (doubling is out of reach: the old membrane IoU is above 0.5)."
-            lines.append(f"- {minutes} min: membrane {old['iou'][2]:.3f} -> {new['iou'][2]:.3f} (x{ratio:.2f}); "
+            lines.append(f"- {when}: membrane {old['iou'][2]:.3f} -> {new['iou'][2]:.3f} (x{ratio:.2f}); "
                          f"background {old['iou'][0]:.3f} -> {new['iou'][0]:.3f}, cell {old['iou'][1]:.3f} -> "
                          f"{new['iou'][1]:.3f}: {'met' if met else 'not met'}{why}")
     if ceiling:
@@ -255,11 +279,6 @@ def table(results: dict, raw: str) -> list[str]:
             lines.append(f"- The row trained on every voxel scores the cell {ceiling['iou'][1]:.3f}, below the old "
                          f"densification's {old['iou'][1]:.3f} too: the cell's loss comes with the new training "
                          "recipe, not with the sparse annotation.")
-    seeded = {name: [(DEFAULT_SEED, rows[name])] + sorted((int(key.rsplit(" ", 1)[1].rstrip("]")), row)
-                                                          for key, row in rows.items() if key.startswith(f"{name} [seed "))
-              for name in ("old, 5 min", "new, 5 min", "new with square-root weights, 5 min") if name in rows}
-    seeded = {name: runs for name, runs in seeded.items()
-              if len(runs) > 1 and all(class_weighting(row) == expected_weighting(name) for _, row in runs)}
     if {"old, 5 min", "new, 5 min"} <= set(seeded):
         text = "; ".join(f"{name.split(',')[0]} {np.mean([r['iou'][2] for _, r in runs]):.3f} "
                          f"(cell {np.mean([r['iou'][1] for _, r in runs]):.3f}; "
