@@ -90,6 +90,24 @@ def test_the_densify_command_defaults_are_densify_options_defaults():
     assert args.class_weights == "none" and class_weights_for([900, 90, 10], args.class_weights) is None
 
 
+@pytest.mark.parametrize("weighting, advice", [("none", ", or try --class-weights sqrt"),
+                                               ("sqrt", ", or try --class-weights balanced"), ("balanced", "")])
+def test_the_low_class_warning_suggests_the_next_weighting(weighting, advice, capsys):
+    from argparse import Namespace
+    from types import SimpleNamespace
+
+    from unet3d_keras.commands.densify import report_scores
+
+    fitted = SimpleNamespace(steps=10, epochs=1, kept_epoch=1, stop_reason="10 steps done", train_seconds=1.0,
+                             held_out_voxels=30, config=SimpleNamespace(seed=42), score_history=[],
+                             scores={"iou": [0.99, 0.85, 0.2], "dice": [0.99, 0.9, 0.33], "voxels": [10, 10, 10]})
+    args = Namespace(holdout=0.1, class_weights=weighting, sampling="class_first")
+    report = report_scores(fitted, [0, 1, 4], args)
+    assert report["low_classes"] == [4] and report["class_weights"] == weighting
+    assert ("warning: class 4 scores IoU 0.200 on the held-back voxels, below half the median of the other "
+            "classes: annotate more of it or train longer" + advice + "\n") in capsys.readouterr().out
+
+
 # --------------------------------------------------------------------------------------------
 # Training: fixed steps, plateau, budget (tiny model)
 

@@ -20,9 +20,10 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["DensifyOptions", "HeldOut", "hold_out", "class_scores", "low_classes", "foreground_mean",
-           "class_weights_for", "CLASS_WEIGHTINGS"]
+           "class_weights_for", "CLASS_WEIGHTINGS", "SAMPLINGS"]
 
 CLASS_WEIGHTINGS = ("none", "balanced", "sqrt")
+SAMPLINGS = ("class_first", "uniform")
 #: A plane counts as an annotated slice when at least this share of its voxels is annotated.
 _PLANE_SHARE = 0.5
 
@@ -62,7 +63,7 @@ class DensifyOptions:
             raise ValueError(f"decay_epochs: expected 0 or more epochs, received {self.decay_epochs}")
         if self.class_weighting not in CLASS_WEIGHTINGS:
             raise ValueError(f"class_weighting: expected one of {CLASS_WEIGHTINGS}, received {self.class_weighting!r}")
-        if self.sampling not in ("class_first", "uniform"):
+        if self.sampling not in SAMPLINGS:
             raise ValueError(f"sampling: expected class_first or uniform, received {self.sampling!r}")
 
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from ..checks import require_integer_values
 from ..cli import base_parser, run
-from ..densify_holdout import CLASS_WEIGHTINGS, DensifyOptions, low_classes
+from ..densify_holdout import CLASS_WEIGHTINGS, SAMPLINGS, DensifyOptions, low_classes
 from ..errors import DataError
 from ..fileio import check_writable_folder, write_text_atomically
 from ..inference_io import save_image_atomically
@@ -76,7 +76,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "of inverse-frequency weights), balanced (inverse frequency) or none (default "
                              f"{defaults.class_weighting}; the Dice term and class-first windows already give "
                              "each class its share)")
-    parser.add_argument("--sampling", choices=("class_first", "uniform"), default=defaults.sampling,
+    parser.add_argument("--sampling", choices=SAMPLINGS, default=defaults.sampling,
                         help="window centres: a class first, then one of its voxels (default), or any annotated "
                              "voxel")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the config's 42)")
@@ -218,11 +218,13 @@ def report_scores(fitted, classes: list[int], args: argparse.Namespace) -> dict:
     print("held-back annotated voxels: class, voxels, IoU, Dice")
     for c, i, d, n in zip(classes, scores["iou"], scores["dice"], scores["voxels"]):
         print(f"  {c}: {n}, " + (f"{i:.3f}, {d:.3f}" if i is not None else "-, -"))
+    # the next step up in weighting, if there is one
+    stronger = {"none": ", or try --class-weights sqrt", "sqrt": ", or try --class-weights balanced"}
     for position in low_classes(scores["iou"]):
         report["low_classes"].append(classes[position])
         print(f"warning: class {classes[position]} scores IoU {scores['iou'][position]:.3f} on the held-back voxels, "
-              "below half the median of the other classes: annotate more of it, train longer, or try "
-              "--class-weights sqrt")
+              "below half the median of the other classes: annotate more of it or train longer"
+              + stronger.get(args.class_weights, ""))
     return report
 
 
