@@ -35,6 +35,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Sequence
 
 import nibabel as nib
 import numpy as np
@@ -168,18 +169,19 @@ def run_row(name: str, folder: Path, seed: int) -> dict:
             "class_weights": report["class_weights"]}
 
 
+def weighting_in(arguments: Sequence[str], default: str) -> str:
+    """The value of ``--class-weights`` in densify arguments, or ``default`` when they do not give it."""
+    return arguments[arguments.index("--class-weights") + 1] if "--class-weights" in arguments else default
+
+
 def class_weighting(row: dict) -> str:
     """The row's --class-weights; rows that do not record it ran when ``sqrt`` was the default."""
-    arguments = row.get("arguments", [])
-    if "class_weights" in row:
-        return row["class_weights"]
-    return arguments[arguments.index("--class-weights") + 1] if "--class-weights" in arguments else "sqrt"
+    return row["class_weights"] if "class_weights" in row else weighting_in(row.get("arguments", []), "sqrt")
 
 
 def expected_weighting(name: str) -> str:
     """The --class-weights that a row of this name runs with today (its own argument or the default)."""
-    extra = ROWS[name.split(" [seed ")[0]][0]
-    return extra[extra.index("--class-weights") + 1] if "--class-weights" in extra else DEFAULT_WEIGHTING
+    return weighting_in(ROWS[name.split(" [seed ")[0]][0], DEFAULT_WEIGHTING)
 
 
 def seed_runs(rows: dict) -> dict[str, list[tuple[int, dict]]]:
