@@ -61,7 +61,7 @@ DEFAULT_WEIGHTING = DensifyOptions().class_weighting
 OLD = ("--steps", "960", "--holdout", "0", "--class-weights", "none", "--set", "augment.elastic=true")
 
 #: Rows trained on the dense labels (every voxel annotated): what the model could reach.
-DENSE_ROWS = ("every voxel annotated, 5 min",)
+DENSE_ROWS = ("every voxel annotated, 5 min", "every voxel annotated, 12 min")
 #: name -> (extra densify arguments, minutes)
 ROWS: dict[str, tuple[tuple[str, ...], float]] = {  # in the order that keeps two workers busy
     "new, 12 min": ((), 12.0),
@@ -73,7 +73,11 @@ ROWS: dict[str, tuple[tuple[str, ...], float]] = {  # in the order that keeps tw
     "new with uniform sampling, 5 min": (("--sampling", "uniform"), 5.0),
     "new without the Dice term, 5 min": (("--set", "training.loss=cross_entropy"), 5.0),
     "new without the final decay, 5 min": (("--decay-epochs", "0"), 5.0),
+    # a patience longer than the budget: the whole 12 minutes are trained
+    "new without the plateau stop, 12 min": (("--patience", "1000"), 12.0),
+    "new with 16 base filters, 12 min": (("--set", "model.n_base_filters=16"), 12.0),
     "every voxel annotated, 5 min": (("--predict-annotated",), 5.0),
+    "every voxel annotated, 12 min": (("--predict-annotated",), 12.0),
 }
 TABLE = ["old, 5 min", "old, 12 min", "new, 5 min", "new, 12 min", *list(ROWS)[4:]]
 CLASSES = ("background", "cell", "membrane")
@@ -84,7 +88,7 @@ SECTION = "\n## Densify: training length, held-back scores and thin classes\n"
 USAGE = '''### How densify trains, stops and reports
 
 - **Held-back voxels.** `--holdout` (default 0.1) of each annotated slice is held back from training: the slice is cut into square tiles (half the training window's side, 16 x 16 voxels for the default 32³ window, smaller on small volumes: a quarter of the shortest side) and each plane loses that share of its tiles, drawn with `--seed`. Tiles, not scattered voxels, so that a held-back voxel is not surrounded by training voxels of its own slice. A plane counts as an annotated slice when at least half of its voxels are annotated; other annotated voxels (scribbles, partial slices) are held back in cubes of the same side. A class that would have no training voxel left keeps all of its voxels. `--holdout 0` trains on every annotated voxel and reports no scores.
-- **Length.** By default training runs until `--max-minutes` (default 10, prediction included) is spent or until the mean IoU of the foreground classes on the held-back voxels has not improved by 0.002 for `--patience` epochs of 16 steps (default 40) and a final decay has then brought the learning rate to zero over `--decay-epochs` epochs (default 20; `0` stops at the plateau), whichever comes first; the learning rate otherwise follows a cosine decay over the time budget. The run **keeps the weights of its best evaluation at a decayed learning rate** (at most a quarter of the initial one: `unet3d_keras.densify_monitor.KEEP_RATE_SHARE`), or its last weights if no evaluation was made at such a rate; there is no refit. Why: the held-back voxels are few (249 membrane voxels on the one-voxel membranes below) and their score wanders by about 0.02 from one evaluation to the next while the rate is high, so the best of all evaluations tends to be an early, lucky one. Keeping the best of all evaluations, a 12-minute run on the one-voxel membranes stopped at its plateau and kept weights with membrane IoU 0.400, below the 0.435 of a 5-minute run whose rate had decayed; with the final decay but still the best of all evaluations, runs kept the weights of epoch 9 or 12 (of some 70) and scored 0.380 and 0.384. The held-back voxels are scored after the first epoch, then as often as costs at most about a fifth of the training time. `--steps N` trains exactly N steps instead (cosine decay over them, the last weights kept: the same seed gives the same map); `--max-minutes`, if given with it, still bounds the run and a warning says when it cut training short.
+- **Length.** By default training runs until `--max-minutes` (default 10, prediction included) is spent or until the mean IoU of the foreground classes on the held-back voxels has not improved by 0.002 for `--patience` epochs of 16 steps (default 40) and a final decay has then brought the learning rate to zero over `--decay-epochs` epochs (default 20; `0` stops at the plateau), whichever comes first; the learning rate otherwise follows a cosine decay over the time budget. The run **keeps the weights of its best evaluation at a decayed learning rate** (at most a quarter of the initial one: `unet3d_keras.densify_monitor.KEEP_RATE_SHARE`), or its last weights if no evaluation was made at such a rate; there is no refit. Why: the held-back voxels are few (249 membrane voxels on the one-voxel membranes below) and their score wanders by about 0.02 from one evaluation to the next while the rate is high, so the best of all evaluations tends to be an early, lucky one. Keeping the best of all evaluations, a 12-minute run on the one-voxel membranes stopped at its plateau and kept weights with membrane IoU 0.400, below the 0.435 of a 5-minute run whose rate had decayed; with the final decay but still the best of all evaluations, runs kept the weights of epoch 9 or 12 (of some 70) and scored 0.380 and 0.384. Why a plateau ends the run before the budget does: on the one-voxel membranes below, 12-minute runs trained to the end of their budget (`--patience 1000`) scored the membrane 0.442 and 0.396 on the never-annotated voxels (seeds 42 and 1) against 0.471 and 0.475 when the plateau ended them, while the same model trained on every voxel gained from 5 to 12 minutes: with a few annotated slices, more training fits those slices, not the rest of the volume. The held-back voxels are scored after the first epoch, then as often as costs at most about a fifth of the training time. `--steps N` trains exactly N steps instead (cosine decay over them, the last weights kept: the same seed gives the same map); `--max-minutes`, if given with it, still bounds the run and a warning says when it cut training short.
 - **Progress.** The progress bar shows the loss and the held-back IoU per class (`held-back IoU 0:0.99 1:0.93 2:0.61`).
 - **Scores.** At the end the command prints the IoU and Dice of each class on the held-back voxels (with the weights it kept) and writes them, with the steps, the stop reason and the history of evaluations, to `<output name>_scores.json` next to the output (`dense.nii.gz` -> `dense_scores.json`). It warns about every class whose IoU is below half the median IoU of the other classes. The written map keeps the annotated voxels' own labels; `--predict-annotated` writes the model's labels there too, to see where it disagrees with the annotation.
 - **Thin and rare classes.** `--class-weights` weighs the cross-entropy by the training voxels' class counts: `none` (default), `sqrt` (the square root of the inverse-frequency weights, scaled to a mean of 1 over the annotated voxels) or `balanced` (`unet3d_keras.losses.balanced_class_weights`); `--set training.class_weights=[...]` wins over it. No weights is the default: weights gave the thin class no gain beyond the seeds' spread, and they cost the other classes on two of the three volumes and on MNI152. On the one-voxel membranes below (5 seeds, 5 minutes), square-root weights moved the membrane IoU from 0.426 to 0.436, less than the seeds' spread, and cost the cells 0.016 (0.811 to 0.795, lower on every seed); on the two-voxel and the clear membranes (2 seeds each) they moved the membrane from 0.724 to 0.727 and from 0.619 to 0.598, the cells from 0.839 to 0.841 and from 0.868 to 0.843; on MNI152, 4 slices per axis (3 seeds), grey and white matter scored 0.917/0.916 with them against 0.922/0.920 without; balanced weights cost the one-voxel membranes' cells 0.06 (one seed). `--class-weights sqrt` remains for a thin class that matters more than the others. `--sampling class_first` (default) draws each window's class first, so that a thin class is the centre of its share of the windows whatever its voxel count; `uniform` draws any annotated voxel. The Dice term of the default loss (`training.loss: cross_entropy_dice`) averages the Dice of each class, so a thin class counts as much as a large one; `--set training.loss=cross_entropy` drops it. Elastic deformation is off by default (`--set augment.elastic=true` turns it on): it interpolates the intensities but not the labels (nearest neighbour), which shifts a one-voxel structure off its labels.
@@ -240,47 +244,52 @@ def table(results: dict, raw: str) -> list[str]:
                   f"(now `{DEFAULT_WEIGHTING}`), on top of the option its name gives."]
     lines += ["", "Against the goal (the membrane IoU at least doubles against the old defaults, no other class "
               "loses more than 0.01):", ""]
-    ceiling = rows.get(DENSE_ROWS[0])
+    ceilings = {minutes: rows[name] for name in DENSE_ROWS if name in rows for minutes in [rows[name]["minutes"]]}
+    ceiling = ceilings.get(5.0)
     seeded = seed_runs(rows)
-    pairs = []
-    for minutes in (5, 12):
-        old, new = rows.get(f"old, {minutes} min"), rows.get(f"new, {minutes} min")
+    pairs, budgets = [], {}
+    for minutes in (5.0, 12.0):
+        old, new = rows.get(f"old, {minutes:g} min"), rows.get(f"new, {minutes:g} min")
         if old is None and rows.get("old, 5 min", {}).get("stop_reason") == "960 steps done":
             old = rows["old, 5 min"]  # its 960 steps fit 5 minutes: 12 minutes train the same map
-        pairs.append((f"{minutes} min", old, new))
+        budgets[minutes] = (old, new)
+        # the bound of the same budget, else the shorter one's (then the text names its minutes)
+        pairs.append((f"{minutes:g} min", old, new, ceilings.get(minutes, ceiling)))
     if {"old, 5 min", "new, 5 min"} <= set(seeded):
         old_runs, new_runs = seeded["old, 5 min"], seeded["new, 5 min"]
         pairs.append((f"5 min, mean of seeds {', '.join(str(seed) for seed, _ in new_runs)}"
                       + ("" if [seed for seed, _ in old_runs] == [seed for seed, _ in new_runs] else
                          f" (old: seeds {', '.join(str(seed) for seed, _ in old_runs)})"),
                       {"iou": np.mean([r["iou"] for _, r in old_runs], axis=0).tolist()},
-                      {"iou": np.mean([r["iou"] for _, r in new_runs], axis=0).tolist()}))
-    for when, old, new in pairs:
+                      {"iou": np.mean([r["iou"] for _, r in new_runs], axis=0).tolist()}, ceiling))
+    for when, old, new, bound in pairs:
         if old and new:
             ratio = new["iou"][2] / max(old["iou"][2], 1e-9)
             losses = [old["iou"][c] - new["iou"][c] for c in (0, 1)]
             met = ratio >= 2 and max(losses) <= 0.01
             why = "."
-            if not met and ceiling and 2 * old["iou"][2] > ceiling["iou"][2]:
+            if not met and bound and 2 * old["iou"][2] > bound["iou"][2]:
                 why = (f" (doubling is out of reach: twice the old IoU, {2 * old['iou'][2]:.3f}, is above the "
-                       f"{ceiling['iou'][2]:.3f} that the same model reaches in 5 minutes with every voxel annotated).")
+                       f"{bound['iou'][2]:.3f} that the same model reaches in {bound['minutes']:g} minutes with "
+                       "every voxel annotated).")
             elif not met and old["iou"][2] > 0.5:
                 why = " (doubling is out of reach: the old membrane IoU is above 0.5)."
             lines.append(f"- {when}: membrane {old['iou'][2]:.3f} -> {new['iou'][2]:.3f} (x{ratio:.2f}); "
                          f"background {old['iou'][0]:.3f} -> {new['iou'][0]:.3f}, cell {old['iou'][1]:.3f} -> "
                          f"{new['iou'][1]:.3f}: {'met' if met else 'not met'}{why}")
-    if ceiling:
-        share = [rows[name]["iou"][2] / max(ceiling["iou"][2], 1e-9) for name in ("old, 5 min", "new, 5 min")
-                 if name in rows]
-        lines.append(f"- Trained on every voxel (less its held-back tiles) for 5 minutes, the model scores membrane "
-                     f"{ceiling['iou'][2]:.3f} on the same voxels, which it saw: from two slices per axis, "
-                     + " and ".join(f"{name} {100 * value:.0f}%" for name, value in zip(("old", "new"), share))
-                     + " of that at 5 minutes.")
-        old = rows.get("old, 5 min")
-        if old and ceiling["iou"][1] < old["iou"][1]:
-            lines.append(f"- The row trained on every voxel scores the cell {ceiling['iou'][1]:.3f}, below the old "
-                         f"densification's {old['iou'][1]:.3f} too: the cell's loss comes with the new training "
-                         "recipe, not with the sparse annotation.")
+    for minutes, bound in ceilings.items():
+        sparse = [(name, row["iou"][2] / max(bound["iou"][2], 1e-9))
+                  for name, row in zip(("old", "new"), budgets.get(minutes, (None, None))) if row]
+        lines.append(f"- Trained on every voxel (less its held-back tiles) for {minutes:g} minutes, the model scores "
+                     f"membrane {bound['iou'][2]:.3f} on the same voxels, which it saw"
+                     + (": from two slices per axis, " + " and ".join(f"{name} {100 * value:.0f}%" for name, value
+                                                                      in sparse) + f" of that at {minutes:g} minutes"
+                        if sparse else "") + ".")
+    old = rows.get("old, 5 min")
+    if old and ceiling and ceiling["iou"][1] < old["iou"][1]:
+        lines.append(f"- The row trained on every voxel scores the cell {ceiling['iou'][1]:.3f}, below the old "
+                     f"densification's {old['iou'][1]:.3f} too: the cell's loss comes with the new training "
+                     "recipe, not with the sparse annotation.")
     if {"old, 5 min", "new, 5 min"} <= set(seeded):
         text = "; ".join(f"{name.split(',')[0]} {np.mean([r['iou'][2] for _, r in runs]):.3f} "
                          f"(cell {np.mean([r['iou'][1] for _, r in runs]):.3f}; "
@@ -292,6 +301,7 @@ def table(results: dict, raw: str) -> list[str]:
                      "does not tell apart options that differ by less.")
     options = [(name, rows[name]) for name in ["new, 5 min", *list(ROWS)[4:]] if name in rows
                and name not in DENSE_ROWS and rows[name].get("final_decay")  # rows of one session only
+               and rows[name]["minutes"] == 5
                and class_weighting(rows[name]) == expected_weighting(name)]
     if len(options) > 1:
         lines.append("- The options at 5 min, membrane (cell) IoU, one seed each: " + "; ".join(
@@ -302,8 +312,40 @@ def table(results: dict, raw: str) -> list[str]:
         lines.append(f"- The 12-minute run ({long['steps']} steps, stopped: {long['stop_reason']}) scored the "
                      f"membrane below the 5-minute run: one seed each, and the held-back voxels that choose the "
                      "weights to keep are few.")
+    lines += plateau_lines(rows)
+    wide = rows.get("new with 16 base filters, 12 min")
+    if wide and long:
+        lines.append(f"- With 16 base filters instead of 8, the run makes {wide['steps']} steps in {wide['seconds']} "
+                     f"s (8 base filters: {long['steps']} in {long['seconds']} s) and the membrane scores "
+                     f"{wide['iou'][2]:.3f} against {long['iou'][2]:.3f} (cell {wide['iou'][1]:.3f} against "
+                     f"{long['iou'][1]:.3f}): "
+                     + ("in this budget a larger model does not pay." if wide["iou"][2] <= long["iou"][2] else
+                        "the larger model scores higher, in fewer steps."))
     lines.append("")
     return lines
+
+
+def plateau_lines(rows: dict) -> list[str]:
+    """Whether the 12-minute runs that stopped at the held-back plateau lost anything to the stop."""
+    stopped, whole = "new, 12 min", "new without the plateau stop, 12 min"
+    pairs = [(key.removeprefix(whole), rows[key.replace(whole, stopped)], rows[key]) for key in rows
+             if key.startswith(whole) and key.replace(whole, stopped) in rows]
+    if not pairs:
+        return []
+    text = "; ".join(f"{suffix.strip(' []') or f'seed {DEFAULT_SEED}'}: {a['iou'][2]:.3f} "
+                     f"(cell {a['iou'][1]:.3f}) "
+                     f"after {a['steps']} steps, ended after {a['seconds']} s, against {b['iou'][2]:.3f} (cell "
+                     f"{b['iou'][1]:.3f}) after {b['steps']} steps" for suffix, a, b in pairs)
+    gain = float(np.mean([b["iou"][2] - a["iou"][2] for _, a, b in pairs]))
+    dense = [rows.get(name) for name in DENSE_ROWS]
+    verdict = ("training on to the end of the budget did not help the never-annotated voxels: the plateau of the "
+               "held-back score stops where more training on the same annotated slices no longer pays"
+               + (f", while the same model trained on every voxel gains from 5 to 12 minutes "
+                  f"({dense[0]['iou'][2]:.3f} -> {dense[1]['iou'][2]:.3f})"
+                  if all(dense) and dense[1]["iou"][2] > dense[0]["iou"][2] else "")
+               if gain <= 0.01 else f"the plateau stop cost the membrane {gain:.3f} on average")
+    return [f"- The 12-minute run with the plateau stop against the same run trained to the end of its budget "
+            f"(`--patience 1000`), membrane IoU: {text}: {verdict}."]
 
 
 def mni152_lines() -> list[str]:
