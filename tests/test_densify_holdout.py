@@ -99,7 +99,7 @@ def test_the_low_class_warning_suggests_the_next_weighting(weighting, advice, ca
     from unet3d_keras.commands.densify import report_scores
 
     fitted = SimpleNamespace(steps=10, epochs=1, kept_epoch=1, stop_reason="10 steps done", train_seconds=1.0,
-                             held_out_voxels=30, config=SimpleNamespace(seed=42), score_history=[],
+                             held_out_voxels=30, config=SimpleNamespace(seed=42), score_history=[], mirror=True,
                              scores={"iou": [0.99, 0.85, 0.2], "dice": [0.99, 0.9, 0.33], "voxels": [10, 10, 10]})
     args = Namespace(holdout=0.1, class_weights=weighting, sampling="class_first")
     report = report_scores(fitted, [0, 1, 4], args)
@@ -158,8 +158,9 @@ def test_a_plateau_stops_a_timed_run(case):
     image, sparse = case
     import time
 
-    # min_delta 2: no evaluation after the first counts as a gain; no final decay.
-    options = DensifyOptions(holdout=0.2, patience_epochs=2, decay_epochs=0, min_delta=2.0)
+    # min_delta 2: no evaluation after the first counts as a gain; no final decay. Without mirroring the
+    # final scores are the last evaluation's.
+    options = DensifyOptions(holdout=0.2, patience_epochs=2, decay_epochs=0, min_delta=2.0, mirror=False)
     fitted = fit_sparse(image, sparse, 255, TINY, deadline=time.monotonic() + 120, seed=1, show_progress=False,
                         options=options)
     assert fitted.stop_reason == "no gain on the held-back voxels in 2 epochs"
@@ -179,7 +180,7 @@ def test_a_plateau_decays_the_learning_rate_before_stopping(case):
     from unet3d_keras.densify import fit_sparse
 
     image, sparse = case
-    options = DensifyOptions(holdout=0.2, patience_epochs=2, decay_epochs=3, min_delta=2.0)
+    options = DensifyOptions(holdout=0.2, patience_epochs=2, decay_epochs=3, min_delta=2.0, mirror=False)
     fitted = fit_sparse(image, sparse, 255, TINY, deadline=time.monotonic() + 120, seed=1, show_progress=False,
                         options=options)
     assert fitted.stop_reason == "no gain on the held-back voxels in 2 epochs, then 3 epochs of learning-rate decay"
@@ -235,6 +236,41 @@ def test_a_timed_run_uses_its_budget(case):
     assert 0.6 * 12 < result.total_seconds <= 12
 
 
+def test_mirroring_averages_the_eight_flips_of_a_window(case):
+    import dataclasses
+    import itertools
+
+    from unet3d_keras.densify import fit_sparse, predict_classes
+
+    image, sparse = case
+    fitted = fit_sparse(image, sparse, 255, TINY, steps=3, seed=2, show_progress=False)
+    assert fitted.mirror  # the default
+    plain = dataclasses.replace(fitted, mirror=False)
+    crop = image[2:18, 1:17, 1:17]  # one 16^3 window: the volume's own flips are the window's
+    flips = [axes for n in range(4) for axes in itertools.combinations((0, 1, 2), n)]
+    expected = np.mean([np.flip(predict_classes(plain, np.flip(crop, axes))[1], [a + 1 for a in axes])
+                        for axes in flips], axis=0)
+    labels, probabilities = predict_classes(fitted, crop)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+    assert not np.allclose(probabilities, predict_classes(plain, crop)[1], atol=1e-4)
+    np.testing.assert_array_equal(labels, np.argmax(probabilities, axis=0))
+
+
+def test_mirroring_is_dropped_with_a_warning_when_it_would_take_a_quarter_of_the_budget(case, caplog):
+    import time
+
+    from unet3d_keras.densify import fit_sparse
+
+    image, sparse = case
+    # A volume of 240^3 voxels to predict in a 20-second budget: thousands of windows, 8 times over.
+    fitted = fit_sparse(image, sparse, 255, TINY, deadline=time.monotonic() + 20, seed=1, show_progress=False,
+                        predict_shape=(240, 240, 240))
+    assert not fitted.mirror
+    assert "predicting without mirroring: averaging the 8 mirrorings of each window would take about" in caplog.text
+    kept = fit_sparse(image, sparse, 255, TINY, deadline=time.monotonic() + 20, seed=1, show_progress=False, steps=2)
+    assert kept.mirror
+
+
 def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, capsys):
     import nibabel as nib
 
@@ -250,7 +286,7 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
     out = capsys.readouterr().out
     report = json.loads((tmp_path / "dense_scores.json").read_text())
     assert report["steps"] == 20 and report["classes"] == [0, 1, 2] and report["holdout"] == 0.2
-    assert report["class_weights"] == "none" and report["sampling"] == "class_first"
+    assert report["class_weights"] == "none" and report["sampling"] == "class_first" and report["mirror"] is True
     for value, scores in report["scores"].items():
         line = f"  {value}: {scores['voxels']}, " + ("-, -" if scores["iou"] is None else
                                                      f"{scores['iou']:.3f}, {scores['dice']:.3f}")
@@ -258,6 +294,9 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
     iou = [report["scores"][str(c)]["iou"] for c in (0, 1, 2)]
     assert report["low_classes"] == [c for c in (0, 1, 2) if c in [[0, 1, 2][p] for p in low_classes(iou)]]
     assert out.count("warning: class") == len(report["low_classes"])
+
+    assert main([*argv, "--output", str(tmp_path / "once.nii.gz"), "--no-mirror"]) == 0
+    assert json.loads((tmp_path / "once_scores.json").read_text())["mirror"] is False
 
     assert main([*argv[:6], "--output", str(tmp_path / "bad.nii.gz"), "--holdout", "1"]) == 2
     assert "--holdout: expected a share between 0 and 1" in capsys.readouterr().err

@@ -5,7 +5,8 @@ the annotated voxels only, flips) on the annotated voxels of one volume, less a 
 to score it (:mod:`unet3d_keras.densify_holdout`): for a fixed number of steps, or until a time
 budget is spent or the held-back score stops improving (and a final decay of the learning
 rate is done), keeping the best weights of the decayed learning rate;
-:func:`predict_classes` predicts a dense label map with it; :func:`densify` does both for one
+:func:`predict_classes` predicts a dense label map with it (averaged over the 8 mirrorings of
+each window by default); :func:`densify` does both for one
 volume, keeping the annotated voxels' own labels.
 """
 
@@ -25,6 +26,7 @@ from .config import Config, ConfigError, apply_overrides, config_from_dict
 from .errors import DataError
 from .model_from_config import build_model
 from .precision import apply_mixed_precision
+from .predict_functions import model_predict_fn
 from .predictor import Predictor
 from .densify_holdout import DensifyOptions, class_weights_for, hold_out
 from .densify_monitor import HeldOutMonitor, TimeCosine
@@ -32,6 +34,7 @@ from .schedule import TimeBudget, cosine_learning_rate
 from .sparse import annotated_classes
 from .sparse_sampler import ClassFirstPatchSampler
 from .tasks import resolve_task
+from .tta import mirrored
 from .utils.patches import compute_patch_indices
 
 logger = logging.getLogger(__name__)
@@ -67,6 +70,7 @@ DENSIFY_DEFAULTS: dict = {
 
 STEPS_PER_EPOCH = 16
 _UNANNOTATED = -1
+_MIRRORINGS = 8
 
 
 @dataclass
@@ -158,6 +162,7 @@ class SparseModel:
         kept_epoch: the epoch whose weights were kept.
         score_history: the held-back scores of each evaluation.
         held_out_voxels: annotated voxels held back from training.
+        mirror: predictions (and ``scores``) average the 8 mirrorings of each window.
     """
 
     model: keras.Model
@@ -173,6 +178,7 @@ class SparseModel:
     kept_epoch: int = 0
     score_history: list[dict] = field(default_factory=list)
     held_out_voxels: int = 0
+    mirror: bool = False
 
 
 def fit_sparse(
@@ -205,7 +211,8 @@ def fit_sparse(
             decay is done, then keep the weights of its best evaluation at a decayed learning
             rate (:data:`~unet3d_keras.densify_monitor.KEEP_RATE_SHARE`). None without:
             ``training.n_epochs`` epochs of 16 steps.
-        options: held-back share, patience, class weighting and sampling (None: the defaults).
+        options: held-back share, patience, class weighting, sampling and mirroring (None: the
+            defaults).
 
     Like ``train_from_config``, this sets the global Keras dtype policy from
     ``training.mixed_precision`` (bfloat16 on CPUs that support it).
@@ -252,6 +259,7 @@ def fit_sparse(
                                      config.training.batch_size, config.augment, config.seed,
                                      STEPS_PER_EPOCH, options.sampling)
     train_until = math.inf
+    mirror = options.mirror
     if deadline is not None:
         # Time one model call first so that the deadline leaves room for predicting (and scoring).
         shape = tuple(predict_shape or sparse.shape)
@@ -262,6 +270,12 @@ def fit_sparse(
         probe = time.monotonic()
         model.predict_on_batch(batch)
         predict_estimate = (time.monotonic() - probe) * math.ceil(n_windows / config.prediction.batch_size)
+        if mirror and _MIRRORINGS * predict_estimate > (deadline - time.monotonic()) / 4:
+            logger.warning("predicting without mirroring: averaging the %d mirrorings of each window would take "
+                           "about %.0f s of the %.0f s left (more than a quarter); --no-mirror chooses this up front",
+                           _MIRRORINGS, _MIRRORINGS * predict_estimate, deadline - time.monotonic())
+            mirror = False
+        predict_estimate *= _MIRRORINGS if mirror else 1
         train_until = deadline - 1.3 * predict_estimate - 3.0
     timed = steps is None and deadline is not None  # train until the budget or a plateau
     n_epochs = math.ceil(steps / STEPS_PER_EPOCH) if steps is not None else config.training.n_epochs
@@ -293,12 +307,12 @@ def fit_sparse(
         reason = "time budget spent"
     else:
         reason = f"{budget.steps} steps done"
-    scores = monitor.evaluate() if monitor.windows else None
+    scores = monitor.evaluate(mirrored(model_predict_fn(model)) if mirror else None) if monitor.windows else None
     return SparseModel(model=model, config=config, classes=tuple(classes), patch_shape=patch,
                        epochs=len(budget.losses), train_seconds=time.monotonic() - train_start,
                        history=budget.losses, steps=budget.steps, stop_reason=reason, scores=scores,
                        kept_epoch=kept_epoch,
-                       score_history=monitor.history, held_out_voxels=int(held_out.mask.sum()))
+                       score_history=monitor.history, held_out_voxels=int(held_out.mask.sum()), mirror=mirror)
 
 
 def predict_classes(fitted: SparseModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -318,7 +332,7 @@ def predict_classes(fitted: SparseModel, images: np.ndarray) -> tuple[np.ndarray
     pad = [(0, p - s) for p, s in zip(padded_shape, shape)]
     volume = np.pad(_normalise(images), [(0, 0)] + pad, mode="edge")
     predictor = Predictor(fitted.model, overlap=fitted.config.prediction.overlap,
-                          batch_size=fitted.config.prediction.batch_size)
+                          batch_size=fitted.config.prediction.batch_size, mirror=fitted.mirror)
     probabilities = predictor.predict_array(volume)
     probabilities = probabilities[(slice(None),) + tuple(slice(0, s) for s in shape)].astype(np.float32)
     labels = np.asarray(fitted.classes)[np.argmax(probabilities, axis=0)]

@@ -44,6 +44,9 @@ class DensifyOptions:
             way). ``--set training.class_weights=[...]`` wins over it.
         sampling: window centres drawn ``"class_first"`` (each class equally likely) or
             ``"uniform"`` over the annotated voxels.
+        mirror: predict the volume (and score the held-back voxels at the end) as the average
+            over the 8 mirrorings of each window; turned off for the run, with a warning, when
+            that would take more than a quarter of its time budget.
     """
 
     holdout: float = 0.1
@@ -52,6 +55,7 @@ class DensifyOptions:
     min_delta: float = 0.002
     class_weighting: str = "none"
     sampling: str = "class_first"
+    mirror: bool = True
 
     def __post_init__(self) -> None:
         # Each message starts with the field's name: the densify command swaps in its flag.

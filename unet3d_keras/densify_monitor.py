@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
@@ -95,8 +95,14 @@ class HeldOutMonitor(keras.callbacks.Callback):
         #: the first epoch (1-based) of the final decay, 0 before a plateau
         self.decay_start = 0
 
-    def evaluate(self) -> dict[str, list]:
-        """Per-class scores of the current model on the held-back voxels."""
+    def evaluate(self, predict_fn: Callable[[np.ndarray], Any] | None = None) -> dict[str, list]:
+        """Per-class scores of the current model on the held-back voxels.
+
+        Args:
+            predict_fn: channels-last batch ``(n, x, y, z, C)`` -> ``(n, x, y, z, n_classes)``
+                (e.g. a :func:`~unet3d_keras.tta.mirrored` one); None: the model's own.
+        """
+        predict_fn = predict_fn or self.model.predict_on_batch
         truth, predicted = [], []
         channels = self.volume.shape[0]
         for start in range(0, len(self.windows), _EVAL_BATCH):
@@ -105,7 +111,7 @@ class HeldOutMonitor(keras.callbacks.Callback):
             for i, (corner, _, _) in enumerate(chunk):
                 window = tuple(slice(c, c + p) for c, p in zip(corner, self.patch))
                 batch[i] = np.moveaxis(self.volume[(slice(None),) + window], 0, -1)
-            output = np.asarray(self.model.predict_on_batch(batch), dtype=np.float32)
+            output = keras.ops.convert_to_numpy(predict_fn(batch)).astype(np.float32)
             for i, (_, local, classes) in enumerate(chunk):
                 predicted.append(np.argmax(output[(i, *local.T)], axis=-1))
                 truth.append(classes)
