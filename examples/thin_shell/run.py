@@ -26,12 +26,14 @@ Results go to examples/thin_shell/results*.json (rows already there are kept unl
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -58,7 +60,7 @@ SHAPE = (64, 64, 48)
 IGNORE = 255
 DEFAULT_SEED = 42
 DEFAULT_WEIGHTING = DensifyOptions().class_weighting
-OLD = ("--steps", "960", "--holdout", "0", "--class-weights", "none", "--set", "augment.elastic=true")
+OLD = ("--steps", "960", "--holdout", "0", "--class-weights", "none", "--no-mirror", "--set", "augment.elastic=true")
 
 #: Rows trained on the dense labels (every voxel annotated): what the model could reach.
 DENSE_ROWS = ("every voxel annotated, 5 min", "every voxel annotated, 12 min")
@@ -68,6 +70,8 @@ ROWS: dict[str, tuple[tuple[str, ...], float]] = {  # in the order that keeps tw
     "old, 12 min": (OLD, 12.0),
     "new, 5 min": ((), 5.0),
     "old, 5 min": (OLD, 5.0),
+    "new without mirroring, 12 min": (("--no-mirror",), 12.0),
+    "new without mirroring, 5 min": (("--no-mirror",), 5.0),
     "new with square-root weights, 5 min": (("--class-weights", "sqrt"), 5.0),
     "new with balanced weights, 5 min": (("--class-weights", "balanced"), 5.0),
     "new with uniform sampling, 5 min": (("--sampling", "uniform"), 5.0),
@@ -79,7 +83,8 @@ ROWS: dict[str, tuple[tuple[str, ...], float]] = {  # in the order that keeps tw
     "every voxel annotated, 5 min": (("--predict-annotated",), 5.0),
     "every voxel annotated, 12 min": (("--predict-annotated",), 12.0),
 }
-TABLE = ["old, 5 min", "old, 12 min", "new, 5 min", "new, 12 min", *list(ROWS)[4:]]
+TABLE = ["old, 5 min", "old, 12 min", "new, 5 min", "new, 12 min", "new without mirroring, 5 min",
+         "new without mirroring, 12 min", *list(ROWS)[6:]]
 CLASSES = ("background", "cell", "membrane")
 DOCS = ROOT / "docs" / "sparse_annotation.md"
 #: The page's section that this script writes (to the end of the page); examples/mni152_sparse/run.py keeps it.
@@ -88,11 +93,12 @@ SECTION = "\n## Densify: training length, held-back scores and thin classes\n"
 USAGE = '''### How densify trains, stops and reports
 
 - **Held-back voxels.** `--holdout` (default 0.1) of each annotated slice is held back from training: the slice is cut into square tiles (half the training window's side, 16 x 16 voxels for the default 32³ window, smaller on small volumes: a quarter of the shortest side) and each plane loses that share of its tiles, drawn with `--seed`. Tiles, not scattered voxels, so that a held-back voxel is not surrounded by training voxels of its own slice. A plane counts as an annotated slice when at least half of its voxels are annotated; other annotated voxels (scribbles, partial slices) are held back in cubes of the same side. A class that would have no training voxel left keeps all of its voxels. `--holdout 0` trains on every annotated voxel and reports no scores.
-- **Length.** By default training runs until `--max-minutes` (default 10, prediction included) is spent or until the mean IoU of the foreground classes on the held-back voxels has not improved by 0.002 for `--patience` epochs of 16 steps (default 40) and a final decay has then brought the learning rate to zero over `--decay-epochs` epochs (default 20; `0` stops at the plateau), whichever comes first; the learning rate otherwise follows a cosine decay over the time budget. The run **keeps the weights of its best evaluation at a decayed learning rate** (at most a quarter of the initial one: `unet3d_keras.densify_monitor.KEEP_RATE_SHARE`), or its last weights if no evaluation was made at such a rate; there is no refit. Why: the held-back voxels are few (249 membrane voxels on the one-voxel membranes below) and their score wanders by about 0.02 from one evaluation to the next while the rate is high, so the best of all evaluations tends to be an early, lucky one. Keeping the best of all evaluations, a 12-minute run on the one-voxel membranes stopped at its plateau and kept weights with membrane IoU 0.400, below the 0.435 of a 5-minute run whose rate had decayed; with the final decay but still the best of all evaluations, runs kept the weights of epoch 9 or 12 (of some 70) and scored 0.380 and 0.384. Why a plateau ends the run before the budget does: on the one-voxel membranes below, 12-minute runs trained to the end of their budget (`--patience 1000`) scored the membrane 0.442 and 0.396 on the never-annotated voxels (seeds 42 and 1) against 0.471 and 0.475 when the plateau ended them, while the same model trained on every voxel gained from 5 to 12 minutes: with a few annotated slices, more training fits those slices, not the rest of the volume. The held-back voxels are scored after the first epoch, then as often as costs at most about a fifth of the training time. `--steps N` trains exactly N steps instead (cosine decay over them, the last weights kept: the same seed gives the same map); `--max-minutes`, if given with it, still bounds the run and a warning says when it cut training short.
+- **Length.** By default training runs until `--max-minutes` (default 10, prediction included) is spent or until the mean IoU of the foreground classes on the held-back voxels has not improved by 0.002 for `--patience` epochs of 16 steps (default 40) and a final decay has then brought the learning rate to zero over `--decay-epochs` epochs (default 20; `0` stops at the plateau), whichever comes first; the learning rate otherwise follows a cosine decay over the time budget. The run **keeps the weights of its best evaluation at a decayed learning rate** (at most a quarter of the initial one: `unet3d_keras.densify_monitor.KEEP_RATE_SHARE`), or its last weights if no evaluation was made at such a rate; there is no refit. Why: the held-back voxels are few (249 membrane voxels on the one-voxel membranes below) and their score wanders by about 0.02 from one evaluation to the next while the rate is high, so the best of all evaluations tends to be an early, lucky one. Keeping the best of all evaluations, a 12-minute run on the one-voxel membranes stopped at its plateau and kept weights with membrane IoU 0.400, below the 0.435 of a 5-minute run whose rate had decayed; with the final decay but still the best of all evaluations, runs kept the weights of epoch 9 or 12 (of some 70) and scored 0.380 and 0.384. Why a plateau ends the run before the budget does: on the one-voxel membranes below, 12-minute runs trained to the end of their budget (`--patience 1000`) scored the membrane lower on the never-annotated voxels than runs that the plateau ended (seeds 42 and 1, under the table), while the same model trained on every voxel gained from 5 to 12 minutes: with a few annotated slices, more training fits those slices, not the rest of the volume. The held-back voxels are scored after the first epoch, then as often as costs at most about a fifth of the training time. `--steps N` trains exactly N steps instead (cosine decay over them, the last weights kept: the same seed gives the same map); `--max-minutes`, if given with it, still bounds the run and a warning says when it cut training short.
+- **Prediction.** The volume is predicted as the average over the 8 mirrorings of each window (flipped along every combination of axes, predicted, flipped back: `unet3d_keras.tta.mirrored`), and the held-back scores at the end are those of the same averaged prediction; `--no-mirror` predicts each window once, 8 times faster. Measured on one model of each one-voxel volume below, trained 12 minutes with the defaults (seed 42) and predicted both ways with `unet3d_keras.densify.predict_classes` (a one-off check, not one of this script's rows): membrane IoU 0.439 -> 0.455 and cell 0.815 -> 0.829 on the fainter membranes, membrane 0.635 -> 0.664 and cell 0.872 -> 0.885 on the clear ones, background unchanged. It costs seconds on these volumes; when the 8 predictions would take more than a quarter of the time left in the budget, the run predicts each window once and warns.
 - **Progress.** The progress bar shows the loss and the held-back IoU per class (`held-back IoU 0:0.99 1:0.93 2:0.61`).
 - **Scores.** At the end the command prints the IoU and Dice of each class on the held-back voxels (with the weights it kept) and writes them, with the steps, the stop reason and the history of evaluations, to `<output name>_scores.json` next to the output (`dense.nii.gz` -> `dense_scores.json`). It warns about every class whose IoU is below half the median IoU of the other classes. The written map keeps the annotated voxels' own labels; `--predict-annotated` writes the model's labels there too, to see where it disagrees with the annotation.
-- **Thin and rare classes.** `--class-weights` weighs the cross-entropy by the training voxels' class counts: `none` (default), `sqrt` (the square root of the inverse-frequency weights, scaled to a mean of 1 over the annotated voxels) or `balanced` (`unet3d_keras.losses.balanced_class_weights`); `--set training.class_weights=[...]` wins over it. No weights is the default: weights gave the thin class no gain beyond the seeds' spread, and they cost the other classes on two of the three volumes and on MNI152. On the one-voxel membranes below (5 seeds, 5 minutes), square-root weights moved the membrane IoU from 0.426 to 0.436, less than the seeds' spread, and cost the cells 0.016 (0.811 to 0.795, lower on every seed); on the two-voxel and the clear membranes (2 seeds each) they moved the membrane from 0.724 to 0.727 and from 0.619 to 0.598, the cells from 0.839 to 0.841 and from 0.868 to 0.843; on MNI152, 4 slices per axis (3 seeds), grey and white matter scored 0.917/0.916 with them against 0.922/0.920 without; balanced weights cost the one-voxel membranes' cells 0.06 (one seed). `--class-weights sqrt` remains for a thin class that matters more than the others. `--sampling class_first` (default) draws each window's class first, so that a thin class is the centre of its share of the windows whatever its voxel count; `uniform` draws any annotated voxel. The Dice term of the default loss (`training.loss: cross_entropy_dice`) averages the Dice of each class, so a thin class counts as much as a large one; `--set training.loss=cross_entropy` drops it. Elastic deformation is off by default (`--set augment.elastic=true` turns it on): it interpolates the intensities but not the labels (nearest neighbour), which shifts a one-voxel structure off its labels.
-- The densification before these options (fixed 60 epochs of 16 steps, no held-back voxels, no class weights, elastic deformation) is `--steps 960 --holdout 0 --class-weights none --set augment.elastic=true`.
+- **Thin and rare classes.** `--class-weights` weighs the cross-entropy by the training voxels' class counts: `none` (default), `sqrt` (the square root of the inverse-frequency weights, scaled to a mean of 1 over the annotated voxels) or `balanced` (`unet3d_keras.losses.balanced_class_weights`); `--set training.class_weights=[...]` wins over it. No weights is the default: weights gave the thin class no gain beyond the seeds' spread, and they cost the other classes on two of the three volumes and on MNI152. On the one-voxel membranes below (5 seeds, 5 minutes, each window predicted once, one session), square-root weights moved the membrane IoU from 0.426 to 0.436, less than the seeds' spread, and cost the cells 0.016 (0.811 to 0.795, lower on every seed); on the two-voxel and the clear membranes (2 seeds each) they moved the membrane from 0.724 to 0.727 and from 0.619 to 0.598, the cells from 0.839 to 0.841 and from 0.868 to 0.843; on MNI152, 4 slices per axis (3 seeds, each window predicted once), grey and white matter scored 0.917/0.916 with them against 0.922/0.920 without; balanced weights cost the one-voxel membranes' cells 0.06 (one seed). `--class-weights sqrt` remains for a thin class that matters more than the others. `--sampling class_first` (default) draws each window's class first, so that a thin class is the centre of its share of the windows whatever its voxel count; `uniform` draws any annotated voxel. The Dice term of the default loss (`training.loss: cross_entropy_dice`) averages the Dice of each class, so a thin class counts as much as a large one; `--set training.loss=cross_entropy` drops it. Elastic deformation is off by default (`--set augment.elastic=true` turns it on): it interpolates the intensities but not the labels (nearest neighbour), which shifts a one-voxel structure off its labels.
+- The densification before these options (fixed 60 epochs of 16 steps, no held-back voxels, no class weights, elastic deformation) is `--steps 960 --holdout 0 --class-weights none --no-mirror --set augment.elastic=true`.
 '''
 
 
@@ -152,9 +158,10 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)
 
 
-def run_row(name: str, folder: Path, seed: int) -> dict:
+def run_row(name: str, folder: Path, seed: int) -> tuple[dict, Path]:
+    """Run one row's densify with ``seed``; the row's record and the written map's path."""
     extra, minutes = ROWS[name]
-    output = folder / slug(name) / "dense.nii.gz"  # one folder per run: densify locks its output folder
+    output = folder / slug(f"{name} {seed}") / "dense.nii.gz"  # one folder per run: densify locks its output folder
     output.parent.mkdir()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
     labels = "dense.nii.gz" if name in DENSE_ROWS else "sparse.nii.gz"
@@ -170,7 +177,7 @@ def run_row(name: str, folder: Path, seed: int) -> dict:
     return {"name": name, "arguments": list(extra), "minutes": minutes, "seconds": round(time.monotonic() - began),
             "steps": report["steps"], "stop_reason": report["stop_reason"], "held_back": report["scores"],
             "log": done.stdout.strip().splitlines()[-8:], "final_decay": True,
-            "class_weights": report["class_weights"]}
+            "class_weights": report["class_weights"], "mirror": report["mirror"]}, output
 
 
 def weighting_in(arguments: Sequence[str], default: str) -> str:
@@ -195,7 +202,8 @@ def seed_runs(rows: dict) -> dict[str, list[tuple[int, dict]]]:
     """
     seeded = {name: [(DEFAULT_SEED, rows[name])] + sorted((int(key.rsplit(" ", 1)[1].rstrip("]")), row)
                                                           for key, row in rows.items() if key.startswith(f"{name} [seed "))
-              for name in ("old, 5 min", "new, 5 min", "new with square-root weights, 5 min") if name in rows}
+              for name in ("old, 5 min", "new, 5 min", "new without mirroring, 5 min",
+                           "new with square-root weights, 5 min") if name in rows}
     return {name: runs for name, runs in seeded.items()
             if len(runs) > 1 and all(class_weighting(row) == expected_weighting(name) for _, row in runs)}
 
@@ -213,7 +221,9 @@ def table(results: dict, raw: str) -> list[str]:
              f"({', '.join(f'{n} {c}' for c, n in zip(CLASSES, volume['annotated_voxels']))} voxels). "
              "IoU on the voxels that were never annotated; the last column is the membrane IoU that the run "
              "itself reported on its held-back voxels. \"old\" is densification as it was before the "
-             "held-back voxels (`" + " ".join(OLD) + "`); \"new\" the defaults.", "",
+             "held-back voxels (`" + " ".join(OLD) + "`); \"new\" the defaults; \"new without mirroring\" "
+             "the defaults with `--no-mirror` (each window predicted once, as before averaging its 8 mirrorings "
+             "became the default).", "",
              "| densification | budget | steps | stopped | IoU background | IoU cell | IoU membrane | "
              "held-back IoU membrane |", "|---|---|---|---|---|---|---|---|"]
     t = results["thresholds"]["iou"]
@@ -226,6 +236,7 @@ def table(results: dict, raw: str) -> list[str]:
         held = row["held_back"]["2"]["iou"] if row.get("held_back") else None
         label = name.rsplit(", ", 1)[0].replace("every voxel", "new, every voxel") + ("" if row.get("final_decay") or name.startswith("old") else " *")
         label += " †" if class_weighting(row) != expected_weighting(name) else ""
+        label += " ‡" if unmirrored_option(name, row) else ""
         lines.append(f"| {label} | {row['minutes']:g} min | {row['steps']} | {row['stop_reason']} | "
                      f"{row['iou'][0]:.3f} | {row['iou'][1]:.3f} | {row['iou'][2]:.3f} | "
                      + ("-" if held is None else f"{held:.3f}") + " |")
@@ -242,6 +253,10 @@ def table(results: dict, raw: str) -> list[str]:
     if stale:
         lines += ["", f"† trained with `--class-weights {' / '.join(stale)}`, densify's default when it ran "
                   f"(now `{DEFAULT_WEIGHTING}`), on top of the option its name gives."]
+    if any(unmirrored_option(name, rows[name]) for name in TABLE if name in rows):
+        lines += ["", "‡ predicted once per window, measured before averaging the 8 mirrorings of each window "
+                  "became the default" + (": compare it with \"new without mirroring\"."
+                                          if any(name.startswith("new without mirroring") for name in rows) else ".")]
     lines += ["", "Against the goal (the membrane IoU at least doubles against the old defaults, no other class "
               "loses more than 0.01):", ""]
     ceilings = {rows[name]["minutes"]: rows[name] for name in DENSE_ROWS if name in rows}  # minutes -> row
@@ -299,13 +314,18 @@ def table(results: dict, raw: str) -> list[str]:
         lines.append(f"- Several seeds at 5 min (the seed of densify, and so of the held-back tiles, the windows and "
                      f"the weights), membrane IoU: {text}. The new rows spread by {spread:.3f} across seeds: one seed "
                      "does not tell apart options that differ by less.")
-    options = [(name, rows[name]) for name in ["new, 5 min", *list(ROWS)[4:]] if name in rows
+    lines += mirror_lines(rows)
+    options = [(name, rows[name]) for name in list(ROWS)[6:] if name in rows
                and name not in DENSE_ROWS and rows[name].get("final_decay")  # rows of one session only
                and rows[name]["minutes"] == 5
                and class_weighting(rows[name]) == expected_weighting(name)]
-    if len(options) > 1:
+    base = defaults_like([row for _, row in options], rows, 5)
+    if options and base in rows:
+        options.insert(0, ("new, 5 min", rows[base]))
+        defaults = ("defaults (no class weights, class-first windows, Dice term"
+                    + ("" if rows[base].get("mirror") else ", each window predicted once") + ")")
         lines.append("- The options at 5 min, membrane (cell) IoU, one seed each: " + "; ".join(
-            f"{name.rsplit(', ', 1)[0].replace('new, ', '').replace('new', 'defaults') if name != 'new, 5 min' else 'defaults (no class weights, class-first windows, Dice term)'} "
+            f"{defaults if name == 'new, 5 min' else name.rsplit(', ', 1)[0].replace('new', 'defaults')} "
             f"{row['iou'][2]:.3f} ({row['iou'][1]:.3f})" for name, row in options) + ".")
     long, short = rows.get("new, 12 min"), rows.get("new, 5 min")
     if long and short and long["iou"][2] < short["iou"][2]:
@@ -314,6 +334,7 @@ def table(results: dict, raw: str) -> list[str]:
                      "weights to keep are few.")
     lines += plateau_lines(rows, ceilings)
     wide = rows.get("new with 16 base filters, 12 min")
+    long = rows.get(defaults_like([wide] if wide else [], rows, 12))
     if wide and long:
         lines.append(f"- With 16 base filters instead of 8, the run makes {wide['steps']} steps in {wide['seconds']} "
                      f"s (8 base filters: {long['steps']} in {long['seconds']} s) and the membrane scores "
@@ -325,12 +346,39 @@ def table(results: dict, raw: str) -> list[str]:
     return lines
 
 
+def mirror_lines(rows: dict) -> list[str]:
+    """The defaults with and without averaging the 8 mirrorings of each window (separate trainings)."""
+    pairs = [(minutes, rows[f"new, {minutes} min"], rows[f"new without mirroring, {minutes} min"])
+             for minutes in (5, 12) if {f"new, {minutes} min", f"new without mirroring, {minutes} min"} <= set(rows)]
+    if not pairs:
+        return []
+    return ["- Averaging the 8 mirrorings of each window (the default) against predicting each window once "
+            "(`--no-mirror`), separate trainings otherwise alike, membrane (cell) IoU: " + "; ".join(
+                f"{minutes} min: {a['iou'][2]:.3f} ({a['iou'][1]:.3f}) after {a['steps']} steps against "
+                f"{b['iou'][2]:.3f} ({b['iou'][1]:.3f}) after {b['steps']} steps" for minutes, a, b in pairs)
+            + ". Timed runs differ in their steps and their kept weights from one run to the next; the effect of "
+            "the mirroring alone is measured on one model predicted both ways under \"Prediction\" above."]
+
+
+def unmirrored_option(name: str, row: dict) -> bool:
+    """A row of the new defaults or an option of them, predicted once per window before mirroring was the default."""
+    return not row.get("mirror") and not name.startswith(("old", "new without mirroring"))
+
+
+def defaults_like(option_rows: list[dict], rows: dict, minutes: float) -> str:
+    """The name of the defaults' row of ``minutes`` to compare options with: "new, N min", or the
+    row "new without mirroring, N min" when the options were predicted once per window."""
+    once = any(not row.get("mirror") for row in option_rows) and f"new without mirroring, {minutes:g} min" in rows
+    return f"new without mirroring, {minutes:g} min" if once else f"new, {minutes:g} min"
+
+
 def plateau_lines(rows: dict, ceilings: dict[float, dict]) -> list[str]:
     """Whether the 12-minute runs that stopped at the held-back plateau lost anything to the stop.
 
     ``ceilings``: minutes -> the row of that budget trained on every voxel.
     """
-    stopped, whole = "new, 12 min", "new without the plateau stop, 12 min"
+    whole = "new without the plateau stop, 12 min"
+    stopped = defaults_like([rows[key] for key in rows if key.startswith(whole)], rows, 12)
     pairs = [(key.removeprefix(whole), rows[key.replace(whole, stopped)], rows[key]) for key in rows
              if key.startswith(whole) and key.replace(whole, stopped) in rows]
     if not pairs:
@@ -367,7 +415,9 @@ def mni152_lines() -> list[str]:
     # the command only where the results recorded one (the figures stand without it)
     produced = f" Produced by `{runs[-1]['command']}`." if runs else ""
     return [f"- MNI152, 4 slices per axis, evenly placed, with the new defaults (10% of each slice held back, "
-            f"{weights}, class-first windows; 200 epochs of 16 steps): GM/WM IoU {gm:.3f}/{wm:.3f}, "
+            f"{weights}, class-first windows"
+            + ("; each window's 8 mirrorings averaged" if all(row.get("mirror") for row in new) else "")
+            + f"; 200 epochs of 16 steps): GM/WM IoU {gm:.3f}/{wm:.3f}, "
             f"mean of {len(new)} seeds ({each}): {'met' if min(gm, wm) >= 0.92 else 'not met'} (>= 0.92)."
             + produced, ""]
 
@@ -393,13 +443,25 @@ def write_section() -> None:
     write_text_atomically(DOCS, page.rstrip("\n") + "\n\n" + markdown())
 
 
+def save_results(path: Path, results: dict, new_rows: dict) -> None:
+    """Write ``results`` with ``new_rows`` added, keeping the rows and commands that another run of
+    this script wrote to the same file since this one read it (two may run at once, on other rows)."""
+    with open(Path(tempfile.gettempdir()) / f"thin_shell_{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        on_disk = json.loads(path.read_text()) if path.exists() else {}
+        results["rows"] = {**on_disk.get("rows", results["rows"]), **new_rows}
+        results["commands"] = [*on_disk.get("commands", []),
+                               *(c for c in results["commands"] if c not in on_disk.get("commands", []))]
+        path.write_text(json.dumps(results, indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--workers", type=int, default=2, help="densify runs at once (each gets one thread)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                        help=f"densify's seed (default {DEFAULT_SEED}; rows of other seeds are kept apart, as "
-                             "'NAME [seed N]', and summarised under the table)")
+    parser.add_argument("--seed", type=int, nargs="+", default=[DEFAULT_SEED],
+                        help=f"densify's seeds, each row run with each (default {DEFAULT_SEED}; rows of other seeds "
+                             "are kept apart, as 'NAME [seed N]', and summarised under the table)")
     parser.add_argument("--volume", choices=list(VOLUMES), default="thick",
                         help="thick: two-voxel membranes (results.json); thin: one-voxel, fainter ones "
                              "(results_thin.json); clear: thin ones with a quarter of the noise (results_clear.json)")
@@ -411,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     volume_arguments, results_name, _ = VOLUMES[args.volume]
     results_path = HERE / results_name
     command = "python examples/thin_shell/run.py" + (f" --volume {args.volume}" if args.volume != "thick" else "") + (
-        f" --seed {args.seed}" if args.seed != DEFAULT_SEED else "") + (
+        f" --seed {' '.join(map(str, args.seed))}" if args.seed != [DEFAULT_SEED] else "") + (
         " --rows " + " ".join(f'"{r}"' for r in args.rows) if args.rows != list(ROWS) else "")
 
     from unet3d_keras.sparse import make_sparse_annotation
@@ -439,18 +501,20 @@ def main(argv: list[str] | None = None) -> int:
         almost_dense[0, 0, 0] = IGNORE
         nib.save(nib.Nifti1Image(almost_dense, np.eye(4)), folder / "dense.nii.gz")
 
-        def one(name: str) -> None:
-            row = run_row(name, folder, args.seed)
-            predicted = np.asarray(nib.load(folder / slug(name) / "dense.nii.gz").dataobj)
+        def one(run: tuple[str, int]) -> None:
+            name, seed = run
+            row, output = run_row(name, folder, seed)
+            predicted = np.asarray(nib.load(output).dataobj)
             row["iou"] = iou_per_class(predicted, dense, never)
-            results["rows"][name if args.seed == DEFAULT_SEED else f"{name} [seed {args.seed}]"] = row
-            results_path.write_text(json.dumps(results, indent=1) + "\n")
-            print(f"{name}: IoU " + ", ".join(f"{c} {v:.3f}" for c, v in zip(CLASSES, row["iou"]))
+            with saving:
+                save_results(results_path, results, {name if seed == DEFAULT_SEED else f"{name} [seed {seed}]": row})
+            print(f"{name}, seed {seed}: IoU " + ", ".join(f"{c} {v:.3f}" for c, v in zip(CLASSES, row["iou"]))
                   + f" ({row['steps']} steps, {row['stop_reason']})", flush=True)
 
+        saving = threading.Lock()
         with ThreadPoolExecutor(args.workers) as pool:
-            list(pool.map(one, args.rows))
-    results_path.write_text(json.dumps(results, indent=1) + "\n")
+            list(pool.map(one, [(name, seed) for seed in args.seed for name in args.rows]))
+    save_results(results_path, results, {})
     write_section()
     print("thresholds: IoU " + ", ".join(f"{c} {v:.3f}" for c, v in zip(CLASSES, results["thresholds"]["iou"])))
     return 0
