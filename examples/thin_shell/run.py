@@ -18,7 +18,7 @@ maximise the mean IoU on the annotated voxels and scores the same voxels. The ro
 annotated" trains on the dense labels: what the model reaches in the same minutes when nothing
 is missing.
 
-    python examples/thin_shell/run.py [--volume thick|thin|clear] [--rows NAME ...] [--workers 2]
+    python examples/thin_shell/run.py [--volume thick|thin|clear] [--rows NAME ...] [--seed N ...] [--workers 2]
 
 Results go to examples/thin_shell/results*.json (rows already there are kept unless rerun).
 """
