@@ -33,7 +33,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -45,6 +44,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from unet3d_keras.densify_holdout import DensifyOptions
+from unet3d_keras.fileio import write_text_atomically
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -83,8 +83,11 @@ ROWS: dict[str, tuple[tuple[str, ...], float]] = {  # in the order that keeps tw
     "every voxel annotated, 5 min": (("--predict-annotated",), 5.0),
     "every voxel annotated, 12 min": (("--predict-annotated",), 12.0),
 }
+#: Rows that change one option of the defaults (and the every-voxel bounds): after the old, new and
+#: new-without-mirroring rows.
+OPTION_ROWS = list(ROWS)[6:]
 TABLE = ["old, 5 min", "old, 12 min", "new, 5 min", "new, 12 min", "new without mirroring, 5 min",
-         "new without mirroring, 12 min", *list(ROWS)[6:]]
+         "new without mirroring, 12 min", *OPTION_ROWS]
 CLASSES = ("background", "cell", "membrane")
 DOCS = ROOT / "docs" / "sparse_annotation.md"
 #: The page's section that this script writes (to the end of the page); examples/mni152_sparse/run.py keeps it.
@@ -315,7 +318,7 @@ def table(results: dict, raw: str) -> list[str]:
                      f"the weights), membrane IoU: {text}. The new rows spread by {spread:.3f} across seeds: one seed "
                      "does not tell apart options that differ by less.")
     lines += mirror_lines(rows)
-    options = [(name, rows[name]) for name in list(ROWS)[6:] if name in rows
+    options = [(name, rows[name]) for name in OPTION_ROWS if name in rows
                and name not in DENSE_ROWS and rows[name].get("final_decay")  # rows of one session only
                and rows[name]["minutes"] == 5
                and class_weighting(rows[name]) == expected_weighting(name)]
@@ -435,8 +438,6 @@ def markdown() -> str:
 
 def write_section() -> None:
     """Replace this script's section of docs/sparse_annotation.md (or add it at the end)."""
-    from unet3d_keras.fileio import write_text_atomically
-
     page = DOCS.read_text(encoding="utf-8")
     if SECTION in page:
         page = page[: page.index(SECTION)]
@@ -446,13 +447,14 @@ def write_section() -> None:
 def save_results(path: Path, results: dict, new_rows: dict) -> None:
     """Write ``results`` with ``new_rows`` added, keeping the rows and commands that another run of
     this script wrote to the same file since this one read it (two may run at once, on other rows)."""
+    # Each call opens the lock file anew, so the lock also serialises the threads of one run.
     with open(Path(tempfile.gettempdir()) / f"thin_shell_{path.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         on_disk = json.loads(path.read_text()) if path.exists() else {}
         results["rows"] = {**on_disk.get("rows", results["rows"]), **new_rows}
         results["commands"] = [*on_disk.get("commands", []),
                                *(c for c in results["commands"] if c not in on_disk.get("commands", []))]
-        path.write_text(json.dumps(results, indent=1) + "\n")
+        write_text_atomically(path, json.dumps(results, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -506,12 +508,10 @@ def main(argv: list[str] | None = None) -> int:
             row, output = run_row(name, folder, seed)
             predicted = np.asarray(nib.load(output).dataobj)
             row["iou"] = iou_per_class(predicted, dense, never)
-            with saving:
-                save_results(results_path, results, {name if seed == DEFAULT_SEED else f"{name} [seed {seed}]": row})
+            save_results(results_path, results, {name if seed == DEFAULT_SEED else f"{name} [seed {seed}]": row})
             print(f"{name}, seed {seed}: IoU " + ", ".join(f"{c} {v:.3f}" for c, v in zip(CLASSES, row["iou"]))
                   + f" ({row['steps']} steps, {row['stop_reason']})", flush=True)
 
-        saving = threading.Lock()
         with ThreadPoolExecutor(args.workers) as pool:
             list(pool.map(one, [(name, seed) for seed in args.seed for name in args.rows]))
     save_results(results_path, results, {})
