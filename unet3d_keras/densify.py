@@ -34,7 +34,7 @@ from .schedule import TimeBudget, cosine_learning_rate
 from .sparse import annotated_classes
 from .sparse_sampler import ClassFirstPatchSampler
 from .tasks import resolve_task
-from .tta import mirrored
+from .tta import BATCH_SPATIAL_AXES, mirrored
 from .utils.patches import compute_patch_indices
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ DENSIFY_DEFAULTS: dict = {
 
 STEPS_PER_EPOCH = 16
 _UNANNOTATED = -1
-_MIRRORINGS = 8
+_MIRRORINGS = 2 ** len(BATCH_SPATIAL_AXES)  # each subset of the axes that tta.mirrored flips
 
 
 @dataclass
