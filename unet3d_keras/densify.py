@@ -71,6 +71,12 @@ DENSIFY_DEFAULTS: dict = {
 STEPS_PER_EPOCH = 16
 _UNANNOTATED = -1
 _MIRRORINGS = 2 ** len(BATCH_SPATIAL_AXES)  # each subset of the axes that tta.mirrored flips
+#: Most of the time left that the mirrored prediction may take; beyond it each window is predicted once.
+MIRROR_SHARE_MAX = 0.25
+#: A timed run stops training this many times the estimated prediction time, plus
+#: PREDICTION_SLACK_SECONDS, before its deadline (the estimate comes from one timed model call).
+PREDICTION_MARGIN = 1.3
+PREDICTION_SLACK_SECONDS = 3.0
 
 
 @dataclass
@@ -270,13 +276,13 @@ def fit_sparse(
         probe = time.monotonic()
         model.predict_on_batch(batch)
         predict_estimate = (time.monotonic() - probe) * math.ceil(n_windows / config.prediction.batch_size)
-        if mirror and _MIRRORINGS * predict_estimate > (deadline - time.monotonic()) / 4:
+        if mirror and _MIRRORINGS * predict_estimate > (deadline - time.monotonic()) * MIRROR_SHARE_MAX:
             logger.warning("predicting without mirroring: averaging the %d mirrorings of each window would take "
                            "about %.0f s of the %.0f s left (more than a quarter); --no-mirror chooses this up front",
                            _MIRRORINGS, _MIRRORINGS * predict_estimate, deadline - time.monotonic())
             mirror = False
         predict_estimate *= _MIRRORINGS if mirror else 1
-        train_until = deadline - 1.3 * predict_estimate - 3.0
+        train_until = deadline - PREDICTION_MARGIN * predict_estimate - PREDICTION_SLACK_SECONDS
     timed = steps is None and deadline is not None  # train until the budget or a plateau
     n_epochs = math.ceil(steps / STEPS_PER_EPOCH) if steps is not None else config.training.n_epochs
     fit_epochs = 10**6 if timed else n_epochs
