@@ -226,10 +226,15 @@ def table(results: dict, raw: str) -> list[str]:
     """The lines of one volume's table and its goal."""
     volume, rows = results["volume"], results["rows"]
     shares = ", ".join(f"{c} {100 * v:.1f}%" for c, v in zip(CLASSES, volume["class_share"]))
-    commands = " and ".join(f"`{c}`" for c in results.get("commands", [results.get("command")]))
-    lines = [f"Produced by {commands} (a later command's rows replace the earlier rows of the same name) on "
-             f"{results['machine']}, two densify runs at a time (each given "
-             f"one thread: `TF_NUM_INTRAOP_THREADS=1`), seed 42. Raw figures: `examples/thin_shell/{raw}`.", "",
+    commands = results.get("commands", [results.get("command")])
+    script = commands[0].split(" --rows")[0].split(" --seed")[0]  # the script and its --volume
+    counted = f"{len(commands)} command{'s' * (len(commands) > 1)}"
+    lines = [f"Produced by `{script}` on {results['machine']}, two densify runs at a time (each given one thread: "
+             f"`TF_NUM_INTRAOP_THREADS=1`), seed {DEFAULT_SEED} (other seeds under the table), in {counted} (a "
+             f"later command's rows replace the earlier rows of the same name). Raw figures: "
+             f"`examples/thin_shell/{raw}`.", "",
+             f"<details><summary>The {counted}, in order</summary>", "",
+             *(f"- `{c}`" for c in commands), "", "</details>", "",
              f"Volume {' x '.join(map(str, volume['shape']))} voxels ({shares}); "
              f"{100 * volume['annotated_share']:.1f}% annotated "
              f"({', '.join(f'{n} {c}' for c, n in zip(CLASSES, volume['annotated_voxels']))} voxels). "
@@ -279,9 +284,7 @@ def table(results: dict, raw: str) -> list[str]:
     seeded = seed_runs(rows)
     pairs, budgets = [], {}
     for minutes in (5.0, 12.0):
-        old, new = rows.get(f"old, {minutes:g} min"), rows.get(f"new, {minutes:g} min")
-        if old is None and rows.get("old, 5 min", {}).get("stop_reason") == "960 steps done":
-            old = rows["old, 5 min"]  # its 960 steps fit 5 minutes: 12 minutes train the same map
+        old, new = old_row(rows, minutes), rows.get(f"new, {minutes:g} min")
         budgets[minutes] = (old, new)
         # the bound of the same budget, else the shorter one's (then the text names its minutes)
         pairs.append((f"{minutes:g} min", old, new, ceilings.get(minutes, ceiling)))
@@ -374,6 +377,14 @@ def table(results: dict, raw: str) -> list[str]:
     return lines
 
 
+def old_row(rows: dict, minutes: float) -> dict | None:
+    """The old densification's row of ``minutes``: a 5-minute run that did its 960 steps stands for 12 minutes."""
+    row = rows.get(f"old, {minutes:g} min")
+    if row is None and rows.get("old, 5 min", {}).get("stop_reason") == "960 steps done":
+        row = rows["old, 5 min"]  # its 960 steps fit 5 minutes: 12 minutes train the same map
+    return row
+
+
 def mirror_lines(rows: dict) -> list[str]:
     """The defaults with and without averaging the 8 mirrorings of each window (separate trainings)."""
     pairs = [(minutes, rows[f"new, {minutes} min"], rows[f"new without mirroring, {minutes} min"])
@@ -450,13 +461,52 @@ def mni152_lines() -> list[str]:
             + produced, ""]
 
 
+def summary_lines(results: dict[str, dict]) -> list[str]:
+    """In short: each volume's membrane IoU, old and new densify and full annotation of another volume.
+
+    ``results``: --volume name -> its results file's contents.
+    """
+    lines, verdicts = [], []  # verdicts: (volume, doubled at 12 min, twice the old IoU above the unseen bound)
+    for volume, volume_results in results.items():
+        rows, heading = volume_results["rows"], VOLUMES[volume][2]
+        old = old_row(rows, 12)
+        news = [rows.get(f"new, {minutes} min") for minutes in (5, 12)]
+        others = [rows.get(name) for name in OTHER_ROWS]
+        if not old or not all(news):
+            continue
+        text = (f"- {heading.split(' (')[0]} (`--volume {volume}`): old {old['iou'][2]:.3f}, new "
+                + " / ".join(f"{row['iou'][2]:.3f}" for row in news) + " in 5 / 12 minutes")
+        if all(others):
+            text += (", full annotation of another volume " + " / ".join(f"{row['iou'][2]:.3f}" for row in others)
+                     + f"; twice the old IoU would be {2 * old['iou'][2]:.3f}"
+                     + (" (an IoU is at most 1)" if 2 * old["iou"][2] > 1 else ""))
+        lines.append(text + ".")
+        verdicts.append((volume, news[1]["iou"][2] >= 2 * old["iou"][2],
+                         all(others) and 2 * old["iou"][2] > others[1]["iou"][2]))
+    if not lines:
+        return []
+    met = [volume for volume, doubled, _ in verdicts if doubled]
+    out_of_reach = [volume for volume, _, above in verdicts if above]
+    verdict = ("The goal, a membrane IoU at least twice the old one, is met in 12 minutes on "
+               + (", ".join(met) if met else "none of the volumes") + ".")
+    if len(out_of_reach) == len(verdicts):
+        verdict += (" On every volume twice the old IoU is above what the same model reaches in the same 12 minutes "
+                    "trained on every voxel of another volume like it: with these budgets it is the model's reading "
+                    "of a blurred, noisy membrane in the image, not the sparse annotation, that limits the thin class.")
+    return ([f"In short: the membrane IoU on the never-annotated voxels (seed {DEFAULT_SEED}; the tables give the other classes, "
+             "the options and the other seeds):", "", *lines, "", verdict, ""])
+
+
 def markdown() -> str:
     """The page section: how densify trains, then the thin-structure tables and the goal."""
     lines = [SECTION.strip(), "", USAGE.rstrip(), "", "### A thin structure: membranes around touching cells", "",
              f"Data: {__doc__.split(chr(10) + chr(10))[1]}".replace("\n", " "), ""]
-    for _, results_name, heading in VOLUMES.values():
-        if (HERE / results_name).exists():
-            lines += [f"#### {heading}", "", *table(json.loads((HERE / results_name).read_text()), results_name)]
+    results = {volume: json.loads((HERE / results_name).read_text())
+               for volume, (_, results_name, _) in VOLUMES.items() if (HERE / results_name).exists()}
+    lines += summary_lines(results)
+    for volume, volume_results in results.items():
+        _, results_name, heading = VOLUMES[volume]
+        lines += [f"#### {heading}", "", *table(volume_results, results_name)]
     lines += ["#### The MNI152 rows", "", *mni152_lines()]
     return "\n".join(lines)
 
