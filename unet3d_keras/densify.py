@@ -278,8 +278,9 @@ def fit_sparse(
         predict_estimate = (time.monotonic() - probe) * math.ceil(n_windows / config.prediction.batch_size)
         if mirror and _MIRRORINGS * predict_estimate > (deadline - time.monotonic()) * MIRROR_SHARE_MAX:
             logger.warning("predicting without mirroring: averaging the %d mirrorings of each window would take "
-                           "about %.0f s of the %.0f s left (more than a quarter); --no-mirror chooses this up front",
-                           _MIRRORINGS, _MIRRORINGS * predict_estimate, deadline - time.monotonic())
+                           "about %.0f s of the %.0f s left (more than %.0f%%); --no-mirror chooses this up front",
+                           _MIRRORINGS, _MIRRORINGS * predict_estimate, deadline - time.monotonic(),
+                           100 * MIRROR_SHARE_MAX)
             mirror = False
         predict_estimate *= _MIRRORINGS if mirror else 1
         train_until = deadline - PREDICTION_MARGIN * predict_estimate - PREDICTION_SLACK_SECONDS

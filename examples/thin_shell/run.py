@@ -297,15 +297,13 @@ def table(results: dict, raw: str) -> list[str]:
         pairs.append((f"5 min, mean of seeds {', '.join(str(seed) for seed, _ in new_runs)}"
                       + ("" if [seed for seed, _ in old_runs] == [seed for seed, _ in new_runs] else
                          f" (old: seeds {', '.join(str(seed) for seed, _ in old_runs)})"),
-                      {"iou": np.mean([r["iou"] for _, r in old_runs], axis=0).tolist()},
-                      {"iou": np.mean([r["iou"] for _, r in new_runs], axis=0).tolist()}, ceiling))
+                      mean_row([r for _, r in old_runs]), mean_row([r for _, r in new_runs]), ceiling))
     # 12 minutes over seeds: the old runs of the same seeds stand in when they did their 960 steps in 5 minutes
     long_runs, old_by_seed = runs_of(rows, "new, 12 min"), dict(seeded.get("old, 5 min", []))
-    if len(long_runs) > 1 and all(old_by_seed.get(seed, {}).get("stop_reason") == "960 steps done"
+    if len(long_runs) > 1 and all(seed in old_by_seed and fits_five_minutes(old_by_seed[seed])
                                   for seed, _ in long_runs):
         pairs.append((f"12 min, mean of seeds {', '.join(str(seed) for seed, _ in long_runs)}",
-                      {"iou": np.mean([old_by_seed[seed]["iou"] for seed, _ in long_runs], axis=0).tolist()},
-                      {"iou": np.mean([r["iou"] for _, r in long_runs], axis=0).tolist()},
+                      mean_row([old_by_seed[seed] for seed, _ in long_runs]), mean_row([r for _, r in long_runs]),
                       ceilings.get(12.0, ceiling)))
     for when, old, new, bound in pairs:
         if old and new:
@@ -389,12 +387,22 @@ def table(results: dict, raw: str) -> list[str]:
     return lines
 
 
+def fits_five_minutes(old: dict) -> bool:
+    """An old run of 5 minutes that did its 960 steps: 12 minutes train the same map, so it stands for them."""
+    return old.get("stop_reason") == "960 steps done"
+
+
 def old_row(rows: dict, minutes: float) -> dict | None:
-    """The old densification's row of ``minutes``: a 5-minute run that did its 960 steps stands for 12 minutes."""
+    """The old densification's row of ``minutes`` (the 5-minute one where it stands for 12 minutes)."""
     row = rows.get(f"old, {minutes:g} min")
-    if row is None and rows.get("old, 5 min", {}).get("stop_reason") == "960 steps done":
-        row = rows["old, 5 min"]  # its 960 steps fit 5 minutes: 12 minutes train the same map
+    if row is None and "old, 5 min" in rows and fits_five_minutes(rows["old, 5 min"]):
+        row = rows["old, 5 min"]
     return row
+
+
+def mean_row(runs: list[dict]) -> dict:
+    """A stand-in row whose per-class IoU is the mean over ``runs``."""
+    return {"iou": np.mean([run["iou"] for run in runs], axis=0).tolist()}
 
 
 def mirror_lines(rows: dict) -> list[str]:
