@@ -500,13 +500,14 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
     edge_notes = []  # a sentence for each volume whose membranes have no brightness of their own
     for volume, volume_results in results.items():
         rows, heading = volume_results["rows"], VOLUMES[volume][2]
+        thresholds = volume_results["thresholds"]["iou"][2]  # the membrane IoU of the best intensity thresholds
         old = old_row(rows, 12)
         news = [rows.get(f"new, {minutes} min") for minutes in (5, 12)]
         others = [rows.get(name) for name in OTHER_ROWS]
         if not old or not all(news):
             continue
         text = (f"- {heading.split(' (')[0]} (`--volume {volume}`): best intensity thresholds "
-                f"{volume_results['thresholds']['iou'][2]:.3f}, old {old['iou'][2]:.3f}, new "
+                f"{thresholds:.3f}, old {old['iou'][2]:.3f}, new "
                 + " / ".join(f"{row['iou'][2]:.3f}" for row in news) + " in 5 / 12 minutes")
         if all(others):
             text += (", full annotation of another volume " + " / ".join(f"{row['iou'][2]:.3f}" for row in others)
@@ -517,7 +518,7 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
         if "membrane_value" in arguments and arguments["membrane_value"] is None:
             edge_notes.append(
                 f" On `{volume}`, whose membranes have no brightness of their own, intensity thresholds find almost "
-                f"none of the membrane ({volume_results['thresholds']['iou'][2]:.3f}) and densification from two "
+                f"none of the membrane ({thresholds:.3f}) and densification from two "
                 f"slices per axis most of it (old {old['iou'][2]:.3f}, new {news[1]['iou'][2]:.3f} in 12 minutes): "
                 "the model reads the edges between cells, which the intensity alone does not give.")
         # (volume, doubled at 12 min, share of the unseen bound reached at 12 min or None, twice old above it)
