@@ -79,6 +79,8 @@ def test_class_weights_for():
         DensifyOptions(class_weighting="inverse")
     with pytest.raises(ValueError, match="holdout"):
         DensifyOptions(holdout=1.0)
+    with pytest.raises(ValueError, match="window_weighting: expected one of"):
+        DensifyOptions(window_weighting="triangular")
 
 
 def test_the_densify_command_defaults_are_densify_options_defaults():
@@ -86,6 +88,7 @@ def test_the_densify_command_defaults_are_densify_options_defaults():
 
     args = parse_args(["--image", "image.nii.gz", "--labels", "sparse.nii.gz", "--output", "dense.nii.gz"])
     assert densify_options(args) == DensifyOptions()
+    assert args.window_weighting == "gaussian"
     # No class weights unless asked: measured in docs/sparse_annotation.md (thin shell, MNI152).
     assert args.class_weights == "none" and class_weights_for([900, 90, 10], args.class_weights) is None
 
@@ -100,6 +103,7 @@ def test_the_low_class_warning_suggests_the_next_weighting(weighting, advice, ca
 
     fitted = SimpleNamespace(steps=10, epochs=1, kept_epoch=1, stop_reason="10 steps done", train_seconds=1.0,
                              held_out_voxels=30, config=SimpleNamespace(seed=42), score_history=[], mirror=True,
+                             window_weighting="gaussian",
                              scores={"iou": [0.99, 0.85, 0.2], "dice": [0.99, 0.9, 0.33], "voxels": [10, 10, 10]})
     args = Namespace(holdout=0.1, class_weights=weighting, sampling="class_first")
     report = report_scores(fitted, [0, 1, 4], args)
@@ -260,6 +264,40 @@ def test_mirroring_averages_the_eight_flips_of_a_window(case):
     np.testing.assert_array_equal(labels, np.argmax(probabilities, axis=0))
 
 
+def test_gaussian_window_weighting_blends_overlapping_windows_by_their_distance_from_the_centre(case):
+    import dataclasses
+
+    from unet3d_keras.densify import fit_sparse, predict_classes
+    from unet3d_keras.utils.patches import compute_patch_indices
+
+    image, sparse = case
+    fitted = fit_sparse(image, sparse, 255, TINY, steps=3, seed=2, show_progress=False)
+    assert fitted.window_weighting == "gaussian"  # the default
+    once = dataclasses.replace(fitted, mirror=False)
+    crop = image[:24, 2:18, 1:17]
+    corners = compute_patch_indices(crop.shape, fitted.patch_shape, fitted.config.prediction.overlap)
+    low = -corners.min(axis=0)  # the centred grid sticks out; the windows repeat the edge voxels there
+    padded = np.pad((crop - crop.mean()) / crop.std(), [(p, p) for p in low], mode="edge")
+    windows = np.asarray(fitted.model.predict_on_batch(np.stack(
+        [padded[x:x + 16, y:y + 16, z:z + 16, None] for x, y, z in corners + low])))
+    # nnU-Net's importance map written out: a Gaussian of standard deviation 16 / 8 voxels along each axis,
+    # 1 at the centre, at least 1e-3 (so that a voxel only the corner of a window covers still gets a value).
+    bell = np.exp(-0.5 * ((np.arange(16) - 7.5) / 2.0) ** 2)
+    bell /= bell.max()
+    gaussian = np.maximum(bell[:, None, None] * bell[None, :, None] * bell[None, None, :], 1e-3)
+    blended = {}
+    for weights, weighting in [(np.ones((16, 16, 16)), "uniform"), (gaussian, "gaussian")]:
+        total, norm = np.zeros(padded.shape + (3,)), np.zeros(padded.shape + (1,))
+        for (x, y, z), window in zip(corners + low, windows):
+            total[x:x + 16, y:y + 16, z:z + 16] += window * weights[..., None]
+            norm[x:x + 16, y:y + 16, z:z + 16] += weights[..., None]
+        expected = np.moveaxis(total / norm, -1, 0)[(slice(None),) + tuple(slice(p, p + n) for p, n in
+                                                                          zip(low, crop.shape))]
+        blended[weighting] = predict_classes(dataclasses.replace(once, window_weighting=weighting), crop)[1]
+        np.testing.assert_allclose(blended[weighting], expected, atol=1e-5)
+    assert not np.allclose(blended["gaussian"], blended["uniform"], atol=1e-4)
+
+
 def test_mirroring_is_dropped_with_a_warning_when_it_would_take_a_quarter_of_the_budget(case, caplog):
     import time
 
@@ -291,6 +329,7 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
     report = json.loads((tmp_path / "dense_scores.json").read_text())
     assert report["steps"] == 20 and report["classes"] == [0, 1, 2] and report["holdout"] == 0.2
     assert report["class_weights"] == "none" and report["sampling"] == "class_first" and report["mirror"] is True
+    assert report["window_weighting"] == "gaussian"
     for value, scores in report["scores"].items():
         line = f"  {value}: {scores['voxels']}, " + ("-, -" if scores["iou"] is None else
                                                      f"{scores['iou']:.3f}, {scores['dice']:.3f}")
@@ -301,6 +340,8 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
 
     assert main([*argv, "--output", str(tmp_path / "once.nii.gz"), "--no-mirror"]) == 0
     assert json.loads((tmp_path / "once_scores.json").read_text())["mirror"] is False
+    assert main([*argv, "--output", str(tmp_path / "plain.nii.gz"), "--window-weighting", "uniform"]) == 0
+    assert json.loads((tmp_path / "plain_scores.json").read_text())["window_weighting"] == "uniform"
 
     assert main([*argv[:6], "--output", str(tmp_path / "bad.nii.gz"), "--holdout", "1"]) == 2
     assert "--holdout: expected a share between 0 and 1" in capsys.readouterr().err

@@ -169,6 +169,8 @@ class SparseModel:
         score_history: the held-back scores of each evaluation.
         held_out_voxels: annotated voxels held back from training.
         mirror: predictions (and ``scores``) average the 8 mirrorings of each window.
+        window_weighting: blending of the overlapping windows of a volume's prediction
+            (``"gaussian"`` or ``"uniform"``).
     """
 
     model: keras.Model
@@ -185,6 +187,7 @@ class SparseModel:
     score_history: list[dict] = field(default_factory=list)
     held_out_voxels: int = 0
     mirror: bool = False
+    window_weighting: str = "uniform"
 
 
 def fit_sparse(
@@ -217,8 +220,8 @@ def fit_sparse(
             decay is done, then keep the weights of its best evaluation at a decayed learning
             rate (:data:`~unet3d_keras.densify_monitor.KEEP_RATE_SHARE`). None without:
             ``training.n_epochs`` epochs of 16 steps.
-        options: held-back share, patience, class weighting, sampling and mirroring (None: the
-            defaults).
+        options: held-back share, patience, class weighting, sampling, mirroring and window
+            blending (None: the defaults).
 
     Like ``train_from_config``, this sets the global Keras dtype policy from
     ``training.mixed_precision`` (bfloat16 on CPUs that support it).
@@ -319,11 +322,12 @@ def fit_sparse(
                        epochs=len(budget.losses), train_seconds=time.monotonic() - train_start,
                        history=budget.losses, steps=budget.steps, stop_reason=reason, scores=scores,
                        kept_epoch=kept_epoch,
-                       score_history=monitor.history, held_out_voxels=int(held_out.mask.sum()), mirror=mirror)
+                       score_history=monitor.history, held_out_voxels=int(held_out.mask.sum()), mirror=mirror,
+                       window_weighting=options.window_weighting)
 
 
 def predict_classes(fitted: SparseModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dense class map of a volume from a :class:`SparseModel`.
+    """Dense class map of a volume from a :class:`SparseModel`, its windows blended and mirrored as it says.
 
     Args:
         images: ``(n_channels, x, y, z)`` (or ``(x, y, z)``), any spatial shape.
@@ -339,7 +343,8 @@ def predict_classes(fitted: SparseModel, images: np.ndarray) -> tuple[np.ndarray
     pad = [(0, p - s) for p, s in zip(padded_shape, shape)]
     volume = np.pad(_normalise(images), [(0, 0)] + pad, mode="edge")
     predictor = Predictor(fitted.model, overlap=fitted.config.prediction.overlap,
-                          batch_size=fitted.config.prediction.batch_size, mirror=fitted.mirror)
+                          batch_size=fitted.config.prediction.batch_size, mirror=fitted.mirror,
+                          weighting=fitted.window_weighting)
     probabilities = predictor.predict_array(volume)
     probabilities = probabilities[(slice(None),) + tuple(slice(0, s) for s in shape)].astype(np.float32)
     labels = np.asarray(fitted.classes)[np.argmax(probabilities, axis=0)]

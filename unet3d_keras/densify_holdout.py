@@ -19,6 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .utils.patches import WEIGHTINGS
+
 __all__ = ["DensifyOptions", "HeldOut", "hold_out", "class_scores", "low_classes", "foreground_mean",
            "class_weights_for", "CLASS_WEIGHTINGS", "SAMPLINGS"]
 
@@ -47,6 +49,10 @@ class DensifyOptions:
         mirror: predict the volume (and score the held-back voxels at the end) as the average
             over the 8 mirrorings of each window; turned off for the run, with a warning, when
             that would take more than a quarter of its time budget.
+        window_weighting: how the overlapping windows of the volume's prediction are blended:
+            ``"gaussian"`` (weights falling off from each window's centre, where the model sees the
+            most context) or ``"uniform"`` (a plain average). The held-back voxels are scored in
+            windows centred on them either way.
     """
 
     holdout: float = 0.1
@@ -56,6 +62,7 @@ class DensifyOptions:
     class_weighting: str = "none"
     sampling: str = "class_first"
     mirror: bool = True
+    window_weighting: str = "gaussian"
 
     def __post_init__(self) -> None:
         # Each message starts with the field's name: the densify command swaps in its flag.
@@ -69,6 +76,8 @@ class DensifyOptions:
             raise ValueError(f"class_weighting: expected one of {CLASS_WEIGHTINGS}, received {self.class_weighting!r}")
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"sampling: expected class_first or uniform, received {self.sampling!r}")
+        if self.window_weighting not in WEIGHTINGS:
+            raise ValueError(f"window_weighting: expected one of {WEIGHTINGS}, received {self.window_weighting!r}")
 
 
 def class_weights_for(counts: Sequence[int], weighting: str) -> list[float] | None:

@@ -21,11 +21,9 @@ import numpy as np
 from keras import ops
 from tqdm.auto import tqdm
 
-from .utils.patches import compute_patch_indices
+from .utils.patches import WEIGHTINGS, compute_patch_indices
 
 logger = logging.getLogger(__name__)
-
-WEIGHTINGS = ("uniform", "gaussian")
 
 # A channels-last batch of windows (n, px, py, pz, n_channels) -> probabilities (n, px, py, pz, n_labels):
 # backend tensors in and out (NumPy arrays out are accepted too).

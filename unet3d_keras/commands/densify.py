@@ -4,7 +4,7 @@
         [--ignore-label 255] [--max-minutes M | --steps N] [--holdout 0.1] [--patience 40]
         [--decay-epochs 20]
         [--class-weights none|balanced|sqrt] [--sampling class_first|uniform] [--seed N]
-        [--predict-annotated] [--no-mirror]
+        [--predict-annotated] [--no-mirror] [--window-weighting gaussian|uniform]
         [--set section.key=value ...]
 
 (or ``python scripts/densify.py`` with the same arguments).
@@ -23,7 +23,9 @@ the weights of its best evaluation at a decayed learning rate (at most a quarter
 one; the last weights if none); --steps N trains exactly N steps
 instead and keeps the last weights (--max-minutes, if given, still bounds it). The volume is
 predicted as the average over the 8 mirrorings of each window (--no-mirror: once, 8 times
-faster; also, with a warning, when mirroring would take more than a quarter of the budget). The
+faster; also, with a warning, when mirroring would take more than a quarter of the budget), and
+overlapping windows are blended with weights that fall off from each window's centre
+(--window-weighting uniform: a plain average). The
 per-class IoU and Dice of the held-back voxels (predicted the same way) are printed and written
 to OUT's name with ``_scores.json`` for ``.nii(.gz)``; a class whose IoU is below half the median
 of the other classes' is warned about.
@@ -49,6 +51,7 @@ from ..inference_io import save_image_atomically
 from ..run_lock import run_folder_lock
 from ..sparse import annotated_classes
 from ..subject_images import read_subject_images
+from ..utils.patches import WEIGHTINGS
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -89,6 +92,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-mirror", dest="mirror", action="store_false",
                         help="predict each window once instead of averaging its 8 mirrorings (8 times faster "
                              "prediction, usually a little lower IoU)")
+    parser.add_argument("--window-weighting", choices=WEIGHTINGS, default=defaults.window_weighting,
+                        help="blending of the overlapping windows of the prediction: gaussian (weights falling off "
+                             "from each window's centre) or uniform (a plain average) (default "
+                             f"{defaults.window_weighting})")
     parser.add_argument("--clip-outliers", action="store_true",
                         help="clip intensities beyond 1e4 robust standard deviations of an image's median (with a "
                              "warning) instead of refusing the image")
@@ -122,14 +129,16 @@ def check_paths(args: argparse.Namespace) -> Path:
 
 #: DensifyOptions field -> the flag that sets it, for the messages of bad values
 _OPTION_FLAGS = {"holdout": "--holdout", "patience_epochs": "--patience", "decay_epochs": "--decay-epochs",
-                 "class_weighting": "--class-weights", "sampling": "--sampling"}
+                 "class_weighting": "--class-weights", "sampling": "--sampling",
+                 "window_weighting": "--window-weighting"}
 
 
 def densify_options(args: argparse.Namespace) -> DensifyOptions:
     """The run's :class:`DensifyOptions`; a bad value raises DataError naming its flag."""
     try:
         return DensifyOptions(holdout=args.holdout, patience_epochs=args.patience, decay_epochs=args.decay_epochs,
-                              class_weighting=args.class_weights, sampling=args.sampling, mirror=args.mirror)
+                              class_weighting=args.class_weights, sampling=args.sampling, mirror=args.mirror,
+                              window_weighting=args.window_weighting)
     except ValueError as error:
         field, _, message = str(error).partition(": ")
         raise DataError(f"{_OPTION_FLAGS.get(field, field)}: {message}") from None
@@ -214,7 +223,7 @@ def report_scores(fitted, classes: list[int], args: argparse.Namespace) -> dict:
               "stop_reason": fitted.stop_reason, "train_seconds": round(fitted.train_seconds, 1),
               "holdout": args.holdout, "held_out_voxels": fitted.held_out_voxels,
               "class_weights": args.class_weights, "sampling": args.sampling, "mirror": fitted.mirror,
-              "seed": fitted.config.seed,
+              "window_weighting": fitted.window_weighting, "seed": fitted.config.seed,
               "scores": None, "low_classes": [], "history": fitted.score_history}
     if fitted.scores is None:
         print("no held-back voxels (--holdout 0 or too few annotated tiles): no scores")

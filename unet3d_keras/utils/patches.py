@@ -18,7 +18,12 @@ from ..checks import as_int_triple
 
 logger = logging.getLogger(__name__)
 
+#: How overlapping windows are blended: a plain average, or weights falling off from the window's
+#: centre (``sliding_window.gaussian_importance_map``). Here, without Keras, so that commands can check it first.
+WEIGHTINGS = ("uniform", "gaussian")
+
 __all__ = [
+    "WEIGHTINGS",
     "compute_patch_indices",
     "get_set_of_patch_indices",
     "get_random_patch_index",
