@@ -217,7 +217,7 @@ def semi_automated(t1, labels, slices: int, epochs: int, seed: int,
         "thresholds": [low, high], "epochs": fitted.epochs, "seconds": seconds,
         # Rows trained since densify holds voxels back and weighs its classes carry these.
         "held_out_voxels": fitted.held_out_voxels, "class_weights": fitted.config.training.class_weights,
-        "mirror": fitted.mirror,
+        "mirror": fitted.mirror, "window_weighting": fitted.window_weighting,
     }
     shared_slices = sorted(set(shared_slices) | {slices})
     if len(shared_slices) > 1 and placement != "random":
@@ -546,6 +546,8 @@ def markdown(results: dict) -> str:
            + (", square-root class weights" if any(row.get("class_weights") for row in semi) else ", no class weights")
            + (", predicted as the average over the 8 mirrorings of each window"
               if any(row.get("mirror") for row in semi) else "")
+           + (" blended uniformly (the Gaussian blending that is the default since is measured on the same "
+              "models below)" if not any(row.get("window_weighting") == "gaussian" for row in semi) else "")
            + "; the other rows predate them (no held-back voxels, no class weights, no mirroring).", ""]
           if (redone := sorted({row["slices_per_axis"] for row in semi if "held_out_voxels" in row})) else [""]),
         "## Semi-automated mode (one volume, a few annotated slices)",

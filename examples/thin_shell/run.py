@@ -68,7 +68,11 @@ SHAPE = (64, 64, 48)
 IGNORE = 255
 DEFAULT_SEED = 42
 DEFAULT_WEIGHTING = DensifyOptions().class_weighting
-OLD = ("--steps", "960", "--holdout", "0", "--class-weights", "none", "--no-mirror", "--set", "augment.elastic=true")
+OLD = ("--steps", "960", "--holdout", "0", "--class-weights", "none", "--no-mirror", "--window-weighting", "uniform",
+       "--set", "augment.elastic=true")
+DEFAULT_BLENDING = DensifyOptions().window_weighting
+#: One model per volume and seed predicted with both blendings of the windows (blending.py).
+BLENDING_RESULTS = HERE / "results_blending.json"
 
 #: Rows trained on the dense labels (every voxel annotated): what the model could reach.
 DENSE_ROWS = ("every voxel annotated, 5 min", "every voxel annotated, 12 min")
@@ -112,11 +116,11 @@ USAGE = '''### How densify trains, stops and reports
 
 - **Held-back voxels.** `--holdout` (default 0.1) of each annotated slice is held back from training: the slice is cut into square tiles (half the training window's side, 16 x 16 voxels for the default 32³ window, smaller on small volumes: a quarter of the shortest side) and each plane loses that share of its tiles, drawn with `--seed`. Tiles, not scattered voxels, so that a held-back voxel is not surrounded by training voxels of its own slice. A plane counts as an annotated slice when at least half of its voxels are annotated; other annotated voxels (scribbles, partial slices) are held back in cubes of the same side. A class that would have no training voxel left keeps all of its voxels. `--holdout 0` trains on every annotated voxel and reports no scores.
 - **Length.** By default training runs until `--max-minutes` (default 10, prediction included) is spent or until the mean IoU of the foreground classes on the held-back voxels has not improved by 0.002 for `--patience` epochs of 16 steps (default 40) and a final decay has then brought the learning rate to zero over `--decay-epochs` epochs (default 20; `0` stops at the plateau), whichever comes first; the learning rate otherwise follows a cosine decay over the time budget. The run **keeps the weights of its best evaluation at a decayed learning rate** (at most a quarter of the initial one: `unet3d_keras.densify_monitor.KEEP_RATE_SHARE`), or its last weights if no evaluation was made at such a rate; there is no refit. Why: the held-back voxels are few (249 membrane voxels on the one-voxel membranes below) and their score wanders by about 0.02 from one evaluation to the next while the rate is high, so the best of all evaluations tends to be an early, lucky one. Keeping the best of all evaluations, a 12-minute run on the one-voxel membranes stopped at its plateau and kept weights with membrane IoU 0.400, below the 0.435 of a 5-minute run whose rate had decayed; with the final decay but still the best of all evaluations, runs kept the weights of epoch 9 or 12 (of some 70) and scored 0.380 and 0.384. Why a plateau ends the run before the budget does: on the one-voxel membranes below, 12-minute runs trained to the end of their budget (`--patience 1000`) scored the membrane no higher on the never-annotated voxels than runs that the plateau ended, after some 1800 more steps (seeds 42 and 1, under the table; in an earlier session, on a slower machine, 0.011 and 0.079 lower), and on the clear ones 0.047 lower (0.626 against 0.673, seed 42), while the same model trained on every voxel gained from 5 to 12 minutes: with a few annotated slices, more training fits those slices, not the rest of the volume. The held-back voxels are scored after the first epoch, then as often as costs at most about a fifth of the training time. `--steps N` trains exactly N steps instead (cosine decay over them, the last weights kept: the same seed gives the same map); `--max-minutes`, if given with it, still bounds the run and a warning says when it cut training short.
-- **Prediction.** The volume is predicted as the average over the 8 mirrorings of each window (flipped along every combination of axes, predicted, flipped back: `unet3d_keras.tta.mirrored`), and the held-back scores at the end are those of the same averaged prediction; `--no-mirror` predicts each window once, 8 times faster. Measured on one model of each one-voxel volume below, trained 12 minutes with the defaults (seed 42) and predicted both ways with `unet3d_keras.densify.predict_classes` (a one-off check, not one of this script's rows): membrane IoU 0.439 -> 0.455 and cell 0.815 -> 0.829 on the fainter membranes, membrane 0.635 -> 0.664 and cell 0.872 -> 0.885 on the clear ones, background unchanged. It costs seconds on these volumes; when the 8 predictions would take more than a quarter of the time left in the budget, the run predicts each window once and warns.
+- **Prediction.** The volume is predicted as the average over the 8 mirrorings of each window (flipped along every combination of axes, predicted, flipped back: `unet3d_keras.tta.mirrored`), and the held-back scores at the end are those of the same averaged prediction; `--no-mirror` predicts each window once, 8 times faster. Measured on one model of each one-voxel volume below, trained 12 minutes with the defaults (seed 42) and predicted both ways with `unet3d_keras.densify.predict_classes` (a one-off check, not one of this script's rows): membrane IoU 0.439 -> 0.455 and cell 0.815 -> 0.829 on the fainter membranes, membrane 0.635 -> 0.664 and cell 0.872 -> 0.885 on the clear ones, background unchanged. It costs seconds on these volumes; when the 8 predictions would take more than a quarter of the time left in the budget, the run predicts each window once and warns. Where windows overlap (by 16 voxels, half the default 32³ window), their predictions are blended with weights that fall off from each window's centre (`unet3d_keras.sliding_window.gaussian_importance_map`, nnU-Net's importance map: a Gaussian of a standard deviation of an eighth of the window), so that a voxel is decided mostly by the windows that see it with the most context around it; `--window-weighting uniform` averages them plainly, as densify did before. It costs nothing: the same windows, weighted. Measured on the same models blended both ways (`examples/thin_shell/blending.py`: one 5-minute model per volume and seed, seeds 42 and 1), it lifts the one-voxel membranes most (the lines under each table below); the held-back voxels are scored in windows centred on them whichever the blending.
 - **Progress.** The progress bar shows the loss and the held-back IoU per class (`held-back IoU 0:0.99 1:0.93 2:0.61`).
 - **Scores.** At the end the command prints the IoU and Dice of each class on the held-back voxels (with the weights it kept) and writes them, with the steps, the stop reason and the history of evaluations, to `<output name>_scores.json` next to the output (`dense.nii.gz` -> `dense_scores.json`). It warns about every class whose IoU is below half the median IoU of the other classes. The written map keeps the annotated voxels' own labels; `--predict-annotated` writes the model's labels there too, to see where it disagrees with the annotation.
 - **Thin and rare classes.** `--class-weights` weighs the cross-entropy by the training voxels' class counts: `none` (default), `sqrt` (the square root of the inverse-frequency weights, scaled to a mean of 1 over the annotated voxels) or `balanced` (`unet3d_keras.losses.balanced_class_weights`); `--set training.class_weights=[...]` wins over it. No weights is the default: what weights gave the thin class was about the spread between seeds or less, they cost the cells up to 0.016, and on MNI152 they cost grey matter 0.005 whether each window is predicted once (0.917 against 0.922) or mirrored (0.920 against 0.925). Predicting each window once (before mirroring was the default), on the one-voxel membranes below (5 seeds, 5 minutes, one session), square-root weights moved the membrane IoU from 0.426 to 0.436, less than the seeds' spread, and cost the cells 0.016 (0.811 to 0.795, lower on every seed); on the two-voxel and the clear membranes (2 seeds each) they moved the membrane from 0.724 to 0.727 and from 0.619 to 0.598, the cells from 0.839 to 0.841 and from 0.868 to 0.843; on MNI152, 4 slices per axis (3 seeds, each window predicted once), grey and white matter scored 0.917/0.916 with them against 0.922/0.920 without; balanced weights cost the one-voxel membranes' cells 0.06 (one seed). With mirrored prediction (the tables below, 5 minutes), square-root weights lift the one-voxel membranes from 0.447 to 0.478 (5 seeds in one session, higher on 4: the mean paired gain, 0.031, is two standard errors) at a cost of 0.008 to the cells (0.823 to 0.815); on the clear membranes (2 seeds) they moved the membrane from 0.611 to 0.572 and the cells from 0.867 to 0.851 in one session, and from 0.613 to 0.623 and from 0.868 to 0.864 when measured again in the next: two seeds do not settle a difference of this size; the two-voxel membranes went from 0.720 to 0.722 and their cells from 0.839 to 0.831 (2 seeds), the two-voxel membranes with no brightness of their own (`--volume edges`) from 0.603 to 0.598 and their cells from 0.781 to 0.765 (2 seeds). On MNI152, 4 slices per axis (3 seeds, 200 epochs of 16 steps, mirrored: a one-off check with `unet3d_keras.densify.fit_sparse`, not one of the example's rows), grey and white matter scored 0.920/0.921 with them against 0.925/0.922 without (seeds 1, 2, 42: 0.911/0.910, 0.916/0.919, 0.931/0.935 against 0.920/0.914, 0.925/0.924, 0.930/0.928). `--class-weights sqrt` remains for a thin class that matters more than the others. `--sampling class_first` (default) draws each window's class first, so that a thin class is the centre of its share of the windows whatever its voxel count; `uniform` draws any annotated voxel. The Dice term of the default loss (`training.loss: cross_entropy_dice`) averages the Dice of each class, so a thin class counts as much as a large one; `--set training.loss=cross_entropy` drops it. Elastic deformation is off by default (`--set augment.elastic=true` turns it on): it interpolates the intensities but not the labels (nearest neighbour), which shifts a one-voxel structure off its labels.
-- The densification before these options (fixed 60 epochs of 16 steps, no held-back voxels, no class weights, elastic deformation) is `--steps 960 --holdout 0 --class-weights none --no-mirror --set augment.elastic=true`.
+- The densification before these options (fixed 60 epochs of 16 steps, no held-back voxels, no class weights, elastic deformation, each window predicted once, windows blended uniformly) is `--steps 960 --holdout 0 --class-weights none --no-mirror --window-weighting uniform --set augment.elastic=true`.
 '''
 
 
@@ -201,7 +205,8 @@ def run_row(name: str, folder: Path, seed: int) -> tuple[dict, Path]:
     return {"name": name, "arguments": list(extra), "minutes": minutes, "seconds": round(time.monotonic() - began),
             "steps": report["steps"], "stop_reason": report["stop_reason"], "held_back": report["scores"],
             "log": done.stdout.strip().splitlines()[-8:], "final_decay": True,
-            "class_weights": report["class_weights"], "mirror": report["mirror"]}, output
+            "class_weights": report["class_weights"], "mirror": report["mirror"],
+            "window_weighting": report["window_weighting"]}, output
 
 
 def weighting_in(arguments: Sequence[str], default: str) -> str:
@@ -236,8 +241,8 @@ def runs_of(rows: dict, name: str) -> list[tuple[int, dict]]:
         (int(key.rsplit(" ", 1)[1].rstrip("]")), row) for key, row in rows.items() if key.startswith(f"{name} [seed "))
 
 
-def table(results: dict, raw: str) -> list[str]:
-    """The lines of one volume's table and its goal."""
+def table(results: dict, raw: str, volume_name: str) -> list[str]:
+    """The lines of one volume's table and its goal (``volume_name``: its --volume)."""
     volume, rows = results["volume"], results["rows"]
     shares = ", ".join(f"{c} {100 * v:.1f}%" for c, v in zip(CLASSES, volume["class_share"]))
     commands = results.get("commands", [results.get("command")])
@@ -256,7 +261,7 @@ def table(results: dict, raw: str) -> list[str]:
              "itself reported on its held-back voxels. \"old\" is densification as it was before the "
              "held-back voxels (`" + " ".join(OLD) + "`); \"new\" the defaults; \"new without mirroring\" "
              "the defaults with `--no-mirror` (each window predicted once, as before averaging its 8 mirrorings "
-             "became the default).", "",
+             "became the default)." + uniform_note(rows), "",
              "| densification | budget | steps | stopped | IoU background | IoU cell | IoU membrane | "
              "held-back IoU membrane |", "|---|---|---|---|---|---|---|---|"]
     t = results["thresholds"]["iou"]
@@ -270,6 +275,7 @@ def table(results: dict, raw: str) -> list[str]:
         label = name.rsplit(", ", 1)[0].replace("every voxel", "new, every voxel") + ("" if row.get("final_decay") or name.startswith("old") else " *")
         label += " †" if class_weighting(row) != expected_weighting(name) else ""
         label += " ‡" if unmirrored_option(name, row) else ""
+        label += " §" if marked_blending(rows, name) else ""
         lines.append(f"| {label} | {row['minutes']:g} min | {row['steps']} | {row['stop_reason']} | "
                      f"{row['iou'][0]:.3f} | {row['iou'][1]:.3f} | {row['iou'][2]:.3f} | "
                      + ("-" if held is None else f"{held:.3f}") + " |")
@@ -290,6 +296,8 @@ def table(results: dict, raw: str) -> list[str]:
         lines += ["", "‡ predicted once per window, measured before averaging the 8 mirrorings of each window "
                   "became the default" + (": compare it with \"new without mirroring\"."
                                           if any(name.startswith("new without mirroring") for name in rows) else ".")]
+    if any(marked_blending(rows, name) for name in TABLE if name in rows):
+        lines += ["", "§ blended the overlapping windows uniformly, before Gaussian blending became the default."]
     lines += ["", "Against the goal (the membrane IoU at least doubles against the old defaults, no other class "
               "loses more than 0.01):", ""]
     ceilings = {rows[name]["minutes"]: rows[name] for name in DENSE_ROWS if name in rows}  # minutes -> row
@@ -333,6 +341,7 @@ def table(results: dict, raw: str) -> list[str]:
             lines.append(f"- {when}: membrane {old['iou'][2]:.3f} -> {new['iou'][2]:.3f} (x{ratio:.2f}); "
                          f"background {old['iou'][0]:.3f} -> {new['iou'][0]:.3f}, cell {old['iou'][1]:.3f} -> "
                          f"{new['iou'][1]:.3f}: {'met' if met else 'not met'}{why}")
+    lines += blending_lines(volume_name, rows)
     for minutes, bound in ceilings.items():
         sparse = [(name, row["iou"][2] / max(bound["iou"][2], 1e-9))
                   for name, row in zip(("old", "new"), budgets.get(minutes, (None, None))) if row]
@@ -394,6 +403,73 @@ def table(results: dict, raw: str) -> list[str]:
                      + ("in this budget a larger model does not pay." if wide["iou"][2] <= long["iou"][2] else
                         "the larger model scores higher, in fewer steps."))
     lines.append("")
+    return lines
+
+
+def blending_of(row: dict) -> str:
+    """The row's blending of overlapping windows; rows that do not record it ran when it was uniform."""
+    return row.get("window_weighting", "uniform")
+
+
+def uniform_rows(rows: dict) -> list[str]:
+    """The rows of densify's new training blended otherwise than today's default (the old rows blend uniformly)."""
+    return [name for name in rows if not name.startswith("old") and blending_of(rows[name]) != DEFAULT_BLENDING]
+
+
+def uniform_note(rows: dict) -> str:
+    """A sentence for the table's introduction on the rows blended uniformly, if any."""
+    stale = uniform_rows(rows)
+    if not stale:
+        return ""
+    every = len(stale) == len([name for name in rows if not name.startswith("old")])
+    return (f" {'Every row' if every else 'The rows marked §'} blended the overlapping windows of its prediction "
+            "uniformly (a plain average), as densify did before Gaussian blending became the default; the same "
+            "models blended both ways are compared under the table.")
+
+
+def marked_blending(rows: dict, name: str) -> bool:
+    """Whether the table marks the row ``name`` as blended uniformly (only when some rows are not)."""
+    stale = uniform_rows(rows)
+    return name in stale and len(stale) < len([key for key in rows if not key.startswith("old")])
+
+
+def blending_results() -> dict:
+    """blending.py's results (empty if it has not run)."""
+    return json.loads(BLENDING_RESULTS.read_text()) if BLENDING_RESULTS.exists() else {}
+
+
+def blending_runs(volume: str) -> dict[int, dict]:
+    """blending.py's runs of one volume: seed -> IoU per class with each blending, DEFAULT_SEED first."""
+    runs = {int(seed): run for seed, run in blending_results().get("volumes", {}).get(volume, {}).items()}
+    return {seed: runs[seed] for seed in sorted(runs, key=lambda seed: (seed != DEFAULT_SEED, seed))}
+
+
+def blending_lines(volume: str, rows: dict) -> list[str]:
+    """The same 5-minute models blended uniformly and the Gaussian way, and the Gaussian way against the old rows."""
+    runs = blending_runs(volume)
+    if not runs:
+        return []
+    seeds = list(runs)
+    uniform, gaussian = (np.mean([runs[seed][w] for seed in seeds], axis=0) for w in ("uniform", "gaussian"))
+    each = ", ".join(f"seed {seed} {runs[seed]['uniform'][2]:.3f} -> {runs[seed]['gaussian'][2]:.3f} "
+                     f"(cell {runs[seed]['uniform'][1]:.3f} -> {runs[seed]['gaussian'][1]:.3f}, "
+                     f"{runs[seed]['steps']} steps)" for seed in seeds)
+    mirrored = all(runs[seed]["mirror"] for seed in seeds)
+    lines = [f"- Blending the overlapping windows with Gaussian weights (the default) instead of uniformly, the same "
+             f"5-minute models (`examples/thin_shell/blending.py`, each window's 8 mirrorings "
+             f"{'averaged' if mirrored else 'averaged where the budget allowed'}), mean of seeds "
+             f"{', '.join(map(str, seeds))}: membrane {uniform[2]:.3f} -> {gaussian[2]:.3f}, cell {uniform[1]:.3f} -> "
+             f"{gaussian[1]:.3f}, background {uniform[0]:.3f} -> {gaussian[0]:.3f} ({each})."]
+    old_by_seed = dict(runs_of(rows, "old, 5 min"))
+    if all(seed in old_by_seed for seed in seeds):
+        old = mean_row([old_by_seed[seed] for seed in seeds])["iou"]
+        ratio = gaussian[2] / max(old[2], 1e-9)
+        losses = [old[c] - gaussian[c] for c in (0, 1)]
+        met = ratio >= 2 and max(losses) <= 0.01
+        lines.append(f"- 5 min with today's defaults (those Gaussian-blended models), mean of seeds "
+                     f"{', '.join(map(str, seeds))}, against the old runs of the same seeds: membrane {old[2]:.3f} -> "
+                     f"{gaussian[2]:.3f} (x{ratio:.2f}); background {old[0]:.3f} -> {gaussian[0]:.3f}, cell "
+                     f"{old[1]:.3f} -> {gaussian[1]:.3f}: {'met' if met else 'not met'}.")
     return lines
 
 
@@ -488,7 +564,31 @@ def mni152_lines() -> list[str]:
             + ("; each window's 8 mirrorings averaged" if all(row.get("mirror") for row in new) else "")
             + f"; 200 epochs of 16 steps): GM/WM IoU {gm:.3f}/{wm:.3f}, "
             f"mean of {len(new)} seeds ({each}): {'met' if min(gm, wm) >= 0.92 else 'not met'} (>= 0.92)."
-            + produced, ""]
+            + produced, *mni152_blending_lines(new), ""]
+
+
+def mni152_blending_lines(rows: list[dict]) -> list[str]:
+    """The MNI152 rows' models blended uniformly and the Gaussian way (blending.py --mni152).
+
+    ``rows``: the MNI152 rows of 4 slices per axis trained with the new defaults.
+    """
+    results = blending_results()
+    runs = results.get("mni152", {})
+    if not runs:
+        return []
+    seeds = list(runs)  # in the order they ran
+    command = next((c for c in reversed(results["commands"]) if "--mni152" in c), "")
+    uniform, gaussian = (np.mean([runs[seed][w] for seed in seeds], axis=0) for w in ("uniform", "gaussian"))
+    each = ", ".join(f"seed {seed} {runs[seed]['gaussian'][0]:.3f}/{runs[seed]['gaussian'][1]:.3f} against "
+                     f"{runs[seed]['uniform'][0]:.3f}/{runs[seed]['uniform'][1]:.3f}" for seed in seeds)
+    recorded = {str(row["seed"]): (row["cnn_gm_iou"], row["cnn_wm_iou"]) for row in rows}
+    repeated = all(seed in recorded and np.allclose(runs[seed]["uniform"], recorded[seed], atol=5e-4) for seed in seeds)
+    return [f"- The same, blending the overlapping windows with Gaussian weights (today's default) instead of "
+            f"uniformly: the same rows trained again, each model predicted both ways (`{command}`"
+            + ("; blended uniformly, every seed repeats its row's figures" if repeated else "")
+            + f"): GM/WM IoU {gaussian[0]:.3f}/"
+            f"{gaussian[1]:.3f} against {uniform[0]:.3f}/{uniform[1]:.3f}, mean of {len(seeds)} seeds ({each}): "
+            f"{'met' if min(gaussian) >= 0.92 else 'not met'} (>= 0.92)."]
 
 
 def summary_lines(results: dict[str, dict]) -> list[str]:
@@ -513,6 +613,13 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
             text += (", full annotation of another volume " + " / ".join(f"{row['iou'][2]:.3f}" for row in others)
                      + f"; twice the old IoU would be {2 * old['iou'][2]:.3f}"
                      + (" (an IoU is at most 1)" if 2 * old["iou"][2] > 1 else ""))
+        blended = blending_runs(volume)
+        if blended:
+            seeds = list(blended)
+            text += (f"; 5-minute models blended the Gaussian way (today's default) "
+                     f"{np.mean([blended[seed]['gaussian'][2] for seed in seeds]):.3f}, the same models blended "
+                     f"uniformly {np.mean([blended[seed]['uniform'][2] for seed in seeds]):.3f} (mean of seeds "
+                     f"{', '.join(map(str, seeds))})")
         lines.append(text + ".")
         arguments = VOLUMES[volume][0]
         if "membrane_value" in arguments and arguments["membrane_value"] is None:
@@ -538,8 +645,11 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
                     "budgets the thin class is limited more by what the model reads of a membrane in a blurred, noisy "
                     "image than by the sparse annotation.")
     verdict += "".join(edge_notes)
+    stale = any(uniform_rows(volume_results["rows"]) for volume_results in results.values())
     return ([f"In short: the membrane IoU on the never-annotated voxels (seed {DEFAULT_SEED}; the tables give the "
-             "other classes, the options and the other seeds):", "", *lines, "", verdict, ""])
+             "other classes, the options and the other seeds"
+             + ("; \"new\" is the rows of the tables, which blended the windows uniformly" if stale else "")
+             + "):", "", *lines, "", verdict, ""])
 
 
 def markdown() -> str:
@@ -551,7 +661,7 @@ def markdown() -> str:
     lines += summary_lines(results)
     for volume, volume_results in results.items():
         _, results_name, heading = VOLUMES[volume]
-        lines += [f"#### {heading}", "", *table(volume_results, results_name)]
+        lines += [f"#### {heading}", "", *table(volume_results, results_name, volume)]
     lines += ["#### The MNI152 rows", "", *mni152_lines()]
     return "\n".join(lines)
 

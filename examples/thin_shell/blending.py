@@ -1,0 +1,141 @@
+"""Gaussian against uniform blending of densify's overlapping windows: one model, predicted both ways.
+
+For each volume of ``run.py`` (two slices per axis annotated) and each seed, train densify's
+defaults for 5 minutes with ``unet3d_keras.densify.fit_sparse``, then predict the volume twice
+with the same weights, each window's 8 mirrorings averaged: the overlapping windows blended
+uniformly (a plain average) and with Gaussian weights that fall off from each window's centre.
+Both are scored on the never-annotated voxels. ``--mni152`` does the same for the MNI152 rows of
+``examples/mni152_sparse`` (4 slices per axis, 200 epochs of 16 steps). One model scores both
+blendings, so the difference is the blending's alone, not that of two timed trainings.
+
+    python examples/thin_shell/blending.py [--volume thin clear ...] [--seed 42 1] [--mni152 42 1 2]
+
+Each training runs in its own process with one thread, two at a time (as ``run.py`` does; the
+MNI152 ones one at a time, with every thread). Writes ``results_blending.json``;
+``run.py --markdown-only`` puts the figures on the page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+RESULTS = HERE / "results_blending.json"
+MINUTES = 5.0
+MNI152_EPOCHS = 200
+BLENDINGS = ("uniform", "gaussian")
+
+
+def predict_both_ways(fitted, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Class indices ``(x, y, z)`` of ``images`` predicted with each blending of ``BLENDINGS``."""
+    import dataclasses
+
+    from unet3d_keras.densify import predict_classes
+
+    return {weighting: predict_classes(dataclasses.replace(fitted, window_weighting=weighting), images)[0]
+            for weighting in BLENDINGS}
+
+
+def one_volume(volume: str, seed: int) -> dict:
+    """Train on one thin_shell volume for MINUTES and score both blendings (IoU per class)."""
+    sys.path.insert(0, str(HERE))
+    from run import IGNORE, VOLUMES, iou_per_class, make_volume
+
+    from unet3d_keras.densify import fit_sparse
+    from unet3d_keras.sparse import make_sparse_annotation
+
+    image, dense = make_volume(**VOLUMES[volume][0])
+    sparse = make_sparse_annotation(dense, (2, 2, 2))
+    never = sparse == IGNORE
+    fitted = fit_sparse(image, sparse, IGNORE, deadline=time.monotonic() + 60 * MINUTES, seed=seed,
+                        show_progress=False)
+    predicted = predict_both_ways(fitted, image)
+    return {"steps": fitted.steps, "stop_reason": fitted.stop_reason, "mirror": fitted.mirror,
+            **{weighting: iou_per_class(labels, dense, never) for weighting, labels in predicted.items()}}
+
+
+def one_mni152(seed: int) -> dict:
+    """Train on 4 slices per axis of MNI152 for MNI152_EPOCHS epochs and score both blendings (GM, WM IoU)."""
+    sys.path.insert(0, str(ROOT / "examples" / "mni152_sparse"))
+    from run import EXTRA_SETTINGS, IGNORE, iou, load_mni152, sparse_labels
+
+    from unet3d_keras.densify import fit_sparse
+
+    t1, labels, _ = load_mni152()
+    sparse = sparse_labels(labels, 4)
+    never = sparse == IGNORE
+    fitted = fit_sparse(t1, sparse, IGNORE, overrides=[f"training.n_epochs={MNI152_EPOCHS}", *EXTRA_SETTINGS],
+                        seed=seed, show_progress=False)
+    predicted = predict_both_ways(fitted, t1)
+    return {"steps": fitted.steps, "mirror": fitted.mirror,
+            **{weighting: [iou(classes[never], labels[never], c) for c in (1, 2)]
+               for weighting, classes in predicted.items()}}
+
+
+def run_child(kind: str, name: str, seed: int, threads: int | None) -> dict:
+    """One training in its own process (TensorFlow's threads are fixed when it starts)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if threads:
+        env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS=str(threads))
+    done = subprocess.run([sys.executable, __file__, "--child", kind, name, str(seed)], capture_output=True,
+                          text=True, env=env)
+    if done.returncode:
+        raise RuntimeError(f"{kind} {name} seed {seed}: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--volume", nargs="*", default=["thick", "thin", "clear", "edges"],
+                        choices=["thick", "thin", "clear", "edges"])
+    parser.add_argument("--seed", type=int, nargs="+", default=[42, 1], help="densify's seeds (default 42 1)")
+    parser.add_argument("--mni152", type=int, nargs="*", default=[], metavar="SEED",
+                        help="also the MNI152 rows with these seeds (none by default)")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        kind, name, seed = args.child
+        result = one_volume(name, int(seed)) if kind == "volume" else one_mni152(int(seed))
+        print(json.dumps(result), flush=True)
+        sys.stdout.flush()
+        os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
+
+    from unet3d_keras.fileio import write_text_atomically
+
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results.setdefault("volumes", {})
+    results.setdefault("mni152", {})
+    results.setdefault("commands", [])
+    command = "python examples/thin_shell/blending.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    results["commands"].append(command.strip())
+
+    def volume_run(job: tuple[str, int]) -> None:
+        volume, seed = job
+        result = run_child("volume", volume, seed, threads=1)
+        results["volumes"].setdefault(volume, {})[str(seed)] = result
+        print(f"{volume}, seed {seed}: " + "; ".join(
+            f"{w} " + " ".join(f"{v:.3f}" for v in result[w]) for w in BLENDINGS), flush=True)
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(volume_run, [(volume, seed) for volume in args.volume for seed in args.seed]))
+    for seed in args.mni152:
+        result = run_child("mni152", "mni152", seed, threads=None)
+        results["mni152"][str(seed)] = result
+        print(f"MNI152, seed {seed}: " + "; ".join(
+            f"{w} GM/WM " + "/".join(f"{v:.3f}" for v in result[w]) for w in BLENDINGS), flush=True)
+    write_text_atomically(RESULTS, json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
