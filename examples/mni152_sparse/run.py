@@ -546,8 +546,9 @@ def markdown(results: dict) -> str:
            + (", square-root class weights" if any(row.get("class_weights") for row in semi) else ", no class weights")
            + (", predicted as the average over the 8 mirrorings of each window"
               if any(row.get("mirror") for row in semi) else "")
-           + (" blended uniformly (the Gaussian blending that is the default since is measured on the same "
-              "models below)" if not any(row.get("window_weighting") == "gaussian" for row in semi) else "")
+           + (", overlapping windows blended uniformly (densify's default when they ran; it now weighs them by "
+              "their distance from each window's centre)"
+              if not any(row.get("window_weighting") == "gaussian" for row in semi) else "")
            + "; the other rows predate them (no held-back voxels, no class weights, no mirroring).", ""]
           if (redone := sorted({row["slices_per_axis"] for row in semi if "held_out_voxels" in row})) else [""]),
         "## Semi-automated mode (one volume, a few annotated slices)",

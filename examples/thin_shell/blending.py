@@ -22,11 +22,16 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from unet3d_keras.densify import SparseModel
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -36,7 +41,7 @@ MNI152_EPOCHS = 200
 BLENDINGS = ("uniform", "gaussian")
 
 
-def predict_both_ways(fitted, images: np.ndarray) -> dict[str, np.ndarray]:
+def predict_both_ways(fitted: SparseModel, images: np.ndarray) -> dict[str, np.ndarray]:
     """Class indices ``(x, y, z)`` of ``images`` predicted with each blending of ``BLENDINGS``."""
     import dataclasses
 
@@ -118,11 +123,18 @@ def main(argv: list[str] | None = None) -> int:
     results.setdefault("commands", [])
     command = "python examples/thin_shell/blending.py " + " ".join(argv if argv is not None else sys.argv[1:])
     results["commands"].append(command.strip())
+    lock = threading.Lock()
+
+    def save() -> None:  # after every run: a failed run loses only itself
+        with lock:
+            write_text_atomically(RESULTS, json.dumps(results, indent=1) + "\n")
 
     def volume_run(job: tuple[str, int]) -> None:
         volume, seed = job
         result = run_child("volume", volume, seed, threads=1)
-        results["volumes"].setdefault(volume, {})[str(seed)] = result
+        with lock:
+            results["volumes"].setdefault(volume, {})[str(seed)] = result
+        save()
         print(f"{volume}, seed {seed}: " + "; ".join(
             f"{w} " + " ".join(f"{v:.3f}" for v in result[w]) for w in BLENDINGS), flush=True)
 
@@ -131,9 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.mni152:
         result = run_child("mni152", "mni152", seed, threads=None)
         results["mni152"][str(seed)] = result
+        save()
         print(f"MNI152, seed {seed}: " + "; ".join(
             f"{w} GM/WM " + "/".join(f"{v:.3f}" for v in result[w]) for w in BLENDINGS), flush=True)
-    write_text_atomically(RESULTS, json.dumps(results, indent=1) + "\n")
+    save()
     return 0
 
 
