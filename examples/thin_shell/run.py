@@ -244,6 +244,8 @@ def runs_of(rows: dict, name: str) -> list[tuple[int, dict]]:
 def table(results: dict, raw: str, volume_name: str) -> list[str]:
     """The lines of one volume's table and its goal (``volume_name``: its --volume)."""
     volume, rows = results["volume"], results["rows"]
+    stale, every = uniform_rows(rows)
+    marked = set() if every else set(stale)  # rows blended uniformly, marked when only some are
     shares = ", ".join(f"{c} {100 * v:.1f}%" for c, v in zip(CLASSES, volume["class_share"]))
     commands = results.get("commands", [results.get("command")])
     script = commands[0].split(" --rows")[0].split(" --seed")[0]  # the script and its --volume
@@ -261,7 +263,7 @@ def table(results: dict, raw: str, volume_name: str) -> list[str]:
              "itself reported on its held-back voxels. \"old\" is densification as it was before the "
              "held-back voxels (`" + " ".join(OLD) + "`); \"new\" the defaults; \"new without mirroring\" "
              "the defaults with `--no-mirror` (each window predicted once, as before averaging its 8 mirrorings "
-             "became the default)." + uniform_note(rows), "",
+             "became the default)." + uniform_note(stale, every), "",
              "| densification | budget | steps | stopped | IoU background | IoU cell | IoU membrane | "
              "held-back IoU membrane |", "|---|---|---|---|---|---|---|---|"]
     t = results["thresholds"]["iou"]
@@ -275,7 +277,7 @@ def table(results: dict, raw: str, volume_name: str) -> list[str]:
         label = name.rsplit(", ", 1)[0].replace("every voxel", "new, every voxel") + ("" if row.get("final_decay") or name.startswith("old") else " *")
         label += " †" if class_weighting(row) != expected_weighting(name) else ""
         label += " ‡" if unmirrored_option(name, row) else ""
-        label += " §" if marked_blending(rows, name) else ""
+        label += " §" if name in marked else ""
         lines.append(f"| {label} | {row['minutes']:g} min | {row['steps']} | {row['stop_reason']} | "
                      f"{row['iou'][0]:.3f} | {row['iou'][1]:.3f} | {row['iou'][2]:.3f} | "
                      + ("-" if held is None else f"{held:.3f}") + " |")
@@ -296,7 +298,7 @@ def table(results: dict, raw: str, volume_name: str) -> list[str]:
         lines += ["", "‡ predicted once per window, measured before averaging the 8 mirrorings of each window "
                   "became the default" + (": compare it with \"new without mirroring\"."
                                           if any(name.startswith("new without mirroring") for name in rows) else ".")]
-    if any(marked_blending(rows, name) for name in TABLE if name in rows):
+    if marked.intersection(TABLE):
         lines += ["", "§ blended the overlapping windows uniformly, before Gaussian blending became the default."]
     lines += ["", "Against the goal (the membrane IoU at least doubles against the old defaults, no other class "
               "loses more than 0.01):", ""]
@@ -411,26 +413,27 @@ def blending_of(row: dict) -> str:
     return row.get("window_weighting", "uniform")
 
 
-def uniform_rows(rows: dict) -> list[str]:
-    """The rows of densify's new training blended otherwise than today's default (the old rows blend uniformly)."""
-    return [name for name in rows if not name.startswith("old") and blending_of(rows[name]) != DEFAULT_BLENDING]
+def uniform_rows(rows: dict) -> tuple[list[str], bool]:
+    """The rows of densify's new training blended otherwise than today's default (the old rows blend
+    uniformly), and whether that is every one of them (then the table marks none)."""
+    new = [name for name in rows if not name.startswith("old")]
+    stale = [name for name in new if blending_of(rows[name]) != DEFAULT_BLENDING]
+    return stale, len(stale) == len(new)
 
 
-def uniform_note(rows: dict) -> str:
-    """A sentence for the table's introduction on the rows blended uniformly, if any."""
-    stale = uniform_rows(rows)
+def uniform_note(stale: list[str], every: bool) -> str:
+    """A sentence for the table's introduction on the rows blended uniformly (:func:`uniform_rows`), if any."""
     if not stale:
         return ""
-    every = len(stale) == len([name for name in rows if not name.startswith("old")])
     return (f" {'Every row' if every else 'The rows marked §'} blended the overlapping windows of its prediction "
             "uniformly (a plain average), as densify did before Gaussian blending became the default; under the "
             "table, 5-minute models trained again are each scored with both blendings.")
 
 
-def marked_blending(rows: dict, name: str) -> bool:
-    """Whether the table marks the row ``name`` as blended uniformly (only when some rows are not)."""
-    stale = uniform_rows(rows)
-    return name in stale and len(stale) < len([key for key in rows if not key.startswith("old")])
+def blending_means(runs: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The IoU per class of blending.py's ``runs`` (any key -> run), mean over the runs: (uniform, gaussian)."""
+    uniform, gaussian = (np.mean([run[w] for run in runs.values()], axis=0) for w in ("uniform", "gaussian"))
+    return uniform, gaussian
 
 
 def blending_results() -> dict:
@@ -450,7 +453,7 @@ def blending_lines(volume: str, rows: dict) -> list[str]:
     if not runs:
         return []
     seeds = list(runs)
-    uniform, gaussian = (np.mean([runs[seed][w] for seed in seeds], axis=0) for w in ("uniform", "gaussian"))
+    uniform, gaussian = blending_means(runs)
     each = ", ".join(f"seed {seed} {runs[seed]['uniform'][2]:.3f} -> {runs[seed]['gaussian'][2]:.3f} "
                      f"(cell {runs[seed]['uniform'][1]:.3f} -> {runs[seed]['gaussian'][1]:.3f}, "
                      f"{runs[seed]['steps']} steps)" for seed in seeds)
@@ -584,7 +587,7 @@ def mni152_blending_lines(rows: list[dict]) -> list[str]:
         return []
     seeds = list(runs)  # in the order they ran
     command = next((c for c in reversed(results["commands"]) if "--mni152" in c), "")
-    uniform, gaussian = (np.mean([runs[seed][w] for seed in seeds], axis=0) for w in ("uniform", "gaussian"))
+    uniform, gaussian = blending_means(runs)
     each = ", ".join(f"seed {seed} {runs[seed]['gaussian'][0]:.3f}/{runs[seed]['gaussian'][1]:.3f} against "
                      f"{runs[seed]['uniform'][0]:.3f}/{runs[seed]['uniform'][1]:.3f}" for seed in seeds)
     recorded = {str(row["seed"]): (row["cnn_gm_iou"], row["cnn_wm_iou"]) for row in rows}
@@ -621,11 +624,9 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
                      + (" (an IoU is at most 1)" if 2 * old["iou"][2] > 1 else ""))
         blended = blending_runs(volume)
         if blended:
-            seeds = list(blended)
-            text += (f"; 5-minute models blended the Gaussian way (today's default) "
-                     f"{np.mean([blended[seed]['gaussian'][2] for seed in seeds]):.3f}, the same models blended "
-                     f"uniformly {np.mean([blended[seed]['uniform'][2] for seed in seeds]):.3f} (mean of seeds "
-                     f"{', '.join(map(str, seeds))})")
+            uniform, gaussian = blending_means(blended)
+            text += (f"; 5-minute models blended the Gaussian way (today's default) {gaussian[2]:.3f}, the same "
+                     f"models blended uniformly {uniform[2]:.3f} (mean of seeds {', '.join(map(str, blended))})")
         lines.append(text + ".")
         arguments = VOLUMES[volume][0]
         if "membrane_value" in arguments and arguments["membrane_value"] is None:
@@ -651,7 +652,7 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
                     "budgets the thin class is limited more by what the model reads of a membrane in a blurred, noisy "
                     "image than by the sparse annotation.")
     verdict += "".join(edge_notes)
-    stale = any(uniform_rows(volume_results["rows"]) for volume_results in results.values())
+    stale = any(uniform_rows(volume_results["rows"])[0] for volume_results in results.values())
     return ([f"In short: the membrane IoU on the never-annotated voxels (seed {DEFAULT_SEED}; the tables give the "
              "other classes, the options and the other seeds"
              + ("; \"new\" is the rows of the tables, which blended the windows uniformly" if stale else "")
