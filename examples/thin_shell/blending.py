@@ -1,17 +1,19 @@
 """Gaussian against uniform blending of densify's overlapping windows: one model, predicted both ways.
 
 For each volume of ``run.py`` (two slices per axis annotated) and each seed, train densify's
-defaults for 5 minutes with ``unet3d_keras.densify.fit_sparse``, then predict the volume twice
-with the same weights, each window's 8 mirrorings averaged: the overlapping windows blended
-uniformly (a plain average) and with Gaussian weights that fall off from each window's centre.
+defaults for 5 minutes (``--minutes 12``: 12) with ``unet3d_keras.densify.fit_sparse``, then
+predict the volume twice with the same weights, each window's 8 mirrorings averaged: the
+overlapping windows blended uniformly (a plain average) and with Gaussian weights that fall off
+from each window's centre.
 Both are scored on the never-annotated voxels. ``--mni152`` does the same for the MNI152 rows of
 ``examples/mni152_sparse`` (4 slices per axis, 200 epochs of 16 steps). One model scores both
 blendings, so the difference is the blending's alone, not that of two timed trainings.
 
-    python examples/thin_shell/blending.py [--volume thin clear ...] [--seed 42 1] [--mni152 42 1 2]
+    python examples/thin_shell/blending.py [--volume thin ...] [--seed 42 1] [--minutes 5|12] [--mni152 42 1 2]
 
 Each training runs in its own process with one thread, two at a time (as ``run.py`` does; the
-MNI152 ones one at a time, with every thread). Writes ``results_blending.json``;
+MNI152 ones one at a time, with every thread). Writes ``results_blending.json`` (the volumes' runs
+under their budget: ``{"volumes": {"5": {volume: {seed: run}}, "12": ...}}``);
 ``run.py --markdown-only`` puts the figures on the page.
 """
 
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 RESULTS = HERE / "results_blending.json"
-MINUTES = 5.0
+MINUTES = (5, 12)
 MNI152_EPOCHS = 200
 BLENDINGS = ("uniform", "gaussian")
 
@@ -51,8 +53,8 @@ def predict_both_ways(fitted: SparseModel, images: np.ndarray) -> dict[str, np.n
             for weighting in BLENDINGS}
 
 
-def one_volume(volume: str, seed: int) -> dict:
-    """Train on one thin_shell volume for MINUTES and score both blendings (IoU per class)."""
+def one_volume(volume: str, seed: int, minutes: int) -> dict:
+    """Train on one thin_shell volume for ``minutes`` and score both blendings (IoU per class)."""
     sys.path.insert(0, str(HERE))
     from run import IGNORE, VOLUMES, iou_per_class, make_volume
 
@@ -62,7 +64,7 @@ def one_volume(volume: str, seed: int) -> dict:
     image, dense = make_volume(**VOLUMES[volume][0])
     sparse = make_sparse_annotation(dense, (2, 2, 2))
     never = sparse == IGNORE
-    fitted = fit_sparse(image, sparse, IGNORE, deadline=time.monotonic() + 60 * MINUTES, seed=seed,
+    fitted = fit_sparse(image, sparse, IGNORE, deadline=time.monotonic() + 60 * minutes, seed=seed,
                         show_progress=False)
     predicted = predict_both_ways(fitted, image)
     return {"steps": fitted.steps, "stop_reason": fitted.stop_reason, "mirror": fitted.mirror,
@@ -87,13 +89,13 @@ def one_mni152(seed: int) -> dict:
                for weighting, classes in predicted.items()}}
 
 
-def run_child(kind: str, name: str, seed: int, threads: int | None) -> dict:
+def run_child(kind: str, name: str, seed: int, threads: int | None, minutes: int = MINUTES[0]) -> dict:
     """One training in its own process (TensorFlow's threads are fixed when it starts)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     if threads:
         env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS=str(threads))
-    done = subprocess.run([sys.executable, __file__, "--child", kind, name, str(seed)], capture_output=True,
-                          text=True, env=env)
+    done = subprocess.run([sys.executable, __file__, "--child", kind, name, str(seed), str(minutes)],
+                          capture_output=True, text=True, env=env)
     if done.returncode:
         raise RuntimeError(f"{kind} {name} seed {seed}: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -104,13 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--volume", nargs="*", default=["thick", "thin", "clear", "edges"],
                         choices=["thick", "thin", "clear", "edges"])
     parser.add_argument("--seed", type=int, nargs="+", default=[42, 1], help="densify's seeds (default 42 1)")
+    parser.add_argument("--minutes", type=int, choices=MINUTES, default=MINUTES[0],
+                        help="the volumes' time budget (default 5)")
     parser.add_argument("--mni152", type=int, nargs="*", default=[], metavar="SEED",
                         help="also the MNI152 rows with these seeds (none by default)")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        kind, name, seed = args.child
-        result = one_volume(name, int(seed)) if kind == "volume" else one_mni152(int(seed))
+        kind, name, seed, minutes = args.child
+        result = one_volume(name, int(seed), int(minutes)) if kind == "volume" else one_mni152(int(seed))
         print(json.dumps(result), flush=True)
         sys.stdout.flush()
         os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
@@ -131,11 +135,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def volume_run(job: tuple[str, int]) -> None:
         volume, seed = job
-        result = run_child("volume", volume, seed, threads=1)
+        result = run_child("volume", volume, seed, threads=1, minutes=args.minutes)
         with lock:
-            results["volumes"].setdefault(volume, {})[str(seed)] = result
+            results["volumes"].setdefault(str(args.minutes), {}).setdefault(volume, {})[str(seed)] = result
         save()
-        print(f"{volume}, seed {seed}: " + "; ".join(
+        print(f"{volume}, {args.minutes} min, seed {seed}: " + "; ".join(
             f"{w} " + " ".join(f"{v:.3f}" for v in result[w]) for w in BLENDINGS), flush=True)
 
     with ThreadPoolExecutor(2) as pool:

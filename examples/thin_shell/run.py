@@ -116,7 +116,7 @@ USAGE = '''### How densify trains, stops and reports
 
 - **Held-back voxels.** `--holdout` (default 0.1) of each annotated slice is held back from training: the slice is cut into square tiles (half the training window's side, 16 x 16 voxels for the default 32³ window, smaller on small volumes: a quarter of the shortest side) and each plane loses that share of its tiles, drawn with `--seed`. Tiles, not scattered voxels, so that a held-back voxel is not surrounded by training voxels of its own slice. A plane counts as an annotated slice when at least half of its voxels are annotated; other annotated voxels (scribbles, partial slices) are held back in cubes of the same side. A class that would have no training voxel left keeps all of its voxels. `--holdout 0` trains on every annotated voxel and reports no scores.
 - **Length.** By default training runs until `--max-minutes` (default 10, prediction included) is spent or until the mean IoU of the foreground classes on the held-back voxels has not improved by 0.002 for `--patience` epochs of 16 steps (default 40) and a final decay has then brought the learning rate to zero over `--decay-epochs` epochs (default 20; `0` stops at the plateau), whichever comes first; the learning rate otherwise follows a cosine decay over the time budget. The run **keeps the weights of its best evaluation at a decayed learning rate** (at most a quarter of the initial one: `unet3d_keras.densify_monitor.KEEP_RATE_SHARE`), or its last weights if no evaluation was made at such a rate; there is no refit. Why: the held-back voxels are few (249 membrane voxels on the one-voxel membranes below) and their score wanders by about 0.02 from one evaluation to the next while the rate is high, so the best of all evaluations tends to be an early, lucky one. Keeping the best of all evaluations, a 12-minute run on the one-voxel membranes stopped at its plateau and kept weights with membrane IoU 0.400, below the 0.435 of a 5-minute run whose rate had decayed; with the final decay but still the best of all evaluations, runs kept the weights of epoch 9 or 12 (of some 70) and scored 0.380 and 0.384. Why a plateau ends the run before the budget does: on the one-voxel membranes below, 12-minute runs trained to the end of their budget (`--patience 1000`) scored the membrane no higher on the never-annotated voxels than runs that the plateau ended, after some 1800 more steps (seeds 42 and 1, under the table; in an earlier session, on a slower machine, 0.011 and 0.079 lower), and on the clear ones 0.047 lower (0.626 against 0.673, seed 42), while the same model trained on every voxel gained from 5 to 12 minutes: with a few annotated slices, more training fits those slices, not the rest of the volume. The held-back voxels are scored after the first epoch, then as often as costs at most about a fifth of the training time. `--steps N` trains exactly N steps instead (cosine decay over them, the last weights kept: the same seed gives the same map); `--max-minutes`, if given with it, still bounds the run and a warning says when it cut training short.
-- **Prediction.** The volume is predicted as the average over the 8 mirrorings of each window (flipped along every combination of axes, predicted, flipped back: `unet3d_keras.tta.mirrored`), and the held-back scores at the end are those of the same averaged prediction; `--no-mirror` predicts each window once, 8 times faster. Measured on one model of each one-voxel volume below, trained 12 minutes with the defaults (seed 42) and predicted both ways with `unet3d_keras.densify.predict_classes` (a one-off check, not one of this script's rows): membrane IoU 0.439 -> 0.455 and cell 0.815 -> 0.829 on the fainter membranes, membrane 0.635 -> 0.664 and cell 0.872 -> 0.885 on the clear ones, background unchanged. It costs seconds on these volumes; when the 8 predictions would take more than a quarter of the time left in the budget, the run predicts each window once and warns. Where windows overlap (by 16 voxels, half the default 32³ window), their predictions are blended with weights that fall off from each window's centre (`unet3d_keras.sliding_window.gaussian_importance_map`, nnU-Net's importance map: a Gaussian of a standard deviation of an eighth of the window), so that a voxel is decided mostly by the windows that see it with the most context around it; `--window-weighting uniform` averages them plainly, as densify did before. It costs no time: the same windows, weighted. Measured on the same models blended both ways (`examples/thin_shell/blending.py`: one 5-minute model per volume and seed, seeds 42 and 1), it raised the membrane on all 8 models, the one-voxel membranes most (by 0.016 to 0.028), and moved the cells by -0.010 to +0.010 (lower on both seeds of the one-voxel, fainter membranes and of the membranes with no brightness of their own; the lines under each table below); on MNI152 it raised grey and white matter on all 3 seeds (under the MNI152 rows). The held-back voxels are scored in windows centred on them whichever the blending.
+- **Prediction.** The volume is predicted as the average over the 8 mirrorings of each window (flipped along every combination of axes, predicted, flipped back: `unet3d_keras.tta.mirrored`), and the held-back scores at the end are those of the same averaged prediction; `--no-mirror` predicts each window once, 8 times faster. Measured on one model of each one-voxel volume below, trained 12 minutes with the defaults (seed 42) and predicted both ways with `unet3d_keras.densify.predict_classes` (a one-off check, not one of this script's rows): membrane IoU 0.439 -> 0.455 and cell 0.815 -> 0.829 on the fainter membranes, membrane 0.635 -> 0.664 and cell 0.872 -> 0.885 on the clear ones, background unchanged. It costs seconds on these volumes; when the 8 predictions would take more than a quarter of the time left in the budget, the run predicts each window once and warns. Where windows overlap (by 16 voxels, half the default 32³ window), their predictions are blended with weights that fall off from each window's centre (`unet3d_keras.sliding_window.gaussian_importance_map`, nnU-Net's importance map: a Gaussian of a standard deviation of an eighth of the window), so that a voxel is decided mostly by the windows that see it with the most context around it; `--window-weighting uniform` averages them plainly, as densify did before. It costs no time: the same windows, weighted. Measured on the same models blended both ways (`examples/thin_shell/blending.py`: one 5-minute and one 12-minute model per volume and seed, seeds 42 and 1), it raised the membrane on 15 of the 16 models, the one-voxel membranes most (by 0.013 to 0.028), and moved the cells by -0.011 to +0.010; on the membranes with no brightness of their own it lowered the cells on all 4 models (by 0.003 to 0.011) and left the membrane of the 12-minute models where it was (0.661 both ways, mean of 2 seeds: +0.005 and -0.006; the lines under each table below); on MNI152 it raised grey and white matter on all 3 seeds (under the MNI152 rows). The held-back voxels are scored in windows centred on them whichever the blending.
 - **Progress.** The progress bar shows the loss and the held-back IoU per class (`held-back IoU 0:0.99 1:0.93 2:0.61`).
 - **Scores.** At the end the command prints the IoU and Dice of each class on the held-back voxels (with the weights it kept) and writes them, with the steps, the stop reason and the history of evaluations, to `<output name>_scores.json` next to the output (`dense.nii.gz` -> `dense_scores.json`). It warns about every class whose IoU is below half the median IoU of the other classes. The written map keeps the annotated voxels' own labels; `--predict-annotated` writes the model's labels there too, to see where it disagrees with the annotation.
 - **Thin and rare classes.** `--class-weights` weighs the cross-entropy by the training voxels' class counts: `none` (default), `sqrt` (the square root of the inverse-frequency weights, scaled to a mean of 1 over the annotated voxels) or `balanced` (`unet3d_keras.losses.balanced_class_weights`); `--set training.class_weights=[...]` wins over it. No weights is the default: what weights gave the thin class was about the spread between seeds or less, they cost the cells up to 0.016, and on MNI152 they cost grey matter 0.005 whether each window is predicted once (0.917 against 0.922) or mirrored (0.920 against 0.925). Predicting each window once (before mirroring was the default), on the one-voxel membranes below (5 seeds, 5 minutes, one session), square-root weights moved the membrane IoU from 0.426 to 0.436, less than the seeds' spread, and cost the cells 0.016 (0.811 to 0.795, lower on every seed); on the two-voxel and the clear membranes (2 seeds each) they moved the membrane from 0.724 to 0.727 and from 0.619 to 0.598, the cells from 0.839 to 0.841 and from 0.868 to 0.843; on MNI152, 4 slices per axis (3 seeds, each window predicted once), grey and white matter scored 0.917/0.916 with them against 0.922/0.920 without; balanced weights cost the one-voxel membranes' cells 0.06 (one seed). With mirrored prediction (the tables below, 5 minutes), square-root weights lift the one-voxel membranes from 0.447 to 0.478 (5 seeds in one session, higher on 4: the mean paired gain, 0.031, is two standard errors) at a cost of 0.008 to the cells (0.823 to 0.815); on the clear membranes (2 seeds) they moved the membrane from 0.611 to 0.572 and the cells from 0.867 to 0.851 in one session, and from 0.613 to 0.623 and from 0.868 to 0.864 when measured again in the next: two seeds do not settle a difference of this size; the two-voxel membranes went from 0.720 to 0.722 and their cells from 0.839 to 0.831 (2 seeds), the two-voxel membranes with no brightness of their own (`--volume edges`) from 0.603 to 0.598 and their cells from 0.781 to 0.765 (2 seeds). On MNI152, 4 slices per axis (3 seeds, 200 epochs of 16 steps, mirrored: a one-off check with `unet3d_keras.densify.fit_sparse`, not one of the example's rows), grey and white matter scored 0.920/0.921 with them against 0.925/0.922 without (seeds 1, 2, 42: 0.911/0.910, 0.916/0.919, 0.931/0.935 against 0.920/0.914, 0.925/0.924, 0.930/0.928). `--class-weights sqrt` remains for a thin class that matters more than the others. `--sampling class_first` (default) draws each window's class first, so that a thin class is the centre of its share of the windows whatever its voxel count; `uniform` draws any annotated voxel. The Dice term of the default loss (`training.loss: cross_entropy_dice`) averages the Dice of each class, so a thin class counts as much as a large one; `--set training.loss=cross_entropy` drops it. Elastic deformation is off by default (`--set augment.elastic=true` turns it on): it interpolates the intensities but not the labels (nearest neighbour), which shifts a one-voxel structure off its labels.
@@ -441,15 +441,27 @@ def blending_results() -> dict:
     return json.loads(BLENDING_RESULTS.read_text()) if BLENDING_RESULTS.exists() else {}
 
 
-def blending_runs(volume: str) -> dict[int, dict]:
-    """blending.py's runs of one volume: seed -> IoU per class with each blending, DEFAULT_SEED first."""
-    runs = {int(seed): run for seed, run in blending_results().get("volumes", {}).get(volume, {}).items()}
+def blending_budgets() -> list[int]:
+    """The time budgets, in minutes, of blending.py's volume runs (its --minutes), shortest first."""
+    return sorted(int(minutes) for minutes in blending_results().get("volumes", {}))
+
+
+def blending_runs(volume: str, minutes: int) -> dict[int, dict]:
+    """blending.py's runs of one volume and budget: seed -> IoU per class with each blending, DEFAULT_SEED first."""
+    by_minutes = blending_results().get("volumes", {})
+    runs = {int(seed): run for seed, run in by_minutes.get(str(minutes), {}).get(volume, {}).items()}
     return {seed: runs[seed] for seed in sorted(runs, key=lambda seed: (seed != DEFAULT_SEED, seed))}
 
 
 def blending_lines(volume: str, rows: dict) -> list[str]:
-    """The same 5-minute models blended uniformly and the Gaussian way, and the Gaussian way against the old rows."""
-    runs = blending_runs(volume)
+    """The same models blended uniformly and the Gaussian way, and the Gaussian way against the old rows
+    (5 and 12 minutes)."""
+    return [line for minutes in blending_budgets() for line in budget_blending_lines(volume, rows, minutes)]
+
+
+def budget_blending_lines(volume: str, rows: dict, minutes: int) -> list[str]:
+    """:func:`blending_lines` of the models trained for ``minutes``."""
+    runs = blending_runs(volume, minutes)
     if not runs:
         return []
     seeds = list(runs)
@@ -459,25 +471,29 @@ def blending_lines(volume: str, rows: dict) -> list[str]:
                      f"{runs[seed]['steps']} steps)" for seed in seeds)
     mirrored = all(runs[seed]["mirror"] for seed in seeds)
     lines = [f"- Blending the overlapping windows with Gaussian weights (the default) instead of uniformly, each of "
-             f"a set of 5-minute models trained again, scored both ways (`examples/thin_shell/blending.py`, each "
-             f"window's 8 mirrorings "
+             f"a set of {minutes}-minute models trained again, scored both ways (`examples/thin_shell/blending.py`, "
+             f"each window's 8 mirrorings "
              f"{'averaged' if mirrored else 'averaged where the budget allowed'}), mean of seeds "
              f"{', '.join(map(str, seeds))}: membrane {uniform[2]:.3f} -> {gaussian[2]:.3f}, cell {uniform[1]:.3f} -> "
              f"{gaussian[1]:.3f}, background {uniform[0]:.3f} -> {gaussian[0]:.3f} ({each})."]
-    old_by_seed = dict(runs_of(rows, "old, 5 min"))
+    # the old runs did their 960 steps in 5 minutes: they stand for 12 minutes too
+    old_by_seed = {seed: row for seed, row in runs_of(rows, "old, 5 min") if minutes == 5 or fits_five_minutes(row)}
     if all(seed in old_by_seed for seed in seeds):
         old = mean_row([old_by_seed[seed] for seed in seeds])["iou"]
         ratio = gaussian[2] / max(old[2], 1e-9)
         losses = [old[c] - gaussian[c] for c in (0, 1)]
         met = ratio >= 2 and max(losses) <= 0.01
-        new_steps = [row["steps"] for seed, row in runs_of(rows, "new, 5 min") if seed in runs]
-        lines.append(f"- 5 min with today's defaults (those Gaussian-blended models), mean of seeds "
+        new_steps = {seed: row["steps"] for seed, row in runs_of(rows, f"new, {minutes} min") if seed in runs}
+        lines.append(f"- {minutes} min with today's defaults (those Gaussian-blended models), mean of seeds "
                      f"{', '.join(map(str, seeds))}, against the old runs of the same seeds: membrane {old[2]:.3f} -> "
                      f"{gaussian[2]:.3f} (x{ratio:.2f}); background {old[0]:.3f} -> {gaussian[0]:.3f}, cell "
                      f"{old[1]:.3f} -> {gaussian[1]:.3f}: {'met' if met else 'not met'}"
                      + (f" (those models made {round(float(np.mean([runs[seed]['steps'] for seed in seeds])))} steps "
-                        f"in their 5 minutes, the table's new rows of the same seeds "
-                        f"{round(float(np.mean(new_steps)))}: runs of other sessions, so the ratio mixes sessions)"
+                        f"in their {minutes} minutes; the table's new row{'s' * (len(new_steps) > 1)} of seed"
+                        f"{'s' * (len(new_steps) > 1)} {', '.join(map(str, new_steps))} made "
+                        f"{round(float(np.mean(list(new_steps.values()))))}"
+                        f"{' on average' * (len(new_steps) > 1)}: a timed run's steps vary between "
+                        "sessions, the old runs' 960 do not)"
                         if new_steps else "") + ".")
     return lines
 
@@ -607,6 +623,7 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
     """
     lines, verdicts = [], []
     edge_notes = []  # a sentence for each volume whose membranes have no brightness of their own
+    today = []  # (volume, membrane IoU of today's defaults at 12 minutes over that of the old runs, same seeds)
     for volume, volume_results in results.items():
         rows, heading = volume_results["rows"], VOLUMES[volume][2]
         thresholds = volume_results["thresholds"]["iou"][2]  # the membrane IoU of the best intensity thresholds
@@ -622,12 +639,22 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
             text += (", full annotation of another volume " + " / ".join(f"{row['iou'][2]:.3f}" for row in others)
                      + f"; twice the old IoU would be {2 * old['iou'][2]:.3f}"
                      + (" (an IoU is at most 1)" if 2 * old["iou"][2] > 1 else ""))
-        blended = blending_runs(volume)
+        blended = {minutes: blending_runs(volume, minutes) for minutes in blending_budgets()}
+        blended = {minutes: (runs, blending_means(runs)) for minutes, runs in blended.items() if runs}
         if blended:
-            uniform, gaussian = blending_means(blended)
-            text += (f"; 5-minute models blended the Gaussian way (today's default) {gaussian[2]:.3f}, the same "
-                     f"models blended uniformly {uniform[2]:.3f} (mean of seeds {', '.join(map(str, blended))})")
+            seeds = sorted({seed for runs, _ in blended.values() for seed in runs},
+                           key=lambda seed: (seed != DEFAULT_SEED, seed))
+            text += (f"; with today's defaults (windows blended the Gaussian way), models trained again, mean of "
+                     f"seeds {', '.join(map(str, seeds))}: "
+                     + " / ".join(f"{means[1][2]:.3f}" for _, means in blended.values())
+                     + f" in {' / '.join(map(str, blended))} minutes, the same models blended uniformly "
+                     + " / ".join(f"{means[0][2]:.3f}" for _, means in blended.values()))
         lines.append(text + ".")
+        if 12 in blended:  # today's defaults at 12 minutes against the old runs of the same seeds
+            runs, (_, gaussian) = blended[12]
+            old_by_seed = dict(runs_of(rows, "old, 5 min"))
+            if all(seed in old_by_seed and fits_five_minutes(old_by_seed[seed]) for seed in runs):
+                today.append((volume, gaussian[2] / np.mean([old_by_seed[seed]["iou"][2] for seed in runs])))
         arguments = VOLUMES[volume][0]
         if "membrane_value" in arguments and arguments["membrane_value"] is None:
             edge_notes.append(
@@ -651,6 +678,11 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
                     f"{100 * min(shares):.0f}-{100 * max(shares):.0f}% of that from two slices per axis: with these "
                     "budgets the thin class is limited more by what the model reads of a membrane in a blurred, noisy "
                     "image than by the sparse annotation.")
+    if today:
+        doubled = [volume for volume, ratio in today if ratio >= 2]
+        verdict += (" With today's defaults (the Gaussian-blended 12-minute models, against the old runs of the same "
+                    "seeds) it doubles on " + (", ".join(doubled) if doubled else "none") + ": membrane IoU x"
+                    + ", x".join(f"{ratio:.2f} ({volume})" for volume, ratio in today) + ".")
     verdict += "".join(edge_notes)
     stale = any(uniform_rows(volume_results["rows"])[0] for volume_results in results.values())
     return ([f"In short: the membrane IoU on the never-annotated voxels (seed {DEFAULT_SEED}; the tables give the "
