@@ -9,11 +9,13 @@ Both are scored on the never-annotated voxels. ``--mni152`` does the same for th
 ``examples/mni152_sparse`` (4 slices per axis, 200 epochs of 16 steps). One model scores both
 blendings, so the difference is the blending's alone, not that of two timed trainings.
 
-    python examples/thin_shell/blending.py [--volume thin ...] [--seed 42 1] [--minutes 5|12] [--mni152 42 1 2]
+    python examples/thin_shell/blending.py [--volume thin ...] [--seed 42 1] [--minutes 5|12] [--other]
+                                           [--mni152 42 1 2]
 
 Each training runs in its own process with one thread, two at a time (as ``run.py`` does; the
 MNI152 ones one at a time, with every thread). Writes ``results_blending.json`` (the volumes' runs
-under their budget: ``{"volumes": {"5": {volume: {seed: run}}, "12": ...}}``);
+under their budget: ``{"volumes": {"5": {volume: {seed: run}}, "12": ...}}``; with ``--other``,
+the models trained on every voxel of another volume, under ``"other_volume"``);
 ``run.py --markdown-only`` puts the figures on the page.
 """
 
@@ -53,10 +55,14 @@ def predict_both_ways(fitted: SparseModel, images: np.ndarray) -> dict[str, np.n
             for weighting in BLENDINGS}
 
 
-def one_volume(volume: str, seed: int, minutes: int) -> dict:
-    """Train on one thin_shell volume for ``minutes`` and score both blendings (IoU per class)."""
+def one_volume(volume: str, seed: int, minutes: int, other: bool = False) -> dict:
+    """Train on one thin_shell volume for ``minutes`` and score both blendings (IoU per class).
+
+    ``other``: train on every voxel of another volume made alike, stacked before this one (left
+    unannotated), as run.py's rows "every voxel of another volume annotated" do.
+    """
     sys.path.insert(0, str(HERE))
-    from run import IGNORE, VOLUMES, iou_per_class, make_volume
+    from run import IGNORE, OTHER_SEED, SHAPE, VOLUMES, iou_per_class, make_volume
 
     from unet3d_keras.densify import fit_sparse
     from unet3d_keras.sparse import make_sparse_annotation
@@ -64,9 +70,14 @@ def one_volume(volume: str, seed: int, minutes: int) -> dict:
     image, dense = make_volume(**VOLUMES[volume][0])
     sparse = make_sparse_annotation(dense, (2, 2, 2))
     never = sparse == IGNORE
+    if other:
+        other_image, other_dense = make_volume(seed=OTHER_SEED, **VOLUMES[volume][0])
+        image = np.concatenate([other_image, image], axis=2)
+        sparse = np.concatenate([other_dense, np.full(SHAPE, IGNORE, np.uint8)], axis=2)
     fitted = fit_sparse(image, sparse, IGNORE, deadline=time.monotonic() + 60 * minutes, seed=seed,
                         show_progress=False)
-    predicted = predict_both_ways(fitted, image)
+    # this volume is the last SHAPE[2] slices of the image (all of it unless ``other``)
+    predicted = {weighting: labels[..., -SHAPE[2]:] for weighting, labels in predict_both_ways(fitted, image).items()}
     return {"steps": fitted.steps, "stop_reason": fitted.stop_reason, "mirror": fitted.mirror,
             **{weighting: iou_per_class(labels, dense, never) for weighting, labels in predicted.items()}}
 
@@ -108,13 +119,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, nargs="+", default=[42, 1], help="densify's seeds (default 42 1)")
     parser.add_argument("--minutes", type=int, choices=MINUTES, default=MINUTES[0],
                         help="the volumes' time budget (default 5)")
+    parser.add_argument("--other", action="store_true",
+                        help="train on every voxel of another volume made alike (run.py's rows 'every voxel of "
+                             "another volume annotated'), not on two slices per axis of this one")
     parser.add_argument("--mni152", type=int, nargs="*", default=[], metavar="SEED",
                         help="also the MNI152 rows with these seeds (none by default)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         kind, name, seed, minutes = args.child
-        result = one_volume(name, int(seed), int(minutes)) if kind == "volume" else one_mni152(int(seed))
+        result = (one_mni152(int(seed)) if kind == "mni152" else
+                  one_volume(name, int(seed), int(minutes), other=kind == "other"))
         print(json.dumps(result), flush=True)
         sys.stdout.flush()
         os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
@@ -123,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results.setdefault("volumes", {})
+    results.setdefault("other_volume", {})
+    kind = "other" if args.other else "volume"
     results.setdefault("mni152", {})
     results.setdefault("commands", [])
     command = "python examples/thin_shell/blending.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -135,11 +152,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def volume_run(job: tuple[str, int]) -> None:
         volume, seed = job
-        result = run_child("volume", volume, seed, threads=1, minutes=args.minutes)
+        result = run_child(kind, volume, seed, threads=1, minutes=args.minutes)
         with lock:
-            results["volumes"].setdefault(str(args.minutes), {}).setdefault(volume, {})[str(seed)] = result
+            budget = results["other_volume" if args.other else "volumes"].setdefault(str(args.minutes), {})
+            budget.setdefault(volume, {})[str(seed)] = result
         save()
-        print(f"{volume}, {args.minutes} min, seed {seed}: " + "; ".join(
+        which = f"{volume}{' (another volume annotated)' * args.other}, {args.minutes} min, seed {seed}"
+        print(f"{which}: " + "; ".join(
             f"{w} " + " ".join(f"{v:.3f}" for v in result[w]) for w in BLENDINGS), flush=True)
 
     with ThreadPoolExecutor(2) as pool:

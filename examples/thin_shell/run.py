@@ -116,7 +116,7 @@ USAGE = '''### How densify trains, stops and reports
 
 - **Held-back voxels.** `--holdout` (default 0.1) of each annotated slice is held back from training: the slice is cut into square tiles (half the training window's side, 16 x 16 voxels for the default 32³ window, smaller on small volumes: a quarter of the shortest side) and each plane loses that share of its tiles, drawn with `--seed`. Tiles, not scattered voxels, so that a held-back voxel is not surrounded by training voxels of its own slice. A plane counts as an annotated slice when at least half of its voxels are annotated; other annotated voxels (scribbles, partial slices) are held back in cubes of the same side. A class that would have no training voxel left keeps all of its voxels. `--holdout 0` trains on every annotated voxel and reports no scores.
 - **Length.** By default training runs until `--max-minutes` (default 10, prediction included) is spent or until the mean IoU of the foreground classes on the held-back voxels has not improved by 0.002 for `--patience` epochs of 16 steps (default 40) and a final decay has then brought the learning rate to zero over `--decay-epochs` epochs (default 20; `0` stops at the plateau), whichever comes first; the learning rate otherwise follows a cosine decay over the time budget. The run **keeps the weights of its best evaluation at a decayed learning rate** (at most a quarter of the initial one: `unet3d_keras.densify_monitor.KEEP_RATE_SHARE`), or its last weights if no evaluation was made at such a rate; there is no refit. Why: the held-back voxels are few (249 membrane voxels on the one-voxel membranes below) and their score wanders by about 0.02 from one evaluation to the next while the rate is high, so the best of all evaluations tends to be an early, lucky one. Keeping the best of all evaluations, a 12-minute run on the one-voxel membranes stopped at its plateau and kept weights with membrane IoU 0.400, below the 0.435 of a 5-minute run whose rate had decayed; with the final decay but still the best of all evaluations, runs kept the weights of epoch 9 or 12 (of some 70) and scored 0.380 and 0.384. Why a plateau ends the run before the budget does: on the one-voxel membranes below, 12-minute runs trained to the end of their budget (`--patience 1000`) scored the membrane no higher on the never-annotated voxels than runs that the plateau ended, after some 1800 more steps (seeds 42 and 1, under the table; in an earlier session, on a slower machine, 0.011 and 0.079 lower), and on the clear ones 0.047 lower (0.626 against 0.673, seed 42), while the same model trained on every voxel gained from 5 to 12 minutes: with a few annotated slices, more training fits those slices, not the rest of the volume. The held-back voxels are scored after the first epoch, then as often as costs at most about a fifth of the training time. `--steps N` trains exactly N steps instead (cosine decay over them, the last weights kept: the same seed gives the same map); `--max-minutes`, if given with it, still bounds the run and a warning says when it cut training short.
-- **Prediction.** The volume is predicted as the average over the 8 mirrorings of each window (flipped along every combination of axes, predicted, flipped back: `unet3d_keras.tta.mirrored`), and the held-back scores at the end are those of the same averaged prediction; `--no-mirror` predicts each window once, 8 times faster. Measured on one model of each one-voxel volume below, trained 12 minutes with the defaults (seed 42) and predicted both ways with `unet3d_keras.densify.predict_classes` (a one-off check, not one of this script's rows): membrane IoU 0.439 -> 0.455 and cell 0.815 -> 0.829 on the fainter membranes, membrane 0.635 -> 0.664 and cell 0.872 -> 0.885 on the clear ones, background unchanged. It costs seconds on these volumes; when the 8 predictions would take more than a quarter of the time left in the budget, the run predicts each window once and warns. Where windows overlap (by 16 voxels, half the default 32³ window), their predictions are blended with weights that fall off from each window's centre (`unet3d_keras.sliding_window.gaussian_importance_map`, nnU-Net's importance map: a Gaussian of a standard deviation of an eighth of the window), so that a voxel is decided mostly by the windows that see it with the most context around it; `--window-weighting uniform` averages them plainly, as densify did before. It costs no time: the same windows, weighted. Measured on the same models blended both ways (`examples/thin_shell/blending.py`: one 5-minute and one 12-minute model per volume and seed, seeds 42 and 1), it raised the membrane on 15 of the 16 models, the one-voxel membranes most (by 0.013 to 0.028), and moved the cells by -0.011 to +0.010; on the membranes with no brightness of their own it lowered the cells on all 4 models (by 0.003 to 0.011) and left the membrane of the 12-minute models where it was (0.661 both ways, mean of 2 seeds: +0.005 and -0.006; the lines under each table below); on MNI152 it raised grey and white matter on all 3 seeds (under the MNI152 rows). The held-back voxels are scored in windows centred on them whichever the blending.
+- **Prediction.** The volume is predicted as the average over the 8 mirrorings of each window (flipped along every combination of axes, predicted, flipped back: `unet3d_keras.tta.mirrored`), and the held-back scores at the end are those of the same averaged prediction; `--no-mirror` predicts each window once, 8 times faster. Measured on one model of each one-voxel volume below, trained 12 minutes with the defaults (seed 42) and predicted both ways with `unet3d_keras.densify.predict_classes` (a one-off check, not one of this script's rows): membrane IoU 0.439 -> 0.455 and cell 0.815 -> 0.829 on the fainter membranes, membrane 0.635 -> 0.664 and cell 0.872 -> 0.885 on the clear ones, background unchanged. It costs seconds on these volumes; when the 8 predictions would take more than a quarter of the time left in the budget, the run predicts each window once and warns. Where windows overlap (by 16 voxels, half the default 32³ window), their predictions are blended with weights that fall off from each window's centre (`unet3d_keras.sliding_window.gaussian_importance_map`, nnU-Net's importance map: a Gaussian of a standard deviation of an eighth of the window), so that a voxel is decided mostly by the windows that see it with the most context around it; `--window-weighting uniform` averages them plainly, as densify did before. It costs no time: the same windows, weighted. Measured on the same models blended both ways (`examples/thin_shell/blending.py`: one 5-minute and one 12-minute model per volume and seed, seeds 42 and 1), it raised the membrane on 15 of the 16 models, the one-voxel membranes most (by 0.013 to 0.028), and moved the cells by -0.011 to +0.010; on the membranes with no brightness of their own it lowered the cells on all 4 models (by 0.003 to 0.011) and left the membrane of the 12-minute models where it was (0.661 both ways, mean of 2 seeds: +0.005 and -0.006; the lines under each table below). On the 8 models trained 12 minutes on every voxel of another volume (`blending.py --other`, the bound under each table) it raised the membrane on all 8 (by 0.006 to 0.031) and moved the cells by -0.003 to +0.008; on MNI152 it raised grey and white matter on all 3 seeds (under the MNI152 rows). The held-back voxels are scored in windows centred on them whichever the blending.
 - **Progress.** The progress bar shows the loss and the held-back IoU per class (`held-back IoU 0:0.99 1:0.93 2:0.61`).
 - **Scores.** At the end the command prints the IoU and Dice of each class on the held-back voxels (with the weights it kept) and writes them, with the steps, the stop reason and the history of evaluations, to `<output name>_scores.json` next to the output (`dense.nii.gz` -> `dense_scores.json`). It warns about every class whose IoU is below half the median IoU of the other classes. The written map keeps the annotated voxels' own labels; `--predict-annotated` writes the model's labels there too, to see where it disagrees with the annotation.
 - **Thin and rare classes.** `--class-weights` weighs the cross-entropy by the training voxels' class counts: `none` (default), `sqrt` (the square root of the inverse-frequency weights, scaled to a mean of 1 over the annotated voxels) or `balanced` (`unet3d_keras.losses.balanced_class_weights`); `--set training.class_weights=[...]` wins over it. No weights is the default: what weights gave the thin class was about the spread between seeds or less, they cost the cells up to 0.016, and on MNI152 they cost grey matter 0.005 whether each window is predicted once (0.917 against 0.922) or mirrored (0.920 against 0.925). Predicting each window once (before mirroring was the default), on the one-voxel membranes below (5 seeds, 5 minutes, one session), square-root weights moved the membrane IoU from 0.426 to 0.436, less than the seeds' spread, and cost the cells 0.016 (0.811 to 0.795, lower on every seed); on the two-voxel and the clear membranes (2 seeds each) they moved the membrane from 0.724 to 0.727 and from 0.619 to 0.598, the cells from 0.839 to 0.841 and from 0.868 to 0.843; on MNI152, 4 slices per axis (3 seeds, each window predicted once), grey and white matter scored 0.917/0.916 with them against 0.922/0.920 without; balanced weights cost the one-voxel membranes' cells 0.06 (one seed). With mirrored prediction (the tables below, 5 minutes), square-root weights lift the one-voxel membranes from 0.447 to 0.478 (5 seeds in one session, higher on 4: the mean paired gain, 0.031, is two standard errors) at a cost of 0.008 to the cells (0.823 to 0.815); on the clear membranes (2 seeds) they moved the membrane from 0.611 to 0.572 and the cells from 0.867 to 0.851 in one session, and from 0.613 to 0.623 and from 0.868 to 0.864 when measured again in the next: two seeds do not settle a difference of this size; the two-voxel membranes went from 0.720 to 0.722 and their cells from 0.839 to 0.831 (2 seeds), the two-voxel membranes with no brightness of their own (`--volume edges`) from 0.603 to 0.598 and their cells from 0.781 to 0.765 (2 seeds). On MNI152, 4 slices per axis (3 seeds, 200 epochs of 16 steps, mirrored: a one-off check with `unet3d_keras.densify.fit_sparse`, not one of the example's rows), grey and white matter scored 0.920/0.921 with them against 0.925/0.922 without (seeds 1, 2, 42: 0.911/0.910, 0.916/0.919, 0.931/0.935 against 0.920/0.914, 0.925/0.924, 0.930/0.928). `--class-weights sqrt` remains for a thin class that matters more than the others. `--sampling class_first` (default) draws each window's class first, so that a thin class is the centre of its share of the windows whatever its voxel count; `uniform` draws any annotated voxel. The Dice term of the default loss (`training.loss: cross_entropy_dice`) averages the Dice of each class, so a thin class counts as much as a large one; `--set training.loss=cross_entropy` drops it. Elastic deformation is off by default (`--set augment.elastic=true` turns it on): it interpolates the intensities but not the labels (nearest neighbour), which shifts a one-voxel structure off its labels.
@@ -359,7 +359,8 @@ def table(results: dict, raw: str, volume_name: str) -> list[str]:
                      f"{bound['iou'][2]:.3f} (cell {bound['iou'][1]:.3f}) on this volume's never-annotated voxels, "
                      "which it did not see: what full annotation gives where the model must generalise"
                      + (f"; from two slices per axis, new {100 * new['iou'][2] / max(bound['iou'][2], 1e-9):.0f}% "
-                        f"of that at {minutes:g} minutes" if new else "") + ".")
+                        f"of that at {minutes:g} minutes" if new else "") + other_blending_text(volume_name, minutes)
+                     + ".")
     old = rows.get("old, 5 min")
     if old and ceiling and ceiling["iou"][1] < old["iou"][1]:
         lines.append(f"- The row trained on every voxel scores the cell {ceiling['iou'][1]:.3f}, below the old "
@@ -446,9 +447,13 @@ def blending_budgets() -> list[int]:
     return sorted(int(minutes) for minutes in blending_results().get("volumes", {}))
 
 
-def blending_runs(volume: str, minutes: int) -> dict[int, dict]:
-    """blending.py's runs of one volume and budget: seed -> IoU per class with each blending, DEFAULT_SEED first."""
-    by_minutes = blending_results().get("volumes", {})
+def blending_runs(volume: str, minutes: int, trained_on: str = "volumes") -> dict[int, dict]:
+    """blending.py's runs of one volume and budget: seed -> IoU per class with each blending, DEFAULT_SEED first.
+
+    ``trained_on``: ``"volumes"``, two slices per axis of the volume; ``"other_volume"``, every voxel of
+    another volume made alike (blending.py --other).
+    """
+    by_minutes = blending_results().get(trained_on, {})
     runs = {int(seed): run for seed, run in by_minutes.get(str(minutes), {}).get(volume, {}).items()}
     return {seed: runs[seed] for seed in sorted(runs, key=lambda seed: (seed != DEFAULT_SEED, seed))}
 
@@ -496,6 +501,18 @@ def budget_blending_lines(volume: str, rows: dict, minutes: int) -> list[str]:
                         "sessions, the old runs' 960 do not)"
                         if new_steps else "") + ".")
     return lines
+
+
+def other_blending_text(volume: str, minutes: float) -> str:
+    """blending.py --other's models of ``minutes``, trained on every voxel of another volume and blended
+    both ways: a clause for the line on that bound, or "" where there are none."""
+    runs = blending_runs(volume, round(minutes), "other_volume")
+    if not runs:
+        return ""
+    uniform, gaussian = blending_means(runs)
+    return (f"; trained so again (`examples/thin_shell/blending.py --other`, densify's seed{'s' * (len(runs) > 1)} "
+            f"{', '.join(map(str, runs))}), it scores membrane {gaussian[2]:.3f} (cell {gaussian[1]:.3f}) with the "
+            f"windows blended the Gaussian way (today's default), {uniform[2]:.3f} ({uniform[1]:.3f}) uniformly")
 
 
 def fits_five_minutes(old: dict) -> bool:
@@ -623,7 +640,9 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
     """
     lines, verdicts = [], []
     edge_notes = []  # a sentence for each volume whose membranes have no brightness of their own
-    today = []  # (volume, membrane IoU of today's defaults at 12 minutes over that of the old runs, same seeds)
+    # (volume, membrane IoU of today's defaults at 12 minutes over that of the old runs of the same seeds, and
+    # over that of full annotation of another volume blended alike, or None)
+    today = []
     for volume, volume_results in results.items():
         rows, heading = volume_results["rows"], VOLUMES[volume][2]
         thresholds = volume_results["thresholds"]["iou"][2]  # the membrane IoU of the best intensity thresholds
@@ -635,8 +654,12 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
         text = (f"- {heading.split(' (')[0]} (`--volume {volume}`): best intensity thresholds "
                 f"{thresholds:.3f}, old {old['iou'][2]:.3f}, new "
                 + " / ".join(f"{row['iou'][2]:.3f}" for row in news) + " in 5 / 12 minutes")
+        other_runs = blending_runs(volume, 12, "other_volume")  # the 12-minute bound blended both ways
+        bound_today = blending_means(other_runs)[1][2] if other_runs else 0.0
         if all(others):
             text += (", full annotation of another volume " + " / ".join(f"{row['iou'][2]:.3f}" for row in others)
+                     + (f" (trained again for 12 minutes and blended the Gaussian way, mean of densify's seeds "
+                        f"{', '.join(map(str, other_runs))}: {bound_today:.3f})" if other_runs else "")
                      + f"; twice the old IoU would be {2 * old['iou'][2]:.3f}"
                      + (" (an IoU is at most 1)" if 2 * old["iou"][2] > 1 else ""))
         blended = {minutes: blending_runs(volume, minutes) for minutes in blending_budgets()}
@@ -654,7 +677,8 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
             runs, (_, gaussian) = blended[12]
             old_by_seed = dict(runs_of(rows, "old, 5 min"))
             if all(seed in old_by_seed and fits_five_minutes(old_by_seed[seed]) for seed in runs):
-                today.append((volume, gaussian[2] / np.mean([old_by_seed[seed]["iou"][2] for seed in runs])))
+                today.append((volume, gaussian[2] / np.mean([old_by_seed[seed]["iou"][2] for seed in runs]),
+                              gaussian[2] / bound_today if bound_today else None))
         arguments = VOLUMES[volume][0]
         if "membrane_value" in arguments and arguments["membrane_value"] is None:
             edge_notes.append(
@@ -665,7 +689,7 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
         # (volume, doubled at 12 min, share of the unseen bound reached at 12 min or None, twice old above it)
         verdicts.append((volume, news[1]["iou"][2] >= 2 * old["iou"][2],
                          news[1]["iou"][2] / others[1]["iou"][2] if all(others) else None,
-                         all(others) and 2 * old["iou"][2] > others[1]["iou"][2]))
+                         all(others) and 2 * old["iou"][2] > max(others[1]["iou"][2], bound_today)))
     if not lines:
         return []
     met = [volume for volume, doubled, _, _ in verdicts if doubled]
@@ -674,15 +698,22 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
     if all(above for *_, above in verdicts):
         shares = [share for _, _, share, _ in verdicts]
         verdict += (" On every volume twice the old IoU is above what the same model reaches in the same 12 minutes "
-                    "trained on every voxel of another volume like it, and the new densification reaches "
+                    "trained on every voxel of another volume like it"
+                    + (" (with either blending of the windows)"
+                       if all(blending_runs(volume, 12, "other_volume") for volume, *_ in verdicts) else "")
+                    + ", and the new densification reaches "
                     f"{100 * min(shares):.0f}-{100 * max(shares):.0f}% of that from two slices per axis: with these "
                     "budgets the thin class is limited more by what the model reads of a membrane in a blurred, noisy "
                     "image than by the sparse annotation.")
     if today:
-        doubled = [volume for volume, ratio in today if ratio >= 2]
+        doubled = [volume for volume, ratio, _ in today if ratio >= 2]
+        shares = [share for *_, share in today]
         verdict += (" With today's defaults (the Gaussian-blended 12-minute models, against the old runs of the same "
                     "seeds) it doubles on " + (", ".join(doubled) if doubled else "none") + ": membrane IoU x"
-                    + ", x".join(f"{ratio:.2f} ({volume})" for volume, ratio in today) + ".")
+                    + ", x".join(f"{ratio:.2f} ({volume})" for volume, ratio, _ in today)
+                    + (f"; they reach {100 * min(shares):.0f}-{100 * max(shares):.0f}% of what full annotation of "
+                       "another volume gives, trained again for 12 minutes and blended alike" if all(shares) else "")
+                    + ".")
     verdict += "".join(edge_notes)
     stale = any(uniform_rows(volume_results["rows"])[0] for volume_results in results.values())
     return ([f"In short: the membrane IoU on the never-annotated voxels (seed {DEFAULT_SEED}; the tables give the "
