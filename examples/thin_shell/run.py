@@ -459,8 +459,8 @@ def blending_runs(volume: str, minutes: int, trained_on: str = "volumes") -> dic
 
 
 def blending_lines(volume: str, rows: dict) -> list[str]:
-    """The same models blended uniformly and the Gaussian way, and the Gaussian way against the old rows
-    (5 and 12 minutes)."""
+    """The same models blended uniformly and the Gaussian way, and the Gaussian way against the old rows,
+    for each budget that blending.py ran."""
     return [line for minutes in blending_budgets() for line in budget_blending_lines(volume, rows, minutes)]
 
 
@@ -481,8 +481,7 @@ def budget_blending_lines(volume: str, rows: dict, minutes: int) -> list[str]:
              f"{'averaged' if mirrored else 'averaged where the budget allowed'}), mean of seeds "
              f"{', '.join(map(str, seeds))}: membrane {uniform[2]:.3f} -> {gaussian[2]:.3f}, cell {uniform[1]:.3f} -> "
              f"{gaussian[1]:.3f}, background {uniform[0]:.3f} -> {gaussian[0]:.3f} ({each})."]
-    # the old runs did their 960 steps in 5 minutes: they stand for 12 minutes too
-    old_by_seed = {seed: row for seed, row in runs_of(rows, "old, 5 min") if minutes == 5 or fits_five_minutes(row)}
+    old_by_seed = old_runs_for(rows, minutes)
     if all(seed in old_by_seed for seed in seeds):
         old = mean_row([old_by_seed[seed] for seed in seeds])["iou"]
         ratio = gaussian[2] / max(old[2], 1e-9)
@@ -513,6 +512,12 @@ def other_blending_text(volume: str, minutes: float) -> str:
     return (f"; trained so again (`examples/thin_shell/blending.py --other`, densify's seed{'s' * (len(runs) > 1)} "
             f"{', '.join(map(str, runs))}), it scores membrane {gaussian[2]:.3f} (cell {gaussian[1]:.3f}) with the "
             f"windows blended the Gaussian way (today's default), {uniform[2]:.3f} ({uniform[1]:.3f}) uniformly")
+
+
+def old_runs_for(rows: dict, minutes: int) -> dict[int, dict]:
+    """The old runs by seed that stand for ``minutes``: the 5-minute ones, for 12 minutes only those that did
+    their 960 steps (:func:`fits_five_minutes`)."""
+    return {seed: row for seed, row in runs_of(rows, "old, 5 min") if minutes == 5 or fits_five_minutes(row)}
 
 
 def fits_five_minutes(old: dict) -> bool:
@@ -643,6 +648,7 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
     # (volume, membrane IoU of today's defaults at 12 minutes over that of the old runs of the same seeds, and
     # over that of full annotation of another volume blended alike, or None)
     today = []
+    bounds_today = []  # each volume's bound blended the Gaussian way (blending.py --other), 0.0 where not run
     for volume, volume_results in results.items():
         rows, heading = volume_results["rows"], VOLUMES[volume][2]
         thresholds = volume_results["thresholds"]["iou"][2]  # the membrane IoU of the best intensity thresholds
@@ -656,6 +662,7 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
                 + " / ".join(f"{row['iou'][2]:.3f}" for row in news) + " in 5 / 12 minutes")
         other_runs = blending_runs(volume, 12, "other_volume")  # the 12-minute bound blended both ways
         bound_today = blending_means(other_runs)[1][2] if other_runs else 0.0
+        bounds_today.append(bound_today)
         if all(others):
             text += (", full annotation of another volume " + " / ".join(f"{row['iou'][2]:.3f}" for row in others)
                      + (f" (trained again for 12 minutes and blended the Gaussian way, mean of densify's seeds "
@@ -675,10 +682,10 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
         lines.append(text + ".")
         if 12 in blended:  # today's defaults at 12 minutes against the old runs of the same seeds
             runs, (_, gaussian) = blended[12]
-            old_by_seed = dict(runs_of(rows, "old, 5 min"))
-            if all(seed in old_by_seed and fits_five_minutes(old_by_seed[seed]) for seed in runs):
-                today.append((volume, gaussian[2] / np.mean([old_by_seed[seed]["iou"][2] for seed in runs]),
-                              gaussian[2] / bound_today if bound_today else None))
+            old_by_seed = old_runs_for(rows, 12)
+            if all(seed in old_by_seed for seed in runs):
+                old_mean = mean_row([old_by_seed[seed] for seed in runs])["iou"][2]
+                today.append((volume, gaussian[2] / old_mean, gaussian[2] / bound_today if bound_today else None))
         arguments = VOLUMES[volume][0]
         if "membrane_value" in arguments and arguments["membrane_value"] is None:
             edge_notes.append(
@@ -699,8 +706,7 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
         shares = [share for _, _, share, _ in verdicts]
         verdict += (" On every volume twice the old IoU is above what the same model reaches in the same 12 minutes "
                     "trained on every voxel of another volume like it"
-                    + (" (with either blending of the windows)"
-                       if all(blending_runs(volume, 12, "other_volume") for volume, *_ in verdicts) else "")
+                    + (" (with either blending of the windows)" if all(bounds_today) else "")
                     + ", and the new densification reaches "
                     f"{100 * min(shares):.0f}-{100 * max(shares):.0f}% of that from two slices per axis: with these "
                     "budgets the thin class is limited more by what the model reads of a membrane in a blurred, noisy "
