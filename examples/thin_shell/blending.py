@@ -62,13 +62,12 @@ def one_volume(volume: str, seed: int, minutes: int, other: bool = False) -> dic
     unannotated), as run.py's rows "every voxel of another volume annotated" do.
     """
     sys.path.insert(0, str(HERE))
-    from run import IGNORE, OTHER_SEED, SHAPE, VOLUMES, iou_per_class, make_volume
+    from run import IGNORE, OTHER_SEED, SHAPE, VOLUMES, iou_per_class, make_volume, sparse_labels
 
     from unet3d_keras.densify import fit_sparse
-    from unet3d_keras.sparse import make_sparse_annotation
 
     image, dense = make_volume(**VOLUMES[volume][0])
-    sparse = make_sparse_annotation(dense, (2, 2, 2))
+    sparse = sparse_labels(dense)
     never = sparse == IGNORE
     if other:
         other_image, other_dense = make_volume(seed=OTHER_SEED, **VOLUMES[volume][0])

@@ -42,7 +42,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -73,6 +73,9 @@ OLD = ("--steps", "960", "--holdout", "0", "--class-weights", "none", "--no-mirr
 DEFAULT_BLENDING = DensifyOptions().window_weighting
 #: One model per volume and seed predicted with both blendings of the windows (blending.py).
 BLENDING_RESULTS = HERE / "results_blending.json"
+#: One old and one of today's 12-minute runs per volume, drawn (figure.py): their scores and the picture.
+FIGURE_RESULTS = HERE / "results_figure.json"
+FIGURE = ROOT / "docs" / "thin_shell_slices.png"
 
 #: Rows trained on the dense labels (every voxel annotated): what the model could reach.
 DENSE_ROWS = ("every voxel annotated, 5 min", "every voxel annotated, 12 min")
@@ -108,7 +111,7 @@ OPTION_ROWS = list(ROWS)[6:]
 TABLE = ["old, 5 min", "old, 12 min", "new, 5 min", "new, 12 min", "new without mirroring, 5 min",
          "new without mirroring, 12 min", *OPTION_ROWS]
 CLASSES = ("background", "cell", "membrane")
-DOCS = ROOT / "docs" / "sparse_annotation.md"
+DOCS = FIGURE.with_name("sparse_annotation.md")
 #: The page's section that this script writes (to the end of the page); examples/mni152_sparse/run.py keeps it.
 SECTION = "\n## Densify: training length, held-back scores and thin classes\n"
 
@@ -159,6 +162,33 @@ def make_volume(seed: int = 0, thickness: int = 2, membrane_value: float | None 
         image = np.where(dense == 2, membrane_value, image)
     image = ndimage.gaussian_filter(image, blur) + rng.normal(0, noise, SHAPE)
     return image.astype(np.float32), dense
+
+
+def sparse_labels(dense: np.ndarray) -> np.ndarray:
+    """Two slices per axis of ``dense`` annotated, the rest IGNORE: the annotation every row densifies."""
+    from unet3d_keras.sparse import make_sparse_annotation
+
+    return make_sparse_annotation(dense, (2, 2, 2))
+
+
+def write_inputs(folder: Path, volume_arguments: dict) -> None:
+    """Write the files that ``run_row`` gives densify into ``folder``, for the volume made with ``volume_arguments``.
+
+    image.nii.gz and sparse.nii.gz (two slices per axis); dense.nii.gz (every voxel annotated but
+    one); other_image.nii.gz and other_labels.nii.gz (another volume made alike, every voxel
+    annotated, stacked before this one, which is left unannotated).
+    """
+    image, dense = make_volume(**volume_arguments)
+    nib.save(nib.Nifti1Image(image, np.eye(4)), folder / "image.nii.gz")
+    nib.save(nib.Nifti1Image(sparse_labels(dense), np.eye(4)), folder / "sparse.nii.gz")
+    # densify refuses a map without an unannotated voxel: leave one background corner out.
+    almost_dense = dense.copy()
+    almost_dense[0, 0, 0] = IGNORE
+    nib.save(nib.Nifti1Image(almost_dense, np.eye(4)), folder / "dense.nii.gz")
+    other_image, other_dense = make_volume(seed=OTHER_SEED, **volume_arguments)
+    nib.save(nib.Nifti1Image(np.concatenate([other_image, image], axis=2), np.eye(4)), folder / "other_image.nii.gz")
+    nib.save(nib.Nifti1Image(np.concatenate([other_dense, np.full(SHAPE, IGNORE, np.uint8)], axis=2), np.eye(4)),
+             folder / "other_labels.nii.gz")
 
 
 def iou_per_class(predicted: np.ndarray, truth: np.ndarray, where: np.ndarray) -> list[float]:
@@ -638,6 +668,112 @@ def mni152_blending_lines(rows: list[dict]) -> list[str]:
             f"{'met' if min(gaussian) >= 0.92 else 'not met'} (>= 0.92)."]
 
 
+def glance_lines(results: dict[str, dict]) -> list[str]:
+    """A table of each volume's membrane IoU: intensity thresholds, old densification, today's defaults at each
+    budget, full annotation of another volume, and twice the old IoU (the goal); and the cells.
+
+    Today's defaults and the bound are blending.py's models (Gaussian-blended, the bound its --other ones at
+    12 minutes), the old runs those of the same seeds, each a mean over the seeds; volumes without all of
+    them are left out. ``results``: --volume name -> its results file's contents.
+    """
+    budgets = blending_budgets()
+    lines, all_seeds = [], set()
+    for volume, volume_results in results.items():
+        rows = volume_results["rows"]
+        today = {minutes: blending_runs(volume, minutes) for minutes in budgets}
+        bound = blending_runs(volume, 12, "other_volume")
+        seeds = set(today[12]) if 12 in today else set()
+        old_by_seed = old_runs_for(rows, 12)
+        if not seeds or any(set(runs) != seeds for runs in today.values()) or set(bound) != seeds \
+                or not seeds <= set(old_by_seed):
+            continue
+        all_seeds |= seeds
+        old = mean_row([old_by_seed[seed] for seed in seeds])["iou"]
+        means = {minutes: blending_means(runs)[1] for minutes, runs in today.items()}
+        share = volume_results["volume"]["class_share"][2]
+        thresholds = volume_results["thresholds"]["iou"][2]
+        lines.append(f"| `{volume}` | {100 * share:.1f}% | {thresholds:.3f} | {old[2]:.3f} | "
+                     + " | ".join(f"{means[minutes][2]:.3f}" for minutes in budgets)
+                     + f" | x{means[12][2] / old[2]:.2f} | {blending_means(bound)[1][2]:.3f} | {2 * old[2]:.3f} | "
+                     f"{old[1]:.3f} / {old[0]:.3f} -> {means[12][1]:.3f} / {means[12][0]:.3f} |")
+    if not lines:
+        return []
+    seeds = ", ".join(map(str, sorted(all_seeds, key=lambda seed: (seed != DEFAULT_SEED, seed))))
+    return [f"At a glance: the membrane IoU on the never-annotated voxels, mean of densify's seeds {seeds}. \"Today\" "
+            "is densify's defaults (`examples/thin_shell/blending.py`, windows blended the Gaussian way); \"old\" the "
+            "densification before them (960 steps whatever the budget); the bound, the same model trained for 12 "
+            "minutes on every voxel of another volume made alike (`blending.py --other`); the goal, twice the old "
+            "IoU. The last column gives the other classes, which the goal allows to lose at most 0.01.", "",
+            "| volume | membrane share of the volume | intensity thresholds | old | "
+            + " | ".join(f"today, {minutes} min" for minutes in budgets)
+            + " | today, 12 min / old | bound: another volume fully annotated, 12 min | goal: twice old | "
+            "cell / background IoU, old -> today 12 min |",
+            "|---|" + "---|" * (7 + len(budgets)), *lines, ""]
+
+
+def figure_lines(results: dict[str, dict]) -> list[str]:
+    """The picture that figure.py drew, with the runs it shows, or nothing where it has not run.
+
+    ``results``: --volume name -> its results file's contents (for the table rows of the same seed).
+    """
+    if not (FIGURE.exists() and FIGURE_RESULTS.exists()):
+        return []
+    record = json.loads(FIGURE_RESULTS.read_text())
+    drawn = {volume: record["volumes"][volume] for volume in VOLUMES if volume in record["volumes"]}
+    runs = []
+    for volume, volume_runs in drawn.items():
+        table_row = results.get(volume, {}).get("rows", {}).get("new, 12 min")
+        old, new = (volume_runs[name]["steps"] for name in ("old, 12 min", "new, 12 min"))
+        runs.append(f"`{volume}` old {old}, today {new} steps"
+                    + (f" (the table's row `new, 12 min` of the same seed: {table_row['steps']})" if table_row else ""))
+    return [f"![A slice between the annotated ones: old and today's densification]({FIGURE.name})", "",
+            f"The picture and the table under it: {', then '.join(f'`{command}`' for command in record['commands'])} "
+            f"({record['machine']}, two runs at a time with one thread each). The picture shows one run of the old "
+            f"densification and one of today's defaults per volume, seed {DEFAULT_SEED}, 12 minutes "
+            f"({'; '.join(runs)}). Each panel gives its own run's IoU, which differs from "
+            "the means above as one timed run does from another: where the plateau of the held-back score ends a run "
+            "varies from one run to the next. The straight grey dotted lines are the annotated x and y slices that "
+            "cross this one: the written map keeps their labels, and no score counts them.", "",
+            *between_cells_lines(drawn, record.get("membrane_between_cells_share", {}))]
+
+
+def between_cells_lines(drawn: dict, shares: dict[str, float]) -> list[str]:
+    """The membrane between touching cells and the outer one apart (figure.py's ``membrane_between_cells_iou``,
+    ``membrane_outer_iou``), old against today, mean over the seeds that figure.py ran both for; nothing where
+    it has not measured them.
+
+    ``drawn``: volume -> run name ('NAME' or 'NAME [seed N]') -> run; ``shares``: volume -> the share of its
+    never-annotated membrane voxels that lie between cells.
+    """
+    cells, seeds = [], set()
+    for volume, runs in drawn.items():
+        news = dict(runs_of(runs, "new, 12 min"))
+        pairs = [(old, news[seed]) for seed, old in runs_of(runs, "old, 12 min") if seed in news]
+        if volume not in shares or not pairs or any("membrane_outer_iou" not in run for pair in pairs for run in pair):
+            return []
+        seeds |= {seed for seed, _ in runs_of(runs, "old, 12 min") if seed in news}
+        olds, new_runs = zip(*pairs)
+
+        def means(score: Callable[[dict], float]) -> tuple[float, float]:
+            """The mean of ``score`` over the old runs and over today's."""
+            return float(np.mean([score(run) for run in olds])), float(np.mean([score(run) for run in new_runs]))
+
+        cells.append((volume, means(lambda run: run["membrane_between_cells_iou"]),
+                      means(lambda run: run["membrane_outer_iou"]), means(lambda run: run["iou"][2])))
+    seeds = sorted(seeds, key=lambda seed: (seed != DEFAULT_SEED, seed))
+    return ["Where the thin class is hard: the membrane's IoU on the never-annotated voxels that have no background "
+            "voxel among their 6-neighbours (the membranes between touching cells) and on the others (the outer "
+            "surface, where the tissue meets the background), in `figure.py`'s runs, 12 minutes, "
+            + ("mean of seeds " if len(seeds) > 1 else "seed ")
+            + f"{', '.join(map(str, seeds))}. The goal is measured on the whole class, as the tables do.", "",
+            "| volume | share of the membrane between cells | membrane between cells, old -> today | today / old | "
+            "outer surface, old -> today | whole membrane, old -> today |", "|---|---|---|---|---|---|",
+            *(f"| `{volume}` | {100 * shares[volume]:.0f}% | {between[0]:.3f} -> {between[1]:.3f} | "
+              f"x{between[1] / max(between[0], 1e-9):.2f} | {outer[0]:.3f} -> {outer[1]:.3f} | "
+              f"{whole[0]:.3f} -> {whole[1]:.3f} |"
+              for volume, between, outer, whole in cells), ""]
+
+
 def summary_lines(results: dict[str, dict]) -> list[str]:
     """In short: each volume's membrane IoU, old and new densify and full annotation of another volume.
 
@@ -734,7 +870,7 @@ def markdown() -> str:
              f"Data: {__doc__.split(chr(10) + chr(10))[1]}".replace("\n", " "), ""]
     results = {volume: json.loads((HERE / results_name).read_text())
                for volume, (_, results_name, _) in VOLUMES.items() if (HERE / results_name).exists()}
-    lines += summary_lines(results)
+    lines += glance_lines(results) + figure_lines(results) + summary_lines(results)
     for volume, volume_results in results.items():
         _, results_name, heading = VOLUMES[volume]
         lines += [f"#### {heading}", "", *table(volume_results, results_name, volume)]
@@ -786,10 +922,8 @@ def main(argv: list[str] | None = None) -> int:
         f" --seed {' '.join(map(str, args.seed))}" if args.seed != [DEFAULT_SEED] else "") + (
         " --rows " + " ".join(f'"{r}"' for r in args.rows) if args.rows != list(ROWS) else "")
 
-    from unet3d_keras.sparse import make_sparse_annotation
-
     image, dense = make_volume(**volume_arguments)
-    sparse = make_sparse_annotation(dense, (2, 2, 2))
+    sparse = sparse_labels(dense)
     never = sparse == IGNORE
     results = json.loads(results_path.read_text()) if results_path.exists() else {"rows": {}}
     commands = results.setdefault("commands", [results.pop("command")] if "command" in results else [])
@@ -804,17 +938,7 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        nib.save(nib.Nifti1Image(image, np.eye(4)), folder / "image.nii.gz")
-        nib.save(nib.Nifti1Image(sparse, np.eye(4)), folder / "sparse.nii.gz")
-        # densify refuses a map without an unannotated voxel: leave one background corner out.
-        almost_dense = dense.copy()
-        almost_dense[0, 0, 0] = IGNORE
-        nib.save(nib.Nifti1Image(almost_dense, np.eye(4)), folder / "dense.nii.gz")
-        other_image, other_dense = make_volume(seed=OTHER_SEED, **volume_arguments)
-        nib.save(nib.Nifti1Image(np.concatenate([other_image, image], axis=2), np.eye(4)),
-                 folder / "other_image.nii.gz")
-        nib.save(nib.Nifti1Image(np.concatenate([other_dense, np.full(SHAPE, IGNORE, np.uint8)], axis=2),
-                                 np.eye(4)), folder / "other_labels.nii.gz")
+        write_inputs(folder, volume_arguments)
 
         def one(run: tuple[str, int]) -> None:
             name, seed = run

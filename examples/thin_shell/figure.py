@@ -1,0 +1,181 @@
+"""A picture of the thin-structure experiment: one slice between the annotated ones, per volume.
+
+For each volume of ``run.py`` (two slices per axis annotated) and each ``--seed`` (default 42),
+run ``scripts/densify.py`` twice with a 12-minute budget, as run.py's rows "old, 12 min" and
+"new, 12 min" do (the old densification and today's defaults), two at a time with one thread
+each; keep the written maps in ``figure_maps.npz`` and their scores in ``results_figure.json``:
+the IoU per class and the membrane's IoU apart between touching cells and on the outer surface
+that faces the background. Draw the axial slice z = 24 (between the annotated z slices 12 and
+36) of each volume, seed 42: the image, the truth, the best intensity thresholds, old and
+today's densification, to ``docs/thin_shell_slices.png``.
+
+    python examples/thin_shell/figure.py [--volume thin ...] [--seed 42 1] [--draw-only]
+
+``run.py --markdown-only`` puts the picture and the scores on the page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import (CLASSES, DEFAULT_SEED, FIGURE, FIGURE_RESULTS, HERE, IGNORE, SHAPE, VOLUMES,  # noqa: E402
+                 best_thresholds, iou_per_class, make_volume, run_row, sparse_labels, write_inputs)
+
+from unet3d_keras.fileio import atomic_path, write_text_atomically  # noqa: E402
+
+MAPS = HERE / "figure_maps.npz"
+RESULTS = FIGURE_RESULTS
+PICTURE = FIGURE
+#: The densify runs drawn: run.py's row -> the picture's column title.
+RUNS = {"old, 12 min": "old densification", "new, 12 min": "today's densification"}
+SLICE = SHAPE[2] // 2
+
+
+def thresholded(image: np.ndarray, sparse: np.ndarray) -> np.ndarray:
+    """The classes ``(x, y, z)`` that the best intensity thresholds (fit on the annotated voxels) give."""
+    low, high = best_thresholds(image, sparse)
+    return np.where(image >= high, 2, np.where(image >= low, 1, 0)).astype(np.uint8)
+
+
+def run_volumes(volumes: list[str], seeds: list[int], command: str) -> None:
+    """Densify each volume with each of RUNS and ``seeds``; save the maps and their scores after each run.
+
+    A run of DEFAULT_SEED is kept as its row's name, one of another seed as 'NAME [seed N]' (as run.py does);
+    ``command`` is added to the commands that RESULTS records.
+    """
+    maps = dict(np.load(MAPS, allow_pickle=False)) if MAPS.exists() else {}
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"volumes": {}}
+    results["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    results.setdefault("commands", []).append(command)
+    lock = threading.Lock()
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = {}
+        for volume in volumes:
+            folders[volume] = Path(tmp) / volume
+            folders[volume].mkdir()
+            write_inputs(folders[volume], VOLUMES[volume][0])
+
+        def one(job: tuple[str, str, int]) -> None:
+            volume, name, seed = job
+            row, output = run_row(name, folders[volume], seed)
+            key = name if seed == DEFAULT_SEED else f"{name} [seed {seed}]"
+            predicted = np.asarray(nib.load(output).dataobj).astype(np.uint8)
+            _, dense = make_volume(**VOLUMES[volume][0])
+            row["iou"] = iou_per_class(predicted, dense, sparse_labels(dense) == IGNORE)
+            with lock:
+                maps[f"{volume}/{key}"] = predicted
+                results["volumes"].setdefault(volume, {})[key] = row
+                with atomic_path(MAPS, suffix=".npz") as partial:
+                    np.savez_compressed(partial, **maps)
+                write_text_atomically(RESULTS, json.dumps(results, indent=1) + "\n")
+            print(f"{volume}, {key}: IoU " + ", ".join(f"{c} {v:.3f}" for c, v in zip(CLASSES, row["iou"]))
+                  + f" ({row['steps']} steps, {row['stop_reason']})", flush=True)
+
+        # the long runs first, so that the two workers end together
+        jobs = [(volume, name, seed) for name in reversed(RUNS) for seed in seeds for volume in volumes]
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(one, jobs))
+
+
+def near_background(dense: np.ndarray) -> np.ndarray:
+    """The voxels ``(x, y, z)`` with a background voxel among their 6-neighbours or themselves background."""
+    return ndimage.binary_dilation(dense == 0, ndimage.generate_binary_structure(3, 1))
+
+
+def membrane_ious_by_place(predicted: np.ndarray, dense: np.ndarray, never: np.ndarray) -> tuple[float, float]:
+    """The membrane's IoU on the never-annotated voxels with no background voxel among their 6-neighbours
+    (the membranes between touching cells) and on the others (the outer surface that faces the background)."""
+    outside = near_background(dense)
+    scores = []
+    for where in (never & ~outside, never & outside):
+        drawn, true = predicted[where] == 2, dense[where] == 2
+        scores.append(float(np.sum(drawn & true) / max(np.sum(drawn | true), 1)))
+    return scores[0], scores[1]
+
+
+def record_by_place() -> None:
+    """Add each saved map's :func:`membrane_ious_by_place` to RESULTS, and each volume's share of its
+    never-annotated membrane voxels that lie between cells."""
+    maps = dict(np.load(MAPS, allow_pickle=False))
+    results = json.loads(RESULTS.read_text())
+    results["membrane_between_cells_share"] = {}
+    for volume, runs in results["volumes"].items():
+        _, dense = make_volume(**VOLUMES[volume][0])
+        never = sparse_labels(dense) == IGNORE
+        membrane = (dense == 2) & never
+        results["membrane_between_cells_share"][volume] = float(np.sum(membrane & ~near_background(dense))
+                                                                / np.sum(membrane))
+        for name, row in runs.items():
+            row.pop("membrane_errors_near", None)  # an earlier measure, dropped: it did not tell the volumes apart
+            between, outer = membrane_ious_by_place(maps[f"{volume}/{name}"], dense, never)
+            row.update(membrane_between_cells_iou=between, membrane_outer_iou=outer)
+    write_text_atomically(RESULTS, json.dumps(results, indent=1) + "\n")
+
+
+def draw() -> None:
+    """Draw slice SLICE of every volume with saved maps to PICTURE."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    from unet3d_keras.visualize import save_figure
+
+    maps = dict(np.load(MAPS, allow_pickle=False))
+    volumes = [volume for volume in VOLUMES if all(f"{volume}/{name}" in maps for name in RUNS)]
+    # the annotated voxels (where annotated x and y slices cross this one) in grey: the written maps keep
+    # their labels, and no score counts them
+    colours = ListedColormap(["black", "tab:blue", "yellow", "dimgray"])
+    figure, axes = plt.subplots(len(volumes), 3 + len(RUNS), figsize=(2.6 * (3 + len(RUNS)), 2.7 * len(volumes)),
+                                squeeze=False)
+    for row, volume in enumerate(volumes):
+        image, dense = make_volume(**VOLUMES[volume][0])
+        sparse = sparse_labels(dense)
+        never = sparse == IGNORE
+        classes = {"intensity thresholds": thresholded(image, sparse),
+                   **{title: maps[f"{volume}/{name}"] for name, title in RUNS.items()}}
+        panels = [(f"--volume {volume}", image, "gray"), ("truth", dense, ""),
+                  *((f"{title}\n" * (row == 0) + f"membrane IoU {iou_per_class(values, dense, never)[2]:.3f}",
+                     np.where(never, values, 3), "") for title, values in classes.items())]
+        for axis, (title, values, cmap) in zip(axes[row], panels):
+            axis.imshow(np.rot90(values[:, :, SLICE]), cmap=cmap or colours, interpolation="nearest",
+                        **({} if cmap else {"vmin": 0, "vmax": 3}))
+            axis.set_title(title, fontsize=9)
+            axis.axis("off")
+    figure.suptitle(f"axial slice z={SLICE} (between the annotated z slices): blue cell, yellow membrane, grey "
+                    "annotated; IoU on the never-annotated voxels of the whole volume", fontsize=10)
+    figure.tight_layout()
+    save_figure(figure, PICTURE)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--volume", nargs="+", default=list(VOLUMES), choices=list(VOLUMES))
+    parser.add_argument("--seed", type=int, nargs="+", default=[DEFAULT_SEED],
+                        help=f"densify's seeds (default {DEFAULT_SEED}, the one drawn)")
+    parser.add_argument("--draw-only", action="store_true", help="draw the picture from the saved maps")
+    args = parser.parse_args(argv)
+    if not args.draw_only:
+        command = "python examples/thin_shell/figure.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        run_volumes(args.volume, args.seed, command.strip())
+    record_by_place()
+    draw()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
