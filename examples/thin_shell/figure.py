@@ -119,7 +119,6 @@ def record_by_place() -> None:
         results["membrane_between_cells_share"][volume] = float(np.sum(membrane & ~near_background(dense))
                                                                 / np.sum(membrane))
         for name, row in runs.items():
-            row.pop("membrane_errors_near", None)  # an earlier measure, dropped: it did not tell the volumes apart
             between, outer = membrane_ious_by_place(maps[f"{volume}/{name}"], dense, never)
             row.update(membrane_between_cells_iou=between, membrane_outer_iou=outer)
     write_text_atomically(RESULTS, json.dumps(results, indent=1) + "\n")

@@ -27,6 +27,8 @@ the model did not see.
     python examples/thin_shell/run.py [--volume thick|thin|clear|edges] [--rows NAME ...] [--seed N ...] [--workers 2]
 
 Results go to examples/thin_shell/results*.json (rows already there are kept unless rerun).
+``blending.py`` scores today's models with both blendings of the windows, ``figure.py`` draws a slice;
+``run.py --markdown-only`` puts their figures on the page too.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ OLD = ("--steps", "960", "--holdout", "0", "--class-weights", "none", "--no-mirr
 DEFAULT_BLENDING = DensifyOptions().window_weighting
 #: One model per volume and seed predicted with both blendings of the windows (blending.py).
 BLENDING_RESULTS = HERE / "results_blending.json"
-#: One old and one of today's 12-minute runs per volume, drawn (figure.py): their scores and the picture.
+#: figure.py's old and today's 12-minute runs of each volume and seed: their scores, and the picture of seed 42's.
 FIGURE_RESULTS = HERE / "results_figure.json"
 FIGURE = ROOT / "docs" / "thin_shell_slices.png"
 
