@@ -734,7 +734,7 @@ def figure_lines(results: dict[str, dict]) -> list[str]:
             f"densification and one of today's defaults per volume, seed {DEFAULT_SEED}, 12 minutes "
             f"({'; '.join(runs)}). Each panel gives its own run's IoU, which differs from "
             "the means above as one timed run does from another: where the plateau of the held-back score ends a run "
-            "varies from one run to the next. The straight grey dotted lines are the annotated x and y slices that "
+            "varies from one run to the next. The straight grey lines are the annotated x and y slices that "
             "cross this one: the written map keeps their labels, and no score counts them.", "",
             *between_cells_lines(drawn, record.get("membrane_between_cells_share", {}))]
 
