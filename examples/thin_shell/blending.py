@@ -62,7 +62,7 @@ def one_volume(volume: str, seed: int, minutes: int, other: bool = False) -> dic
     unannotated), as run.py's rows "every voxel of another volume annotated" do.
     """
     sys.path.insert(0, str(HERE))
-    from run import IGNORE, OTHER_SEED, SHAPE, VOLUMES, iou_per_class, make_volume, sparse_labels
+    from run import IGNORE, SHAPE, VOLUMES, after_other_volume, iou_per_class, make_volume, sparse_labels
 
     from unet3d_keras.densify import fit_sparse
 
@@ -70,9 +70,7 @@ def one_volume(volume: str, seed: int, minutes: int, other: bool = False) -> dic
     sparse = sparse_labels(dense)
     never = sparse == IGNORE
     if other:
-        other_image, other_dense = make_volume(seed=OTHER_SEED, **VOLUMES[volume][0])
-        image = np.concatenate([other_image, image], axis=2)
-        sparse = np.concatenate([other_dense, np.full(SHAPE, IGNORE, np.uint8)], axis=2)
+        image, sparse = after_other_volume(image, VOLUMES[volume][0])
     fitted = fit_sparse(image, sparse, IGNORE, deadline=time.monotonic() + 60 * minutes, seed=seed,
                         show_progress=False)
     # this volume is the last SHAPE[2] slices of the image (all of it unless ``other``)

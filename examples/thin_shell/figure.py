@@ -32,7 +32,8 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import (CLASSES, DEFAULT_SEED, FIGURE, FIGURE_RESULTS, HERE, IGNORE, SHAPE, VOLUMES,  # noqa: E402
-                 best_thresholds, iou_per_class, make_volume, run_row, sparse_labels, write_inputs)
+                 best_thresholds, iou_per_class, make_volume, run_row, sparse_labels, threshold_classes,
+                 write_inputs)
 
 from unet3d_keras.fileio import atomic_path, write_text_atomically  # noqa: E402
 
@@ -42,12 +43,6 @@ PICTURE = FIGURE
 #: The densify runs drawn: run.py's row -> the picture's column title.
 RUNS = {"old, 12 min": "old densification", "new, 12 min": "today's densification"}
 SLICE = SHAPE[2] // 2
-
-
-def thresholded(image: np.ndarray, sparse: np.ndarray) -> np.ndarray:
-    """The classes ``(x, y, z)`` that the best intensity thresholds (fit on the annotated voxels) give."""
-    low, high = best_thresholds(image, sparse)
-    return np.where(image >= high, 2, np.where(image >= low, 1, 0)).astype(np.uint8)
 
 
 def run_volumes(volumes: list[str], seeds: list[int], command: str) -> None:
@@ -62,19 +57,20 @@ def run_volumes(volumes: list[str], seeds: list[int], command: str) -> None:
     results.setdefault("commands", []).append(command)
     lock = threading.Lock()
     with tempfile.TemporaryDirectory() as tmp:
-        folders = {}
+        folders, truths = {}, {}  # volume -> its densify inputs' folder; its dense labels and never-annotated voxels
         for volume in volumes:
             folders[volume] = Path(tmp) / volume
             folders[volume].mkdir()
             write_inputs(folders[volume], VOLUMES[volume][0])
+            _, dense = make_volume(**VOLUMES[volume][0])
+            truths[volume] = dense, sparse_labels(dense) == IGNORE
 
         def one(job: tuple[str, str, int]) -> None:
             volume, name, seed = job
             row, output = run_row(name, folders[volume], seed)
             key = name if seed == DEFAULT_SEED else f"{name} [seed {seed}]"
             predicted = np.asarray(nib.load(output).dataobj).astype(np.uint8)
-            _, dense = make_volume(**VOLUMES[volume][0])
-            row["iou"] = iou_per_class(predicted, dense, sparse_labels(dense) == IGNORE)
+            row["iou"] = iou_per_class(predicted, *truths[volume])
             with lock:
                 maps[f"{volume}/{key}"] = predicted
                 results["volumes"].setdefault(volume, {})[key] = row
@@ -145,7 +141,7 @@ def draw() -> None:
         image, dense = make_volume(**VOLUMES[volume][0])
         sparse = sparse_labels(dense)
         never = sparse == IGNORE
-        classes = {"intensity thresholds": thresholded(image, sparse),
+        classes = {"intensity thresholds": threshold_classes(image, *best_thresholds(image, sparse)),
                    **{title: maps[f"{volume}/{name}"] for name, title in RUNS.items()}}
         panels = [(f"--volume {volume}", image, "gray"), ("truth", dense, ""),
                   *((f"{title}\n" * (row == 0) + f"membrane IoU {iou_per_class(values, dense, never)[2]:.3f}",

@@ -44,7 +44,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -187,10 +187,17 @@ def write_inputs(folder: Path, volume_arguments: dict) -> None:
     almost_dense = dense.copy()
     almost_dense[0, 0, 0] = IGNORE
     nib.save(nib.Nifti1Image(almost_dense, np.eye(4)), folder / "dense.nii.gz")
+    stacked_image, stacked_labels = after_other_volume(image, volume_arguments)
+    nib.save(nib.Nifti1Image(stacked_image, np.eye(4)), folder / "other_image.nii.gz")
+    nib.save(nib.Nifti1Image(stacked_labels, np.eye(4)), folder / "other_labels.nii.gz")
+
+
+def after_other_volume(image: np.ndarray, volume_arguments: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` stacked after another volume made alike (seed OTHER_SEED) along the last axis, ``(x, y, 2 z)``,
+    and its labels: the other volume's, every voxel annotated, then IGNORE over ``image``."""
     other_image, other_dense = make_volume(seed=OTHER_SEED, **volume_arguments)
-    nib.save(nib.Nifti1Image(np.concatenate([other_image, image], axis=2), np.eye(4)), folder / "other_image.nii.gz")
-    nib.save(nib.Nifti1Image(np.concatenate([other_dense, np.full(SHAPE, IGNORE, np.uint8)], axis=2), np.eye(4)),
-             folder / "other_labels.nii.gz")
+    return (np.concatenate([other_image, image], axis=2),
+            np.concatenate([other_dense, np.full(SHAPE, IGNORE, np.uint8)], axis=2))
 
 
 def iou_per_class(predicted: np.ndarray, truth: np.ndarray, where: np.ndarray) -> list[float]:
@@ -211,6 +218,11 @@ def best_thresholds(image: np.ndarray, sparse: np.ndarray) -> tuple[float, float
             if score > best:
                 best, pair = score, (float(low), float(high))
     return pair
+
+
+def threshold_classes(image: np.ndarray, low: float, high: float) -> np.ndarray:
+    """The classes ``(x, y, z)`` of ``image`` cut at two thresholds: background < low <= cell < high <= membrane."""
+    return np.where(image >= high, 2, np.where(image >= low, 1, 0)).astype(np.uint8)
 
 
 def slug(name: str) -> str:
@@ -513,9 +525,8 @@ def budget_blending_lines(volume: str, rows: dict, minutes: int) -> list[str]:
              f"{'averaged' if mirrored else 'averaged where the budget allowed'}), mean of seeds "
              f"{', '.join(map(str, seeds))}: membrane {uniform[2]:.3f} -> {gaussian[2]:.3f}, cell {uniform[1]:.3f} -> "
              f"{gaussian[1]:.3f}, background {uniform[0]:.3f} -> {gaussian[0]:.3f} ({each})."]
-    old_by_seed = old_runs_for(rows, minutes)
-    if all(seed in old_by_seed for seed in seeds):
-        old = mean_row([old_by_seed[seed] for seed in seeds])["iou"]
+    old = old_mean(rows, seeds, minutes)
+    if old:
         ratio = gaussian[2] / max(old[2], 1e-9)
         losses = [old[c] - gaussian[c] for c in (0, 1)]
         met = ratio >= 2 and max(losses) <= 0.01
@@ -546,10 +557,15 @@ def other_blending_text(volume: str, minutes: float) -> str:
             f"windows blended the Gaussian way (today's default), {uniform[2]:.3f} ({uniform[1]:.3f}) uniformly")
 
 
-def old_runs_for(rows: dict, minutes: int) -> dict[int, dict]:
-    """The old runs by seed that stand for ``minutes``: the 5-minute ones, for 12 minutes only those that did
-    their 960 steps (:func:`fits_five_minutes`)."""
-    return {seed: row for seed, row in runs_of(rows, "old, 5 min") if minutes == 5 or fits_five_minutes(row)}
+def old_mean(rows: dict, seeds: Iterable[int], minutes: int) -> list[float] | None:
+    """The IoU per class of the old runs of ``seeds`` that stand for ``minutes``, mean over the seeds, or None
+    where one is missing: the 5-minute runs, for 12 minutes only those that did their 960 steps
+    (:func:`fits_five_minutes`)."""
+    by_seed = {seed: row for seed, row in runs_of(rows, "old, 5 min") if minutes == 5 or fits_five_minutes(row)}
+    seeds = list(seeds)
+    if not seeds or any(seed not in by_seed for seed in seeds):
+        return None
+    return mean_row([by_seed[seed] for seed in seeds])["iou"]
 
 
 def fits_five_minutes(old: dict) -> bool:
@@ -685,12 +701,10 @@ def glance_lines(results: dict[str, dict]) -> list[str]:
         today = {minutes: blending_runs(volume, minutes) for minutes in budgets}
         bound = blending_runs(volume, 12, "other_volume")
         seeds = set(today[12]) if 12 in today else set()
-        old_by_seed = old_runs_for(rows, 12)
-        if not seeds or any(set(runs) != seeds for runs in today.values()) or set(bound) != seeds \
-                or not seeds <= set(old_by_seed):
+        old = old_mean(rows, seeds, 12)
+        if not old or any(set(runs) != seeds for runs in today.values()) or set(bound) != seeds:
             continue
         all_seeds |= seeds
-        old = mean_row([old_by_seed[seed] for seed in seeds])["iou"]
         means = {minutes: blending_means(runs)[1] for minutes, runs in today.items()}
         share = volume_results["volume"]["class_share"][2]
         thresholds = volume_results["thresholds"]["iou"][2]
@@ -750,11 +764,12 @@ def between_cells_lines(drawn: dict, shares: dict[str, float]) -> list[str]:
     cells, seeds = [], set()
     for volume, runs in drawn.items():
         news = dict(runs_of(runs, "new, 12 min"))
-        pairs = [(old, news[seed]) for seed, old in runs_of(runs, "old, 12 min") if seed in news]
-        if volume not in shares or not pairs or any("membrane_outer_iou" not in run for pair in pairs for run in pair):
+        pairs = {seed: (old, news[seed]) for seed, old in runs_of(runs, "old, 12 min") if seed in news}
+        if volume not in shares or not pairs or any("membrane_outer_iou" not in run
+                                                    for pair in pairs.values() for run in pair):
             return []
-        seeds |= {seed for seed, _ in runs_of(runs, "old, 12 min") if seed in news}
-        olds, new_runs = zip(*pairs)
+        seeds |= set(pairs)
+        olds, new_runs = zip(*pairs.values())
 
         def means(score: Callable[[dict], float]) -> tuple[float, float]:
             """The mean of ``score`` over the old runs and over today's."""
@@ -820,10 +835,9 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
         lines.append(text + ".")
         if 12 in blended:  # today's defaults at 12 minutes against the old runs of the same seeds
             runs, (_, gaussian) = blended[12]
-            old_by_seed = old_runs_for(rows, 12)
-            if all(seed in old_by_seed for seed in runs):
-                old_mean = mean_row([old_by_seed[seed] for seed in runs])["iou"][2]
-                today.append((volume, gaussian[2] / old_mean, gaussian[2] / bound_today if bound_today else None))
+            old_runs = old_mean(rows, runs, 12)
+            if old_runs:
+                today.append((volume, gaussian[2] / old_runs[2], gaussian[2] / bound_today if bound_today else None))
         arguments = VOLUMES[volume][0]
         if "membrane_value" in arguments and arguments["membrane_value"] is None:
             edge_notes.append(
@@ -931,12 +945,12 @@ def main(argv: list[str] | None = None) -> int:
     commands = results.setdefault("commands", [results.pop("command")] if "command" in results else [])
     if command not in commands:
         commands.append(command)
-    low, high = best_thresholds(image, sparse)
-    thresholded = np.where(image >= high, 2, np.where(image >= low, 1, 0))
     results["volume"] = {"shape": list(SHAPE), "class_share": [float(np.mean(dense == c)) for c in range(3)],
                          "annotated_share": float(np.mean(~never)),
                          "annotated_voxels": [int(np.sum(sparse == c)) for c in range(3)]}
-    results["thresholds"] = {"low": low, "high": high, "iou": iou_per_class(thresholded, dense, never)}
+    low, high = best_thresholds(image, sparse)
+    results["thresholds"] = {"low": low, "high": high,
+                             "iou": iou_per_class(threshold_classes(image, low, high), dense, never)}
     results["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
