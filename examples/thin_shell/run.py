@@ -877,7 +877,8 @@ def between_cells_lines(drawn: dict, shares: dict[str, float]) -> list[str]:
 
 
 def summary_lines(results: dict[str, dict]) -> list[str]:
-    """In short: each volume's membrane IoU, old and new densify and full annotation of another volume.
+    """Seed 42's table of each volume's membrane IoU (thresholds, old and new densify, full annotation of another
+    volume), then the goal's verdict in bullets.
 
     ``results``: --volume name -> its results file's contents.
     """
@@ -888,36 +889,22 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
     today = []
     bounds_today = []  # each volume's bound blended the Gaussian way (blending.py --other), 0.0 where not run
     for volume, volume_results in results.items():
-        rows, heading = volume_results["rows"], VOLUMES[volume][2]
+        rows = volume_results["rows"]
         thresholds = volume_results["thresholds"]["iou"][2]  # the membrane IoU of the best intensity thresholds
         old = old_row(rows, 12)
         news = [rows.get(f"new, {minutes} min") for minutes in (5, 12)]
         others = [rows.get(name) for name in OTHER_ROWS]
         if not old or not all(news):
             continue
-        text = (f"- {heading.split(' (')[0]} (`--volume {volume}`): best intensity thresholds "
-                f"{thresholds:.3f}, old {old['iou'][2]:.3f}, new "
-                + " / ".join(f"{row['iou'][2]:.3f}" for row in news) + " in 5 / 12 minutes")
         other_runs = blending_runs(volume, 12, "other_volume")  # the 12-minute bound blended both ways
         bound_today = blending_means(other_runs)[1][2] if other_runs else 0.0
         bounds_today.append(bound_today)
-        if all(others):
-            text += (", full annotation of another volume " + " / ".join(f"{row['iou'][2]:.3f}" for row in others)
-                     + (f" (trained again for 12 minutes and blended the Gaussian way, mean of densify's seeds "
-                        f"{', '.join(map(str, other_runs))}: {bound_today:.3f})" if other_runs else "")
-                     + f"; twice the old IoU would be {2 * old['iou'][2]:.3f}"
-                     + (" (an IoU is at most 1)" if 2 * old["iou"][2] > 1 else ""))
+        lines.append(f"| `{volume}` | {thresholds:.3f} | {old['iou'][2]:.3f} | "
+                     + " | ".join(f"{row['iou'][2]:.3f}" for row in news) + " | "
+                     + (" / ".join(f"{row['iou'][2]:.3f}" for row in others) if all(others) else "-")
+                     + f" | {2 * old['iou'][2]:.3f} |")
         blended = {minutes: blending_runs(volume, minutes) for minutes in blending_budgets()}
         blended = {minutes: (runs, blending_means(runs)) for minutes, runs in blended.items() if runs}
-        if blended:
-            seeds = sorted({seed for runs, _ in blended.values() for seed in runs},
-                           key=lambda seed: (seed != DEFAULT_SEED, seed))
-            text += (f"; with today's defaults (windows blended the Gaussian way), models trained again, mean of "
-                     f"seeds {', '.join(map(str, seeds))}: "
-                     + " / ".join(f"{means[1][2]:.3f}" for _, means in blended.values())
-                     + f" in {' / '.join(map(str, blended))} minutes, the same models blended uniformly "
-                     + " / ".join(f"{means[0][2]:.3f}" for _, means in blended.values()))
-        lines.append(text + ".")
         if 12 in blended:  # today's defaults at 12 minutes against the old runs of the same seeds
             runs, (_, gaussian) = blended[12]
             old_runs = old_mean(rows, runs, 12)
@@ -926,7 +913,8 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
         arguments = VOLUMES[volume][0]
         if "membrane_value" in arguments and arguments["membrane_value"] is None:
             edge_notes.append(
-                f" On `{volume}`, whose membranes have no brightness of their own, intensity thresholds find almost "
+                f"- **Edges alone.** On `{volume}`, whose membranes have no brightness of their own, intensity "
+                "thresholds find almost "
                 f"none of the membrane ({thresholds:.3f}) and densification from two "
                 f"slices per axis most of it (old {old['iou'][2]:.3f}, new {news[1]['iou'][2]:.3f} in 12 minutes): "
                 "the model reads the edges between cells, which the intensity alone does not give.")
@@ -937,32 +925,37 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
     if not lines:
         return []
     met = [volume for volume, doubled, _, _ in verdicts if doubled]
-    verdict = ("In 12 minutes the membrane IoU at least doubles against the old one (the goal; the tables check "
-               "the other classes too) on " + (", ".join(met) if met else "none of the volumes") + ".")
+    verdict = ["- **The goal.** In 12 minutes the membrane IoU at least doubles against the old one (the tables "
+               "check the other classes too) on " + (", ".join(met) if met else "none of the volumes") + "."]
     if all(above for *_, above in verdicts):
         shares = [share for _, _, share, _ in verdicts]
-        verdict += (" On every volume twice the old IoU is above what the same model reaches in the same 12 minutes "
-                    "trained on every voxel of another volume like it"
-                    + (" (with either blending of the windows)" if all(bounds_today) else "")
-                    + ", and the new densification reaches "
-                    f"{100 * min(shares):.0f}-{100 * max(shares):.0f}% of that from two slices per axis: with these "
-                    "budgets the thin class is limited more by what the model reads of a membrane in a blurred, noisy "
-                    "image than by the sparse annotation.")
+        verdict.append("- **Why not.** On every volume twice the old IoU is above what the same model reaches in the "
+                       "same 12 minutes trained on every voxel of another volume like it"
+                       + (" (with either blending of the windows)" if all(bounds_today) else "")
+                       + ", and the new densification reaches "
+                       f"{100 * min(shares):.0f}-{100 * max(shares):.0f}% of that from two slices per axis. With "
+                       "these budgets the thin class is limited more by what the model reads of a membrane in a "
+                       "blurred, noisy image than by the sparse annotation.")
     if today:
         doubled = [volume for volume, ratio, _ in today if ratio >= 2]
         shares = [share for *_, share in today]
-        verdict += (" With today's defaults (the Gaussian-blended 12-minute models, against the old runs of the same "
-                    "seeds) it doubles on " + (", ".join(doubled) if doubled else "none") + ": membrane IoU x"
-                    + ", x".join(f"{ratio:.2f} ({volume})" for volume, ratio, _ in today)
-                    + (f"; they reach {100 * min(shares):.0f}-{100 * max(shares):.0f}% of what full annotation of "
-                       "another volume gives, trained again for 12 minutes and blended alike" if all(shares) else "")
-                    + ".")
-    verdict += "".join(edge_notes)
+        verdict.append("- **Today's defaults** (the Gaussian-blended 12-minute models, against the old runs of the "
+                       "same seeds) double it on " + (", ".join(doubled) if doubled else "none") + ": membrane IoU x"
+                       + ", x".join(f"{ratio:.2f} ({volume})" for volume, ratio, _ in today)
+                       + (f". They reach {100 * min(shares):.0f}-{100 * max(shares):.0f}% of what full annotation "
+                          "of another volume gives, trained again for 12 minutes and blended alike" if all(shares)
+                          else "")
+                       + ".")
+    verdict += edge_notes
     stale = any(uniform_rows(volume_results["rows"])[0] for volume_results in results.values())
-    return ([f"In short: the membrane IoU on the never-annotated voxels (seed {DEFAULT_SEED}; the tables give the "
-             "other classes, the options and the other seeds"
-             + ("; \"new\" is the rows of the tables, which blended the windows uniformly" if stale else "")
-             + "):", "", *lines, "", verdict, ""])
+    return ([f"Seed {DEFAULT_SEED} alone, in the tables' rows: the membrane IoU on the never-annotated voxels (the "
+             "tables give the other classes, the options and the other seeds"
+             + ("; their \"new\" rows blended the windows uniformly, the table at a glance gives today's defaults"
+                if stale else "")
+             + ").", "",
+             "| volume | intensity thresholds | old | new, 5 min | new, 12 min | "
+             "another volume fully annotated, 5 / 12 min | twice old |", "|---|---|---|---|---|---|---|",
+             *lines, "", *verdict, ""])
 
 
 def markdown() -> str:
