@@ -1,19 +1,22 @@
 """Thin-structure densification experiment: cells packed against each other, each wrapped in a
 membrane one or two voxels thick.
 
-A synthetic volume (64 x 64 x 48 voxels): a Voronoi tessellation of 40 random seeds inside an
-ellipsoid makes cells that touch; class 2 (membrane) is every cell voxel with a 6-neighbour in
-another cell or in the background (2 voxels thick between two cells, 1 against the background),
-class 1 the rest of the cells, class 0 the background. The image: background 0.2, each cell's
-interior its own brightness in [0.7, 1.1], membranes 1.5, blurred (Gaussian, sigma 1 voxel) and
-with Gaussian noise (sigma 0.2), so that the intensity alone confuses a membrane with bright
-cell interiors and blurred edges. `--volume thin`: one voxel thick (between two cells, only the
-cell with the smaller number has it) and fainter (1.3); `--volume clear`: the thin membranes with
-a quarter of the noise (sigma 0.05); `--volume edges`: the two-voxel membranes with no brightness of
-their own (a membrane voxel is as bright as its cell, the cells drawn from [0.4, 1.2]) and a quarter
-of the noise, so that intensity alone says nothing about a membrane: only the edge between two
-cells of different brightness, or between a cell and the background, shows it. Two slices per axis
-are annotated (`unet3d_keras.sparse.make_sparse_annotation`).
+A synthetic volume (64 x 64 x 48 voxels), two slices per axis annotated
+(`unet3d_keras.sparse.make_sparse_annotation`):
+- **Cells.** A Voronoi tessellation of 40 random seeds inside an ellipsoid makes cells that touch.
+- **Classes.** 2 (membrane) is every cell voxel with a 6-neighbour in another cell or in the
+  background: 2 voxels thick between two cells, 1 against the background. 1 is the rest of the
+  cells, 0 the background.
+- **The image** (`--volume thick`): background 0.2, each cell's interior its own brightness in
+  [0.7, 1.1], membranes 1.5, blurred (Gaussian, sigma 1 voxel), with Gaussian noise (sigma 0.2).
+  So the intensity alone confuses a membrane with bright cell interiors and blurred edges.
+- `--volume thin`: one voxel thick (between two cells, only the cell with the smaller number has
+  it) and fainter (1.3).
+- `--volume clear`: the thin membranes with a quarter of the noise (sigma 0.05).
+- `--volume edges`: the two-voxel membranes with no brightness of their own (a membrane voxel is
+  as bright as its cell, the cells drawn from [0.4, 1.2]) and a quarter of the noise. Intensity
+  alone says nothing about a membrane: only the edge between two cells of different brightness,
+  or between a cell and the background, shows it.
 
 Each row runs ``scripts/densify.py`` (the command a user runs) and scores the written map's
 per-class IoU on the never-annotated voxels; the intensity row chooses the two thresholds that
@@ -38,6 +41,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -961,7 +965,8 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
 def markdown() -> str:
     """The page section: how densify trains, then the thin-structure tables and the goal."""
     lines = [SECTION.strip(), "", USAGE.rstrip(), "", "### A thin structure: membranes around touching cells", "",
-             f"Data: {__doc__.split(chr(10) + chr(10))[1]}".replace("\n", " "), ""]
+             # the docstring's wrapped lines join, its bullets stay bullets
+             "Data: " + re.sub(r"\n(?!- ) *", " ", __doc__.split("\n\n")[1]), ""]
     results = {volume: json.loads((HERE / results_name).read_text())
                for volume, (_, results_name, _) in VOLUMES.items() if (HERE / results_name).exists()}
     lines += glance_lines(results) + figure_lines(results) + summary_lines(results)
