@@ -907,13 +907,11 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
                      + " | ".join(f"{row['iou'][2]:.3f}" for row in news) + " | "
                      + (" / ".join(f"{row['iou'][2]:.3f}" for row in others) if all(others) else "-")
                      + f" | {2 * old['iou'][2]:.3f} |")
-        blended = {minutes: blending_runs(volume, minutes) for minutes in blending_budgets()}
-        blended = {minutes: (runs, blending_means(runs)) for minutes, runs in blended.items() if runs}
-        if 12 in blended:  # today's defaults at 12 minutes against the old runs of the same seeds
-            runs, (_, gaussian) = blended[12]
-            old_runs = old_mean(rows, runs, 12)
-            if old_runs:
-                today.append((volume, gaussian[2] / old_runs[2], gaussian[2] / bound_today if bound_today else None))
+        runs = blending_runs(volume, 12)  # today's defaults at 12 minutes against the old runs of the same seeds
+        old_runs = old_mean(rows, runs, 12)
+        if old_runs:
+            gaussian = blending_means(runs)[1][2]
+            today.append((volume, gaussian / old_runs[2], gaussian / bound_today if bound_today else None))
         arguments = VOLUMES[volume][0]
         if "membrane_value" in arguments and arguments["membrane_value"] is None:
             edge_notes.append(
