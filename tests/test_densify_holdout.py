@@ -148,6 +148,7 @@ def test_steps_give_a_fixed_reproducible_run_with_held_back_scores(case):
     # The class weights come from the training voxels' counts.
     index = np.where(sparse == 255, UNANNOTATED, sparse.astype(np.int32))
     held = hold_out(index, 0.2, 4, np.random.default_rng(5)).mask  # 4: a quarter of the shortest side
+    np.testing.assert_array_equal(fitted.held_out_mask, held)  # the voxels the scores count, in the image's shape
     counts = np.bincount(index[(index != UNANNOTATED) & ~held], minlength=3)
     assert fitted.config.training.class_weights == pytest.approx(tuple(balanced_class_weights(counts)), rel=1e-5)
     # --set training.class_weights wins over the option.

@@ -168,6 +168,7 @@ class SparseModel:
         kept_epoch: the epoch whose weights were kept.
         score_history: the held-back scores of each evaluation.
         held_out_voxels: annotated voxels held back from training.
+        held_out_mask: bool ``(x, y, z)``, the held-back voxels (None without them).
         mirror: predictions (and ``scores``) average the 8 mirrorings of each window.
         window_weighting: blending of the overlapping windows of a volume's prediction
             (``"gaussian"`` or ``"uniform"``).
@@ -186,6 +187,7 @@ class SparseModel:
     kept_epoch: int = 0
     score_history: list[dict] = field(default_factory=list)
     held_out_voxels: int = 0
+    held_out_mask: np.ndarray | None = None
     mirror: bool = False
     window_weighting: str = "uniform"
 
@@ -322,7 +324,9 @@ def fit_sparse(
                        epochs=len(budget.losses), train_seconds=time.monotonic() - train_start,
                        history=budget.losses, steps=budget.steps, stop_reason=reason, scores=scores,
                        kept_epoch=kept_epoch,
-                       score_history=monitor.history, held_out_voxels=int(held_out.mask.sum()), mirror=mirror,
+                       score_history=monitor.history, held_out_voxels=int(held_out.mask.sum()),
+                       held_out_mask=held_out.mask[tuple(slice(0, s) for s in sparse.shape)] if monitor.windows
+                       else None, mirror=mirror,
                        window_weighting=options.window_weighting)
 
 
