@@ -1,0 +1,125 @@
+"""A decision offset for the membrane, chosen on the held-back voxels: does it pay?
+
+For a volume of ``run.py`` (two slices per axis annotated) and each seed, train densify's defaults
+for ``--minutes`` with ``unet3d_keras.densify.fit_sparse`` and predict the volume once (today's
+prediction: Gaussian blending, each window's 8 mirrorings averaged). Then add an offset ``b`` to
+the membrane's log-probability before the argmax, for ``b`` from -2 to 3 in steps of 0.1, and
+score every ``b`` on the held-back annotated voxels (where a user could choose it) and on the
+never-annotated voxels (where the tables score). One model scores every offset.
+
+    python examples/thin_shell/offsets.py [--volume thin] [--seed 42 1] [--minutes 5 12]
+
+Each training runs in its own process with one thread, two at a time (as ``run.py`` does).
+Writes ``results_offsets.json``: ``{"runs": {volume: {minutes: {seed: run}}}}``, each run with
+its steps and, for each offset, the IoU per class on both sets of voxels; prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results_offsets.json"
+OFFSETS = np.round(np.arange(-2.0, 3.01, 0.1), 1)
+MEMBRANE = 2
+
+
+def one_run(volume: str, seed: int, minutes: int) -> dict:
+    """Train on ``volume`` for ``minutes``; the IoU per class of each membrane offset on the held-back and the
+    never-annotated voxels."""
+    sys.path.insert(0, str(HERE))
+    from run import IGNORE, VOLUMES, iou_per_class, make_volume, sparse_labels
+
+    from unet3d_keras.densify import fit_sparse, predict_classes
+
+    image, dense = make_volume(**VOLUMES[volume][0])
+    sparse = sparse_labels(dense)
+    never = sparse == IGNORE
+    fitted = fit_sparse(image, sparse, IGNORE, deadline=time.monotonic() + 60 * minutes, seed=seed,
+                        show_progress=False)
+    _, probabilities = predict_classes(fitted, image)
+    log_p = np.log(np.maximum(probabilities, 1e-8))
+    scores = {}
+    for offset in OFFSETS:
+        log_p[MEMBRANE] += offset
+        classes = np.argmax(log_p, axis=0)
+        log_p[MEMBRANE] -= offset
+        scores[f"{offset:.1f}"] = {"held_back": iou_per_class(classes, dense, fitted.held_out_mask),
+                                   "never_annotated": iou_per_class(classes, dense, never)}
+    return {"steps": fitted.steps, "stop_reason": fitted.stop_reason, "held_out_voxels": fitted.held_out_voxels,
+            "held_out_membrane_voxels": int(np.sum(fitted.held_out_mask & (dense == MEMBRANE))), "offsets": scores}
+
+
+#: How an offset is chosen: the best mean IoU of the classes on the held-back voxels, the best membrane IoU
+#: there, and the best membrane IoU on the never-annotated voxels (which no user can choose by).
+CHOICES = ("held-back mean", "held-back membrane", "never-annotated membrane")
+
+
+def chosen(run: dict) -> dict[str, str]:
+    """The offset (its key in ``run["offsets"]``) chosen each way of :data:`CHOICES`."""
+    offsets = run["offsets"]
+    return dict(zip(CHOICES, (max(offsets, key=lambda b: np.mean(offsets[b]["held_back"])),
+                              max(offsets, key=lambda b: offsets[b]["held_back"][MEMBRANE]),
+                              max(offsets, key=lambda b: offsets[b]["never_annotated"][MEMBRANE]))))
+
+
+def summary(run: dict) -> list[str]:
+    """Each chosen offset's never-annotated IoU against no offset."""
+    base = run["offsets"]["0.0"]["never_annotated"]
+    lines = [f"  no offset: background/cell/membrane {' / '.join(f'{v:.3f}' for v in base)} ({run['steps']} steps)"]
+    for how, offset in chosen(run).items():
+        iou = run["offsets"][offset]["never_annotated"]
+        lines.append(f"  best {how}: offset {offset}: {' / '.join(f'{v:.3f}' for v in iou)} "
+                     f"(membrane {iou[MEMBRANE] - base[MEMBRANE]:+.3f}, cell {iou[1] - base[1]:+.3f})")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--volume", default="thin", choices=["thick", "thin", "clear", "edges"])
+    parser.add_argument("--seed", type=int, nargs="+", default=[42, 1], help="densify's seeds (default 42 1)")
+    parser.add_argument("--minutes", type=int, nargs="+", default=[5, 12], help="time budgets (default 5 12)")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        volume, seed, minutes = args.child
+        print(json.dumps(one_run(volume, int(seed), int(minutes))), flush=True)
+        os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
+
+    from unet3d_keras.fileio import write_text_atomically
+
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}, "commands": []}
+    command = "python examples/thin_shell/offsets.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    results["commands"].append(command.strip())
+    lock = threading.Lock()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
+
+    def job(budget_seed: tuple[int, int]) -> None:
+        minutes, seed = budget_seed
+        done = subprocess.run([sys.executable, __file__, "--child", args.volume, str(seed), str(minutes)],
+                              capture_output=True, text=True, env=env)
+        if done.returncode:
+            raise RuntimeError(f"{args.volume}, {minutes} min, seed {seed}: {done.stderr[-2000:]}")
+        run = json.loads(done.stdout.strip().splitlines()[-1])
+        with lock:  # saved after every run: a failed run loses only itself
+            results["runs"].setdefault(args.volume, {}).setdefault(str(minutes), {})[str(seed)] = run
+            write_text_atomically(RESULTS, json.dumps(results, indent=1) + "\n")
+            print(f"{args.volume}, {minutes} min, seed {seed}:", *summary(run), sep="\n", flush=True)
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(job, [(minutes, seed) for minutes in args.minutes for seed in args.seed]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
