@@ -1,8 +1,8 @@
 """A decision offset for the membrane, chosen on the held-back voxels: does it pay?
 
 For a volume of ``run.py`` (two slices per axis annotated) and each seed, train densify's defaults
-for ``--minutes`` with ``unet3d_keras.densify.fit_sparse`` and predict the volume once (today's
-prediction: Gaussian blending, each window's 8 mirrorings averaged). Then add an offset ``b`` to
+for ``--minutes`` with ``unet3d_keras.densify.fit_sparse`` and predict the volume as densify does
+(Gaussian blending, each window's 8 mirrorings averaged). Then add an offset ``b`` to
 the membrane's log-probability before the argmax, for ``b`` from -2 to 3 in steps of 0.1, and
 score every ``b`` on the held-back annotated voxels (where a user could choose it) and on the
 never-annotated voxels (where the tables score). One model scores every offset.
