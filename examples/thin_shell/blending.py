@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -99,14 +98,11 @@ def one_mni152(seed: int) -> dict:
 
 def run_child(kind: str, name: str, seed: int, threads: int | None, minutes: int = MINUTES[0]) -> dict:
     """One training in its own process (TensorFlow's threads are fixed when it starts)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    if threads:
-        env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS=str(threads))
-    done = subprocess.run([sys.executable, __file__, "--child", kind, name, str(seed), str(minutes)],
-                          capture_output=True, text=True, env=env)
-    if done.returncode:
-        raise RuntimeError(f"{kind} {name} seed {seed}: {done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    sys.path.insert(0, str(HERE))  # not at the top: the MNI152 children import examples/mni152_sparse's run
+    from run import run_json_process
+
+    return run_json_process([__file__, "--child", kind, name, str(seed), str(minutes)], f"{kind} {name} seed {seed}",
+                            threads)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -29,6 +28,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from run import IGNORE, VOLUMES, iou_per_class, make_volume, run_json_process, sparse_labels  # noqa: E402
+
 RESULTS = HERE / "results_offsets.json"
 OFFSETS = np.round(np.arange(-2.0, 3.01, 0.1), 1)
 MEMBRANE = 2
@@ -37,9 +39,6 @@ MEMBRANE = 2
 def one_run(volume: str, seed: int, minutes: int) -> dict:
     """Train on ``volume`` for ``minutes``; the IoU per class of each membrane offset on the held-back and the
     never-annotated voxels."""
-    sys.path.insert(0, str(HERE))
-    from run import IGNORE, VOLUMES, iou_per_class, make_volume, sparse_labels
-
     from unet3d_keras.densify import fit_sparse, predict_classes
 
     image, dense = make_volume(**VOLUMES[volume][0])
@@ -86,7 +85,7 @@ def summary(run: dict) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--volume", default="thin", choices=["thick", "thin", "clear", "edges"])
+    parser.add_argument("--volume", default="thin", choices=list(VOLUMES))
     parser.add_argument("--seed", type=int, nargs="+", default=[42, 1], help="densify's seeds (default 42 1)")
     parser.add_argument("--minutes", type=int, nargs="+", default=[5, 12], help="time budgets (default 5 12)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
@@ -102,15 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     command = "python examples/thin_shell/offsets.py " + " ".join(argv if argv is not None else sys.argv[1:])
     results["commands"].append(command.strip())
     lock = threading.Lock()
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
 
     def job(budget_seed: tuple[int, int]) -> None:
         minutes, seed = budget_seed
-        done = subprocess.run([sys.executable, __file__, "--child", args.volume, str(seed), str(minutes)],
-                              capture_output=True, text=True, env=env)
-        if done.returncode:
-            raise RuntimeError(f"{args.volume}, {minutes} min, seed {seed}: {done.stderr[-2000:]}")
-        run = json.loads(done.stdout.strip().splitlines()[-1])
+        run = run_json_process([__file__, "--child", args.volume, str(seed), str(minutes)],
+                               f"{args.volume}, {minutes} min, seed {seed}")
         with lock:  # saved after every run: a failed run loses only itself
             results["runs"].setdefault(args.volume, {}).setdefault(str(minutes), {})[str(seed)] = run
             write_text_atomically(RESULTS, json.dumps(results, indent=1) + "\n")

@@ -320,21 +320,39 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)
 
 
+def run_process(arguments: Sequence[str], what: str, threads: int | None = 1) -> subprocess.CompletedProcess:
+    """Run ``python ARGUMENTS`` in its own process (TensorFlow fixes its threads when it starts) with ``threads``
+    threads (None: TensorFlow's choice) and capture its output.
+
+    Raises:
+        RuntimeError: the process failed; names ``what`` and ends with the end of its errors.
+    """
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if threads:
+        env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS=str(threads))
+    done = subprocess.run([sys.executable, *arguments], capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise RuntimeError(f"{what}: {done.stderr[-2000:]}")
+    return done
+
+
+def run_json_process(arguments: Sequence[str], what: str, threads: int | None = 1) -> dict:
+    """:func:`run_process`, then the JSON object that the last line of its output holds."""
+    return json.loads(run_process(arguments, what, threads).stdout.strip().splitlines()[-1])
+
+
 def run_row(name: str, folder: Path, seed: int) -> tuple[dict, Path]:
     """Run one row's densify with ``seed``; the row's record and the written map's path."""
     extra, minutes = ROWS[name]
     output = folder / slug(f"{name} {seed}") / "dense.nii.gz"  # one folder per run: densify locks its output folder
     output.parent.mkdir()
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
     image, labels = (("other_image.nii.gz", "other_labels.nii.gz") if name in OTHER_ROWS else
                      ("image.nii.gz", "dense.nii.gz" if name in DENSE_ROWS else "sparse.nii.gz"))
-    command = [sys.executable, str(ROOT / "scripts" / "densify.py"), "--image", str(folder / image),
+    command = [str(ROOT / "scripts" / "densify.py"), "--image", str(folder / image),
                "--labels", str(folder / labels), "--output", str(output), "--max-minutes", str(minutes),
                "--seed", str(seed), "--quiet", *extra]
     began = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    if done.returncode:
-        raise RuntimeError(f"{name}: {done.stderr[-2000:]}")
+    done = run_process(command, name)
     scores_file = output.with_name("dense_scores.json")
     report = json.loads(scores_file.read_text())
     return {"name": name, "arguments": list(extra), "minutes": minutes, "seconds": round(time.monotonic() - began),
