@@ -29,11 +29,11 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import IGNORE, VOLUMES, iou_per_class, make_volume, run_json_process, sparse_labels  # noqa: E402
+from run import (IGNORE, MEMBRANE, VOLUMES, chosen_offsets, iou_per_class, make_volume, run_json_process,  # noqa: E402
+                 sparse_labels)
 
 RESULTS = HERE / "results_offsets.json"
 OFFSETS = np.round(np.arange(-2.0, 3.01, 0.1), 1)
-MEMBRANE = 2
 
 
 def one_run(volume: str, seed: int, minutes: int) -> dict:
@@ -59,24 +59,11 @@ def one_run(volume: str, seed: int, minutes: int) -> dict:
             "held_out_membrane_voxels": int(np.sum(fitted.held_out_mask & (dense == MEMBRANE))), "offsets": scores}
 
 
-#: How an offset is chosen: the best mean IoU of the classes on the held-back voxels, the best membrane IoU
-#: there, and the best membrane IoU on the never-annotated voxels (which no user can choose by).
-CHOICES = ("held-back mean", "held-back membrane", "never-annotated membrane")
-
-
-def chosen(run: dict) -> dict[str, str]:
-    """The offset (its key in ``run["offsets"]``) chosen each way of :data:`CHOICES`."""
-    offsets = run["offsets"]
-    return dict(zip(CHOICES, (max(offsets, key=lambda b: np.mean(offsets[b]["held_back"])),
-                              max(offsets, key=lambda b: offsets[b]["held_back"][MEMBRANE]),
-                              max(offsets, key=lambda b: offsets[b]["never_annotated"][MEMBRANE]))))
-
-
 def summary(run: dict) -> list[str]:
     """Each chosen offset's never-annotated IoU against no offset."""
     base = run["offsets"]["0.0"]["never_annotated"]
     lines = [f"  no offset: background/cell/membrane {' / '.join(f'{v:.3f}' for v in base)} ({run['steps']} steps)"]
-    for how, offset in chosen(run).items():
+    for how, offset in chosen_offsets(run).items():
         iou = run["offsets"][offset]["never_annotated"]
         lines.append(f"  best {how}: offset {offset}: {' / '.join(f'{v:.3f}' for v in iou)} "
                      f"(membrane {iou[MEMBRANE] - base[MEMBRANE]:+.3f}, cell {iou[1] - base[1]:+.3f})")
