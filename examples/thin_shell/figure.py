@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import (CLASSES, DEFAULT_SEED, FIGURE, FIGURE_RESULTS, HERE, IGNORE, SHAPE, VOLUMES,  # noqa: E402
+from run import (CLASSES, DEFAULT_SEED, FIGURE, FIGURE_RESULTS, HERE, IGNORE, MEMBRANE, SHAPE, VOLUMES,  # noqa: E402
                  best_thresholds, iou_per_class, make_volume, run_row, sparse_labels, threshold_classes,
                  write_inputs)
 
@@ -95,11 +95,8 @@ def membrane_ious_by_place(predicted: np.ndarray, dense: np.ndarray, never: np.n
     """The membrane's IoU on the never-annotated voxels with no background voxel among their 6-neighbours
     (the membranes between touching cells) and on the others (the outer surface that faces the background)."""
     outside = near_background(dense)
-    scores = []
-    for where in (never & ~outside, never & outside):
-        drawn, true = predicted[where] == 2, dense[where] == 2
-        scores.append(float(np.sum(drawn & true) / max(np.sum(drawn | true), 1)))
-    return scores[0], scores[1]
+    return (iou_per_class(predicted, dense, never & ~outside)[MEMBRANE],
+            iou_per_class(predicted, dense, never & outside)[MEMBRANE])
 
 
 def record_by_place() -> None:
