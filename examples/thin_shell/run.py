@@ -389,6 +389,11 @@ def seed_runs(rows: dict) -> dict[str, list[tuple[int, dict]]]:
             if len(runs) > 1 and all(class_weighting(row) == expected_weighting(name) for _, row in runs)}
 
 
+def seed_order(seeds: Iterable[int | str]) -> list[int]:
+    """``seeds`` as integers, DEFAULT_SEED first (the tables' own seed), then the others in ascending order."""
+    return sorted(map(int, seeds), key=lambda seed: (seed != DEFAULT_SEED, seed))
+
+
 def runs_of(rows: dict, name: str) -> list[tuple[int, dict]]:
     """The row ``name`` (seed DEFAULT_SEED) and its rows of other seeds, 'NAME [seed N]': [(seed, row), ...]."""
     return ([(DEFAULT_SEED, rows[name])] if name in rows else []) + sorted(
@@ -609,7 +614,7 @@ def blending_runs(volume: str, minutes: int, trained_on: str = "volumes") -> dic
     """
     by_minutes = blending_results().get(trained_on, {})
     runs = {int(seed): run for seed, run in by_minutes.get(str(minutes), {}).get(volume, {}).items()}
-    return {seed: runs[seed] for seed in sorted(runs, key=lambda seed: (seed != DEFAULT_SEED, seed))}
+    return {seed: runs[seed] for seed in seed_order(runs)}
 
 
 def blending_lines(volume: str, rows: dict) -> list[str]:
@@ -824,7 +829,7 @@ def glance_lines(results: dict[str, dict]) -> list[str]:
                      f"{old[1]:.3f} / {old[0]:.3f} -> {means[12][1]:.3f} / {means[12][0]:.3f} |")
     if not lines:
         return []
-    seeds = ", ".join(map(str, sorted(all_seeds, key=lambda seed: (seed != DEFAULT_SEED, seed))))
+    seeds = ", ".join(map(str, seed_order(all_seeds)))
     return [f"At a glance: the membrane IoU on the never-annotated voxels, mean of densify's seeds {seeds}. \"Today\" "
             "is densify's defaults (`examples/thin_shell/blending.py`, windows blended the Gaussian way); \"old\" the "
             "densification before them (960 steps whatever the budget); the bound, the same model trained for 12 "
@@ -887,7 +892,7 @@ def between_cells_lines(drawn: dict, shares: dict[str, float]) -> list[str]:
 
         cells.append((volume, means(lambda run: run["membrane_between_cells_iou"]),
                       means(lambda run: run["membrane_outer_iou"]), means(lambda run: run["iou"][2])))
-    seeds = sorted(seeds, key=lambda seed: (seed != DEFAULT_SEED, seed))
+    seeds = seed_order(seeds)
     return ["Where the thin class is hard: the membrane's IoU on the never-annotated voxels that have no background "
             "voxel among their 6-neighbours (the membranes between touching cells) and on the others (the outer "
             "surface, where the tissue meets the background), in `figure.py`'s runs, 12 minutes, "
@@ -1004,8 +1009,7 @@ def offset_lines() -> list[str]:
     rows, gains, best = [], [], []  # (membrane, cell) changes: offsets chosen on the held-back voxels; the best one
     for volume, budgets in record["runs"].items():
         for minutes in sorted(budgets, key=int):
-            runs = [budgets[minutes][seed] for seed in sorted(budgets[minutes],
-                                                              key=lambda seed: (int(seed) != DEFAULT_SEED, int(seed)))]
+            runs = [budgets[minutes][str(seed)] for seed in seed_order(budgets[minutes])]
             base = np.mean([run["offsets"]["0.0"]["never_annotated"] for run in runs], axis=0)
             cells = [f"{base[2]:.3f} / {base[1]:.3f}"]
             picks = [chosen_offsets(run) for run in runs]
@@ -1015,8 +1019,7 @@ def offset_lines() -> list[str]:
                 (gains if how.startswith("held-back") else best).append((iou[2] - base[2], iou[1] - base[1]))
                 cells.append(f"{iou[2]:.3f} / {iou[1]:.3f} ({', '.join(offsets)})")
             rows.append(f"| `{volume}`, {minutes} min | " + " | ".join(cells) + " |")
-    seeds = sorted({int(seed) for budgets in record["runs"].values() for runs in budgets.values() for seed in runs},
-                   key=lambda seed: (seed != DEFAULT_SEED, seed))
+    seeds = seed_order({int(seed) for budgets in record["runs"].values() for runs in budgets.values() for seed in runs})
     held = sorted({run["held_out_membrane_voxels"] for budgets in record["runs"].values() for runs in budgets.values()
                    for run in runs.values()})
     held_text = str(held[0]) if len(held) == 1 else f"{held[0]} to {held[-1]}"
