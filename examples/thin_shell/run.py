@@ -144,7 +144,7 @@ USAGE = '''### How densify trains, stops and reports
 | `--window-weighting` | `gaussian` | how overlapping windows are blended; `uniform`: a plain average |
 | `--predict-annotated` | off | writes the model's labels on the annotated voxels too, to see where it disagrees with the annotation |
 
-"Old" in the tables below is the densification before these options: a fixed 60 epochs of 16 steps, no held-back voxels, no class weights, elastic deformation, each window predicted once, windows blended uniformly. It is `--steps 960 --holdout 0 --class-weights none --no-mirror --window-weighting uniform --set augment.elastic=true`.
+"Old" in the tables below is the densification before these options: a fixed 60 epochs of 16 steps, no held-back voxels, no class weights, elastic deformation, each window predicted once, windows blended uniformly. It already drew windows class first and trained with the per-class Dice term, as today's defaults do. It is `--steps 960 --holdout 0 --class-weights none --no-mirror --window-weighting uniform --set augment.elastic=true`.
 
 #### Held-back voxels
 
@@ -191,7 +191,7 @@ The run **keeps the weights of its best evaluation at a decayed learning rate**:
 
 #### Thin and rare classes
 
-By default:
+By default (the first two were already the old densification's):
 - **Windows centred on each class in turn.** `--sampling class_first` draws each window's class first, so that a thin class is the centre of its share of the windows whatever its voxel count.
 - **A Dice term per class.** The default loss (`training.loss: cross_entropy_dice`) averages the Dice of each class, so a thin class counts as much as a large one. `--set training.loss=cross_entropy` drops it.
 - **No elastic deformation.** It interpolates the intensities but not the labels (nearest neighbour), which shifts a one-voxel structure off its labels. `--set augment.elastic=true` turns it on.
