@@ -49,7 +49,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, NamedTuple, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -683,6 +683,23 @@ def old_mean(rows: dict, seeds: Iterable[int], minutes: int) -> list[float] | No
     return mean_row([by_seed[seed] for seed in seeds])["iou"]
 
 
+class TwelveMinutes(NamedTuple):
+    """blending.py's 12-minute models of one volume against the old runs (IoU per class, means over seeds)."""
+
+    seeds: list[int]  #: the seeds of today's models
+    today: np.ndarray | None  #: today's defaults (Gaussian-blended), None where blending.py has not run
+    old: list[float] | None  #: the old runs of the same seeds, None where one is missing
+    bound: np.ndarray | None  #: blending.py --other's models blended the Gaussian way, None where not run
+    bound_seeds: list[int]
+
+
+def twelve_minutes(volume: str, rows: dict) -> TwelveMinutes:
+    """Today's defaults at 12 minutes, the old runs of the same seeds and the bound, for ``volume``'s ``rows``."""
+    runs, bound = blending_runs(volume, 12), blending_runs(volume, 12, "other_volume")
+    return TwelveMinutes(list(runs), blending_means(runs)[1] if runs else None, old_mean(rows, runs, 12),
+                         blending_means(bound)[1] if bound else None, list(bound))
+
+
 def fits_five_minutes(old: dict) -> bool:
     """An old run of 5 minutes that did its 960 steps: 12 minutes train the same map, so it stands for them."""
     return old.get("stop_reason") == "960 steps done"
@@ -814,18 +831,16 @@ def glance_lines(results: dict[str, dict]) -> list[str]:
     for volume, volume_results in results.items():
         rows = volume_results["rows"]
         today = {minutes: blending_runs(volume, minutes) for minutes in budgets}
-        bound = blending_runs(volume, 12, "other_volume")
-        seeds = set(today[12]) if 12 in today else set()
-        old = old_mean(rows, seeds, 12)
-        if not old or any(set(runs) != seeds for runs in today.values()) or set(bound) != seeds:
+        seeds, _, old, bound, bound_seeds = twelve_minutes(volume, rows)
+        if not old or any(set(runs) != set(seeds) for runs in today.values()) or bound_seeds != seeds:
             continue
-        all_seeds |= seeds
+        all_seeds |= set(seeds)
         means = {minutes: blending_means(runs)[1] for minutes, runs in today.items()}
         share = volume_results["volume"]["class_share"][2]
         thresholds = volume_results["thresholds"]["iou"][2]
         lines.append(f"| `{volume}` | {100 * share:.1f}% | {thresholds:.3f} | {old[2]:.3f} | "
                      + " | ".join(f"{means[minutes][2]:.3f}" for minutes in budgets)
-                     + f" | x{means[12][2] / old[2]:.2f} | {blending_means(bound)[1][2]:.3f} | {2 * old[2]:.3f} | "
+                     + f" | x{means[12][2] / old[2]:.2f} | {bound[2]:.3f} | {2 * old[2]:.3f} | "
                      f"{old[1]:.3f} / {old[0]:.3f} -> {means[12][1]:.3f} / {means[12][0]:.3f} |")
     if not lines:
         return []
@@ -926,18 +941,16 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
         others = [rows.get(name) for name in OTHER_ROWS]
         if not old or not all(news):
             continue
-        other_runs = blending_runs(volume, 12, "other_volume")  # the 12-minute bound blended both ways
-        bound_today = blending_means(other_runs)[1][2] if other_runs else 0.0
+        twelve = twelve_minutes(volume, rows)
+        bound_today = twelve.bound[2] if twelve.bound is not None else 0.0
         bounds_today.append(bound_today)
         lines.append(f"| `{volume}` | {thresholds:.3f} | {old['iou'][2]:.3f} | "
                      + " | ".join(f"{row['iou'][2]:.3f}" for row in news) + " | "
                      + (" / ".join(f"{row['iou'][2]:.3f}" for row in others) if all(others) else "-")
                      + f" | {2 * old['iou'][2]:.3f} |")
-        runs = blending_runs(volume, 12)  # today's defaults at 12 minutes against the old runs of the same seeds
-        old_runs = old_mean(rows, runs, 12)
-        if old_runs:
-            gaussian = blending_means(runs)[1][2]
-            today.append((volume, gaussian / old_runs[2], gaussian / bound_today if bound_today else None))
+        if twelve.old:  # today's defaults at 12 minutes against the old runs of the same seeds
+            gaussian = twelve.today[2]
+            today.append((volume, gaussian / twelve.old[2], gaussian / bound_today if bound_today else None))
         arguments = VOLUMES[volume][0]
         if "membrane_value" in arguments and arguments["membrane_value"] is None:
             edge_notes.append(
