@@ -478,12 +478,11 @@ def table(results: dict, raw: str, volume_name: str) -> list[str]:
                          f" (old: seeds {', '.join(str(seed) for seed, _ in old_runs)})"),
                       mean_row([r for _, r in old_runs]), mean_row([r for _, r in new_runs]), ceiling))
     # 12 minutes over seeds: the old runs of the same seeds stand in when they did their 960 steps in 5 minutes
-    long_runs, old_by_seed = runs_of(rows, "new, 12 min"), dict(seeded.get("old, 5 min", []))
-    if len(long_runs) > 1 and all(seed in old_by_seed and fits_five_minutes(old_by_seed[seed])
-                                  for seed, _ in long_runs):
+    long_runs = runs_of(rows, "new, 12 min")
+    old_long = old_mean(rows, [seed for seed, _ in long_runs], 12) if len(long_runs) > 1 else None
+    if old_long:
         pairs.append((f"12 min, mean of seeds {', '.join(str(seed) for seed, _ in long_runs)}",
-                      mean_row([old_by_seed[seed] for seed, _ in long_runs]), mean_row([r for _, r in long_runs]),
-                      ceilings.get(12.0, ceiling)))
+                      {"iou": old_long}, mean_row([r for _, r in long_runs]), ceilings.get(12.0, ceiling)))
     for when, old, new, bound in pairs:
         if old and new:
             ratio = new["iou"][2] / max(old["iou"][2], 1e-9)
