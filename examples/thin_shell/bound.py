@@ -1,0 +1,85 @@
+"""How far full annotation and a long training take densify's model on a thin_shell volume.
+
+The tables' bound ("every voxel of another volume annotated") trains for at most 12 minutes on one
+thread. Here the same model (densify's defaults, 8 base filters) trains on every voxel of several
+other volumes made alike (seeds 1, 2, ...), stacked along the last axis, for ``--minutes`` on all
+the threads TensorFlow takes, to the end of its budget (no plateau stop); then it predicts this
+volume as densify does, and its IoU per class is scored on the voxels that the tables score (those
+outside the two annotated slices per axis). Its held-back score (tiles of the other volumes that it
+did not train on) is recorded at each evaluation: how the score still moves at the end.
+
+    python examples/thin_shell/bound.py [--volume thin] [--minutes 60] [--others 3] [--seed 42]
+
+Writes ``results_bound.json`` (``{volume: run}``); ``run.py --markdown-only`` puts it on the page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from run import DEFAULT_SEED, IGNORE, OTHER_SEED, VOLUMES, iou_per_class, make_volume, run_json_process, sparse_labels
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results_bound.json"
+
+
+def one_run(volume: str, minutes: float, others: int, seed: int) -> dict:
+    """Train on every voxel of ``others`` volumes made like ``volume`` for ``minutes``, score ``volume``."""
+    from unet3d_keras.densify import fit_sparse, predict_classes
+    from unet3d_keras.densify_holdout import DensifyOptions
+
+    arguments = VOLUMES[volume][0]
+    image, dense = make_volume(**arguments)
+    never = sparse_labels(dense) == IGNORE
+    made = [make_volume(seed=OTHER_SEED + i, **arguments) for i in range(others)]
+    train_image = np.concatenate([other_image for other_image, _ in made], axis=2)
+    train_labels = np.concatenate([other_dense for _, other_dense in made], axis=2)
+    began = time.monotonic()
+    # a patience longer than the budget: the whole budget is trained, as run.py's "without the plateau stop"
+    fitted = fit_sparse(train_image, train_labels, IGNORE, deadline=began + 60 * minutes, seed=seed,
+                        show_progress=False, predict_shape=image.shape, options=DensifyOptions(patience_epochs=10**6))
+    predicted, _ = predict_classes(fitted, image)
+    return {"minutes": minutes, "others": others, "seed": seed, "steps": fitted.steps,
+            "stop_reason": fitted.stop_reason, "seconds": round(time.monotonic() - began),
+            "iou": iou_per_class(predicted, dense, never),
+            "iou_every_voxel": iou_per_class(predicted, dense, np.ones(dense.shape, bool)),
+            "held_back": fitted.scores, "kept_epoch": fitted.kept_epoch,
+            "history": [[entry["epoch"], *entry["iou"]] for entry in fitted.score_history]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--volume", choices=list(VOLUMES), default="thin")
+    parser.add_argument("--minutes", type=float, default=60.0, help="training budget (default 60)")
+    parser.add_argument("--others", type=int, default=3, help="fully annotated volumes to train on (default 3)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"densify's seed (default {DEFAULT_SEED})")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(one_run(args.volume, args.minutes, args.others, args.seed)), flush=True)
+        os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
+
+    from unet3d_keras.fileio import write_text_atomically
+
+    given = argv if argv is not None else sys.argv[1:]
+    result = run_json_process([__file__, "--child", *given], f"bound of {args.volume}", threads=None)
+    result.update(command=" ".join(["python examples/thin_shell/bound.py", *given]),
+                  machine=f"{platform.machine()}, {os.cpu_count()} cores, every thread")
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[args.volume] = result
+    write_text_atomically(RESULTS, json.dumps(results, indent=1) + "\n")
+    print(f"{args.volume}: {result['steps']} steps in {result['seconds']} s, IoU on the never-annotated voxels "
+          + " ".join(f"{v:.3f}" for v in result["iou"]), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
