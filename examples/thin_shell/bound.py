@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from run import DEFAULT_SEED, IGNORE, OTHER_SEED, VOLUMES, iou_per_class, make_volume, run_json_process, sparse_labels
+from run import (DEFAULT_SEED, IGNORE, VOLUMES, iou_per_class, make_volume, other_volumes, run_json_process,
+                 sparse_labels)
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results_bound.json"
@@ -39,9 +40,7 @@ def one_run(volume: str, minutes: float, others: int, seed: int) -> dict:
     arguments = VOLUMES[volume][0]
     image, dense = make_volume(**arguments)
     never = sparse_labels(dense) == IGNORE
-    made = [make_volume(seed=OTHER_SEED + i, **arguments) for i in range(others)]
-    train_image = np.concatenate([other_image for other_image, _ in made], axis=2)
-    train_labels = np.concatenate([other_dense for _, other_dense in made], axis=2)
+    train_image, train_labels = other_volumes(arguments, others)
     began = time.monotonic()
     # a patience longer than the budget: the whole budget is trained, as run.py's "without the plateau stop"
     fitted = fit_sparse(train_image, train_labels, IGNORE, deadline=began + 60 * minutes, seed=seed,

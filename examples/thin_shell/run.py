@@ -286,10 +286,17 @@ def write_inputs(folder: Path, volume_arguments: dict) -> None:
     nib.save(nib.Nifti1Image(stacked_labels, np.eye(4)), folder / "other_labels.nii.gz")
 
 
+def other_volumes(volume_arguments: dict, count: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` other volumes made alike (seeds OTHER_SEED, OTHER_SEED + 1, ...) stacked along the last axis:
+    the image ``(x, y, count z)`` and its dense labels."""
+    made = [make_volume(seed=OTHER_SEED + i, **volume_arguments) for i in range(count)]
+    return np.concatenate([image for image, _ in made], axis=2), np.concatenate([dense for _, dense in made], axis=2)
+
+
 def after_other_volume(image: np.ndarray, volume_arguments: dict) -> tuple[np.ndarray, np.ndarray]:
-    """``image`` stacked after another volume made alike (seed OTHER_SEED) along the last axis, ``(x, y, 2 z)``,
-    and its labels: the other volume's, every voxel annotated, then IGNORE over ``image``."""
-    other_image, other_dense = make_volume(seed=OTHER_SEED, **volume_arguments)
+    """``image`` stacked after another volume made alike (:func:`other_volumes`) along the last axis,
+    ``(x, y, 2 z)``, and its labels: the other volume's, every voxel annotated, then IGNORE over ``image``."""
+    other_image, other_dense = other_volumes(volume_arguments)
     return (np.concatenate([other_image, image], axis=2),
             np.concatenate([other_dense, np.full(SHAPE, IGNORE, np.uint8)], axis=2))
 
@@ -933,6 +940,7 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
     # (volume, membrane IoU of today's defaults at 12 minutes over that of the old runs of the same seeds, and
     # over that of full annotation of another volume blended alike, or None)
     today = []
+    olds = {}  # volume -> the old runs' IoU per class, mean over blending.py's seeds (as the table at a glance)
     bounds_today = []  # each volume's bound blended the Gaussian way (blending.py --other), 0.0 where not run
     for volume, volume_results in results.items():
         rows = volume_results["rows"]
@@ -943,6 +951,7 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
         if not old or not all(news):
             continue
         twelve = twelve_minutes(volume, rows)
+        olds[volume] = twelve.old
         bound_today = twelve.bound[2] if twelve.bound is not None else 0.0
         bounds_today.append(bound_today)
         lines.append(f"| `{volume}` | {thresholds:.3f} | {old['iou'][2]:.3f} | "
@@ -988,7 +997,7 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
                           "of another volume gives, trained again for 12 minutes and blended alike" if all(shares)
                           else "")
                        + ".")
-    verdict += bound_lines(results) + edge_notes
+    verdict += bound_lines(olds) + edge_notes
     stale = any(uniform_rows(volume_results["rows"])[0] for volume_results in results.values())
     return ([f"Seed {DEFAULT_SEED} alone, in the tables' rows: the membrane IoU on the never-annotated voxels (the "
              "tables give the other classes, the options and the other seeds"
@@ -1000,32 +1009,33 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
              *lines, "", *verdict, ""])
 
 
-def bound_lines(results: dict[str, dict]) -> list[str]:
+def bound_lines(olds: dict[str, list[float] | None]) -> list[str]:
     """bound.py's long trainings on every voxel of several other volumes: a bullet per volume, against twice the
-    old IoU (the old runs of blending.py's seeds, as the table at a glance), or nothing where it has not run.
+    old IoU, or nothing where it has not run.
 
-    ``results``: --volume name -> its results file's contents.
+    ``olds``: --volume name -> the old runs' IoU per class (None: not measured, the volume is left out).
     """
     if not BOUND_RESULTS.exists():
         return []
     lines = []
     for volume, run in json.loads(BOUND_RESULTS.read_text()).items():
-        old = twelve_minutes(volume, results.get(volume, {}).get("rows", {})).old
+        old = olds.get(volume)
         if old is None:
             continue
         twice, membrane = 2 * old[MEMBRANE], run["iou"][MEMBRANE]
         # evaluations wander by about 0.02: the mean of each quarter of the run shows where the score still goes
-        quarters = [float(np.mean(part)) for part in np.array_split([entry[1 + MEMBRANE] for entry in run["history"]], 4)]
+        history = [entry[1 + MEMBRANE] for entry in run["history"]]
+        quarters = [float(np.mean(part)) for part in np.array_split(history, 4)]
         lines.append(
             f"- **A longer bound.** Trained for {run['minutes']:g} minutes ({run['steps']} steps; {run['machine']}) on "
             f"every voxel of {run['others']} other volumes made like `{volume}` (seeds {OTHER_SEED} to "
-            f"{OTHER_SEED + run['others'] - 1} of its generator; `{run['command']}`), to the end of its budget, the same "
-            f"model scores the membrane {membrane:.3f} (cell {run['iou'][1]:.3f}) on `{volume}`'s never-annotated "
+            f"{OTHER_SEED + run['others'] - 1} of its generator; `{run['command']}`), to the end of its budget, the "
+            f"same model scores the membrane {membrane:.3f} (cell {run['iou'][1]:.3f}) on `{volume}`'s never-annotated "
             f"voxels: {'at or above' if membrane >= twice else 'below'} twice the old IoU ({twice:.3f}). Its membrane "
-            f"IoU on the tiles of those volumes held back from training, mean of the evaluations in each quarter of the "
+            "IoU on the tiles of those volumes held back from training, mean of the evaluations in each quarter of the "
             f"run: {', '.join(f'{q:.3f}' for q in quarters)} (tiles amid voxels that it trained on, so above what it "
-            f"scores on a volume that it never saw), {quarters[-1] - quarters[-2]:+.3f} from the third quarter to the "
-            "last.")
+            f"scores on a volume that it never saw), {quarters[-1] - quarters[-2]:+.3f} from the third quarter to "
+            "the last.")
     return lines
 
 
