@@ -32,7 +32,8 @@ the model did not see.
 Results go to examples/thin_shell/results*.json (rows already there are kept unless rerun).
 ``blending.py`` scores today's models with both blendings of the windows, ``figure.py`` draws a slice,
 ``offsets.py`` tries a decision offset for the membrane, ``bound.py`` trains long on every voxel of other
-volumes; ``run.py --markdown-only`` puts their figures on the page too.
+volumes, ``tuning.py`` changes the learning rate, the window or the batch; ``run.py --markdown-only`` puts
+their figures on the page too.
 """
 
 from __future__ import annotations
@@ -83,6 +84,16 @@ BLENDING_RESULTS = HERE / "results_blending.json"
 OFFSET_RESULTS = HERE / "results_offsets.json"
 #: bound.py's long trainings on every voxel of several other volumes made alike.
 BOUND_RESULTS = HERE / "results_bound.json"
+#: tuning.py's side-by-side runs of densify's defaults and each variant: name -> its --set overrides.
+TUNING_RESULTS = HERE / "results_tuning.json"
+TUNING_VARIANTS: dict[str, tuple[str, ...]] = {
+    "defaults": (),
+    "learning rate 0.001": ("training.initial_learning_rate=0.001",),
+    "learning rate 0.005": ("training.initial_learning_rate=0.005",),
+    "batches of 8": ("training.batch_size=8",),
+    "24³ windows": ("training.patch_shape=[24,24,24]", "prediction.overlap=12"),
+    "16³ windows in batches of 8": ("training.patch_shape=[16,16,16]", "training.batch_size=8", "prediction.overlap=8"),
+}
 #: figure.py's old and today's 12-minute runs of each volume and seed: their scores, and the picture of seed 42's.
 FIGURE_RESULTS = HERE / "results_figure.json"
 FIGURE = ROOT / "docs" / "thin_shell_slices.png"
@@ -1096,9 +1107,53 @@ def offset_lines() -> list[str]:
                     "or criterion to the next: densify does not offer an offset."), ""]
 
 
+def tuning_lines() -> list[str]:
+    """A table per volume and budget of tuning.py's variants of densify's defaults, mean over the seeds, and how far
+    they moved the membrane; nothing where it has not run."""
+    if not TUNING_RESULTS.exists():
+        return []
+    from unet3d_keras.densify import DENSIFY_DEFAULTS
+
+    training = DENSIFY_DEFAULTS["training"]
+    window = "x".join(map(str, training["patch_shape"]))
+    lines = []
+    for volume, budgets in json.loads(TUNING_RESULTS.read_text())["runs"].items():
+        for minutes, budget in budgets.items():
+            variants = budget["variants"]
+            if "defaults" not in variants:  # a command still running, or stopped before its first run
+                continue
+            seeds = seed_order(variants["defaults"])
+            means = {name: np.mean([variants[name][str(seed)]["iou"] for seed in seeds], axis=0)
+                     for name in TUNING_VARIANTS if set(variants.get(name, {})) >= set(map(str, seeds))}
+            rows = [f"| {name} | {iou[MEMBRANE]:.3f} / {iou[1]:.3f} | "
+                    + ", ".join(f"{variants[name][str(seed)]['iou'][MEMBRANE]:.3f}" for seed in seeds) + " | "
+                    + ", ".join(str(variants[name][str(seed)]["steps"]) for seed in seeds) + " | "
+                    + str(sum(variants[name][str(seed)]["stop_reason"] != "time budget spent" for seed in seeds))
+                    + " |" for name, iou in means.items()]
+            base = means["defaults"]
+            changes = np.asarray([iou - base for name, iou in means.items() if name != "defaults"])
+            better = [name for name in means if name != "defaults" and all(
+                variants[name][str(s)]["iou"][MEMBRANE] > variants["defaults"][str(s)]["iou"][MEMBRANE] for s in seeds)]
+            lines += [
+                f"**The learning rate, the window and the batch.** `{budget['command']}` ({budget['machine']}, two "
+                f"runs at a time with one thread each) trained densify's defaults (learning rate "
+                f"{training['initial_learning_rate']:g}, {window} windows in batches of {training['batch_size']}) "
+                f"and each variant, each changed alone, on `{volume}` for {minutes} minutes, seeds "
+                f"{', '.join(map(str, seeds))}, in one session: membrane / cell IoU on the never-annotated voxels, "
+                "mean of the seeds.", "",
+                "| settings | membrane / cell IoU | membrane, each seed | steps, each seed | runs that a plateau "
+                "ended before the budget |", "|---|---|---|---|---|", *rows, "",
+                f"- Against the defaults, the variants moved the membrane by {changes[:, MEMBRANE].min():+.3f} to "
+                f"{changes[:, MEMBRANE].max():+.3f} and the cells by {changes[:, 1].min():+.3f} to "
+                f"{changes[:, 1].max():+.3f}.",
+                "- " + (f"Higher on every seed: {', '.join(better)}." if better else
+                        "None scored the membrane higher than the defaults on every seed: the defaults stay."), ""]
+    return lines
+
+
 def markdown() -> str:
     """The page section: how densify trains, then the thin-structure tables and the goal."""
-    lines = [SECTION.strip(), "", USAGE.rstrip(), "", *offset_lines(),
+    lines = [SECTION.strip(), "", USAGE.rstrip(), "", *offset_lines(), *tuning_lines(),
              "### A thin structure: membranes around touching cells", "",
              # the docstring's wrapped lines join, its bullets stay bullets
              "Data: " + re.sub(r"\n(?!- ) *", " ", __doc__.split("\n\n")[1]), ""]

@@ -1,0 +1,89 @@
+"""Densify's learning rate, window and batch, each changed alone, side by side in one session.
+
+For a volume of ``run.py`` (two slices per axis annotated) and each seed, train densify's defaults and
+each variant of ``VARIANTS`` for ``--minutes`` with ``unet3d_keras.densify.fit_sparse``, predict the
+volume as densify does and score the IoU per class on the never-annotated voxels. The runs of one
+command share a machine and a session, so that their steps and scores compare; the tables' rows
+come from several sessions.
+
+    python examples/thin_shell/tuning.py [--volume thin] [--seed 42 1] [--minutes 5]
+
+Each training runs in its own process with one thread, two at a time (as ``run.py`` does).
+Writes ``results_tuning.json``: ``{"runs": {volume: {minutes: {"command", "machine", "variants": {variant:
+{seed: run}}}}}, "commands": [...]}``;
+``run.py --markdown-only`` puts it on the page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from run import (IGNORE, TUNING_RESULTS, TUNING_VARIANTS, VOLUMES, iou_per_class, make_volume,  # noqa: E402
+                 run_json_process, sparse_labels)
+
+
+def one_run(volume: str, seed: int, minutes: float, variant: str) -> dict:
+    """Train ``variant`` of densify's defaults on ``volume`` for ``minutes``; its steps and IoU per class on the
+    never-annotated voxels."""
+    from unet3d_keras.densify import fit_sparse, predict_classes
+
+    image, dense = make_volume(**VOLUMES[volume][0])
+    sparse = sparse_labels(dense)
+    began = time.monotonic()
+    fitted = fit_sparse(image, sparse, IGNORE, overrides=TUNING_VARIANTS[variant], deadline=began + 60 * minutes,
+                        seed=seed, show_progress=False)
+    predicted, _ = predict_classes(fitted, image)
+    return {"steps": fitted.steps, "stop_reason": fitted.stop_reason, "seconds": round(time.monotonic() - began),
+            "iou": iou_per_class(predicted, dense, sparse == IGNORE), "held_back": fitted.scores["iou"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--volume", default="thin", choices=list(VOLUMES))
+    parser.add_argument("--seed", type=int, nargs="+", default=[42, 1], help="densify's seeds (default 42 1)")
+    parser.add_argument("--minutes", type=float, default=5.0, help="time budget of each run (default 5)")
+    parser.add_argument("--variants", nargs="+", default=list(TUNING_VARIANTS), choices=list(TUNING_VARIANTS))
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        volume, seed, minutes, variant = args.child
+        print(json.dumps(one_run(volume, int(seed), float(minutes), variant)), flush=True)
+        os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
+
+    from unet3d_keras.fileio import write_text_atomically
+
+    results = json.loads(TUNING_RESULTS.read_text()) if TUNING_RESULTS.exists() else {"runs": {}, "commands": []}
+    command = "python examples/thin_shell/tuning.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    results["commands"].append(command.strip())
+    # a later command's runs replace this budget's runs: runs of two sessions do not compare
+    budget = results["runs"].setdefault(args.volume, {})[f"{args.minutes:g}"] = {
+        "command": command.strip(), "machine": f"{platform.machine()}, {os.cpu_count()} cores", "variants": {}}
+    lock = threading.Lock()
+
+    def job(variant_seed: tuple[str, int]) -> None:
+        variant, seed = variant_seed
+        what = f"{args.volume}, {args.minutes:g} min, {variant}, seed {seed}"
+        run = run_json_process([__file__, "--child", args.volume, str(seed), str(args.minutes), variant], what)
+        with lock:  # saved after every run: a failed run loses only itself
+            budget["variants"].setdefault(variant, {})[str(seed)] = run
+            write_text_atomically(TUNING_RESULTS, json.dumps(results, indent=1) + "\n")
+            print(f"{what}: {run['steps']} steps, background/cell/membrane IoU "
+                  + " / ".join(f"{v:.3f}" for v in run["iou"]), flush=True)
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(job, [(variant, seed) for seed in args.seed for variant in args.variants]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
