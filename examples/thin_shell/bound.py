@@ -8,9 +8,11 @@ volume as densify does, and its IoU per class is scored on the voxels that the t
 outside the two annotated slices per axis). Its held-back score (tiles of the other volumes that it
 did not train on) is recorded at each evaluation: how the score still moves at the end.
 
-    python examples/thin_shell/bound.py [--volume thin] [--minutes 60] [--others 3] [--seed 42]
+    python examples/thin_shell/bound.py [--volume thin] [--minutes 60] [--others 3] [--seed 42] [--base-filters N]
 
-Writes ``results_bound.json`` (``{volume: run}``); ``run.py --markdown-only`` puts it on the page.
+``--base-filters`` (default densify's) asks whether a larger model gets further in the same time.
+Writes ``results_bound.json`` (``{key: run}``, the key ``volume`` for densify's model, ``"volume, N base
+filters"`` with ``--base-filters N``); ``run.py --markdown-only`` puts it on the page.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results_bound.json"
 
 
-def one_run(volume: str, minutes: float, others: int, seed: int) -> dict:
-    """Train on every voxel of ``others`` volumes made like ``volume`` for ``minutes``, score ``volume``."""
+def one_run(volume: str, minutes: float, others: int, seed: int, base_filters: int | None) -> dict:
+    """Train densify's model (with ``base_filters``, if given) on every voxel of ``others`` volumes made like
+    ``volume`` for ``minutes``, score ``volume``."""
     from unet3d_keras.densify import fit_sparse, predict_classes
     from unet3d_keras.densify_holdout import DensifyOptions
 
@@ -43,11 +46,14 @@ def one_run(volume: str, minutes: float, others: int, seed: int) -> dict:
     train_image, train_labels = other_volumes(arguments, others)
     began = time.monotonic()
     # a patience longer than the budget: the whole budget is trained, as run.py's "without the plateau stop"
-    fitted = fit_sparse(train_image, train_labels, IGNORE, deadline=began + 60 * minutes, seed=seed,
-                        show_progress=False, predict_shape=image.shape, options=DensifyOptions(patience_epochs=10**6))
+    overrides = [f"model.n_base_filters={base_filters}"] if base_filters else []
+    fitted = fit_sparse(train_image, train_labels, IGNORE, overrides=overrides, deadline=began + 60 * minutes,
+                        seed=seed, show_progress=False, predict_shape=image.shape,
+                        options=DensifyOptions(patience_epochs=10**6))
     predicted, _ = predict_classes(fitted, image)
-    return {"minutes": minutes, "others": others, "seed": seed, "steps": fitted.steps,
-            "stop_reason": fitted.stop_reason, "seconds": round(time.monotonic() - began),
+    return {"volume": volume, "base_filters": fitted.config.model.n_base_filters, "minutes": minutes,
+            "others": others, "seed": seed, "steps": fitted.steps, "stop_reason": fitted.stop_reason,
+            "seconds": round(time.monotonic() - began),
             "iou": iou_per_class(predicted, dense, never),
             "iou_every_voxel": iou_per_class(predicted, dense, np.ones(dense.shape, bool)),
             "held_back": fitted.scores, "kept_epoch": fitted.kept_epoch,
@@ -60,10 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=60.0, help="training budget (default 60)")
     parser.add_argument("--others", type=int, default=3, help="fully annotated volumes to train on (default 3)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"densify's seed (default {DEFAULT_SEED})")
+    parser.add_argument("--base-filters", type=int, help="the model's base filters (default densify's)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(one_run(args.volume, args.minutes, args.others, args.seed)), flush=True)
+        print(json.dumps(one_run(args.volume, args.minutes, args.others, args.seed, args.base_filters)), flush=True)
         os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
 
     from unet3d_keras.fileio import write_text_atomically
@@ -73,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     result.update(command=" ".join(["python examples/thin_shell/bound.py", *given]),
                   machine=f"{platform.machine()}, {os.cpu_count()} cores, every thread")
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results[args.volume] = result
+    key = f"{args.volume}, {args.base_filters} base filters" if args.base_filters else args.volume
+    results[key] = result
     write_text_atomically(RESULTS, json.dumps(results, indent=1) + "\n")
-    print(f"{args.volume}: {result['steps']} steps in {result['seconds']} s, IoU on the never-annotated voxels "
+    print(f"{key}: {result['steps']} steps in {result['seconds']} s, IoU on the never-annotated voxels "
           + " ".join(f"{v:.3f}" for v in result["iou"]), flush=True)
     return 0
 

@@ -92,7 +92,8 @@ TUNING_VARIANTS: dict[str, tuple[str, ...]] = {
     "learning rate 0.005": ("training.initial_learning_rate=0.005",),
     "batches of 8": ("training.batch_size=8",),
     "24³ windows": ("training.patch_shape=[24,24,24]", "prediction.overlap=12"),
-    "16³ windows in batches of 8": ("training.patch_shape=[16,16,16]", "training.batch_size=8", "prediction.overlap=8"),
+    "16³ windows in batches of 8": ("training.patch_shape=[16,16,16]", "training.batch_size=8",
+                                    "prediction.overlap=8"),
 }
 #: figure.py's old and today's 12-minute runs of each volume and seed: their scores, and the picture of seed 42's.
 FIGURE_RESULTS = HERE / "results_figure.json"
@@ -1021,15 +1022,19 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
 
 
 def bound_lines(olds: dict[str, list[float] | None]) -> list[str]:
-    """bound.py's long trainings on every voxel of several other volumes: a bullet per volume, against twice the
+    """bound.py's long trainings on every voxel of several other volumes: a bullet per run, against twice the
     old IoU, or nothing where it has not run.
 
     ``olds``: --volume name -> the old runs' IoU per class (None: not measured, the volume is left out).
     """
     if not BOUND_RESULTS.exists():
         return []
+    from unet3d_keras.densify import DENSIFY_DEFAULTS
+
+    densify_filters = DENSIFY_DEFAULTS["model"]["n_base_filters"]
     lines = []
-    for volume, run in json.loads(BOUND_RESULTS.read_text()).items():
+    for key, run in json.loads(BOUND_RESULTS.read_text()).items():
+        volume = run.get("volume", key)  # the first run's record has no volume: its key is the volume
         old = olds.get(volume)
         if old is None:
             continue
@@ -1037,11 +1042,15 @@ def bound_lines(olds: dict[str, list[float] | None]) -> list[str]:
         # evaluations wander by about 0.02: the mean of each quarter of the run shows where the score still goes
         history = [entry[1 + MEMBRANE] for entry in run["history"]]
         quarters = [float(np.mean(part)) for part in np.array_split(history, 4)]
+        filters = run.get("base_filters", densify_filters)
+        title, model = (("A longer bound", "the same model") if filters == densify_filters else
+                        (f"A larger model, as long: {filters} base filters",
+                         f"the model with {filters} base filters instead of {densify_filters}"))
         lines.append(
-            f"- **A longer bound.** Trained for {run['minutes']:g} minutes ({run['steps']} steps; {run['machine']}) on "
+            f"- **{title}.** Trained for {run['minutes']:g} minutes ({run['steps']} steps; {run['machine']}) on "
             f"every voxel of {run['others']} other volumes made like `{volume}` (seeds {OTHER_SEED} to "
-            f"{OTHER_SEED + run['others'] - 1} of its generator; `{run['command']}`), to the end of its budget, the "
-            f"same model scores the membrane {membrane:.3f} (cell {run['iou'][1]:.3f}) on `{volume}`'s never-annotated "
+            f"{OTHER_SEED + run['others'] - 1} of its generator; `{run['command']}`), to the end of its budget, "
+            f"{model} scores the membrane {membrane:.3f} (cell {run['iou'][1]:.3f}) on `{volume}`'s never-annotated "
             f"voxels: {'at or above' if membrane >= twice else 'below'} twice the old IoU ({twice:.3f}). Its membrane "
             "IoU on the tiles of those volumes held back from training, mean of the evaluations in each quarter of the "
             f"run: {', '.join(f'{q:.3f}' for q in quarters)} (tiles amid voxels that it trained on, so above what it "

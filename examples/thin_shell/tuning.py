@@ -1,7 +1,7 @@
 """Densify's learning rate, window and batch, each changed alone, side by side in one session.
 
 For a volume of ``run.py`` (two slices per axis annotated) and each seed, train densify's defaults and
-each variant of ``VARIANTS`` for ``--minutes`` with ``unet3d_keras.densify.fit_sparse``, predict the
+each variant of ``run.TUNING_VARIANTS`` for ``--minutes`` with ``unet3d_keras.densify.fit_sparse``, predict the
 volume as densify does and score the IoU per class on the never-annotated voxels. The runs of one
 command share a machine and a session, so that their steps and scores compare; the tables' rows
 come from several sessions.
