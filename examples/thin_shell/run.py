@@ -1131,24 +1131,25 @@ def tuning_lines() -> list[str]:
             variants = budget["variants"]
             if "defaults" not in variants:  # a command still running, or stopped before its first run
                 continue
-            seeds = seed_order(variants["defaults"])
-            means = {name: np.mean([variants[name][str(seed)]["iou"] for seed in seeds], axis=0)
-                     for name in TUNING_VARIANTS if set(variants.get(name, {})) >= set(map(str, seeds))}
-            rows = [f"| {name} | {iou[MEMBRANE]:.3f} / {iou[1]:.3f} | "
-                    + ", ".join(f"{variants[name][str(seed)]['iou'][MEMBRANE]:.3f}" for seed in seeds) + " | "
-                    + ", ".join(str(variants[name][str(seed)]["steps"]) for seed in seeds) + " | "
-                    + str(sum(variants[name][str(seed)]["stop_reason"] != "time budget spent" for seed in seeds))
-                    + " |" for name, iou in means.items()]
-            base = means["defaults"]
-            changes = np.asarray([iou - base for name, iou in means.items() if name != "defaults"])
-            better = [name for name in means if name != "defaults" and all(
-                variants[name][str(s)]["iou"][MEMBRANE] > variants["defaults"][str(s)]["iou"][MEMBRANE] for s in seeds)]
+            seeds = [str(seed) for seed in seed_order(variants["defaults"])]
+            # name -> its run of each seed, in TUNING_VARIANTS' order, the variants that ran every seed
+            runs = {name: [variants[name][seed] for seed in seeds]
+                    for name in TUNING_VARIANTS if set(variants.get(name, {})) >= set(seeds)}
+            means = {name: np.mean([run["iou"] for run in name_runs], axis=0) for name, name_runs in runs.items()}
+            rows = [f"| {name} | {means[name][MEMBRANE]:.3f} / {means[name][1]:.3f} | "
+                    + ", ".join(f"{run['iou'][MEMBRANE]:.3f}" for run in name_runs) + " | "
+                    + ", ".join(str(run["steps"]) for run in name_runs) + " | "
+                    + str(sum(run["stop_reason"] != "time budget spent" for run in name_runs)) + " |"
+                    for name, name_runs in runs.items()]
+            changes = np.asarray([iou - means["defaults"] for name, iou in means.items() if name != "defaults"])
+            better = [name for name, name_runs in runs.items() if name != "defaults" and all(
+                run["iou"][MEMBRANE] > default["iou"][MEMBRANE] for run, default in zip(name_runs, runs["defaults"]))]
             lines += [
                 f"**The learning rate, the window and the batch.** `{budget['command']}` ({budget['machine']}, two "
                 f"runs at a time with one thread each) trained densify's defaults (learning rate "
                 f"{training['initial_learning_rate']:g}, {window} windows in batches of {training['batch_size']}) "
                 f"and each variant, each changed alone, on `{volume}` for {minutes} minutes, seeds "
-                f"{', '.join(map(str, seeds))}, in one session: membrane / cell IoU on the never-annotated voxels, "
+                f"{', '.join(seeds)}, in one session: membrane / cell IoU on the never-annotated voxels, "
                 "mean of the seeds.", "",
                 "| settings | membrane / cell IoU | membrane, each seed | steps, each seed | runs that a plateau "
                 "ended before the budget |", "|---|---|---|---|---|", *rows, "",
