@@ -10,9 +10,11 @@ did not train on) is recorded at each evaluation: how the score still moves at t
 
     python examples/thin_shell/bound.py [--volume thin] [--minutes 60] [--others 3] [--seed 42] [--base-filters N]
 
-``--base-filters`` (default densify's) asks whether a larger model gets further in the same time.
-Writes ``results_bound.json`` (``{key: run}``, the key ``volume`` for densify's model, ``"volume, N base
-filters"`` with ``--base-filters N``); ``run.py --markdown-only`` puts it on the page.
+``--base-filters`` (default densify's) asks whether a larger model gets further in the same time,
+``--others`` whether more annotated volumes do.
+Writes ``results_bound.json`` (``{key: run}``, the key ``volume`` for densify's model and 3 other volumes,
+``"volume, N base filters"`` with ``--base-filters N``, ``"volume, M other volumes"`` with ``--others M``);
+``run.py --markdown-only`` puts it on the page.
 """
 
 from __future__ import annotations
@@ -23,15 +25,11 @@ import os
 import platform
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-from run import (DEFAULT_SEED, IGNORE, VOLUMES, iou_per_class, make_volume, other_volumes, run_json_process,
-                 sparse_labels)
-
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results_bound.json"
+from run import (BOUND_OTHERS, BOUND_RESULTS, DEFAULT_SEED, IGNORE, VOLUMES, iou_per_class, make_volume,
+                 other_volumes, run_json_process, sparse_labels)
 
 
 def one_run(volume: str, minutes: float, others: int, seed: int, base_filters: int | None) -> dict:
@@ -64,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--volume", choices=list(VOLUMES), default="thin")
     parser.add_argument("--minutes", type=float, default=60.0, help="training budget (default 60)")
-    parser.add_argument("--others", type=int, default=3, help="fully annotated volumes to train on (default 3)")
+    parser.add_argument("--others", type=int, default=BOUND_OTHERS,
+                        help=f"fully annotated volumes to train on (default {BOUND_OTHERS})")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"densify's seed (default {DEFAULT_SEED})")
     parser.add_argument("--base-filters", type=int, help="the model's base filters (default densify's)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -79,10 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     result = run_json_process([__file__, "--child", *given], f"bound of {args.volume}", threads=None)
     result.update(command=" ".join(["python examples/thin_shell/bound.py", *given]),
                   machine=f"{platform.machine()}, {os.cpu_count()} cores, every thread")
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    key = f"{args.volume}, {args.base_filters} base filters" if args.base_filters else args.volume
+    results = json.loads(BOUND_RESULTS.read_text()) if BOUND_RESULTS.exists() else {}
+    # the first runs' keys stay as they were: other options add to the volume's name
+    key = ", ".join([args.volume, *([f"{args.base_filters} base filters"] if args.base_filters else []),
+                     *([f"{args.others} other volumes"] if args.others != BOUND_OTHERS else [])])
     results[key] = result
-    write_text_atomically(RESULTS, json.dumps(results, indent=1) + "\n")
+    write_text_atomically(BOUND_RESULTS, json.dumps(results, indent=1) + "\n")
     print(f"{key}: {result['steps']} steps in {result['seconds']} s, IoU on the never-annotated voxels "
           + " ".join(f"{v:.3f}" for v in result["iou"]), flush=True)
     return 0

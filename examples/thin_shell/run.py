@@ -84,6 +84,8 @@ BLENDING_RESULTS = HERE / "results_blending.json"
 OFFSET_RESULTS = HERE / "results_offsets.json"
 #: bound.py's long trainings on every voxel of several other volumes made alike.
 BOUND_RESULTS = HERE / "results_bound.json"
+#: bound.py's fully annotated volumes unless --others says otherwise
+BOUND_OTHERS = 3
 #: tuning.py's side-by-side runs of densify's defaults and each variant: name -> its --set overrides.
 TUNING_RESULTS = HERE / "results_tuning.json"
 TUNING_VARIANTS: dict[str, tuple[str, ...]] = {
@@ -1043,9 +1045,13 @@ def bound_lines(olds: dict[str, list[float] | None]) -> list[str]:
         history = [entry[1 + MEMBRANE] for entry in run["history"]]
         quarters = [float(np.mean(part)) for part in np.array_split(history, 4)]
         filters = run.get("base_filters", densify_filters)
-        title, model = (("A longer bound", "the same model") if filters == densify_filters else
-                        (f"A larger model, as long: {filters} base filters",
-                         f"the model with {filters} base filters instead of {densify_filters}"))
+        if filters != densify_filters:
+            title, model = (f"A larger model, as long: {filters} base filters",
+                            f"the model with {filters} base filters instead of {densify_filters}")
+        elif run["others"] != BOUND_OTHERS:
+            title, model = f"More annotated volumes, as long: {run['others']}", "the same model"
+        else:
+            title, model = "A longer bound", "the same model"
         lines.append(
             f"- **{title}.** Trained for {run['minutes']:g} minutes ({run['steps']} steps; {run['machine']}) on "
             f"every voxel of {run['others']} other volumes made like `{volume}` (seeds {OTHER_SEED} to "
