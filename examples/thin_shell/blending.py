@@ -25,9 +25,7 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,7 +36,6 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-RESULTS = HERE / "results_blending.json"
 MINUTES = (5, 12)
 MNI152_EPOCHS = 200
 BLENDINGS = ("uniform", "gaussian")
@@ -97,8 +94,8 @@ def one_mni152(seed: int) -> dict:
 
 
 def run_child(kind: str, name: str, seed: int, threads: int | None, minutes: int = MINUTES[0]) -> dict:
-    """One training in its own process (TensorFlow's threads are fixed when it starts)."""
-    sys.path.insert(0, str(HERE))  # not at the top: the MNI152 children import examples/mni152_sparse's run
+    """One training in its own process (TensorFlow's threads are fixed when it starts); ``main`` has put
+    run.py on the path."""
     from run import run_json_process
 
     return run_json_process([__file__, "--child", kind, name, str(seed), str(minutes)], f"{kind} {name} seed {seed}",
@@ -127,42 +124,36 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
 
+    sys.path.insert(0, str(HERE))  # not at the top: the MNI152 children import examples/mni152_sparse's run
+    from run import BLENDING_RESULTS as RESULTS
+    from run import run_two_at_a_time, start_results
+
     from unet3d_keras.fileio import write_text_atomically
 
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results.setdefault("volumes", {})
-    results.setdefault("other_volume", {})
+    results, _ = start_results(RESULTS, __file__, argv, {})
+    for key in ("volumes", "other_volume", "mni152"):
+        results.setdefault(key, {})
     kind = "other" if args.other else "volume"
-    results.setdefault("mni152", {})
-    results.setdefault("commands", [])
-    command = "python examples/thin_shell/blending.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    results["commands"].append(command.strip())
-    lock = threading.Lock()
 
-    def save() -> None:  # after every run: a failed run loses only itself
-        with lock:
-            write_text_atomically(RESULTS, json.dumps(results, indent=1) + "\n")
-
-    def volume_run(job: tuple[str, int]) -> None:
+    def run(job: tuple[str, int]) -> dict:
         volume, seed = job
-        result = run_child(kind, volume, seed, threads=1, minutes=args.minutes)
-        with lock:
-            budget = results["other_volume" if args.other else "volumes"].setdefault(str(args.minutes), {})
-            budget.setdefault(volume, {})[str(seed)] = result
-        save()
-        which = f"{volume}{' (another volume annotated)' * args.other}, {args.minutes} min, seed {seed}"
-        print(f"{which}: " + "; ".join(
-            f"{w} " + " ".join(f"{v:.3f}" for v in result[w]) for w in BLENDINGS), flush=True)
+        return run_child(kind, volume, seed, threads=1, minutes=args.minutes)
 
-    with ThreadPoolExecutor(2) as pool:
-        list(pool.map(volume_run, [(volume, seed) for volume in args.volume for seed in args.seed]))
+    def keep(job: tuple[str, int], result: dict) -> str:
+        volume, seed = job
+        budget = results["other_volume" if args.other else "volumes"].setdefault(str(args.minutes), {})
+        budget.setdefault(volume, {})[str(seed)] = result
+        which = f"{volume}{' (another volume annotated)' * args.other}, {args.minutes} min, seed {seed}"
+        return f"{which}: " + "; ".join(f"{w} " + " ".join(f"{v:.3f}" for v in result[w]) for w in BLENDINGS)
+
+    run_two_at_a_time([(volume, seed) for volume in args.volume for seed in args.seed], run, keep, results, RESULTS)
     for seed in args.mni152:
         result = run_child("mni152", "mni152", seed, threads=None)
         results["mni152"][str(seed)] = result
-        save()
+        write_text_atomically(RESULTS, json.dumps(results, indent=1) + "\n")  # a failed run loses only itself
         print(f"MNI152, seed {seed}: " + "; ".join(
             f"{w} GM/WM " + "/".join(f"{v:.3f}" for v in result[w]) for w in BLENDINGS), flush=True)
-    save()
+    write_text_atomically(RESULTS, json.dumps(results, indent=1) + "\n")  # the command, where nothing ran
     return 0
 
 

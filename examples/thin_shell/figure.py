@@ -22,8 +22,6 @@ import os
 import platform
 import sys
 import tempfile
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nibabel as nib
@@ -32,8 +30,8 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import (CLASSES, DEFAULT_SEED, FIGURE, FIGURE_RESULTS, HERE, IGNORE, MEMBRANE, SHAPE, VOLUMES,  # noqa: E402
-                 best_thresholds, iou_per_class, make_volume, run_row, sparse_labels, threshold_classes,
-                 write_inputs)
+                 best_thresholds, iou_per_class, make_volume, run_row, run_two_at_a_time, sparse_labels,
+                 start_results, threshold_classes, write_inputs)
 
 from unet3d_keras.fileio import atomic_path, write_text_atomically  # noqa: E402
 
@@ -45,17 +43,15 @@ RUNS = {"old, 12 min": "old densification", "new, 12 min": "today's densificatio
 SLICE = SHAPE[2] // 2
 
 
-def run_volumes(volumes: list[str], seeds: list[int], command: str) -> None:
+def run_volumes(volumes: list[str], seeds: list[int], argv: list[str] | None) -> None:
     """Densify each volume with each of RUNS and ``seeds``; save the maps and their scores after each run.
 
     A run of DEFAULT_SEED is kept as its row's name, one of another seed as 'NAME [seed N]' (as run.py does);
-    ``command`` is added to the commands that RESULTS records.
+    the command (``argv``, or the process's arguments) is added to the commands that RESULTS records.
     """
     maps = dict(np.load(MAPS, allow_pickle=False)) if MAPS.exists() else {}
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"volumes": {}}
+    results, _ = start_results(RESULTS, __file__, argv, {"volumes": {}})
     results["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-    results.setdefault("commands", []).append(command)
-    lock = threading.Lock()
     with tempfile.TemporaryDirectory() as tmp:
         folders, truths = {}, {}  # volume -> its densify inputs' folder; its dense labels and never-annotated voxels
         for volume in volumes:
@@ -65,25 +61,25 @@ def run_volumes(volumes: list[str], seeds: list[int], command: str) -> None:
             _, dense = make_volume(**VOLUMES[volume][0])
             truths[volume] = dense, sparse_labels(dense) == IGNORE
 
-        def one(job: tuple[str, str, int]) -> None:
+        def run(job: tuple[str, str, int]) -> tuple[dict, Path]:
             volume, name, seed = job
-            row, output = run_row(name, folders[volume], seed)
+            return run_row(name, folders[volume], seed)
+
+        def keep(job: tuple[str, str, int], row_output: tuple[dict, Path]) -> str:
+            (volume, name, seed), (row, output) = job, row_output
             key = name if seed == DEFAULT_SEED else f"{name} [seed {seed}]"
             predicted = np.asarray(nib.load(output).dataobj).astype(np.uint8)
             row["iou"] = iou_per_class(predicted, *truths[volume])
-            with lock:
-                maps[f"{volume}/{key}"] = predicted
-                results["volumes"].setdefault(volume, {})[key] = row
-                with atomic_path(MAPS, suffix=".npz") as partial:
-                    np.savez_compressed(partial, **maps)
-                write_text_atomically(RESULTS, json.dumps(results, indent=1) + "\n")
-            print(f"{volume}, {key}: IoU " + ", ".join(f"{c} {v:.3f}" for c, v in zip(CLASSES, row["iou"]))
-                  + f" ({row['steps']} steps, {row['stop_reason']})", flush=True)
+            maps[f"{volume}/{key}"] = predicted
+            results["volumes"].setdefault(volume, {})[key] = row
+            with atomic_path(MAPS, suffix=".npz") as partial:
+                np.savez_compressed(partial, **maps)
+            return (f"{volume}, {key}: IoU " + ", ".join(f"{c} {v:.3f}" for c, v in zip(CLASSES, row["iou"]))
+                    + f" ({row['steps']} steps, {row['stop_reason']})")
 
         # the long runs first, so that the two workers end together
-        jobs = [(volume, name, seed) for name in reversed(RUNS) for seed in seeds for volume in volumes]
-        with ThreadPoolExecutor(2) as pool:
-            list(pool.map(one, jobs))
+        run_two_at_a_time([(volume, name, seed) for name in reversed(RUNS) for seed in seeds for volume in volumes],
+                          run, keep, results, RESULTS)
 
 
 def near_background(dense: np.ndarray) -> np.ndarray:
@@ -162,8 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draw-only", action="store_true", help="draw the picture from the saved maps")
     args = parser.parse_args(argv)
     if not args.draw_only:
-        command = "python examples/thin_shell/figure.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        run_volumes(args.volume, args.seed, command.strip())
+        run_volumes(args.volume, args.seed, argv)
     record_by_place()
     draw()
     return 0

@@ -20,19 +20,16 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import (IGNORE, MEMBRANE, VOLUMES, chosen_offsets, iou_per_class, make_volume, run_json_process,  # noqa: E402
-                 sparse_labels)
+from run import (IGNORE, MEMBRANE, OFFSET_RESULTS, VOLUMES, chosen_offsets, iou_per_class, make_volume,  # noqa: E402
+                 run_json_process, run_two_at_a_time, sparse_labels, start_results)
 
-RESULTS = HERE / "results_offsets.json"
 OFFSETS = np.round(np.arange(-2.0, 3.01, 0.1), 1)
 
 
@@ -82,24 +79,22 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(one_run(volume, int(seed), int(minutes))), flush=True)
         os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
 
-    from unet3d_keras.fileio import write_text_atomically
+    results, _ = start_results(OFFSET_RESULTS, __file__, argv, {"runs": {}})
 
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}, "commands": []}
-    command = "python examples/thin_shell/offsets.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    results["commands"].append(command.strip())
-    lock = threading.Lock()
+    def what(budget_seed: tuple[int, int]) -> str:
+        return f"{args.volume}, {budget_seed[0]} min, seed {budget_seed[1]}"
 
-    def job(budget_seed: tuple[int, int]) -> None:
+    def run(budget_seed: tuple[int, int]) -> dict:
         minutes, seed = budget_seed
-        run = run_json_process([__file__, "--child", args.volume, str(seed), str(minutes)],
-                               f"{args.volume}, {minutes} min, seed {seed}")
-        with lock:  # saved after every run: a failed run loses only itself
-            results["runs"].setdefault(args.volume, {}).setdefault(str(minutes), {})[str(seed)] = run
-            write_text_atomically(RESULTS, json.dumps(results, indent=1) + "\n")
-            print(f"{args.volume}, {minutes} min, seed {seed}:", *summary(run), sep="\n", flush=True)
+        return run_json_process([__file__, "--child", args.volume, str(seed), str(minutes)], what(budget_seed))
 
-    with ThreadPoolExecutor(2) as pool:
-        list(pool.map(job, [(minutes, seed) for minutes in args.minutes for seed in args.seed]))
+    def keep(budget_seed: tuple[int, int], result: dict) -> str:
+        minutes, seed = budget_seed
+        results["runs"].setdefault(args.volume, {}).setdefault(str(minutes), {})[str(seed)] = result
+        return "\n".join([f"{what(budget_seed)}:", *summary(result)])
+
+    run_two_at_a_time([(minutes, seed) for minutes in args.minutes for seed in args.seed], run, keep, results,
+                      OFFSET_RESULTS)
     return 0
 
 

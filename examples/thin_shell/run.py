@@ -47,10 +47,11 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple, Sequence
+from typing import Callable, Iterable, NamedTuple, Sequence, TypeVar
 
 import nibabel as nib
 import numpy as np
@@ -62,6 +63,8 @@ from unet3d_keras.fileio import write_text_atomically
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+T = TypeVar("T")  # a job of run_two_at_a_time
+R = TypeVar("R")  # its result
 #: --volume NAME -> (make_volume arguments, results file, heading of its table)
 VOLUMES: dict[str, tuple[dict, str, str]] = {
     "thick": ({}, "results.json", "Membranes two voxels thick between cells (intensity 1.5)"),
@@ -97,6 +100,8 @@ TUNING_VARIANTS: dict[str, tuple[str, ...]] = {
     "16³ windows in batches of 8": ("training.patch_shape=[16,16,16]", "training.batch_size=8",
                                     "prediction.overlap=8"),
 }
+#: The training settings (of densify's config) that TUNING_VARIANTS change: tuning.py records their defaults.
+TUNED = ("initial_learning_rate", "patch_shape", "batch_size")
 #: figure.py's old and today's 12-minute runs of each volume and seed: their scores, and the picture of seed 42's.
 FIGURE_RESULTS = HERE / "results_figure.json"
 FIGURE = ROOT / "docs" / "thin_shell_slices.png"
@@ -363,6 +368,35 @@ def run_process(arguments: Sequence[str], what: str, threads: int | None = 1) ->
 def run_json_process(arguments: Sequence[str], what: str, threads: int | None = 1) -> dict:
     """:func:`run_process`, then the JSON object that the last line of its output holds."""
     return json.loads(run_process(arguments, what, threads).stdout.strip().splitlines()[-1])
+
+
+def start_results(path: Path, script: str, argv: Sequence[str] | None, empty: dict) -> tuple[dict, str]:
+    """The results that a script of this folder keeps in ``path`` (``empty`` where there are none yet), with the
+    command that runs it (``script``'s file and ``argv``, or the process's arguments) added to their "commands";
+    and that command."""
+    given = argv if argv is not None else sys.argv[1:]
+    command = " ".join([f"python examples/thin_shell/{Path(script).name}", *given])
+    results = json.loads(path.read_text()) if path.exists() else empty
+    results.setdefault("commands", []).append(command)
+    return results, command
+
+
+def run_two_at_a_time(jobs: Iterable[T], run: Callable[[T], R], keep: Callable[[T, R], str], results: dict,
+                      path: Path) -> None:
+    """``run`` each job (a child process each, see :func:`run_json_process`), two at a time; after each,
+    ``keep(job, result)`` files its result in ``results`` and returns a line to print, and ``results`` is
+    written to ``path``, so that a failed run loses only itself."""
+    lock = threading.Lock()  # keep and the write see one run at a time
+
+    def one(job: T) -> None:
+        result = run(job)
+        with lock:
+            line = keep(job, result)
+            write_text_atomically(path, json.dumps(results, indent=1) + "\n")
+        print(line, flush=True)
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(one, jobs))
 
 
 def run_row(name: str, folder: Path, seed: int) -> tuple[dict, Path]:
@@ -1127,14 +1161,11 @@ def tuning_lines() -> list[str]:
     they moved the membrane; nothing where it has not run."""
     if not TUNING_RESULTS.exists():
         return []
-    from unet3d_keras.densify import DENSIFY_DEFAULTS
-
-    training = DENSIFY_DEFAULTS["training"]
-    window = "x".join(map(str, training["patch_shape"]))
     lines = []
     for volume, budgets in json.loads(TUNING_RESULTS.read_text())["runs"].items():
         for minutes, budget in budgets.items():
-            variants = budget["variants"]
+            variants, training = budget["variants"], budget["defaults"]
+            window = "x".join(map(str, training["patch_shape"]))
             if "defaults" not in variants:  # a command still running, or stopped before its first run
                 continue
             seeds = [str(seed) for seed in seed_order(variants["defaults"])]

@@ -9,8 +9,9 @@ come from several sessions.
     python examples/thin_shell/tuning.py [--volume thin] [--seed 42 1] [--minutes 5]
 
 Each training runs in its own process with one thread, two at a time (as ``run.py`` does).
-Writes ``results_tuning.json``: ``{"runs": {volume: {minutes: {"command", "machine", "variants": {variant:
-{seed: run}}}}}, "commands": [...]}``;
+Writes ``results_tuning.json``: ``{"runs": {volume: {minutes: {"command", "machine", "defaults", "variants":
+{variant: {seed: run}}}}}, "commands": [...]}``, "defaults" being densify's training settings that the variants
+change;
 ``run.py --markdown-only`` puts it on the page.
 """
 
@@ -21,15 +22,13 @@ import json
 import os
 import platform
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import (IGNORE, TUNING_RESULTS, TUNING_VARIANTS, VOLUMES, iou_per_class, make_volume,  # noqa: E402
-                 run_json_process, sparse_labels)
+from run import (IGNORE, TUNED, TUNING_RESULTS, TUNING_VARIANTS, VOLUMES, iou_per_class, make_volume,  # noqa: E402
+                 run_json_process, run_two_at_a_time, sparse_labels, start_results)
 
 
 def one_run(volume: str, seed: int, minutes: float, variant: str) -> dict:
@@ -60,28 +59,31 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(one_run(volume, int(seed), float(minutes), variant)), flush=True)
         os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
 
-    from unet3d_keras.fileio import write_text_atomically
+    from unet3d_keras.densify import DENSIFY_DEFAULTS
 
-    results = json.loads(TUNING_RESULTS.read_text()) if TUNING_RESULTS.exists() else {"runs": {}, "commands": []}
-    command = "python examples/thin_shell/tuning.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    results["commands"].append(command.strip())
+    results, command = start_results(TUNING_RESULTS, __file__, argv, {"runs": {}})
+    training = DENSIFY_DEFAULTS["training"]
     # a later command's runs replace this budget's runs: runs of two sessions do not compare
     budget = results["runs"].setdefault(args.volume, {})[f"{args.minutes:g}"] = {
-        "command": command.strip(), "machine": f"{platform.machine()}, {os.cpu_count()} cores", "variants": {}}
-    lock = threading.Lock()
+        "command": command, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "defaults": {key: training[key] for key in TUNED}, "variants": {}}
 
-    def job(variant_seed: tuple[str, int]) -> None:
+    def what(variant_seed: tuple[str, int]) -> str:
+        return f"{args.volume}, {args.minutes:g} min, {variant_seed[0]}, seed {variant_seed[1]}"
+
+    def run(variant_seed: tuple[str, int]) -> dict:
         variant, seed = variant_seed
-        what = f"{args.volume}, {args.minutes:g} min, {variant}, seed {seed}"
-        run = run_json_process([__file__, "--child", args.volume, str(seed), str(args.minutes), variant], what)
-        with lock:  # saved after every run: a failed run loses only itself
-            budget["variants"].setdefault(variant, {})[str(seed)] = run
-            write_text_atomically(TUNING_RESULTS, json.dumps(results, indent=1) + "\n")
-            print(f"{what}: {run['steps']} steps, background/cell/membrane IoU "
-                  + " / ".join(f"{v:.3f}" for v in run["iou"]), flush=True)
+        return run_json_process([__file__, "--child", args.volume, str(seed), str(args.minutes), variant],
+                                what(variant_seed))
 
-    with ThreadPoolExecutor(2) as pool:
-        list(pool.map(job, [(variant, seed) for seed in args.seed for variant in args.variants]))
+    def keep(variant_seed: tuple[str, int], result: dict) -> str:
+        variant, seed = variant_seed
+        budget["variants"].setdefault(variant, {})[str(seed)] = result
+        return (f"{what(variant_seed)}: {result['steps']} steps, background/cell/membrane IoU "
+                + " / ".join(f"{v:.3f}" for v in result["iou"]))
+
+    run_two_at_a_time([(variant, seed) for seed in args.seed for variant in args.variants], run, keep, results,
+                      TUNING_RESULTS)
     return 0
 
 
