@@ -1093,9 +1093,9 @@ def bound_lines(olds: dict[str, list[float] | None]) -> list[str]:
             f"{model} scores the membrane {membrane:.3f} (cell {run['iou'][1]:.3f}) on `{volume}`'s never-annotated "
             f"voxels: {'at or above' if membrane >= twice else 'below'} twice the old IoU ({twice:.3f}). Its membrane "
             "IoU on the tiles of those volumes held back from training, mean of the evaluations in each quarter of the "
-            f"run: {', '.join(f'{q:.3f}' for q in quarters)} (tiles amid voxels that it trained on, so above what it "
-            f"scores on a volume that it never saw), {quarters[-1] - quarters[-2]:+.3f} from the third quarter to "
-            "the last.")
+            f"run: {', '.join(f'{q:.3f}' for q in quarters)}, {quarters[-1] - quarters[-2]:+.3f} from the third "
+            f"quarter to the last; the last quarter's is {quarters[-1] - membrane:+.3f} from its score on "
+            f"`{volume}`, which it never saw (those tiles lie amid voxels that it trained on).")
     return lines
 
 
