@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     given = argv if argv is not None else sys.argv[1:]
     result = run_json_process([__file__, "--child", *given], f"bound of {args.volume}", threads=None)
-    result.update(command=" ".join(["python examples/thin_shell/bound.py", *given]),
+    result.update(command=shlex.join(["python", "examples/thin_shell/bound.py", *given]),
                   machine=f"{platform.machine()}, {os.cpu_count()} cores, every thread")
     results = json.loads(BOUND_RESULTS.read_text()) if BOUND_RESULTS.exists() else {}
     # the first runs' keys stay as they were: other options add to the volume's name

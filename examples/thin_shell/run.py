@@ -44,6 +44,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -375,7 +376,7 @@ def start_results(path: Path, script: str, argv: Sequence[str] | None, empty: di
     command that runs it (``script``'s file and ``argv``, or the process's arguments) added to their "commands";
     and that command."""
     given = argv if argv is not None else sys.argv[1:]
-    command = " ".join([f"python examples/thin_shell/{Path(script).name}", *given])
+    command = shlex.join(["python", f"examples/thin_shell/{Path(script).name}", *given])  # quoted as typed
     results = json.loads(path.read_text()) if path.exists() else empty
     results.setdefault("commands", []).append(command)
     return results, command
