@@ -126,9 +126,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(HERE))  # not at the top: the MNI152 children import examples/mni152_sparse's run
     from run import BLENDING_RESULTS as RESULTS
-    from run import run_two_at_a_time, start_results
-
-    from unet3d_keras.fileio import write_text_atomically
+    from run import run_two_at_a_time, save_json, start_results
 
     results, _ = start_results(RESULTS, __file__, argv, {})
     for key in ("volumes", "other_volume", "mni152"):
@@ -150,10 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.mni152:
         result = run_child("mni152", "mni152", seed, threads=None)
         results["mni152"][str(seed)] = result
-        write_text_atomically(RESULTS, json.dumps(results, indent=1) + "\n")  # a failed run loses only itself
+        save_json(RESULTS, results)  # a failed run loses only itself
         print(f"MNI152, seed {seed}: " + "; ".join(
             f"{w} GM/WM " + "/".join(f"{v:.3f}" for v in result[w]) for w in BLENDINGS), flush=True)
-    write_text_atomically(RESULTS, json.dumps(results, indent=1) + "\n")  # the command, where nothing ran
+    save_json(RESULTS, results)  # the command, where nothing ran
     return 0
 
 

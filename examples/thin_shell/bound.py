@@ -23,14 +23,13 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import sys
 import time
 
 import numpy as np
 
-from run import (BOUND_OTHERS, BOUND_RESULTS, DEFAULT_SEED, IGNORE, VOLUMES, iou_per_class, make_volume,
-                 other_volumes, run_json_process, sparse_labels)
+from run import (BOUND_OTHERS, BOUND_RESULTS, DEFAULT_SEED, IGNORE, VOLUMES, command_line, iou_per_class,
+                 make_volume, other_volumes, run_json_process, save_json, sparse_labels)
 
 
 def one_run(volume: str, minutes: float, others: int, seed: int, base_filters: int | None) -> dict:
@@ -73,18 +72,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(one_run(args.volume, args.minutes, args.others, args.seed, args.base_filters)), flush=True)
         os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
 
-    from unet3d_keras.fileio import write_text_atomically
-
     given = argv if argv is not None else sys.argv[1:]
     result = run_json_process([__file__, "--child", *given], f"bound of {args.volume}", threads=None)
-    result.update(command=shlex.join(["python", "examples/thin_shell/bound.py", *given]),
+    result.update(command=command_line(__file__, given),
                   machine=f"{platform.machine()}, {os.cpu_count()} cores, every thread")
     results = json.loads(BOUND_RESULTS.read_text()) if BOUND_RESULTS.exists() else {}
     # the first runs' keys stay as they were: other options add to the volume's name
     key = ", ".join([args.volume, *([f"{args.base_filters} base filters"] if args.base_filters else []),
                      *([f"{args.others} other volumes"] if args.others != BOUND_OTHERS else [])])
     results[key] = result
-    write_text_atomically(BOUND_RESULTS, json.dumps(results, indent=1) + "\n")
+    save_json(BOUND_RESULTS, results)
     print(f"{key}: {result['steps']} steps in {result['seconds']} s, IoU on the never-annotated voxels "
           + " ".join(f"{v:.3f}" for v in result["iou"]), flush=True)
     return 0

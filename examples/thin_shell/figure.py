@@ -30,10 +30,10 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import (CLASSES, DEFAULT_SEED, FIGURE, FIGURE_RESULTS, HERE, IGNORE, MEMBRANE, SHAPE, VOLUMES,  # noqa: E402
-                 best_thresholds, iou_per_class, make_volume, run_row, run_two_at_a_time, sparse_labels,
-                 start_results, threshold_classes, write_inputs)
+                 best_thresholds, iou_per_class, make_volume, run_row, run_two_at_a_time, save_json,
+                 sparse_labels, start_results, threshold_classes, write_inputs)
 
-from unet3d_keras.fileio import atomic_path, write_text_atomically  # noqa: E402
+from unet3d_keras.fileio import atomic_path  # noqa: E402
 
 MAPS = HERE / "figure_maps.npz"
 RESULTS = FIGURE_RESULTS
@@ -110,7 +110,7 @@ def record_by_place() -> None:
         for name, row in runs.items():
             between, outer = membrane_ious_by_place(maps[f"{volume}/{name}"], dense, never)
             row.update(membrane_between_cells_iou=between, membrane_outer_iou=outer)
-    write_text_atomically(RESULTS, json.dumps(results, indent=1) + "\n")
+    save_json(RESULTS, results)
 
 
 def draw() -> None:

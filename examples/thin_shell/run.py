@@ -371,12 +371,22 @@ def run_json_process(arguments: Sequence[str], what: str, threads: int | None = 
     return json.loads(run_process(arguments, what, threads).stdout.strip().splitlines()[-1])
 
 
+def command_line(script: str, argv: Sequence[str] | None) -> str:
+    """The command that runs ``script`` of this folder with ``argv`` (None: the process's arguments), quoted as
+    a shell needs it."""
+    return shlex.join(["python", f"examples/thin_shell/{Path(script).name}",
+                       *(argv if argv is not None else sys.argv[1:])])
+
+
+def save_json(path: Path, results: dict) -> None:
+    """Write ``results`` to ``path`` as the scripts of this folder keep them, all at once."""
+    write_text_atomically(path, json.dumps(results, indent=1) + "\n")
+
+
 def start_results(path: Path, script: str, argv: Sequence[str] | None, empty: dict) -> tuple[dict, str]:
     """The results that a script of this folder keeps in ``path`` (``empty`` where there are none yet), with the
-    command that runs it (``script``'s file and ``argv``, or the process's arguments) added to their "commands";
-    and that command."""
-    given = argv if argv is not None else sys.argv[1:]
-    command = shlex.join(["python", f"examples/thin_shell/{Path(script).name}", *given])  # quoted as typed
+    :func:`command_line` that runs it added to their "commands"; and that command."""
+    command = command_line(script, argv)
     results = json.loads(path.read_text()) if path.exists() else empty
     results.setdefault("commands", []).append(command)
     return results, command
@@ -393,7 +403,7 @@ def run_two_at_a_time(jobs: Iterable[T], run: Callable[[T], R], keep: Callable[[
         result = run(job)
         with lock:
             line = keep(job, result)
-            write_text_atomically(path, json.dumps(results, indent=1) + "\n")
+            save_json(path, results)
         print(line, flush=True)
 
     with ThreadPoolExecutor(2) as pool:
@@ -1233,7 +1243,7 @@ def save_results(path: Path, results: dict, new_rows: dict) -> None:
         results["rows"] = {**on_disk.get("rows", results["rows"]), **new_rows}
         results["commands"] = [*on_disk.get("commands", []),
                                *(c for c in results["commands"] if c not in on_disk.get("commands", []))]
-        write_text_atomically(path, json.dumps(results, indent=1) + "\n")
+        save_json(path, results)
 
 
 def main(argv: list[str] | None = None) -> int:
