@@ -32,8 +32,8 @@ the model did not see.
 Results go to examples/thin_shell/results*.json (rows already there are kept unless rerun).
 ``blending.py`` scores today's models with both blendings of the windows, ``figure.py`` draws a slice,
 ``offsets.py`` tries a decision offset for the membrane, ``bound.py`` trains long on every voxel of other
-volumes, ``tuning.py`` changes the learning rate, the window or the batch; ``run.py --markdown-only`` puts
-their figures on the page too.
+volumes, ``tuning.py`` changes the learning rate, the window or the batch, ``oracle.py`` asks how much of a
+one-voxel membrane the image shows; ``run.py --markdown-only`` puts their figures on the page too.
 """
 
 from __future__ import annotations
@@ -90,6 +90,8 @@ OFFSET_RESULTS = HERE / "results_offsets.json"
 BOUND_RESULTS = HERE / "results_bound.json"
 #: bound.py's fully annotated volumes unless --others says otherwise
 BOUND_OTHERS = 3
+#: oracle.py's readers told every cell, which choose only the side of each face that carries its membrane.
+ORACLE_RESULTS = HERE / "results_oracle.json"
 #: tuning.py's side-by-side runs of densify's defaults and each variant: name -> its --set overrides.
 TUNING_RESULTS = HERE / "results_tuning.json"
 TUNING_VARIANTS: dict[str, tuple[str, ...]] = {
@@ -243,6 +245,52 @@ By default (the first two were already the old densification's):
 '''
 
 
+def make_cells(rng: np.random.Generator) -> np.ndarray:
+    """The cell of each voxel (int, ``SHAPE``): 1 to 40, a Voronoi tessellation of 40 points drawn from ``rng``
+    inside an ellipsoid; 0 outside it (background)."""
+    grid = np.indices(SHAPE).reshape(3, -1).T.astype(float)
+    centre = (np.asarray(SHAPE) - 1) / 2
+    radii = np.asarray(SHAPE) * 0.42
+    inside = (((grid - centre) / radii) ** 2).sum(axis=1) < 1
+    seeds = []
+    while len(seeds) < 40:
+        point = rng.uniform(0, SHAPE)
+        if (((point - centre) / radii) ** 2).sum() < 1:
+            seeds.append(point)
+    _, cell = cKDTree(np.asarray(seeds)).query(grid)
+    return np.where(inside, cell + 1, 0).reshape(SHAPE)
+
+
+def membrane_mask(cells: np.ndarray, thickness: int = 2, carrier: np.ndarray | None = None) -> np.ndarray:
+    """The membrane voxels (bool, ``cells.shape``): the cell voxels with a 6-neighbour in the background, or in
+    another cell that does not leave the membrane to them.
+
+    ``thickness`` 2: both sides of a boundary between cells are membrane. 1: only the side of the cell that
+    ``carrier[a, b]`` names for cells ``a`` and ``b`` (a symmetric table, ``(cells.max() + 1,) * 2``; default the
+    one with the smaller number), so that every membrane is one voxel thick.
+    """
+    if carrier is None:
+        count = cells.max() + 1
+        carrier = np.minimum.outer(np.arange(count), np.arange(count))
+    membrane = np.zeros(cells.shape, bool)
+    for axis in range(3):
+        for shift in (1, -1):
+            neighbour = np.roll(cells, shift, axis=axis)
+            other = (neighbour != cells) & ((neighbour == 0) | (thickness == 2) | (carrier[cells, neighbour] == cells))
+            membrane |= (cells > 0) & other
+    return membrane
+
+
+def draw_image(cells: np.ndarray, brightness: np.ndarray, membrane: np.ndarray, membrane_value: float | None,
+               blur: float) -> np.ndarray:
+    """The image before noise (float64, ``cells.shape``): background 0.2, each cell ``brightness[cell]``, the
+    membrane ``membrane_value`` (None: its cell's), blurred by a Gaussian of ``blur`` voxels."""
+    image = np.where(cells > 0, brightness[cells], 0.2)
+    if membrane_value is not None:
+        image = np.where(membrane, membrane_value, image)
+    return ndimage.gaussian_filter(image, blur)
+
+
 def make_volume(seed: int = 0, thickness: int = 2, membrane_value: float | None = 1.5, blur: float = 1.0,
                 noise: float = 0.2, brightness_range: tuple[float, float] = (0.7, 1.1)
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -254,30 +302,18 @@ def make_volume(seed: int = 0, thickness: int = 2, membrane_value: float | None 
     so that only the edge between two cells of different brightness shows it.
     """
     rng = np.random.default_rng(seed)
-    grid = np.indices(SHAPE).reshape(3, -1).T.astype(float)
-    centre = (np.asarray(SHAPE) - 1) / 2
-    radii = np.asarray(SHAPE) * 0.42
-    inside = (((grid - centre) / radii) ** 2).sum(axis=1) < 1
-    seeds = []
-    while len(seeds) < 40:
-        point = rng.uniform(0, SHAPE)
-        if (((point - centre) / radii) ** 2).sum() < 1:
-            seeds.append(point)
-    _, cell = cKDTree(np.asarray(seeds)).query(grid)
-    cells = np.where(inside, cell + 1, 0).reshape(SHAPE)
-    membrane = np.zeros(SHAPE, bool)
-    for axis in range(3):
-        for shift in (1, -1):
-            neighbour = np.roll(cells, shift, axis=axis)
-            other = (neighbour != cells) if thickness == 2 else ((neighbour > cells) | (neighbour == 0))
-            membrane |= (cells > 0) & other
+    cells, membrane, brightness = make_tissue(rng, thickness, brightness_range)
     dense = np.where(membrane, 2, np.where(cells > 0, 1, 0)).astype(np.uint8)
-    brightness = rng.uniform(*brightness_range, cells.max() + 1)
-    image = np.where(cells > 0, brightness[cells], 0.2)
-    if membrane_value is not None:
-        image = np.where(dense == 2, membrane_value, image)
-    image = ndimage.gaussian_filter(image, blur) + rng.normal(0, noise, SHAPE)
+    image = draw_image(cells, brightness, membrane, membrane_value, blur) + rng.normal(0, noise, SHAPE)
     return image.astype(np.float32), dense
+
+
+def make_tissue(rng: np.random.Generator, thickness: int = 2, brightness_range: tuple[float, float] = (0.7, 1.1)
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What :func:`make_volume` draws before the image: the cells (:func:`make_cells`), their membrane
+    (:func:`membrane_mask`) and each cell's brightness (``(cells.max() + 1,)``, drawn from ``brightness_range``)."""
+    cells = make_cells(rng)
+    return cells, membrane_mask(cells, thickness), rng.uniform(*brightness_range, cells.max() + 1)
 
 
 def sparse_labels(dense: np.ndarray) -> np.ndarray:
@@ -1056,7 +1092,7 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
                           "of another volume gives, trained again for 12 minutes and blended alike" if all(shares)
                           else "")
                        + ".")
-    verdict += bound_lines(olds) + edge_notes
+    verdict += bound_lines(olds) + oracle_lines(olds, bound_membranes()) + edge_notes
     stale = any(uniform_rows(volume_results["rows"])[0] for volume_results in results.values())
     return ([f"Seed {DEFAULT_SEED} alone, in the tables' rows: the membrane IoU on the never-annotated voxels (the "
              "tables give the other classes, the options and the other seeds"
@@ -1066,6 +1102,16 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
              "| volume | intensity thresholds | old | new, 5 min | new, 12 min | "
              "another volume fully annotated, 5 / 12 min | twice old |", "|---|---|---|---|---|---|---|",
              *lines, "", *verdict, ""])
+
+
+def bound_membranes() -> dict[str, float]:
+    """--volume name -> the highest membrane IoU of bound.py's runs on it (empty where it has not run)."""
+    best: dict[str, float] = {}
+    if BOUND_RESULTS.exists():
+        for key, run in json.loads(BOUND_RESULTS.read_text()).items():
+            volume = run.get("volume", key)  # the first run's record has no volume: its key is the volume
+            best[volume] = max(best.get(volume, 0.0), run["iou"][MEMBRANE])
+    return best
 
 
 def bound_lines(olds: dict[str, list[float] | None]) -> list[str]:
@@ -1108,6 +1154,44 @@ def bound_lines(olds: dict[str, list[float] | None]) -> list[str]:
             f"quarter to the last; the last quarter's is {quarters[-1] - membrane:+.3f} from its score on "
             f"`{volume}`, which it never saw (those tiles lie amid voxels that it trained on).")
     return lines
+
+
+def oracle_lines(olds: dict[str, list[float] | None], bounds: dict[str, float]) -> list[str]:
+    """oracle.py's readers told every cell, against twice the old IoU and the best the model reached: a bullet,
+    or nothing where it has not run.
+
+    ``olds``: --volume name -> the old runs' IoU per class (None: not measured, the volume is left out);
+    ``bounds``: --volume name -> the highest membrane IoU of bound.py's runs.
+    """
+    if not ORACLE_RESULTS.exists():
+        return []
+    record = json.loads(ORACLE_RESULTS.read_text())
+    parts, verdicts = [], []
+    for volume, result in record["volumes"].items():
+        old = olds.get(volume)
+        if old is None:
+            continue
+        twice = 2 * old[MEMBRANE]
+        boxes = {int(box): iou[MEMBRANE] for box, iou in result["boxes"].items()}
+        parts.append(f"`{volume}` {result['whole_face'][MEMBRANE]:.3f} choosing once per face ({result['faces_wrong']} "
+                     f"of {result['faces']} faces on the wrong side) and, each voxel choosing from the w x w x w voxels "
+                     "around it, " + ", ".join(f"{iou:.3f} (w {box})" for box, iou in sorted(boxes.items())))
+        enough = [box for box, iou in sorted(boxes.items()) if iou >= twice]
+        verdicts.append(f"on `{volume}` twice the old IoU ({twice:.3f}) "
+                        + (f"is first reached by the reader of {enough[0]} x {enough[0]} x {enough[0]} voxels"
+                           if enough else "is out of reach of every reader" if twice > 1 else
+                           "is reached only by choosing once per face" if result["whole_face"][MEMBRANE] >= twice
+                           else "is above every reader")
+                        + (f" (the model, trained an hour on every voxel of other volumes: {bounds[volume]:.3f})"
+                           if volume in bounds else ""))
+    if not parts:
+        return []
+    return [f"- **What the image shows.** Readers told every cell (where each face between two cells lies, each cell's "
+            "brightness, the membrane's, the blur and the noise), which only choose the side of each face that carries "
+            "its membrane, by the likelihood of the image, score the membrane on the never-annotated voxels (`"
+            f"{record['commands'][-1]}`): " + "; ".join(parts) + ". So " + "; ".join(verdicts) + ". The image shows "
+            "which side of a face carries the membrane to a reader that knows the cells and weighs a few voxels "
+            "around each; the model, which must also find the cells, reads less of it in these budgets."]
 
 
 #: How offsets.py's decision offset for the membrane is chosen: the best mean IoU of the classes on the held-back
