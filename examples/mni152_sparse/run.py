@@ -684,6 +684,20 @@ def load_results(path: Path) -> dict | None:
     return results
 
 
+def save_results(path: Path, results: dict) -> None:
+    """Write the results file all at once."""
+    from unet3d_keras.fileio import write_text_atomically
+
+    write_text_atomically(path, json.dumps(results, indent=2) + "\n")
+
+
+def write_page(docs: Path, results: dict) -> None:
+    """Rewrite docs/sparse_annotation.md from ``results``, keeping the sections that other scripts write."""
+    from unet3d_keras.fileio import write_text_atomically
+
+    write_text_atomically(docs / "sparse_annotation.md", markdown(results) + kept_sections(docs))
+
+
 def _trial_key(kind: str, row_or_kwargs: dict) -> tuple:
     if kind == "semi":
         placement = row_or_kwargs.get("placement", "even")
@@ -719,8 +733,6 @@ def main(argv=None) -> int:
     parser.add_argument("--markdown-only", action="store_true",
                         help="rewrite docs/sparse_annotation.md and the IoU plot from the results file, without training")
     args = parser.parse_args(argv)
-    from unet3d_keras.fileio import write_text_atomically
-
     results_path, docs = Path(args.results), Path(args.docs)
     if args.markdown_only:
         results = load_results(results_path)
@@ -728,10 +740,10 @@ def main(argv=None) -> int:
             sys.exit(f"error: no results file at {results_path}")
         if any("annotated_gm" not in row for row in results["semi_automated"]):
             add_annotation_counts(results["semi_automated"], load_mni152()[1])
-            write_text_atomically(results_path, json.dumps(results, indent=2) + "\n")
+            save_results(results_path, results)
         docs.mkdir(parents=True, exist_ok=True)
         plot_curves(results["semi_automated"], docs / "sparse_annotation.png")
-        write_text_atomically(docs / "sparse_annotation.md", markdown(results) + kept_sections(docs))
+        write_page(docs, results)
         return 0
     if args.quick:
         args.epochs, args.full_epochs, args.slices, args.seeds = 8, 8, [1, 4], args.seeds[:1]
@@ -806,7 +818,7 @@ def main(argv=None) -> int:
             results["fully_automated"].append(row)
         print(f"{kind} {json.dumps(row)}", flush=True)
         runs[-1]["minutes"] = (time.monotonic() - start) / 60
-        write_text_atomically(results_path, json.dumps(results, indent=2) + "\n")  # a stopped run keeps it
+        save_results(results_path, results)  # a stopped run keeps it
 
     run_trials(trials, {"t1": t1, "labels": labels, "affine": affine}, args.workers, record)
     if failures:
@@ -820,8 +832,8 @@ def main(argv=None) -> int:
         runs[-1]["minutes"] = (time.monotonic() - start) / 60
     add_annotation_counts(results["semi_automated"], labels)
     plot_curves(results["semi_automated"], docs / "sparse_annotation.png")
-    write_text_atomically(results_path, json.dumps(results, indent=2) + "\n")
-    write_text_atomically(docs / "sparse_annotation.md", markdown(results) + kept_sections(docs))
+    save_results(results_path, results)
+    write_page(docs, results)
     print(f"wrote {results_path} and {docs / 'sparse_annotation.md'}")
     return 0
 
