@@ -59,6 +59,11 @@ def test_class_scores_known_answer():
     assert scores["iou"] == pytest.approx([0.5, 1 / 3, 0.5, None])
     assert scores["dice"] == pytest.approx([2 / 3, 0.5, 2 / 3, None])
     assert scores["voxels"] == [3, 2, 3, 0]
+    # A class with no voxel in truth scores None even where it is predicted: the wrong voxels
+    # already count against the classes they belong to (here class 2's recall).
+    scores = class_scores(np.array([0, 0, 1, 1, 2]), np.array([0, 0, 1, 1, 3]), 4)
+    assert scores["iou"] == pytest.approx([1.0, 1.0, 0.0, None])
+    assert scores["dice"] == pytest.approx([1.0, 1.0, 0.0, None])
 
 
 def test_low_classes_rule():
@@ -110,6 +115,30 @@ def test_the_low_class_warning_suggests_the_next_weighting(weighting, advice, ca
     assert report["low_classes"] == [4] and report["class_weights"] == weighting
     assert ("warning: class 4 scores IoU 0.200 on the held-back voxels, below half the median of the other "
             "classes: annotate more of it or train longer" + advice + "\n") in capsys.readouterr().out
+
+
+def test_the_densify_defaults_are_read_only_and_copied_by_each_run():
+    from unet3d_keras.densify import DENSIFY_DEFAULTS, densify_config
+
+    with pytest.raises(TypeError):
+        DENSIFY_DEFAULTS["model"]["depth"] = 4
+    config = densify_config([0, 1], (40, 40, 40), 1, 255, ["model.depth=2"], 0)
+    assert config.model.depth == 2 and DENSIFY_DEFAULTS["model"]["depth"] == 3
+    assert list(config.training.patch_shape) == [32, 32, 32]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"ignore_label": 300}, "ignore_label: expected a value between 0 and 255, received 300"),
+    ({"steps": 0}, "steps: expected a positive number of steps, received 0"),
+])
+def test_fit_sparse_refuses_bad_arguments_before_training(kwargs, message):
+    from unet3d_keras.densify import fit_sparse
+    from unet3d_keras.errors import DataError
+
+    sparse = np.full((8, 8, 8), 255, np.uint8)
+    sparse[0], sparse[1] = 0, 1
+    with pytest.raises(DataError, match=message):
+        fit_sparse(np.zeros((8, 8, 8), np.float32), sparse, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,7 +230,8 @@ def test_a_plateau_decays_the_learning_rate_before_stopping(case):
 def test_the_kept_weights_are_the_best_at_a_decayed_learning_rate():
     import keras
 
-    from unet3d_keras.densify_monitor import KEEP_RATE_SHARE, HeldOutMonitor, TimeCosine
+    from unet3d_keras.densify_monitor import KEEP_RATE_SHARE, HeldOutMonitor
+    from unet3d_keras.schedule import TimeCosine
 
     index_map, _ = index_map_of()
     held_out = hold_out(index_map, 0.3, 8, np.random.default_rng(0), UNANNOTATED)

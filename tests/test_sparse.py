@@ -330,6 +330,10 @@ def test_annotated_classes_errors():
         annotated_classes(sparse, 255)
     sparse[1] = 0
     assert annotated_classes(sparse, 255) == [0, 1]
+    sparse = sparse.astype(np.int16)
+    sparse[2, 0, 0], sparse[3, 0, 0] = 300, -1
+    with pytest.raises(DataError, match=r"labels.nii.gz: label values must lie between 0 and 255, found \[-1, 300\]"):
+        annotated_classes(sparse, 255, "labels.nii.gz")
 
 
 # --------------------------------------------------------------------------------------------
@@ -459,6 +463,32 @@ def test_densify_bad_inputs(sparse_case, capsys):
 
     _densify_error(folder, "--labels", str(folder / "dense.nii.gz"))
     assert "no voxel has the ignore value 255, so every voxel is already annotated" in capsys.readouterr().err
+
+    wide = make_sparse_annotation(dense, (2, 2, 2)).astype(np.int16)
+    wide[wide == 1] = 300
+    nib.save(nib.Nifti1Image(wide, affine), folder / "wide.nii.gz")
+    _densify_error(folder, "--labels", str(folder / "wide.nii.gz"))
+    assert "wide.nii.gz: label values must lie between 0 and 255, found [300]" in capsys.readouterr().err
+
+    for minutes in ("nan", "inf", "0"):
+        _densify_error(folder, "--labels", str(folder / "sparse.nii.gz"), "--max-minutes", minutes)
+        assert (f"--max-minutes: expected a positive, finite number of minutes, received {float(minutes)}"
+                in capsys.readouterr().err)
+
+
+def test_densify_reads_labels_simpleitk_reads_and_writes_them_on_their_grid(sparse_case):
+    import SimpleITK as sitk
+
+    folder, affine, dense = sparse_case
+    nib.save(nib.Nifti1Image(make_sparse_annotation(dense, (2, 2, 2)), affine), folder / "sparse.nii.gz")
+    sitk.WriteImage(sitk.ReadImage(str(folder / "sparse.nii.gz")), str(folder / "sparse.nrrd"))
+    result = run_script("densify.py", "--image", folder / "image.nii.gz", "--labels", folder / "sparse.nrrd",
+                        "--output", folder / "out.nii.gz", "--steps", 2, "--quiet", "--set", "model.n_base_filters=2",
+                        "--set", "model.depth=2", "--set", "training.patch_shape=[16,16,16]")
+    assert result.returncode == 0, result.stderr
+    written = nib.load(folder / "out.nii.gz")
+    np.testing.assert_allclose(written.affine, affine, atol=1e-5)
+    assert written.shape == dense.shape and written.get_data_dtype() == np.uint8
 
 
 def test_train_script_learns_from_sparse_truth_with_the_masked_loss(tmp_path):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
@@ -236,8 +236,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
-    """Return a copy of the raw mapping with ``--set`` overrides applied."""
+def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict:
+    """Return a copy of the raw mapping (read-only mappings and tuples become dicts and lists)
+    with ``--set`` overrides applied."""
     raw = _deep_copy(raw)
     for text in overrides:
         path, value = parse_override(text)
@@ -254,8 +255,10 @@ def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
 
 
 def _deep_copy(value: Any) -> Any:
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_deep_copy(v) for v in value]
     return value
 
 

@@ -16,7 +16,8 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -29,8 +30,8 @@ from .precision import apply_mixed_precision
 from .predict_functions import model_predict_fn
 from .predictor import Predictor
 from .densify_holdout import DensifyOptions, class_weights_for, hold_out
-from .densify_monitor import HeldOutMonitor, TimeCosine
-from .schedule import TimeBudget, cosine_learning_rate
+from .densify_monitor import HeldOutMonitor
+from .schedule import TimeBudget, TimeCosine, cosine_learning_rate
 from .sparse import annotated_classes
 from .sparse_sampler import ClassFirstPatchSampler
 from .tasks import resolve_task
@@ -59,14 +60,16 @@ __all__ = [
 # neighbour), which blurs thin structures against their labels (MNI152, 4 slices per axis: IoU
 # 0.871/0.856 with it, 0.883/0.873 without).
 # 8 base filters: in the same minutes, more steps of a smaller model scored better there.
-DENSIFY_DEFAULTS: dict = {
-    "model": {"name": "unet", "activation": "softmax", "depth": 3, "n_base_filters": 8,
-              "batch_normalization": False},
-    "training": {"patch_shape": [32, 32, 32], "batch_size": 4, "n_epochs": 60, "initial_learning_rate": 0.002,
-                 "loss": "cross_entropy_dice", "class_weights": None, "mixed_precision": "auto"},
-    "augment": {"flip": True, "elastic": False, "elastic_sigma": 2.0, "elastic_grid_spacing": 16},
-    "prediction": {"overlap": 16, "batch_size": 2},
-}
+# Read-only: every run copies it (config.apply_overrides) before its overrides.
+DENSIFY_DEFAULTS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
+    "model": MappingProxyType({"name": "unet", "activation": "softmax", "depth": 3, "n_base_filters": 8,
+                               "batch_normalization": False}),
+    "training": MappingProxyType({"patch_shape": (32, 32, 32), "batch_size": 4, "n_epochs": 60,
+                                  "initial_learning_rate": 0.002, "loss": "cross_entropy_dice", "class_weights": None,
+                                  "mixed_precision": "auto"}),
+    "augment": MappingProxyType({"flip": True, "elastic": False, "elastic_sigma": 2.0, "elastic_grid_spacing": 16}),
+    "prediction": MappingProxyType({"overlap": 16, "batch_size": 2}),
+})
 
 STEPS_PER_EPOCH = 16
 _UNANNOTATED = -1
@@ -229,9 +232,14 @@ def fit_sparse(
     ``training.mixed_precision`` (bfloat16 on CPUs that support it).
 
     Raises:
-        DataError: shapes disagree, no annotated voxel, or one class only.
+        DataError: shapes disagree, a label or ``ignore_label`` outside 0-255, no annotated
+            voxel, one class only, or ``steps`` below 1.
         ConfigError: a bad override.
     """
+    if not 0 <= ignore_label <= 255:
+        raise DataError(f"ignore_label: expected a value between 0 and 255, received {ignore_label}")
+    if steps is not None and steps < 1:
+        raise DataError(f"steps: expected a positive number of steps, received {steps}")
     images = _as_channels(images)
     sparse = np.asarray(sparse)
     if images.shape[1:] != sparse.shape:

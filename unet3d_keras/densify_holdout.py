@@ -174,7 +174,8 @@ def hold_out(index_map: np.ndarray, share: float, tile: int, rng: np.random.Gene
 def class_scores(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> dict[str, list]:
     """Per-class IoU and Dice of class indices, with the voxel count of each class in ``truth``.
 
-    A class absent from both truth and prediction scores None.
+    A class absent from ``truth`` scores None: with no voxel of it to find, its score would
+    count only the voxels wrongly given to it, which the classes they belong to already count.
     """
     confusion = np.bincount(np.asarray(truth, np.int64) * n_classes + np.asarray(predicted, np.int64),
                             minlength=n_classes * n_classes).reshape(n_classes, n_classes)
@@ -182,9 +183,10 @@ def class_scores(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> di
     fp = confusion.sum(axis=0) - tp
     fn = confusion.sum(axis=1) - tp
     union = tp + fp + fn
-    iou = [float(t / u) if u else None for t, u in zip(tp, union)]
-    dice = [float(2 * t / (2 * t + f + n)) if (2 * t + f + n) else None for t, f, n in zip(tp, fp, fn)]
-    return {"iou": iou, "dice": dice, "voxels": [int(c) for c in confusion.sum(axis=1)]}
+    voxels = confusion.sum(axis=1)
+    iou = [float(t / u) if v else None for t, u, v in zip(tp, union, voxels)]
+    dice = [float(2 * t / (2 * t + f + n)) if v else None for t, f, n, v in zip(tp, fp, fn, voxels)]
+    return {"iou": iou, "dice": dice, "voxels": [int(c) for c in voxels]}
 
 
 def low_classes(iou: Sequence[float | None], ratio: float = 0.5) -> list[int]:

@@ -1,12 +1,12 @@
-"""Scoring the held-back voxels while a densify run trains, and the time-based learning rate.
+"""Scoring the held-back voxels while a densify run trains.
 
 :class:`HeldOutMonitor` scores the held-back voxels of :mod:`unet3d_keras.densify_holdout`
 after epochs (one window per held-back tile, so an evaluation costs one model call per tile),
 shows the per-class IoU in the progress bar and, once the mean foreground IoU has not improved
-for ``patience_epochs`` epochs, has :class:`TimeCosine` decay the learning rate to zero over
+for ``patience_epochs`` epochs, has :class:`~unet3d_keras.schedule.TimeCosine` decay the learning rate to zero over
 ``decay_epochs`` epochs and then stops. It keeps the weights of the best evaluation made at a
 decayed learning rate (at most :data:`KEEP_RATE_SHARE` of the initial one), or the last
-weights. :class:`TimeCosine` decays the learning rate over a time budget.
+weights.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import keras
 import numpy as np
 
 from .densify_holdout import DensifyOptions, HeldOut, class_scores, foreground_mean
-from .schedule import cosine_learning_rate
+from .schedule import TimeCosine
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HeldOutMonitor", "TimeCosine", "KEEP_RATE_SHARE"]
+__all__ = ["HeldOutMonitor", "KEEP_RATE_SHARE"]
 
 _EVAL_BATCH = 4
 #: Weights are kept only from evaluations at a learning rate at most this share of the initial
@@ -57,7 +57,7 @@ class HeldOutMonitor(keras.callbacks.Callback):
     def __init__(self, volume: np.ndarray, index_map: np.ndarray, held_out: HeldOut, n_classes: int,
                  patch_shape: Sequence[int], options: DensifyOptions, stop_on_plateau: bool,
                  budget: Any = None, class_names: Sequence[str] = (),
-                 schedule: "TimeCosine | None" = None) -> None:
+                 schedule: TimeCosine | None = None) -> None:
         super().__init__()
         self.schedule = schedule
         self.n_classes = n_classes
@@ -184,34 +184,3 @@ class HeldOutMonitor(keras.callbacks.Callback):
             return epochs
         self.model.set_weights(self.kept_weights)
         return self.kept_epoch
-
-
-class TimeCosine(keras.callbacks.Callback):
-    """Cosine learning-rate decay over the time budget: the rate at each epoch follows the share
-    of the training time spent, so that a run of any budget ends at the low rate.
-
-    Args:
-        start: ``time.monotonic()`` of the start of training.
-        end: ``time.monotonic()`` by which training stops.
-        initial: the initial learning rate.
-    """
-
-    def __init__(self, start: float, end: float, initial: float) -> None:
-        super().__init__()
-        self.start, self.end, self.initial = start, end, initial
-        self.decay: tuple[int, int, float] | None = None
-
-    def decay_from(self, epoch: int, n_epochs: int) -> None:
-        """From epoch ``epoch`` (0-based) on, decay the current rate to zero over ``n_epochs`` epochs
-        (or sooner, if the time budget's own decay is lower)."""
-        self.decay = (epoch, n_epochs, float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
-
-    def on_epoch_begin(self, epoch, logs=None) -> None:
-        share = (time.monotonic() - self.start) / max(self.end - self.start, 1e-9)
-        steps = 1000
-        rate = cosine_learning_rate(round(min(max(share, 0.0), 1.0) * steps), steps + 1, self.initial)
-        if self.decay is not None:
-            first, n_epochs, top = self.decay
-            progress = min(max((epoch - first + 0.5) / n_epochs, 0.0), 1.0)
-            rate = min(rate, top * 0.5 * (1 + math.cos(math.pi * progress)))
-        self.model.optimizer.learning_rate.assign(rate)

@@ -1,4 +1,5 @@
-"""Schedules for short training runs: a cosine learning-rate decay and a wall-clock budget."""
+"""Schedules for short training runs: a cosine learning-rate decay by epoch or by the time
+spent, and a wall-clock budget."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import keras
 
-__all__ = ["cosine_learning_rate", "TimeBudget"]
+__all__ = ["cosine_learning_rate", "TimeBudget", "TimeCosine"]
 
 
 def cosine_learning_rate(epoch: int, n_epochs: int, initial: float, final_fraction: float = 0.02) -> float:
@@ -67,3 +68,34 @@ class TimeBudget(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None) -> None:
         if logs and "loss" in logs:
             self.losses.append(float(logs["loss"]))
+
+
+class TimeCosine(keras.callbacks.Callback):
+    """Cosine learning-rate decay over the time budget: the rate at each epoch follows the share
+    of the training time spent, so that a run of any budget ends at the low rate.
+
+    Args:
+        start: ``time.monotonic()`` of the start of training.
+        end: ``time.monotonic()`` by which training stops.
+        initial: the initial learning rate.
+    """
+
+    def __init__(self, start: float, end: float, initial: float) -> None:
+        super().__init__()
+        self.start, self.end, self.initial = start, end, initial
+        self.decay: tuple[int, int, float] | None = None
+
+    def decay_from(self, epoch: int, n_epochs: int) -> None:
+        """From epoch ``epoch`` (0-based) on, decay the current rate to zero over ``n_epochs`` epochs
+        (or sooner, if the time budget's own decay is lower)."""
+        self.decay = (epoch, n_epochs, float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        share = (time.monotonic() - self.start) / max(self.end - self.start, 1e-9)
+        steps = 1000
+        rate = cosine_learning_rate(round(min(max(share, 0.0), 1.0) * steps), steps + 1, self.initial)
+        if self.decay is not None:
+            first, n_epochs, top = self.decay
+            progress = min(max((epoch - first + 0.5) / n_epochs, 0.0), 1.0)
+            rate = min(rate, top * 0.5 * (1 + math.cos(math.pi * progress)))
+        self.model.optimizer.learning_rate.assign(rate)

@@ -109,9 +109,12 @@ def annotated_classes(sparse: np.ndarray, ignore_label: int = 255, name: str = "
     """The label values present in a sparse annotation, checked for training.
 
     Raises:
-        DataError: no annotated voxel, or fewer than two classes annotated.
+        DataError: a value outside 0-255, no annotated voxel, or fewer than two classes annotated.
     """
     values = np.unique(np.asarray(sparse))
+    outside = [v for v in values.tolist() if not 0 <= v <= 255]
+    if outside:
+        raise DataError(f"{name}: label values must lie between 0 and 255, found {outside[:10]}")
     classes = [int(v) for v in values if v != ignore_label]
     if not classes:
         raise DataError(f"{name}: no annotated voxel (every voxel has the ignore value {ignore_label})")

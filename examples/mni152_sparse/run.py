@@ -530,7 +530,7 @@ def markdown(results: dict) -> str:
         "",
         "Data: the MNI152 2009 symmetric T1 template shipped with nilearn, 2 mm (99 x 117 x 95 voxels). "
         "Labels: grey matter (1) and white matter (2) where the template's probability map exceeds half its "
-        "maximum, 0 elsewhere. Model: `unet3d_keras.sparse.DENSIFY_DEFAULTS` (3D U-Net, depth 3, 8 base "
+        "maximum, 0 elsewhere. Model: `unet3d_keras.densify.DENSIFY_DEFAULTS` (3D U-Net, depth 3, 8 base "
         "filters, softmax, cross-entropy plus Dice on the annotated voxels only, random flips, 32³ windows "
         "centred on annotated voxels of a class drawn at random, in batches of 4, cosine learning-rate "
         "decay from 0.002, bfloat16 on this CPU) with elastic "

@@ -12,8 +12,9 @@
 A user annotates a few slices of a volume (every other voxel holds the ignore value); a 3D
 U-Net trained on those voxels alone (softmax, cross-entropy plus per-class Dice, flips;
 --class-weights weighs the cross-entropy) writes the dense label map of the same volume, with
-the same shape and affine as SPARSE.
-The label values are those found in SPARSE; the smallest plays the background.
+the same shape and affine as SPARSE (NIfTI, or any format SimpleITK reads; OUT is NIfTI).
+The label values are those found in SPARSE, whole numbers from 0 to 255; the smallest plays
+the background.
 
 A share of each annotated slice (--holdout, 10%) is held back from training, in square tiles
 chosen with the seed. Training runs until --max-minutes (default 10, prediction included) is
@@ -36,8 +37,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -53,10 +55,14 @@ from ..sparse import annotated_classes
 from ..subject_images import read_subject_images
 from ..utils.patches import WEIGHTINGS
 
+if TYPE_CHECKING:  # why: ..densify loads Keras, which the command only imports once the inputs are valid
+    from ..densify import SparseModel
+
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command's arguments (the module docstring is its help)."""
     parser = base_parser(__doc__.splitlines()[0], with_config=False)
     parser.add_argument("--image", action="append", required=True, metavar="IMG",
                         help="image of the volume (repeat for several channels, same grid)")
@@ -118,8 +124,8 @@ def check_paths(args: argparse.Namespace) -> Path:
     if not 1 <= args.ignore_label <= 255:
         raise DataError(f"--ignore-label: expected a value between 1 and 255 (0 is background), "
                         f"received {args.ignore_label}")
-    if args.max_minutes is not None and args.max_minutes <= 0:
-        raise DataError(f"--max-minutes: expected a positive number of minutes, received {args.max_minutes}")
+    if args.max_minutes is not None and not (math.isfinite(args.max_minutes) and args.max_minutes > 0):
+        raise DataError(f"--max-minutes: expected a positive, finite number of minutes, received {args.max_minutes}")
     if args.steps is not None and args.steps < 1:
         raise DataError(f"--steps: expected a positive number of steps, received {args.steps}")
     if scores_path(output).resolve() in inputs:
@@ -155,16 +161,17 @@ def scores_path(output: Path) -> Path:
 
 
 def read_inputs(images: list[str], labels: str, ignore_label: int,
-                clip_outliers: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The images ``(C, x, y, z)`` float32 and sparse labels ``(x, y, z)``, checked."""
+                clip_outliers: bool = False) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Image]:
+    """The images ``(C, x, y, z)`` float32, the sparse labels ``(x, y, z)`` and their image, checked.
+
+    The label image (read from NIfTI or any format SimpleITK reads) gives the output its grid.
+    """
     read = read_subject_images([*images, labels], label_indices=[len(images)], crop=False,
                                subject_id="densify inputs", clip_outliers=clip_outliers)
     data = np.stack([np.asarray(image.dataobj, dtype=np.float32) for image in read[:-1]])
     sparse = np.asanyarray(read[-1].dataobj)
     require_integer_values(sparse, f"{labels}: the label map", error=DataError)
     sparse = sparse.astype(np.int64) if sparse.dtype.kind == "f" else sparse
-    if sparse.min() < 0:
-        raise DataError(f"{labels}: label values must not be negative, found {int(sparse.min())}")
     if ignore_label != 255 and np.any(sparse == 255):
         raise DataError(
             f"{labels}: --ignore-label {ignore_label} collides with a real label: the file also holds 255, the usual "
@@ -176,10 +183,11 @@ def read_inputs(images: list[str], labels: str, ignore_label: int,
             f"(values found: {np.unique(sparse).tolist()[:20]}); pass --ignore-label with the value of the "
             "unannotated voxels"
         )
-    return data, sparse
+    return data, sparse, read[-1]
 
 
 def work(args: argparse.Namespace) -> int:
+    """Check the arguments, then densify under the output folder's lock; returns the exit status."""
     output = check_paths(args)
     options = densify_options(args)
     with run_folder_lock(output.parent, "output folder"):  # one densification at a time writes into a folder
@@ -187,7 +195,7 @@ def work(args: argparse.Namespace) -> int:
 
 
 def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOptions) -> int:
-    images, sparse = read_inputs(args.image, args.labels, args.ignore_label, args.clip_outliers)
+    images, sparse, label_image = read_inputs(args.image, args.labels, args.ignore_label, args.clip_outliers)
     classes = annotated_classes(sparse, args.ignore_label, args.labels)  # fails fast, before Keras loads
     # why: densify loads Keras, which only pays once the inputs are known to be valid
     from ..densify import densify
@@ -199,10 +207,8 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
                      max_seconds=None if minutes is None else 60 * minutes, seed=args.seed,
                      show_progress=not args.quiet, steps=args.steps, options=options,
                      keep_annotations=not args.predict_annotated)
-    label_image = nib.load(args.labels)
-    dtype = np.uint8 if max(classes) <= 255 else np.int16
-    dense = nib.Nifti1Image(result.labels.astype(dtype), label_image.affine, label_image.header)
-    dense.set_data_dtype(dtype)
+    dense = nib.Nifti1Image(result.labels.astype(np.uint8), label_image.affine, label_image.header)
+    dense.set_data_dtype(np.uint8)  # annotated_classes holds every class to 0-255
     save_image_atomically(dense, output)
     counts = {c: int(np.sum(result.labels == c)) for c in classes}
     fitted = result.fitted
@@ -217,7 +223,7 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
     return 0
 
 
-def report_scores(fitted, classes: list[int], args: argparse.Namespace) -> dict:
+def report_scores(fitted: SparseModel, classes: list[int], args: argparse.Namespace) -> dict:
     """Print the held-back scores (and warnings); return what the JSON file holds."""
     report = {"classes": classes, "steps": fitted.steps, "epochs": fitted.epochs, "kept_epoch": fitted.kept_epoch,
               "stop_reason": fitted.stop_reason, "train_seconds": round(fitted.train_seconds, 1),
