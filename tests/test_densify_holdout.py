@@ -128,7 +128,8 @@ def test_the_densify_defaults_are_read_only_and_copied_by_each_run():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"ignore_label": 300}, "ignore_label: expected a value between 0 and 255, received 300"),
+    ({"ignore_label": 300}, r"ignore_label: expected a value between 1 and 255 \(0 is background\), received 300"),
+    ({"ignore_label": 0}, r"ignore_label: expected a value between 1 and 255 \(0 is background\), received 0"),
     ({"steps": 0}, "steps: expected a positive number of steps, received 0"),
 ])
 def test_fit_sparse_refuses_bad_arguments_before_training(kwargs, message):

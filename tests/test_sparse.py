@@ -469,6 +469,11 @@ def test_densify_bad_inputs(sparse_case, capsys):
     nib.save(nib.Nifti1Image(wide, affine), folder / "wide.nii.gz")
     _densify_error(folder, "--labels", str(folder / "wide.nii.gz"))
     assert "wide.nii.gz: label values must lie between 0 and 255, found [300]" in capsys.readouterr().err
+    # -1 for the unannotated voxels: refused for its range, not with advice to pass --ignore-label -1
+    negative = np.where(wide == 255, -1, wide).astype(np.int16)
+    nib.save(nib.Nifti1Image(negative, affine), folder / "negative.nii.gz")
+    _densify_error(folder, "--labels", str(folder / "negative.nii.gz"))
+    assert "negative.nii.gz: label values must lie between 0 and 255, found [-1, 300]" in capsys.readouterr().err
 
     for minutes in ("nan", "inf", "0"):
         _densify_error(folder, "--labels", str(folder / "sparse.nii.gz"), "--max-minutes", minutes)

@@ -232,12 +232,12 @@ def fit_sparse(
     ``training.mixed_precision`` (bfloat16 on CPUs that support it).
 
     Raises:
-        DataError: shapes disagree, a label or ``ignore_label`` outside 0-255, no annotated
-            voxel, one class only, or ``steps`` below 1.
+        DataError: shapes disagree, a label outside 0-255 or ``ignore_label`` outside 1-255, no
+            annotated voxel, one class only, or ``steps`` below 1.
         ConfigError: a bad override.
     """
-    if not 0 <= ignore_label <= 255:
-        raise DataError(f"ignore_label: expected a value between 0 and 255, received {ignore_label}")
+    if not 1 <= ignore_label <= 255:
+        raise DataError(f"ignore_label: expected a value between 1 and 255 (0 is background), received {ignore_label}")
     if steps is not None and steps < 1:
         raise DataError(f"steps: expected a positive number of steps, received {steps}")
     images = _as_channels(images)
@@ -265,8 +265,7 @@ def fit_sparse(
         config = densify_config(classes, sparse.shape, len(images), ignore_label,
                                 [f"training.class_weights={weight_text}", *overrides], seed)
     histogram = np.bincount(np.asarray(sparse, dtype=np.int64).ravel(), minlength=256)
-    task = resolve_task(config, histogram, int(histogram[ignore_label]) if ignore_label < 256 else 0,
-                        "the sparse labels")
+    task = resolve_task(config, histogram, int(histogram[ignore_label]), "the sparse labels")
     keras.utils.set_random_seed(config.seed)
     apply_mixed_precision(config.training.mixed_precision)
     model = build_model(config, task)
@@ -392,7 +391,8 @@ def densify(
         The :class:`DensifyResult`.
 
     Raises:
-        DataError: shapes disagree, no annotated voxel, or one class only.
+        DataError: shapes disagree, a label outside 0-255 or ``ignore_label`` outside 1-255, no
+            annotated voxel, one class only, or ``steps`` below 1.
         ConfigError: a bad override.
     """
     start = time.monotonic()

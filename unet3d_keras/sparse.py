@@ -19,7 +19,7 @@ import numpy as np
 from .checks import require_integer_values
 from .errors import DataError
 
-__all__ = ["slice_positions", "make_sparse_annotation", "annotated_classes"]
+__all__ = ["slice_positions", "make_sparse_annotation", "check_label_range", "annotated_classes"]
 
 
 def slice_positions(size: int, count: int, rng: np.random.Generator | None = None,
@@ -105,6 +105,18 @@ def make_sparse_annotation(
     return sparse
 
 
+def check_label_range(values: np.ndarray, name: str = "the label map") -> None:
+    """Refuse label values outside 0-255 (the annotated classes and the ignore value alike).
+
+    Raises:
+        DataError: naming ``name`` and the values found outside.
+    """
+    values = np.unique(np.asarray(values))
+    outside = [v for v in values.tolist() if not 0 <= v <= 255]
+    if outside:
+        raise DataError(f"{name}: label values must lie between 0 and 255, found {outside[:10]}")
+
+
 def annotated_classes(sparse: np.ndarray, ignore_label: int = 255, name: str = "the label map") -> list[int]:
     """The label values present in a sparse annotation, checked for training.
 
@@ -112,9 +124,7 @@ def annotated_classes(sparse: np.ndarray, ignore_label: int = 255, name: str = "
         DataError: a value outside 0-255, no annotated voxel, or fewer than two classes annotated.
     """
     values = np.unique(np.asarray(sparse))
-    outside = [v for v in values.tolist() if not 0 <= v <= 255]
-    if outside:
-        raise DataError(f"{name}: label values must lie between 0 and 255, found {outside[:10]}")
+    check_label_range(values, name)
     classes = [int(v) for v in values if v != ignore_label]
     if not classes:
         raise DataError(f"{name}: no annotated voxel (every voxel has the ignore value {ignore_label})")

@@ -51,7 +51,7 @@ from ..errors import DataError
 from ..fileio import check_writable_folder, write_text_atomically
 from ..inference_io import save_image_atomically
 from ..run_lock import run_folder_lock
-from ..sparse import annotated_classes
+from ..sparse import annotated_classes, check_label_range
 from ..subject_images import read_subject_images
 from ..utils.patches import WEIGHTINGS
 
@@ -172,6 +172,7 @@ def read_inputs(images: list[str], labels: str, ignore_label: int,
     sparse = np.asanyarray(read[-1].dataobj)
     require_integer_values(sparse, f"{labels}: the label map", error=DataError)
     sparse = sparse.astype(np.int64) if sparse.dtype.kind == "f" else sparse
+    check_label_range(sparse, labels)  # before the advice on --ignore-label, which takes 1-255 only
     if ignore_label != 255 and np.any(sparse == 255):
         raise DataError(
             f"{labels}: --ignore-label {ignore_label} collides with a real label: the file also holds 255, the usual "
