@@ -3,10 +3,10 @@
 :class:`HeldOutMonitor` scores the held-back voxels of :mod:`unet3d_keras.densify_holdout`
 after epochs (one window per held-back tile, so an evaluation costs one model call per tile),
 shows the per-class IoU in the progress bar and, once the mean foreground IoU has not improved
-for ``patience_epochs`` epochs, has :class:`~unet3d_keras.schedule.TimeCosine` decay the learning rate to zero over
-``decay_epochs`` epochs and then stops. It keeps the weights of the best evaluation made at a
-decayed learning rate (at most :data:`KEEP_RATE_SHARE` of the initial one), or the last
-weights.
+for ``patience_epochs`` epochs, has :class:`~unet3d_keras.schedule.TimeCosine` decay the
+learning rate to zero over ``decay_epochs`` epochs and then stops. It keeps the weights of the
+best evaluation made at a decayed learning rate (at most :data:`KEEP_RATE_SHARE` of the
+initial one), or the last weights.
 """
 
 from __future__ import annotations
