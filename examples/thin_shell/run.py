@@ -33,7 +33,8 @@ Results go to examples/thin_shell/results*.json (rows already there are kept unl
 ``blending.py`` scores today's models with both blendings of the windows, ``figure.py`` draws a slice,
 ``offsets.py`` tries a decision offset for the membrane, ``bound.py`` trains long on every voxel of other
 volumes, ``tuning.py`` changes the learning rate, the window or the batch, ``oracle.py`` asks how much of a
-one-voxel membrane the image shows; ``run.py --markdown-only`` puts their figures on the page too.
+one-voxel membrane the image shows, ``forest.py`` runs the classic baseline (a random forest on filter
+responses); ``run.py --markdown-only`` puts their figures on the page too.
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ BOUND_RESULTS = HERE / "results_bound.json"
 BOUND_OTHERS = 3
 #: oracle.py's readers told every cell, which choose only the side of each face that carries its membrane.
 ORACLE_RESULTS = HERE / "results_oracle.json"
+#: forest.py's random forest on filter responses (ilastik's classic pixel classification).
+FOREST_RESULTS = HERE / "results_forest.json"
 #: tuning.py's side-by-side runs of densify's defaults and each variant: name -> its --set overrides.
 TUNING_RESULTS = HERE / "results_tuning.json"
 TUNING_VARIANTS: dict[str, tuple[str, ...]] = {
@@ -930,6 +933,7 @@ def glance_lines(results: dict[str, dict]) -> list[str]:
     them are left out. ``results``: --volume name -> its results file's contents.
     """
     budgets = blending_budgets()
+    forests = forest_results()
     lines, all_seeds = [], set()
     for volume, volume_results in results.items():
         rows = volume_results["rows"]
@@ -941,7 +945,8 @@ def glance_lines(results: dict[str, dict]) -> list[str]:
         means = {minutes: blending_means(runs)[1] for minutes, runs in today.items()}
         share = volume_results["volume"]["class_share"][2]
         thresholds = volume_results["thresholds"]["iou"][2]
-        lines.append(f"| `{volume}` | {100 * share:.1f}% | {thresholds:.3f} | {old[2]:.3f} | "
+        forest = f"{forests[volume]['iou'][MEMBRANE]:.3f}" if volume in forests else "-"
+        lines.append(f"| `{volume}` | {100 * share:.1f}% | {thresholds:.3f} | {forest} | {old[2]:.3f} | "
                      + " | ".join(f"{means[minutes][2]:.3f}" for minutes in budgets)
                      + f" | x{means[12][2] / old[2]:.2f} | {bound[2]:.3f} | {2 * old[2]:.3f} | "
                      f"{old[1]:.3f} / {old[0]:.3f} -> {means[12][1]:.3f} / {means[12][0]:.3f} |")
@@ -952,12 +957,14 @@ def glance_lines(results: dict[str, dict]) -> list[str]:
             "is densify's defaults (`examples/thin_shell/blending.py`, windows blended the Gaussian way); \"old\" the "
             "densification before them (960 steps whatever the budget); the bound, the same model trained for 12 "
             "minutes on every voxel of another volume made alike (`blending.py --other`); the goal, twice the old "
-            "IoU. The last column gives the other classes, which the goal allows to lose at most 0.01.", "",
-            "| volume | membrane share of the volume | intensity thresholds | old | "
+            "IoU; the random forest, ilastik's classic pixel classification on the same annotated voxels (under the "
+            "table of seed 42 below). The last column gives the other classes, which the goal allows to lose at most "
+            "0.01.", "",
+            "| volume | membrane share of the volume | intensity thresholds | random forest on filters | old | "
             + " | ".join(f"today, {minutes} min" for minutes in budgets)
             + " | today, 12 min / old | bound: another volume fully annotated, 12 min | goal: twice old | "
             "cell / background IoU, old -> today 12 min |",
-            "|---|" + "---|" * (7 + len(budgets)), *lines, ""]
+            "|---|" + "---|" * (8 + len(budgets)), *lines, ""]
 
 
 def figure_lines(results: dict[str, dict]) -> list[str]:
@@ -1036,6 +1043,7 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
     # over that of full annotation of another volume blended alike, or None)
     today = []
     olds = {}  # volume -> the old runs' IoU per class, mean over blending.py's seeds (as the table at a glance)
+    today_runs = {}  # volume -> today's defaults' IoU per class at 12 minutes, mean over the same seeds
     bounds_today = []  # each volume's bound blended the Gaussian way (blending.py --other), 0.0 where not run
     for volume, volume_results in results.items():
         rows = volume_results["rows"]
@@ -1054,6 +1062,7 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
                      + (" / ".join(f"{row['iou'][2]:.3f}" for row in others) if all(others) else "-")
                      + f" | {2 * old['iou'][2]:.3f} |")
         if twelve.old:  # today's defaults at 12 minutes against the old runs of the same seeds
+            today_runs[volume] = twelve.today
             gaussian = twelve.today[2]
             today.append((volume, gaussian / twelve.old[2], gaussian / bound_today if bound_today else None))
         arguments = VOLUMES[volume][0]
@@ -1092,7 +1101,7 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
                           "of another volume gives, trained again for 12 minutes and blended alike" if all(shares)
                           else "")
                        + ".")
-    verdict += bound_lines(olds) + oracle_lines(olds, bound_membranes()) + edge_notes
+    verdict += bound_lines(olds) + oracle_lines(olds, bound_membranes()) + forest_lines(olds, today_runs) + edge_notes
     stale = any(uniform_rows(volume_results["rows"])[0] for volume_results in results.values())
     return ([f"Seed {DEFAULT_SEED} alone, in the tables' rows: the membrane IoU on the never-annotated voxels (the "
              "tables give the other classes, the options and the other seeds"
@@ -1192,6 +1201,38 @@ def oracle_lines(olds: dict[str, list[float] | None], bounds: dict[str, float]) 
             f"{record['commands'][-1]}`): " + "; ".join(parts) + ". So " + "; ".join(verdicts) + ". The image shows "
             "which side of a face carries the membrane to a reader that knows the cells and weighs a few voxels "
             "around each; the model, which must also find the cells, reads less of it in these budgets."]
+
+
+def forest_results() -> dict[str, dict]:
+    """forest.py's result of each volume (empty if it has not run)."""
+    return json.loads(FOREST_RESULTS.read_text())["volumes"] if FOREST_RESULTS.exists() else {}
+
+
+def forest_lines(olds: dict[str, list[float] | None], todays: dict[str, np.ndarray]) -> list[str]:
+    """forest.py's random forest against the old and today's densification: a bullet, or nothing where it has
+    not run.
+
+    ``olds``, ``todays``: --volume name -> the IoU per class of the old runs and of today's defaults at
+    12 minutes (means over the same seeds); a volume missing from either is left out.
+    """
+    compared = {volume: result for volume, result in forest_results().items()
+                if olds.get(volume) and volume in todays}
+    if not compared:
+        return []
+    command = json.loads(FOREST_RESULTS.read_text())["commands"][-1]
+    some = next(iter(compared.values()))
+    ahead = [volume for volume, result in compared.items()
+             if all(todays[volume][c] > result["iou"][c] for c in range(len(CLASSES)))]
+    old_ahead = [volume for volume, result in compared.items() if olds[volume][MEMBRANE] > result["iou"][MEMBRANE]]
+    return [f"- **A classic baseline.** A random forest of {some['trees']} trees on {some['features']} filter responses "
+            "of the image (smoothing, gradient magnitude, Laplacian and Hessian eigenvalues at several scales), "
+            "trained on the same annotated voxels as ilastik's pixel classification is (`" + command + "`), scores "
+            "the membrane (cell) on the never-annotated voxels "
+            + "; ".join(f"`{volume}` {result['iou'][MEMBRANE]:.3f} ({result['iou'][1]:.3f}) in "
+                        f"{result['seconds']:.0f} s" for volume, result in compared.items())
+            + ". The old densification's membrane is above it on " + (", ".join(old_ahead) or "none")
+            + "; today's defaults at 12 minutes are above it in every class on " + (", ".join(ahead) or "none")
+            + "."]
 
 
 #: How offsets.py's decision offset for the membrane is chosen: the best mean IoU of the classes on the held-back
