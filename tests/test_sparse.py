@@ -276,7 +276,7 @@ def test_slice_positions():
     drawn = slice_positions(20, 5, np.random.default_rng(0))
     assert len(set(drawn.tolist())) == 5 and drawn.tolist() == sorted(drawn.tolist())
     assert drawn.tolist() == slice_positions(20, 5, np.random.default_rng(0)).tolist()
-    with pytest.raises(ValueError, match="cannot choose 6 slices along an axis of 5 voxels"):
+    with pytest.raises(ValueError, match="count: expected 0 to 5 slices along an axis of 5 voxels, received 6"):
         slice_positions(5, 6)
 
 
@@ -293,7 +293,7 @@ def test_nested_slice_positions_keep_the_smaller_counts_and_fill_the_widest_gap(
             assert chosen == sorted(set(chosen)) and len(chosen) == count
             assert previous <= set(chosen), (size, count)
             previous = set(chosen)
-    with pytest.raises(ValueError, match="cannot choose 6 slices along an axis of 5 voxels"):
+    with pytest.raises(ValueError, match="count: expected 0 to 5 slices along an axis of 5 voxels, received 6"):
         slice_positions(5, 6, nested=True)
     with pytest.raises(ValueError, match="nested slices are placed, not drawn"):
         make_sparse_annotation(np.zeros((4, 4, 4), np.uint8), (1, 1, 1), rng=np.random.default_rng(0), nested=True)

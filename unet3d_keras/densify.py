@@ -341,6 +341,7 @@ def predict_classes(fitted: SparseModel, images: np.ndarray) -> tuple[np.ndarray
     """Dense class map of a volume from a :class:`SparseModel`, its windows blended and mirrored as it says.
 
     Args:
+        fitted: the trained model, its classes, config and prediction settings (:func:`fit_sparse`).
         images: ``(n_channels, x, y, z)`` (or ``(x, y, z)``), any spatial shape.
 
     Returns:

@@ -75,7 +75,7 @@ class DensifyOptions:
         if self.class_weighting not in CLASS_WEIGHTINGS:
             raise ValueError(f"class_weighting: expected one of {CLASS_WEIGHTINGS}, received {self.class_weighting!r}")
         if self.sampling not in SAMPLINGS:
-            raise ValueError(f"sampling: expected class_first or uniform, received {self.sampling!r}")
+            raise ValueError(f"sampling: expected one of {SAMPLINGS}, received {self.sampling!r}")
         if self.window_weighting not in WEIGHTINGS:
             raise ValueError(f"window_weighting: expected one of {WEIGHTINGS}, received {self.window_weighting!r}")
 
@@ -123,6 +123,7 @@ def hold_out(index_map: np.ndarray, share: float, tile: int, rng: np.random.Gene
         share: expected share of each plane's tiles held back (stochastically rounded per plane).
         tile: side of the square in-plane tiles (and of the cubic blocks of other voxels).
         rng: chooses the tiles.
+        unannotated: the value of ``index_map`` where nobody annotated.
 
     Returns:
         The :class:`HeldOut` voxels.
@@ -173,6 +174,13 @@ def hold_out(index_map: np.ndarray, share: float, tile: int, rng: np.random.Gene
 
 def class_scores(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> dict[str, list]:
     """Per-class IoU and Dice of class indices, with the voxel count of each class in ``truth``.
+
+    Args:
+        truth, predicted: class indices (0 to ``n_classes - 1``) of the same voxels, any equal shape.
+        n_classes: the number of classes.
+
+    Returns:
+        ``{"iou": [...], "dice": [...], "voxels": [...]}``, one entry per class.
 
     A class absent from ``truth`` scores None: with no voxel of it to find, its score would
     count only the voxels wrongly given to it, which the classes they belong to already count.

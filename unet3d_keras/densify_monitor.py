@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from .densify_holdout import DensifyOptions, HeldOut, class_scores, foreground_mean
-from .schedule import TimeCosine
+from .schedule import TimeBudget, TimeCosine
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class HeldOutMonitor(keras.callbacks.Callback):
 
     def __init__(self, volume: np.ndarray, index_map: np.ndarray, held_out: HeldOut, n_classes: int,
                  patch_shape: Sequence[int], options: DensifyOptions, stop_on_plateau: bool,
-                 budget: Any = None, class_names: Sequence[str] = (),
+                 budget: TimeBudget | None = None, class_names: Sequence[str] = (),
                  schedule: TimeCosine | None = None) -> None:
         super().__init__()
         self.schedule = schedule
@@ -119,7 +119,7 @@ class HeldOutMonitor(keras.callbacks.Callback):
             return class_scores(np.zeros(0, np.int64), np.zeros(0, np.int64), self.n_classes)
         return class_scores(np.concatenate(truth), np.concatenate(predicted), self.n_classes)
 
-    def on_epoch_end(self, epoch, logs=None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         decay_done = bool(self.decay_start) and epoch + 2 - self.decay_start >= self.options.decay_epochs
         if not self.windows or ((epoch + 1) % self.every and not decay_done):
             return

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
 
 import keras
+from tqdm.auto import tqdm
 
 __all__ = ["cosine_learning_rate", "TimeBudget", "TimeCosine"]
 
@@ -34,7 +34,7 @@ class TimeBudget(keras.callbacks.Callback):
         out_of_time: whether the deadline stopped training.
     """
 
-    def __init__(self, deadline: float, progress: Any = None, max_steps: int | None = None) -> None:
+    def __init__(self, deadline: float, progress: tqdm | None = None, max_steps: int | None = None) -> None:
         super().__init__()
         self.deadline = deadline
         self.progress = progress
@@ -46,10 +46,10 @@ class TimeBudget(keras.callbacks.Callback):
         self.steps = 0
         self.losses: list[float] = []
 
-    def on_train_begin(self, logs=None) -> None:
+    def on_train_begin(self, logs: dict | None = None) -> None:
         self.last = time.monotonic()
 
-    def on_train_batch_end(self, batch, logs=None) -> None:
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         now = time.monotonic()
         if self.steps:  # the first step also traces the function
             self.longest_step = max(self.longest_step, now - self.last)
@@ -65,7 +65,7 @@ class TimeBudget(keras.callbacks.Callback):
             self.out_of_time = True
             self.model.stop_training = True
 
-    def on_epoch_end(self, epoch, logs=None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs and "loss" in logs:
             self.losses.append(float(logs["loss"]))
 
@@ -90,7 +90,7 @@ class TimeCosine(keras.callbacks.Callback):
         (or sooner, if the time budget's own decay is lower)."""
         self.decay = (epoch, n_epochs, float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
 
-    def on_epoch_begin(self, epoch, logs=None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         share = (time.monotonic() - self.start) / max(self.end - self.start, 1e-9)
         steps = 1000
         rate = cosine_learning_rate(round(min(max(share, 0.0), 1.0) * steps), steps + 1, self.initial)

@@ -37,7 +37,7 @@ def slice_positions(size: int, count: int, rng: np.random.Generator | None = Non
         Sorted int64 indices.
     """
     if not 0 <= count <= size:
-        raise ValueError(f"cannot choose {count} slices along an axis of {size} voxels")
+        raise ValueError(f"count: expected 0 to {size} slices along an axis of {size} voxels, received {count}")
     if rng is not None and nested:
         raise ValueError("nested slices are placed, not drawn: pass rng=None with nested=True")
     if rng is not None:
@@ -119,6 +119,14 @@ def check_label_range(values: np.ndarray, name: str = "the label map") -> None:
 
 def annotated_classes(sparse: np.ndarray, ignore_label: int = 255, name: str = "the label map") -> list[int]:
     """The label values present in a sparse annotation, checked for training.
+
+    Args:
+        sparse: ``(x, y, z)`` label values, ``ignore_label`` where nobody annotated.
+        ignore_label: the value of the unannotated voxels.
+        name: the file or array named in error messages.
+
+    Returns:
+        The annotated values, ascending.
 
     Raises:
         DataError: a value outside 0-255, no annotated voxel, or fewer than two classes annotated.

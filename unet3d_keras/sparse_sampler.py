@@ -15,6 +15,7 @@ import numpy as np
 
 from .augmentation.compose import augment_sample
 from .augmentation.params import AugmentationParams
+from .densify_holdout import SAMPLINGS
 from .labels import one_hot_with_ignore
 
 __all__ = ["ClassFirstPatchSampler"]
@@ -58,13 +59,14 @@ class ClassFirstPatchSampler(keras.utils.PyDataset):
         if sampling == "uniform":
             self.by_class = [np.concatenate(self.by_class)]
         elif sampling != "class_first":
-            raise ValueError(f"sampling: expected class_first or uniform, received {sampling!r}")
+            raise ValueError(f"sampling: expected one of {SAMPLINGS}, received {sampling!r}")
         self.epoch = 0
 
     def __len__(self) -> int:
         return self.steps_per_epoch
 
     def on_epoch_end(self) -> None:
+        """Move on to the next epoch's batches."""
         self.epoch += 1
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:

@@ -39,6 +39,7 @@ import argparse
 import json
 import math
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Sequence
 
 import nibabel as nib
@@ -134,9 +135,9 @@ def check_paths(args: argparse.Namespace) -> Path:
 
 
 #: DensifyOptions field -> the flag that sets it, for the messages of bad values
-_OPTION_FLAGS = {"holdout": "--holdout", "patience_epochs": "--patience", "decay_epochs": "--decay-epochs",
-                 "class_weighting": "--class-weights", "sampling": "--sampling",
-                 "window_weighting": "--window-weighting"}
+_OPTION_FLAGS = MappingProxyType({"holdout": "--holdout", "patience_epochs": "--patience",
+                                  "decay_epochs": "--decay-epochs", "class_weighting": "--class-weights",
+                                  "sampling": "--sampling", "window_weighting": "--window-weighting"})
 
 
 def densify_options(args: argparse.Namespace) -> DensifyOptions:
