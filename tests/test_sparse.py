@@ -485,7 +485,8 @@ def test_densify_reads_labels_simpleitk_reads_and_writes_them_on_their_grid(spar
     import SimpleITK as sitk
 
     folder, affine, dense = sparse_case
-    nib.save(nib.Nifti1Image(make_sparse_annotation(dense, (2, 2, 2)), affine), folder / "sparse.nii.gz")
+    sparse = make_sparse_annotation(dense, (2, 2, 2))
+    nib.save(nib.Nifti1Image(sparse, affine), folder / "sparse.nii.gz")
     sitk.WriteImage(sitk.ReadImage(str(folder / "sparse.nii.gz")), str(folder / "sparse.nrrd"))
     result = run_script("densify.py", "--image", folder / "image.nii.gz", "--labels", folder / "sparse.nrrd",
                         "--output", folder / "out.nii.gz", "--steps", 2, "--quiet", "--set", "model.n_base_filters=2",
@@ -494,6 +495,8 @@ def test_densify_reads_labels_simpleitk_reads_and_writes_them_on_their_grid(spar
     written = nib.load(folder / "out.nii.gz")
     np.testing.assert_allclose(written.affine, affine, atol=1e-5)
     assert written.shape == dense.shape and written.get_data_dtype() == np.uint8
+    annotated = sparse != 255
+    np.testing.assert_array_equal(np.asarray(written.dataobj)[annotated], sparse[annotated])  # in the same order
 
 
 def test_train_script_learns_from_sparse_truth_with_the_masked_loss(tmp_path):
