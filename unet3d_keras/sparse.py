@@ -105,7 +105,7 @@ def make_sparse_annotation(
     return sparse
 
 
-def check_label_range(values: np.ndarray, name: str = "the label map") -> None:
+def check_label_range(values: np.ndarray | list[int], name: str = "the label map") -> None:
     """Refuse label values outside 0-255 (the annotated classes and the ignore value alike).
 
     Raises:

@@ -933,7 +933,7 @@ def glance_lines(results: dict[str, dict]) -> list[str]:
     them are left out. ``results``: --volume name -> its results file's contents.
     """
     budgets = blending_budgets()
-    forests = forest_results()
+    forests = forest_record()["volumes"]
     lines, all_seeds = [], set()
     for volume, volume_results in results.items():
         rows = volume_results["rows"]
@@ -1203,9 +1203,10 @@ def oracle_lines(olds: dict[str, list[float] | None], bounds: dict[str, float]) 
             "around each; the model, which must also find the cells, reads less of it in these budgets."]
 
 
-def forest_results() -> dict[str, dict]:
-    """forest.py's result of each volume (empty if it has not run)."""
-    return json.loads(FOREST_RESULTS.read_text())["volumes"] if FOREST_RESULTS.exists() else {}
+def forest_record() -> dict:
+    """forest.py's results file: ``{"volumes": {volume: result}, "commands": [...]}`` (no volumes if it has not
+    run)."""
+    return json.loads(FOREST_RESULTS.read_text()) if FOREST_RESULTS.exists() else {"volumes": {}, "commands": []}
 
 
 def forest_lines(olds: dict[str, list[float] | None], todays: dict[str, np.ndarray]) -> list[str]:
@@ -1215,11 +1216,12 @@ def forest_lines(olds: dict[str, list[float] | None], todays: dict[str, np.ndarr
     ``olds``, ``todays``: --volume name -> the IoU per class of the old runs and of today's defaults at
     12 minutes (means over the same seeds); a volume missing from either is left out.
     """
-    compared = {volume: result for volume, result in forest_results().items()
+    record = forest_record()
+    compared = {volume: result for volume, result in record["volumes"].items()
                 if olds.get(volume) and volume in todays}
     if not compared:
         return []
-    command = json.loads(FOREST_RESULTS.read_text())["commands"][-1]
+    command = record["commands"][-1]
     some = next(iter(compared.values()))
     ahead = [volume for volume, result in compared.items()
              if all(todays[volume][c] > result["iou"][c] for c in range(len(CLASSES)))]

@@ -173,16 +173,17 @@ def read_inputs(images: list[str], labels: str, ignore_label: int,
     sparse = np.asanyarray(read[-1].dataobj)
     require_integer_values(sparse, f"{labels}: the label map", error=DataError)
     sparse = sparse.astype(np.int64) if sparse.dtype.kind == "f" else sparse
-    check_label_range(sparse, labels)  # before the advice on --ignore-label, which takes 1-255 only
-    if ignore_label != 255 and np.any(sparse == 255):
+    values = np.unique(sparse).tolist()  # one pass over the volume for the checks below
+    check_label_range(values, labels)  # before the advice on --ignore-label, which takes 1-255 only
+    if ignore_label != 255 and 255 in values:
         raise DataError(
             f"{labels}: --ignore-label {ignore_label} collides with a real label: the file also holds 255, the usual "
             f"value of unannotated voxels, which would become a class; pass --ignore-label 255 (or relabel the file)"
         )
-    if not np.any(sparse == ignore_label):
+    if ignore_label not in values:
         raise DataError(
             f"{labels}: no voxel has the ignore value {ignore_label}, so every voxel is already annotated "
-            f"(values found: {np.unique(sparse).tolist()[:20]}); pass --ignore-label with the value of the "
+            f"(values found: {values[:20]}); pass --ignore-label with the value of the "
             "unannotated voxels"
         )
     return data, sparse, read[-1]
