@@ -14,7 +14,6 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "HOLDOUT_STREAM",
     "ITEM_STREAM",
     "SPLIT_STREAM",
     "TRAINING_STREAM",
@@ -27,14 +26,12 @@ __all__ = [
 ]
 
 # Stream tags keep the split and per-item augmentation streams apart from the per-epoch plan
-# stream ``default_rng([seed, epoch])`` and densify's batch stream ``default_rng([seed, epoch,
-# batch])`` (SeedSequence treats trailing zeros as absent, so ``[seed, 0, 0]``, ``[seed, 0]``,
-# ``[seed]`` and ``seed`` are the same stream).
+# stream ``default_rng([seed, epoch])`` (SeedSequence treats trailing zeros as absent, so
+# ``[seed, 0]``, ``[seed]`` and ``seed`` are the same stream).
 ITEM_STREAM = 1
 SPLIT_STREAM = 2
 TRAINING_STREAM = 3
 VALIDATION_STREAM = 4
-HOLDOUT_STREAM = 5  # densify's held-back tiles
 
 
 def resolve_seed(seed: int | None) -> int:
