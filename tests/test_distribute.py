@@ -4,8 +4,10 @@ The tiny U-Net trains 4 steps with the same seed, data order and global batch (4
 under ``mirrored`` over two local devices, and under ``multi_worker`` with two local processes
 (``tests/distributed_worker.py``; a backend and its devices are fixed per process, hence the
 subprocesses). Tolerances are float32 round-off: the losses of every step agree to ``rtol=1e-5`` and
-the final weights to ``atol=1e-4`` (an Adam step at learning rate 1e-2 moves a weight by up to 1e-2;
-the measured differences are about 1e-7 without and 4e-5 with batch normalisation).
+the final weights to ``atol=1e-4``, ``1e-3`` with batch normalisation (an Adam step at learning rate
+1e-2 moves a weight by up to 1e-2, whatever the size of its gradient, so round-off in a tiny gradient
+can move a weight by far more than itself). Measured: about 1e-7 without batch normalisation; with it
+4e-5 on CPUs with AVX-512, and 2.9e-4 under JAX on one with AVX2 only (11 of 13346 weights above 1e-4).
 """
 
 import json
@@ -45,6 +47,7 @@ def _free_ports(n):
 
 LOSS = dict(rtol=1e-5, atol=1e-6)
 WEIGHTS = dict(rtol=0, atol=1e-4)
+WEIGHTS_BN = dict(rtol=0, atol=1e-3)  # the batch statistics' sums are reduced in another order
 
 
 def _run_all(commands, timeout=600):
@@ -64,11 +67,11 @@ def _result(folder, name):
     return json.loads((folder / f"{name}.json").read_text()), np.load(folder / f"{name}.npy")
 
 
-def _assert_same_training(folder, name, reference="one_device"):
+def _assert_same_training(folder, name, reference="one_device", weights=WEIGHTS):
     (got, got_weights), (expected, expected_weights) = _result(folder, name), _result(folder, reference)
     np.testing.assert_allclose(got["loss"], expected["loss"], **LOSS)
     np.testing.assert_allclose(got["val_loss"], expected["val_loss"], **LOSS)
-    np.testing.assert_allclose(got_weights, expected_weights, **WEIGHTS)
+    np.testing.assert_allclose(got_weights, expected_weights, **weights)
     initial = np.load(folder / f"{reference.replace('one_device', 'initial')}.npy")
     assert np.abs(expected_weights - initial).max() > 1e-3  # training moved the weights
     return got
@@ -117,7 +120,7 @@ def test_batch_norm_under_tf_mirrored_normalises_each_replica_with_its_half_batc
 def test_batch_norm_under_jax_data_parallel_equals_one_device(local_runs):
     """keras.distribution: one global program, so batch statistics are those of the global batch."""
     folder = local_runs["jax"]
-    _assert_same_training(folder, "mirrored_bn", reference="one_device_bn")
+    _assert_same_training(folder, "mirrored_bn", reference="one_device_bn", weights=WEIGHTS_BN)
     halves = json.loads((folder / "bn_halves.json").read_text())["loss"]
     assert abs(_result(folder, "mirrored_bn")[0]["loss"][0] - halves) > 1e-3  # not per-half statistics
 
