@@ -111,6 +111,25 @@ def test_continue_needs_the_model_file_and_refuses_overwrite(finished, tmp_path)
     assert sorted(p.name for p in run.iterdir()) == before  # nothing deleted
 
 
+def test_a_precision_this_machine_cannot_train_is_refused_before_overwrite_deletes_anything(finished, tmp_path,
+                                                                                         monkeypatch):
+    import keras
+
+    from unet3d_keras import precision
+
+    monkeypatch.setattr(precision, "cuda_gpu_available", lambda: False)
+    run = tmp_path / "run"
+    _copy_run(finished, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    try:
+        with pytest.raises(ValueError, match="training.mixed_precision: float16 trains only on a CUDA GPU under "
+                                             "TensorFlow"):
+            _train(run, "training.n_epochs=2", "training.mixed_precision=float16", overwrite=True)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # nothing deleted or changed
+
+
 def test_brats_predict_writes_the_reference_names_on_each_subjects_grid(finished, tmp_path, capsys):
     import yaml
 

@@ -30,3 +30,66 @@ def test_resolve_mixed_precision(setting, gpu, bf16, policy):
 def test_unknown_setting():
     with pytest.raises(ValueError, match="training.mixed_precision: expected one of auto, off, bfloat16, float16"):
         resolve_mixed_precision("fp8")
+
+
+
+@pytest.mark.parametrize(
+    "setting, gpu, bf16, warned",
+    [
+        ("bfloat16", False, False, True),
+        ("bfloat16", False, True, False),
+        ("bfloat16", True, False, False),
+        ("float16", False, False, False),
+        ("auto", False, False, False),
+        ("off", False, False, False),
+    ],
+)
+def test_slow_precision_warning(setting, gpu, bf16, warned):
+    from unet3d_keras.precision import slow_precision_warning
+
+    message = slow_precision_warning(setting, gpu=gpu, bf16_cpu=bf16)
+    if warned:
+        assert message.startswith("training.mixed_precision: bfloat16 without AVX512-BF16 or AMX is emulated")
+    else:
+        assert message is None
+
+
+@pytest.mark.parametrize(
+    "setting, gpu, backend, refused",
+    [
+        ("float16", False, "tensorflow", True),
+        ("float16", True, "tensorflow", False),
+        ("float16", False, "jax", False),
+        ("bfloat16", False, "tensorflow", False),
+        ("auto", False, "tensorflow", False),
+    ],
+)
+def test_unsupported_precision(setting, gpu, backend, refused):
+    from unet3d_keras.precision import unsupported_precision
+
+    message = unsupported_precision(setting, gpu=gpu, backend=backend)
+    if refused:
+        assert message.startswith("training.mixed_precision: float16 trains only on a CUDA GPU under TensorFlow")
+    else:
+        assert message is None
+
+
+def test_apply_mixed_precision_warns_or_refuses_what_the_machine_cannot_do_well(monkeypatch, caplog):
+    import keras
+
+    from unet3d_keras import precision
+
+    monkeypatch.setattr(precision, "cuda_gpu_available", lambda: False)
+    monkeypatch.setattr(precision, "cpu_supports_bfloat16", lambda flags=None: False)
+    try:
+        assert precision.apply_mixed_precision("bfloat16") == "mixed_bfloat16"
+        assert "bfloat16 without AVX512-BF16 or AMX is emulated" in caplog.text
+        caplog.clear()
+        assert precision.apply_mixed_precision("auto") == "float32"
+        assert "emulated" not in caplog.text
+        if keras.backend.backend() == "tensorflow":
+            with pytest.raises(ValueError, match="float16 trains only on a CUDA GPU"):
+                precision.apply_mixed_precision("float16")
+            assert keras.config.dtype_policy().name == "float32"  # left as it was
+    finally:
+        keras.config.set_dtype_policy("float32")

@@ -111,6 +111,7 @@ def _train_from_config(config: Config, overwrite: bool, show_progress: bool, ver
                        evaluate: bool) -> TrainingResult:
     paths = RunPaths.from_config(config)
     distribute.initialize(config.training.distribution)  # JAX multi_worker: before any JAX computation
+    apply_mixed_precision(config.training.mixed_precision)  # before --overwrite clears anything: it can refuse
     chief = is_chief()  # with several workers only the chief writes the run's files
     if overwrite and config.training.continue_from_model_file:
         raise ConfigError(
@@ -125,7 +126,6 @@ def _train_from_config(config: Config, overwrite: bool, show_progress: bool, ver
     previous_n_epochs = saved_n_epochs(paths)
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
-    apply_mixed_precision(config.training.mixed_precision)
     data_file, training, validation = prepare_data(config, show_progress=show_progress)
     task = task_for_data(config, data_file, training, validation)
     if chief:
