@@ -32,7 +32,6 @@ def test_unknown_setting():
         resolve_mixed_precision("fp8")
 
 
-
 @pytest.mark.parametrize(
     "setting, gpu, bf16, warned",
     [
