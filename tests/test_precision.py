@@ -32,45 +32,34 @@ def test_unknown_setting():
         resolve_mixed_precision("fp8")
 
 
-@pytest.mark.parametrize(
-    "setting, gpu, bf16, warned",
-    [
-        ("bfloat16", False, False, True),
-        ("bfloat16", False, True, False),
-        ("bfloat16", True, False, False),
-        ("float16", False, False, False),
-        ("auto", False, False, False),
-        ("off", False, False, False),
-    ],
-)
-def test_slow_precision_warning(setting, gpu, bf16, warned):
-    from unet3d_keras.precision import slow_precision_warning
-
-    message = slow_precision_warning(setting, gpu=gpu, bf16_cpu=bf16)
-    if warned:
-        assert message.startswith("training.mixed_precision: bfloat16 without AVX512-BF16 or AMX is emulated")
-    else:
-        assert message is None
+EMULATED = "training.mixed_precision: bfloat16 without AVX512-BF16 or AMX is emulated"
+REFUSED = "training.mixed_precision: float16 trains only on a CUDA GPU under TensorFlow"
 
 
 @pytest.mark.parametrize(
-    "setting, gpu, backend, refused",
+    "helper, setting, machine, expected",
     [
-        ("float16", False, "tensorflow", True),
-        ("float16", True, "tensorflow", False),
-        ("float16", False, "jax", False),
-        ("bfloat16", False, "tensorflow", False),
-        ("auto", False, "tensorflow", False),
+        ("slow_precision_warning", "bfloat16", dict(gpu=False, bf16_cpu=False), EMULATED),
+        ("slow_precision_warning", "bfloat16", dict(gpu=False, bf16_cpu=True), None),
+        ("slow_precision_warning", "bfloat16", dict(gpu=True, bf16_cpu=False), None),
+        ("slow_precision_warning", "float16", dict(gpu=False, bf16_cpu=False), None),
+        ("slow_precision_warning", "auto", dict(gpu=False, bf16_cpu=False), None),
+        ("slow_precision_warning", "off", dict(gpu=False, bf16_cpu=False), None),
+        ("unsupported_precision", "float16", dict(gpu=False, backend="tensorflow"), REFUSED),
+        ("unsupported_precision", "float16", dict(gpu=True, backend="tensorflow"), None),
+        ("unsupported_precision", "float16", dict(gpu=False, backend="jax"), None),
+        ("unsupported_precision", "bfloat16", dict(gpu=False, backend="tensorflow"), None),
+        ("unsupported_precision", "auto", dict(gpu=False, backend="tensorflow"), None),
     ],
 )
-def test_unsupported_precision(setting, gpu, backend, refused):
-    from unet3d_keras.precision import unsupported_precision
+def test_precisions_the_machine_cannot_do_well_are_warned_about_or_refused(helper, setting, machine, expected):
+    from unet3d_keras import precision
 
-    message = unsupported_precision(setting, gpu=gpu, backend=backend)
-    if refused:
-        assert message.startswith("training.mixed_precision: float16 trains only on a CUDA GPU under TensorFlow")
-    else:
+    message = getattr(precision, helper)(setting, **machine)
+    if expected is None:
         assert message is None
+    else:
+        assert message.startswith(expected)
 
 
 def test_apply_mixed_precision_warns_or_refuses_what_the_machine_cannot_do_well(monkeypatch, caplog):

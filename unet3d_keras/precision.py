@@ -60,6 +60,16 @@ def cuda_gpu_available() -> bool:
     return False
 
 
+def _uses_gpu(gpu: bool | None) -> bool:
+    """``gpu``, or whether a CUDA GPU is detected when it is None."""
+    return gpu if gpu is not None else cuda_gpu_available()
+
+
+def _has_native_bfloat16(bf16_cpu: bool | None) -> bool:
+    """``bf16_cpu``, or whether the CPU has AVX512-BF16/AMX when it is None."""
+    return bf16_cpu if bf16_cpu is not None else cpu_supports_bfloat16()
+
+
 def resolve_mixed_precision(setting: str, gpu: bool | None = None, bf16_cpu: bool | None = None) -> str:
     """The Keras dtype policy name for a ``training.mixed_precision`` setting.
 
@@ -79,9 +89,9 @@ def resolve_mixed_precision(setting: str, gpu: bool | None = None, bf16_cpu: boo
         return "mixed_bfloat16"
     if setting == "float16":
         return "mixed_float16"
-    if gpu if gpu is not None else cuda_gpu_available():
+    if _uses_gpu(gpu):
         return "mixed_float16"
-    if bf16_cpu if bf16_cpu is not None else cpu_supports_bfloat16():
+    if _has_native_bfloat16(bf16_cpu):
         return "mixed_bfloat16"
     return "float32"
 
@@ -95,7 +105,7 @@ def unsupported_precision(setting: str, gpu: bool | None = None, backend: str | 
         backend: The Keras backend (the active one when None).
     """
     backend = backend or keras.backend.backend()
-    if setting != "float16" or backend != "tensorflow" or (gpu if gpu is not None else cuda_gpu_available()):
+    if setting != "float16" or backend != "tensorflow" or _uses_gpu(gpu):
         return None
     return ("training.mixed_precision: float16 trains only on a CUDA GPU under TensorFlow (on its CPU the U-Net's "
             "MaxPool3D has no float16 kernel); use auto (bfloat16 on CPUs with AVX512-BF16/AMX, float32 otherwise) "
@@ -110,9 +120,7 @@ def slow_precision_warning(setting: str, gpu: bool | None = None, bf16_cpu: bool
         gpu: Whether a CUDA GPU is used (detected when None).
         bf16_cpu: Whether the CPU has AVX512-BF16/AMX (detected when None).
     """
-    if setting != "bfloat16" or (gpu if gpu is not None else cuda_gpu_available()):
-        return None
-    if bf16_cpu if bf16_cpu is not None else cpu_supports_bfloat16():
+    if setting != "bfloat16" or _uses_gpu(gpu) or _has_native_bfloat16(bf16_cpu):
         return None
     # Measured on an AVX2-only CPU: densify's training step took 16.4 s in bfloat16 against 2.0 s in float32.
     return ("training.mixed_precision: bfloat16 without AVX512-BF16 or AMX is emulated, about 8 times slower than "
@@ -128,11 +136,12 @@ def apply_mixed_precision(setting: str) -> str:
     Raises:
         ValueError: float16 under TensorFlow without a CUDA GPU (see :func:`unsupported_precision`).
     """
-    policy = resolve_mixed_precision(setting)
-    problem = unsupported_precision(setting)
+    gpu = cuda_gpu_available()  # once, for the three questions below
+    policy = resolve_mixed_precision(setting, gpu=gpu)
+    problem = unsupported_precision(setting, gpu=gpu)
     if problem:
         raise ValueError(problem)
-    slow = slow_precision_warning(setting)
+    slow = slow_precision_warning(setting, gpu=gpu)
     if slow:
         logger.warning(slow)
     keras.config.set_dtype_policy(policy)
