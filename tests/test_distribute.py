@@ -3,11 +3,13 @@
 The tiny U-Net trains 4 steps with the same seed, data order and global batch (4) on one device,
 under ``mirrored`` over two local devices, and under ``multi_worker`` with two local processes
 (``tests/distributed_worker.py``; a backend and its devices are fixed per process, hence the
-subprocesses). Tolerances are float32 round-off: the losses of every step agree to ``rtol=1e-5`` and
+subprocesses). Tolerances are float32 round-off: the losses of every step agree to ``rtol=1e-4`` and
 the final weights to ``atol=1e-4``, ``1e-3`` with batch normalisation (an Adam step at learning rate
 1e-2 moves a weight by up to 1e-2, whatever the size of its gradient, so round-off in a tiny gradient
 can move a weight by far more than itself). Measured: about 1e-7 without batch normalisation; with it
 4e-5 on CPUs with AVX-512, and 2.9e-4 under JAX on one with AVX2 only (11 of 13346 weights above 1e-4).
+The losses: within 1e-5 on AVX-512 CPUs; on the AVX2-only one, tf.distribute's two replicas once gave
+the last two of 4 steps' losses 4.8e-5 apart (relative) from one device, the first two within 1e-6.
 """
 
 import json
@@ -45,7 +47,7 @@ def _free_ports(n):
     return ports
 
 
-LOSS = dict(rtol=1e-5, atol=1e-6)
+LOSS = dict(rtol=1e-4, atol=1e-6)  # Adam carries a reduction's round-off into the later steps
 WEIGHTS = dict(rtol=0, atol=1e-4)
 WEIGHTS_BN = dict(rtol=0, atol=1e-3)  # the batch statistics' sums are reduced in another order
 
