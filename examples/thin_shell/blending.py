@@ -60,6 +60,8 @@ def one_volume(volume: str, seed: int, minutes: int, other: bool = False) -> dic
     sys.path.insert(0, str(HERE))
     from run import IGNORE, SHAPE, VOLUMES, after_other_volume, iou_per_class, make_volume, sparse_labels
 
+    import keras
+
     from unet3d_keras.densify import fit_sparse
 
     image, dense = make_volume(**VOLUMES[volume][0])
@@ -67,11 +69,13 @@ def one_volume(volume: str, seed: int, minutes: int, other: bool = False) -> dic
     never = sparse == IGNORE
     if other:
         image, sparse = after_other_volume(image, VOLUMES[volume][0])
-    fitted = fit_sparse(image, sparse, IGNORE, deadline=time.monotonic() + 60 * minutes, seed=seed,
-                        show_progress=False)
+    began = time.monotonic()
+    fitted = fit_sparse(image, sparse, IGNORE, deadline=began + 60 * minutes, seed=seed, show_progress=False)
+    seconds = round(time.monotonic() - began)
     # this volume is the last SHAPE[2] slices of the image (all of it unless ``other``)
     predicted = {weighting: labels[..., -SHAPE[2]:] for weighting, labels in predict_both_ways(fitted, image).items()}
-    return {"steps": fitted.steps, "stop_reason": fitted.stop_reason, "mirror": fitted.mirror,
+    return {"steps": fitted.steps, "stop_reason": fitted.stop_reason, "mirror": fitted.mirror, "seconds": seconds,
+            "policy": keras.config.dtype_policy().name,
             **{weighting: iou_per_class(labels, dense, never) for weighting, labels in predicted.items()}}
 
 

@@ -34,7 +34,7 @@ Results go to examples/thin_shell/results*.json (rows already there are kept unl
 ``offsets.py`` tries a decision offset for the membrane, ``bound.py`` trains long on every voxel of other
 volumes, ``tuning.py`` changes the learning rate, the window or the batch, ``oracle.py`` asks how much of a
 one-voxel membrane the image shows, ``forest.py`` runs the classic baseline (a random forest on filter
-responses); ``run.py --markdown-only`` puts their figures on the page too.
+responses), ``accelerator.py`` runs densify and the bound on a GPU; ``run.py --markdown-only`` puts their figures on the page too.
 """
 
 from __future__ import annotations
@@ -91,6 +91,8 @@ OFFSET_RESULTS = HERE / "results_offsets.json"
 BOUND_RESULTS = HERE / "results_bound.json"
 #: bound.py's fully annotated volumes unless --others says otherwise
 BOUND_OTHERS = 3
+#: accelerator.py's densify and bound runs under Keras's JAX backend on one GPU.
+ACCELERATOR_RESULTS = HERE / "results_accelerator.json"
 #: oracle.py's readers told every cell, which choose only the side of each face that carries its membrane.
 ORACLE_RESULTS = HERE / "results_oracle.json"
 #: forest.py's random forest on filter responses (ilastik's classic pixel classification).
@@ -433,9 +435,9 @@ def start_results(path: Path, script: str, argv: Sequence[str] | None, empty: di
 
 
 def run_two_at_a_time(jobs: Iterable[T], run: Callable[[T], R], keep: Callable[[T, R], str], results: dict,
-                      path: Path) -> None:
-    """``run`` each job (a child process each, see :func:`run_json_process`), two at a time; after each,
-    ``keep(job, result)`` files its result in ``results`` and returns a line to print, and ``results`` is
+                      path: Path, at_once: int = 2) -> None:
+    """``run`` each job (a child process each, see :func:`run_json_process`), two (``at_once``) at a time; after
+    each, ``keep(job, result)`` files its result in ``results`` and returns a line to print, and ``results`` is
     written to ``path``, so that a failed run loses only itself."""
     lock = threading.Lock()  # keep and the write see one run at a time
 
@@ -446,7 +448,7 @@ def run_two_at_a_time(jobs: Iterable[T], run: Callable[[T], R], keep: Callable[[
             save_json(path, results)
         print(line, flush=True)
 
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(at_once) as pool:
         list(pool.map(one, jobs))
 
 
@@ -1102,7 +1104,9 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
                           "of another volume gives, trained again for 12 minutes and blended alike" if all(shares)
                           else "")
                        + ".")
-    verdict += bound_lines(olds) + oracle_lines(olds, bound_membranes()) + forest_lines(olds, today_runs) + edge_notes
+    bounds = bound_membranes()
+    verdict += (bound_lines(olds) + accelerator_lines(olds, today_runs, bounds) + oracle_lines(olds, bounds)
+                + forest_lines(olds, today_runs) + edge_notes)
     stale = any(uniform_rows(volume_results["rows"])[0] for volume_results in results.values())
     return ([f"Seed {DEFAULT_SEED} alone, in the tables' rows: the membrane IoU on the never-annotated voxels (the "
              "tables give the other classes, the options and the other seeds"
@@ -1163,6 +1167,58 @@ def bound_lines(olds: dict[str, list[float] | None]) -> list[str]:
             f"run: {', '.join(f'{q:.3f}' for q in quarters)}, {quarters[-1] - quarters[-2]:+.3f} from the third "
             f"quarter to the last; the last quarter's is {quarters[-1] - membrane:+.3f} from its score on "
             f"`{volume}`, which it never saw (those tiles lie amid voxels that it trained on).")
+    return lines
+
+
+def accelerator_lines(olds: dict[str, list[float] | None], todays: dict[str, np.ndarray],
+                      bounds: dict[str, float]) -> list[str]:
+    """accelerator.py's runs on a GPU against twice the old IoU, today's defaults at 12 minutes and the bounds on
+    the page's CPUs: a bullet, or nothing where it has not run.
+
+    ``olds``, ``todays``: as :func:`forest_lines` takes them, ``bounds`` as :func:`oracle_lines` does; a volume
+    missing from ``olds`` is left out.
+    """
+    if not ACCELERATOR_RESULTS.exists():
+        return []
+    record = json.loads(ACCELERATOR_RESULTS.read_text())
+    volume, old = record["volume"], olds.get(record["volume"])
+    if old is None:
+        return []
+    twice = 2 * old[MEMBRANE]
+    runs = {seed: record["densify"][seed] for seed in sorted(record["densify"], key=lambda s: (s != str(DEFAULT_SEED),
+                                                                                                int(s)))}
+    bound_runs = {filters: record["bound"][filters] for filters in sorted(record["bound"], key=int)}
+    lines = [f"- **On a GPU.** `{record['command']}` trained {record['at_once']} models at once on one "
+             f"{record['device']} under Keras's {record['backend']} backend ("
+             + (f"`auto` chose {next(iter(runs.values()))['policy']}, " if runs else "")
+             + f"{record['minutes']} minutes each). On `{volume}`:"]
+    if runs:
+        membranes = [run[DEFAULT_BLENDING][MEMBRANE] for run in runs.values()]
+        stops = sorted({run["stop_reason"] for run in runs.values()})
+        lines.append(
+            f"  - densify's defaults (seeds {', '.join(runs)}) trained {', '.join(str(r['steps']) for r in runs.values())}"
+            f" steps in {', '.join(str(r['seconds']) for r in runs.values())} s ({'; '.join(stops)}) and scored the "
+            f"membrane {', '.join(f'{m:.3f}' for m in membranes)} (mean {np.mean(membranes):.3f}; cell "
+            f"{np.mean([run[DEFAULT_BLENDING][1] for run in runs.values()]):.3f}) on the never-annotated voxels"
+            + (f", against {todays[volume][MEMBRANE]:.3f} (cell {todays[volume][1]:.3f}) at 12 minutes on the page's "
+               "CPUs" if volume in todays else "") + ";")
+    if bound_runs:
+        lines.append(
+            f"  - the bound, trained to the end of its budget on every voxel of {record['others']} other volumes, "
+            "scored the membrane "
+            + "; ".join(f"{run['iou'][MEMBRANE]:.3f} (cell {run['iou'][1]:.3f}) with {filters} base filters in "
+                        f"{run['steps']} steps" for filters, run in bound_runs.items())
+            + (f", against {bounds[volume]:.3f}, the best of the bounds above on the page's CPUs" if volume in bounds
+               else "") + ";")
+    if len(bound_runs) > 1:
+        (small, first), *_, (large, last) = bound_runs.items()
+        lines.append(f"  - {int(large) // int(small)} times the base filters ({(int(large) // int(small)) ** 2} "
+                     f"times the weights) moved the bound's membrane by {last['iou'][MEMBRANE] - first['iou'][MEMBRANE]:+.3f}"
+                     " in as many minutes;")
+    best = max([run["iou"][MEMBRANE] for run in bound_runs.values()]
+               + [run[DEFAULT_BLENDING][MEMBRANE] for run in runs.values()])
+    lines.append(f"  - the best of them is {'at or above' if best >= twice else 'below'} twice the old IoU "
+                 f"({twice:.3f}).")
     return lines
 
 
