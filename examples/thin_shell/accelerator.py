@@ -7,18 +7,21 @@ process of its own, for ``--minutes`` each:
   scored on the never-annotated voxels with both blendings of the windows;
 - the bound, for each ``--base-filters``: that model trained on every voxel of ``--others`` other volumes made
   alike to the end of its budget (no plateau stop), then scored on the volume's never-annotated voxels:
-  ``bound.py``'s runs.
+  ``bound.py``'s runs;
+- with ``--mni152``, ``blending.py``'s MNI152 rows (4 slices per axis, 200 epochs of 16 steps) with those seeds.
 
     python examples/thin_shell/accelerator.py [--minutes 5] [--volume thin] [--seed 42 1] [--others 3]
-                                              [--base-filters 8 32] [--backend jax]
+                                              [--base-filters 8 32] [--mni152 SEED ...] [--backend jax]
 
 Writes ``results_accelerator.json`` (the device, the backend, and each run's record under ``"densify"``
-(seed -> run) and ``"bound"`` (base filters -> run)); ``run.py --markdown-only`` puts it on the page.
+(seed -> run), ``"bound"`` (base filters -> run) and ``"mni152"`` (its command and seed -> run); a run with
+``--seed`` and ``--base-filters`` empty keeps the others' records); ``run.py --markdown-only`` puts it on the page.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -53,24 +56,35 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"the bound's fully annotated volumes (default {BOUND_OTHERS})")
     parser.add_argument("--base-filters", type=int, nargs="*", default=[8, 32],
                         help="one bound per model size (default 8 32; none: no bound)")
+    parser.add_argument("--mni152", type=int, nargs="*", default=[], metavar="SEED",
+                        help="also blending.py's MNI152 rows with these seeds (none by default)")
     parser.add_argument("--backend", choices=["jax", "torch", "tensorflow"], default="jax",
                         help="the Keras backend of the runs (default jax)")
     args = parser.parse_args(argv)
 
     # every child inherits these: the backend, and memory taken as needed, since all runs share one GPU
     os.environ.update(KERAS_BACKEND=args.backend, XLA_PYTHON_CLIENT_PREALLOCATE="false")
-    jobs = ([("densify", seed) for seed in args.seed]
-            + [("bound", filters) for filters in args.base_filters])
+    jobs = ([("densify", seed) for seed in args.seed] + [("bound", filters) for filters in args.base_filters]
+            + [("mni152", seed) for seed in args.mni152])
     if not jobs:
-        parser.error("nothing to run: give --seed or --base-filters")
-    results = {"command": command_line(__file__, argv), "device": device_name(), "backend": args.backend,
-               "volume": args.volume, "minutes": args.minutes, "others": args.others, "at_once": len(jobs),
-               "densify": {}, "bound": {}}
+        parser.error("nothing to run: give --seed, --base-filters or --mni152")
+    command, device = command_line(__file__, argv), device_name()
+    results = json.loads(ACCELERATOR_RESULTS.read_text()) if ACCELERATOR_RESULTS.exists() else {}
+    if (results.get("device"), results.get("backend")) != (device, args.backend):
+        results = {}  # runs of another machine or backend are not kept beside these
+    results.update(device=device, backend=args.backend)
+    if args.seed or args.base_filters:  # the thin_shell runs are replaced together, the MNI152 ones kept
+        results.update(command=command, volume=args.volume, minutes=args.minutes, others=args.others,
+                       at_once=len(jobs), densify={}, bound={})
+    if args.mni152:
+        results["mni152"] = {"command": command, "at_once": len(jobs), "runs": {}}
 
     def run(job: tuple[str, int]) -> dict:
         kind, value = job
         if kind == "densify":
             arguments = [str(HERE / "blending.py"), "--child", "volume", args.volume, str(value), str(args.minutes)]
+        elif kind == "mni152":
+            arguments = [str(HERE / "blending.py"), "--child", "mni152", "mni152", str(value), str(args.minutes)]
         else:
             arguments = [str(HERE / "bound.py"), "--child", "--volume", args.volume, "--minutes", str(args.minutes),
                          "--others", str(args.others), "--seed", str(DEFAULT_SEED), "--base-filters", str(value)]
@@ -81,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def keep(job: tuple[str, int], result: dict) -> str:
         kind, value = job
+        if kind == "mni152":
+            results["mni152"]["runs"][str(value)] = result
+            return (f"MNI152, seed {value}: {result['steps']} steps, GM/WM IoU on the never-annotated voxels "
+                    + "/".join(f"{v:.3f}" for v in result["gaussian"]))
         results[kind][str(value)] = result
         scores = result["gaussian"] if kind == "densify" else result["iou"]
         what = f"seed {value}" if kind == "densify" else f"{value} base filters"

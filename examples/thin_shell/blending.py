@@ -82,6 +82,7 @@ def one_volume(volume: str, seed: int, minutes: int, other: bool = False) -> dic
 def one_mni152(seed: int) -> dict:
     """Train on 4 slices per axis of MNI152 for MNI152_EPOCHS epochs and score both blendings (GM, WM IoU)."""
     sys.path.insert(0, str(ROOT / "examples" / "mni152_sparse"))
+    import keras
     from run import EXTRA_SETTINGS, IGNORE, iou, load_mni152, sparse_labels
 
     from unet3d_keras.densify import fit_sparse
@@ -89,10 +90,13 @@ def one_mni152(seed: int) -> dict:
     t1, labels, _ = load_mni152()
     sparse = sparse_labels(labels, 4)
     never = sparse == IGNORE
+    began = time.monotonic()
     fitted = fit_sparse(t1, sparse, IGNORE, overrides=[f"training.n_epochs={MNI152_EPOCHS}", *EXTRA_SETTINGS],
                         seed=seed, show_progress=False)
+    seconds = round(time.monotonic() - began)
     predicted = predict_both_ways(fitted, t1)
-    return {"steps": fitted.steps, "mirror": fitted.mirror,
+    return {"steps": fitted.steps, "mirror": fitted.mirror, "seconds": seconds,
+            "policy": keras.config.dtype_policy().name,
             **{weighting: [iou(classes[never], labels[never], c) for c in (1, 2)]
                for weighting, classes in predicted.items()}}
 

@@ -900,7 +900,27 @@ def mni152_lines() -> list[str]:
             + ("; each window's 8 mirrorings averaged" if all(row.get("mirror") for row in new) else "")
             + f"; 200 epochs of 16 steps): GM/WM IoU {gm:.3f}/{wm:.3f}, "
             f"mean of {len(new)} seeds ({each}): {'met' if min(gm, wm) >= 0.92 else 'not met'} (>= 0.92)."
-            + produced, *mni152_blending_lines(new), ""]
+            + produced, *mni152_blending_lines(new), *mni152_accelerator_lines(), ""]
+
+
+def mni152_accelerator_lines() -> list[str]:
+    """The MNI152 rows trained on a GPU (accelerator.py --mni152): a bullet, or nothing where they have not run."""
+    record = json.loads(ACCELERATOR_RESULTS.read_text()) if ACCELERATOR_RESULTS.exists() else {}
+    mni152 = record.get("mni152")
+    if not mni152:
+        return []
+    runs = mni152["runs"]
+    seeds = sorted(runs, key=lambda s: (s != str(DEFAULT_SEED), int(s)))
+    gm, wm = (float(np.mean([runs[seed][DEFAULT_BLENDING][c] for seed in seeds])) for c in (0, 1))
+    each = ", ".join(f"seed {seed} {runs[seed][DEFAULT_BLENDING][0]:.3f}/{runs[seed][DEFAULT_BLENDING][1]:.3f}"
+                     for seed in seeds)
+    counts = [runs[seed]["steps"] for seed in seeds]
+    steps = f"{counts[0]} steps each" if len(set(counts)) == 1 else f"{', '.join(map(str, counts))} steps"
+    return [f"- The same rows trained on a GPU (`{mni152['command']}`: {mni152['at_once']} trainings at once on one "
+            f"{record['device']} under Keras's {record['backend']} backend, where `auto` chose "
+            f"{runs[seeds[0]]['policy']}; {steps} in {', '.join(str(runs[seed]['seconds']) for seed in seeds)} s): "
+            f"GM/WM IoU {gm:.3f}/{wm:.3f}, mean of "
+            f"{len(seeds)} seeds ({each}): {'met' if min(gm, wm) >= 0.92 else 'not met'} (>= 0.92)."]
 
 
 def mni152_blending_lines(rows: list[dict]) -> list[str]:
