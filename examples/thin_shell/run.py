@@ -34,7 +34,8 @@ Results go to examples/thin_shell/results*.json (rows already there are kept unl
 ``offsets.py`` tries a decision offset for the membrane, ``bound.py`` trains long on every voxel of other
 volumes, ``tuning.py`` changes the learning rate, the window or the batch, ``oracle.py`` asks how much of a
 one-voxel membrane the image shows, ``forest.py`` runs the classic baseline (a random forest on filter
-responses), ``accelerator.py`` runs densify and the bound on a GPU; ``run.py --markdown-only`` puts their figures on the page too.
+responses), ``accelerator.py`` runs densify and the bound on a GPU; ``run.py --markdown-only`` puts their
+figures on the page too.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ OFFSET_RESULTS = HERE / "results_offsets.json"
 BOUND_RESULTS = HERE / "results_bound.json"
 #: bound.py's fully annotated volumes unless --others says otherwise
 BOUND_OTHERS = 3
-#: accelerator.py's densify and bound runs under Keras's JAX backend on one GPU.
+#: accelerator.py's densify, bound and MNI152 runs under Keras's JAX backend on one GPU.
 ACCELERATOR_RESULTS = HERE / "results_accelerator.json"
 #: oracle.py's readers told every cell, which choose only the side of each face that carries its membrane.
 ORACLE_RESULTS = HERE / "results_oracle.json"
@@ -1201,12 +1202,13 @@ def accelerator_lines(olds: dict[str, list[float] | None], todays: dict[str, np.
     if not ACCELERATOR_RESULTS.exists():
         return []
     record = json.loads(ACCELERATOR_RESULTS.read_text())
-    volume, old = record["volume"], olds.get(record["volume"])
+    volume = record.get("volume")  # absent where only the MNI152 rows ran
+    old = olds.get(volume) if volume else None
     if old is None:
         return []
     twice = 2 * old[MEMBRANE]
-    runs = {seed: record["densify"][seed] for seed in sorted(record["densify"], key=lambda s: (s != str(DEFAULT_SEED),
-                                                                                                int(s)))}
+    runs = {seed: record["densify"][seed]
+            for seed in sorted(record["densify"], key=lambda s: (s != str(DEFAULT_SEED), int(s)))}
     bound_runs = {filters: record["bound"][filters] for filters in sorted(record["bound"], key=int)}
     lines = [f"- **On a GPU.** `{record['command']}` trained {record['at_once']} models at once on one "
              f"{record['device']} under Keras's {record['backend']} backend ("
@@ -1216,8 +1218,9 @@ def accelerator_lines(olds: dict[str, list[float] | None], todays: dict[str, np.
         membranes = [run[DEFAULT_BLENDING][MEMBRANE] for run in runs.values()]
         stops = sorted({run["stop_reason"] for run in runs.values()})
         lines.append(
-            f"  - densify's defaults (seeds {', '.join(runs)}) trained {', '.join(str(r['steps']) for r in runs.values())}"
-            f" steps in {', '.join(str(r['seconds']) for r in runs.values())} s ({'; '.join(stops)}) and scored the "
+            f"  - densify's defaults (seeds {', '.join(runs)}) trained "
+            f"{', '.join(str(r['steps']) for r in runs.values())} steps in "
+            f"{', '.join(str(r['seconds']) for r in runs.values())} s ({'; '.join(stops)}) and scored the "
             f"membrane {', '.join(f'{m:.3f}' for m in membranes)} (mean {np.mean(membranes):.3f}; cell "
             f"{np.mean([run[DEFAULT_BLENDING][1] for run in runs.values()]):.3f}) on the never-annotated voxels"
             + (f", against {todays[volume][MEMBRANE]:.3f} (cell {todays[volume][1]:.3f}) at 12 minutes on the page's "
@@ -1232,9 +1235,9 @@ def accelerator_lines(olds: dict[str, list[float] | None], todays: dict[str, np.
                else "") + ";")
     if len(bound_runs) > 1:
         (small, first), *_, (large, last) = bound_runs.items()
-        lines.append(f"  - {int(large) // int(small)} times the base filters ({(int(large) // int(small)) ** 2} "
-                     f"times the weights) moved the bound's membrane by {last['iou'][MEMBRANE] - first['iou'][MEMBRANE]:+.3f}"
-                     " in as many minutes;")
+        times = int(large) // int(small)
+        lines.append(f"  - {times} times the base filters ({times ** 2} times the weights) moved the bound's membrane "
+                     f"by {last['iou'][MEMBRANE] - first['iou'][MEMBRANE]:+.3f} in as many minutes;")
     best = max([run["iou"][MEMBRANE] for run in bound_runs.values()]
                + [run[DEFAULT_BLENDING][MEMBRANE] for run in runs.values()])
     lines.append(f"  - the best of them is {'at or above' if best >= twice else 'below'} twice the old IoU "
