@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from blending import run_child
 from run import (ACCELERATOR_RESULTS, BOUND_OTHERS, DEFAULT_SEED, VOLUMES, command_line, run_json_process,
                  run_two_at_a_time, save_json)
 
@@ -81,15 +82,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(job: tuple[str, int]) -> dict:
         kind, value = job
-        if kind == "densify":
-            arguments = [str(HERE / "blending.py"), "--child", "volume", args.volume, str(value), str(args.minutes)]
-        elif kind == "mni152":
-            arguments = [str(HERE / "blending.py"), "--child", "mni152", "mni152", str(value), str(args.minutes)]
-        else:
-            arguments = [str(HERE / "bound.py"), "--child", "--volume", args.volume, "--minutes", str(args.minutes),
-                         "--others", str(args.others), "--seed", str(DEFAULT_SEED), "--base-filters", str(value)]
         began = time.monotonic()
-        result = run_json_process(arguments, f"{kind} {value}", threads=None)
+        if kind == "densify":
+            result = run_child("volume", args.volume, value, threads=None, minutes=args.minutes)
+        elif kind == "mni152":
+            result = run_child("mni152", "mni152", value, threads=None)
+        else:
+            result = run_json_process([str(HERE / "bound.py"), "--child", "--volume", args.volume, "--minutes",
+                                       str(args.minutes), "--others", str(args.others), "--seed", str(DEFAULT_SEED),
+                                       "--base-filters", str(value)], f"bound {value}", threads=None)
         result["process_seconds"] = round(time.monotonic() - began)  # imports and compilation included
         return result
 

@@ -911,7 +911,7 @@ def mni152_accelerator_lines() -> list[str]:
     if not mni152:
         return []
     runs = mni152["runs"]
-    seeds = sorted(runs, key=lambda s: (s != str(DEFAULT_SEED), int(s)))
+    seeds = [str(seed) for seed in seed_order(runs)]
     gm, wm = (float(np.mean([runs[seed][DEFAULT_BLENDING][c] for seed in seeds])) for c in (0, 1))
     each = ", ".join(f"seed {seed} {runs[seed][DEFAULT_BLENDING][0]:.3f}/{runs[seed][DEFAULT_BLENDING][1]:.3f}"
                      for seed in seeds)
@@ -1207,8 +1207,7 @@ def accelerator_lines(olds: dict[str, list[float] | None], todays: dict[str, np.
     if old is None:
         return []
     twice = 2 * old[MEMBRANE]
-    runs = {seed: record["densify"][seed]
-            for seed in sorted(record["densify"], key=lambda s: (s != str(DEFAULT_SEED), int(s)))}
+    runs = {str(seed): record["densify"][str(seed)] for seed in seed_order(record["densify"])}
     bound_runs = {filters: record["bound"][filters] for filters in sorted(record["bound"], key=int)}
     lines = [f"- **On a GPU.** `{record['command']}` trained {record['at_once']} models at once on one "
              f"{record['device']} under Keras's {record['backend']} backend ("
