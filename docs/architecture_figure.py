@@ -39,7 +39,7 @@ STAGES = [
 ]
 SHARED = ["config", "config_types", "config_parsing", "recipes", "checks", "errors", "modalities"]
 WIRING = ["commands/ (train, predict, densify, make_sparse_labels, convert_model, convert_split, export)",
-          "cli", "native_logs", "scripts/", "brats/"]
+          "cli", "native_logs", "onednn", "scripts/", "brats/"]
 
 
 def draw(path: Path) -> None:

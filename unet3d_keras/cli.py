@@ -4,8 +4,9 @@ A command's ``main(argv)`` (see :mod:`unet3d_keras.commands`) builds its parser
 with :func:`base_parser` and runs its work through :func:`run`, which turns the
 errors a user can fix (bad config, missing or malformed input, a file in the
 way) into one line on stderr and exit status 2, with the traceback only under
-``--debug``. Importing it hides TensorFlow's native log (:mod:`unet3d_keras.native_logs`),
-so only the programs import it, never the library.
+``--debug``. Importing it hides TensorFlow's native log (:mod:`unet3d_keras.native_logs`) and
+asks TensorFlow for its oneDNN CPU kernels (:mod:`unet3d_keras.onednn`), so only the programs
+import it, never the library.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from typing import Callable
 from .config import add_config_arguments
 from .errors import USER_ERRORS
 from .native_logs import hide_tensorflow_native_logs
+from .onednn import enable_onednn
 
 # why at import: a command module imports this before anything that loads TensorFlow, whose
 # native log is printed while its libraries load, i.e. before main() could parse --debug.
 hide_tensorflow_native_logs(show="--debug" in sys.argv[1:])
+enable_onednn()  # read once, when TensorFlow loads
 
 
 def base_parser(description: str, with_config: bool = True) -> argparse.ArgumentParser:

@@ -48,6 +48,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from unet3d_keras.onednn import enable_onednn  # noqa: E402
+
+enable_onednn()  # the kernels that scripts/densify.py runs on, here and in the workers
 
 CLASSES = {1: "grey matter", 2: "white matter"}
 # Elastic deformation interpolates the intensities but not the labels (nearest neighbour), which

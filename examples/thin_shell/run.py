@@ -63,6 +63,7 @@ from scipy.spatial import cKDTree
 
 from unet3d_keras.densify_holdout import DensifyOptions
 from unet3d_keras.fileio import write_text_atomically
+from unet3d_keras.onednn import ONEDNN_VARIABLE
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -197,7 +198,7 @@ The run **keeps the weights of its best evaluation at a decayed learning rate**:
   - On the clear ones they scored 0.047 lower (0.626 against 0.673, seed 42).
   - The same model trained on every voxel did gain from 5 to 12 minutes.
 - **A timed run does not repeat step for step.** The learning rate follows the clock, and the evaluations are spaced by what they cost, so the plateau can come at another step. On the one-voxel membranes, seed 42, two 12-minute runs in two sessions stopped after 2624 and 1504 steps (the table and the picture below). `--steps N` repeats exactly.
-- **A budget buys steps, and CPUs differ.** The timed runs on this page were made on CPUs with AVX512-BF16, where the convolutions run in bfloat16 (`training.mixed_precision: auto` chooses it there). On an AMD EPYC with AVX2 only, `auto` chooses float32, and one training step (32³ windows in batches of 4) took 2.0 s on one thread (1.2 s on two; 16.4 s in bfloat16, which such a CPU only emulates). There `python examples/thin_shell/blending.py --minutes 12` on `thick` made 257 and 260 steps in its 12 minutes (seeds 42, 1), against 2544 and 2848 on the page's machine, and scored the membrane 0.680 and 0.654 (cell 0.818, 0.790) against 0.749 and 0.773 (0.860, 0.871). On such a CPU give densify more minutes, or `--steps N` for a known length, or run it under Keras's PyTorch backend (`KERAS_BACKEND=torch`, with PyTorch installed): there it made a step in 0.51 s against TensorFlow's 1.27 s and JAX's 3.22 s (float32, two threads, `python benchmarks/densify_backends.py`: 2.51 times as many steps). Side by side on that CPU, one thread each, a 5-minute run on the one-voxel membranes (seed 42, a one-off check) made 237 steps under PyTorch against 81 under TensorFlow and scored the membrane 0.392 against 0.345 (cell 0.817 against 0.828). On a GPU the plateau, not the budget, ends a run: on one NVIDIA H200 under Keras's JAX backend (where `auto` chooses mixed_float16), densify's defaults on the one-voxel membranes stopped at their plateau after 2752 and 3680 steps, 73 and 79 s into a 5-minute budget, and scored the membrane 0.520 (mean of seeds 42, 1) against 0.502 for the 12-minute runs on the CPUs (`examples/thin_shell/accelerator.py`, "On a GPU" below).
+- **A budget buys steps, and CPUs differ.** The timed runs on this page were made on CPUs with AVX512-BF16, where the convolutions run in bfloat16 (`training.mixed_precision: auto` chooses it there). On an AMD EPYC with AVX2 only, `auto` chooses float32, and TensorFlow leaves its oneDNN kernels off, falling back on Eigen kernels whose 3D-convolution gradients are slow; the commands turn oneDNN on (`TF_ENABLE_ONEDNN_OPTS=1` unless it is set; `unet3d_keras.onednn`). Before they did, one training step (32³ windows in batches of 4) took 2.0 s on one thread (1.2 s on two; 16.4 s in bfloat16, which such a CPU only emulates), and `python examples/thin_shell/blending.py --minutes 12` on `thick` made 257 and 260 steps in its 12 minutes (seeds 42, 1), against 2544 and 2848 on the page's machine, and scored the membrane 0.680 and 0.654 (cell 0.818, 0.790) against 0.749 and 0.773 (0.860, 0.871). With oneDNN a step takes 0.65 s on two threads against 1.92 s with Eigen's kernels (2.94 times as many steps; 0.49 s against 1.26 s in an earlier run), and Keras's PyTorch backend (`KERAS_BACKEND=torch`) 0.55 s, its JAX backend 3.36 s (float32, `python benchmarks/densify_backends.py`). Side by side on that CPU, one thread each, a 5-minute `scripts/densify.py` run on the one-voxel membranes (seed 42, a one-off check) made 211 steps with oneDNN and scored the membrane 0.371 (cell 0.827), and 240 steps and 0.403 (0.811) under PyTorch; without oneDNN the same 5 minutes had made 81 steps and 0.345 (0.828) in an earlier check. On such a CPU still give densify more minutes, or `--steps N` for a known length. On a GPU the plateau, not the budget, ends a run: on one NVIDIA H200 under Keras's JAX backend (where `auto` chooses mixed_float16), densify's defaults on the one-voxel membranes stopped at their plateau after 2752 and 3680 steps, 73 and 79 s into a 5-minute budget, and scored the membrane 0.520 (mean of seeds 42, 1) against 0.502 for the 12-minute runs on the CPUs (`examples/thin_shell/accelerator.py`, "On a GPU" below).
 
 #### Prediction
 
@@ -401,6 +402,7 @@ def run_process(arguments: Sequence[str], what: str, threads: int | None = 1) ->
         RuntimeError: the process failed; names ``what`` and ends with the end of its errors.
     """
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env.setdefault(ONEDNN_VARIABLE, "1")  # the kernels that scripts/densify.py runs on (unet3d_keras.onednn)
     if threads:
         env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS=str(threads))
     done = subprocess.run([sys.executable, *arguments], capture_output=True, text=True, env=env)
@@ -1161,7 +1163,8 @@ def bound_lines(olds: dict[str, list[float] | None]) -> list[str]:
 
     densify_filters = DENSIFY_DEFAULTS["model"]["n_base_filters"]
     lines = []
-    for key, run in json.loads(BOUND_RESULTS.read_text()).items():
+    runs = json.loads(BOUND_RESULTS.read_text())
+    for key, run in runs.items():
         volume = run.get("volume", key)  # the first run's record has no volume: its key is the volume
         old = olds.get(volume)
         if old is None:
@@ -1171,11 +1174,15 @@ def bound_lines(olds: dict[str, list[float] | None]) -> list[str]:
         history = [entry[1 + MEMBRANE] for entry in run["history"]]
         quarters = [float(np.mean(part)) for part in np.array_split(history, 4)]
         filters = run.get("base_filters", densify_filters)
+        # the first bound of the volume (its key is the volume) sets the length the others are compared with
+        length = ", as long" if run["minutes"] == runs.get(volume, run)["minutes"] else f", {run['minutes']:g} minutes"
+        more = run["others"] != BOUND_OTHERS
         if filters != densify_filters:
-            title, model = (f"A larger model, as long: {filters} base filters",
-                            f"the model with {filters} base filters instead of {densify_filters}")
-        elif run["others"] != BOUND_OTHERS:
-            title, model = f"More annotated volumes, as long: {run['others']}", "the same model"
+            volumes = f", {run['others']} volumes" if more else ""
+            title, model = (f"A larger model{' and more annotated volumes' if more else ''}{length}: {filters} base "
+                            f"filters{volumes}", f"the model with {filters} base filters instead of {densify_filters}")
+        elif more:
+            title, model = f"More annotated volumes{length}: {run['others']}", "the same model"
         else:
             title, model = "A longer bound", "the same model"
         lines.append(
