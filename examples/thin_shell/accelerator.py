@@ -35,16 +35,21 @@ from run import (ACCELERATOR_RESULTS, BOUND_OTHERS, DEFAULT_SEED, VOLUMES, comma
 HERE = Path(__file__).resolve().parent
 
 
-def device_name() -> str:
-    """The GPU's name as nvidia-smi gives it, else the processor's."""
+def gpu_name() -> str | None:
+    """The GPU's name as nvidia-smi gives it (``N x name`` for several), or None without one."""
     try:
         names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
                                text=True, check=True).stdout.split("\n")
-        return f"{len(names) - 1} x {names[0].strip()}" if len(names) > 2 else names[0].strip()
     except (OSError, subprocess.CalledProcessError):
-        import platform
+        return None
+    return f"{len(names) - 1} x {names[0].strip()}" if len(names) > 2 else names[0].strip()
 
-        return f"no GPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+def device_name() -> str:
+    """The GPU's name (:func:`gpu_name`), else the processor's."""
+    import platform
+
+    return gpu_name() or f"no GPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
 def main(argv: list[str] | None = None) -> int:

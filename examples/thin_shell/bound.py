@@ -28,6 +28,7 @@ import time
 
 import numpy as np
 
+from accelerator import gpu_name
 from run import (BOUND_OTHERS, BOUND_RESULTS, DEFAULT_SEED, IGNORE, VOLUMES, command_line, iou_per_class,
                  make_volume, other_volumes, run_json_process, save_json, sparse_labels)
 
@@ -74,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
 
     given = argv if argv is not None else sys.argv[1:]
     result = run_json_process([__file__, "--child", *given], f"bound of {args.volume}", threads=None)
+    gpu = gpu_name()
     result.update(command=command_line(__file__, given),
-                  machine=f"{platform.machine()}, {os.cpu_count()} cores, every thread")
+                  machine=(f"{gpu}, Keras's {os.environ.get('KERAS_BACKEND', 'tensorflow')} backend" if gpu
+                           else f"{platform.machine()}, {os.cpu_count()} cores, every thread"))
     results = json.loads(BOUND_RESULTS.read_text()) if BOUND_RESULTS.exists() else {}
     # the first runs' keys stay as they were: other options add to the volume's name
     key = ", ".join([args.volume, *([f"{args.base_filters} base filters"] if args.base_filters else []),
