@@ -57,6 +57,10 @@ for _path in (BENCH_DIR, REPO_ROOT):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+from unet3d_keras.onednn import enable_onednn  # noqa: E402
+
+enable_onednn()  # measure the kernels that the programs run on (TensorFlow leaves them off on AVX2-only CPUs)
+
 SECTIONS = ("models", "sliding_window", "pipeline", "hdf5_memory")
 
 # Headline keys of the JSON: (key, target as text, comparison, threshold). None where no target.
