@@ -56,9 +56,11 @@ class TimeBudget(keras.callbacks.Callback):
         self.steps += 1
         self.last = now
         if self.progress is not None:
-            self.progress.update(1)
+            # The postfix first: update() redraws the bar, so the step shows its own loss and the
+            # latest held-back scores rather than the previous step's.
             if logs and "loss" in logs:
                 self.progress.set_postfix_str(f"loss={float(logs['loss']):.3f}{self.status}", refresh=False)
+            self.progress.update(1)
         if self.max_steps is not None and self.steps >= self.max_steps:
             self.model.stop_training = True
         elif now + 1.5 * self.longest_step > self.deadline:
