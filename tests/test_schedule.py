@@ -2,6 +2,7 @@
 
 import io
 import math
+import re
 import time
 
 import keras
@@ -62,6 +63,21 @@ def test_each_step_shows_its_own_loss_and_the_latest_scores():
             assert f"held-back IoU epoch{epoch}" in shown[0], shown[0]
         else:
             assert "held-back" not in shown[0], shown[0]
+    assert "left to train" not in stream.getvalue()  # no deadline, no time left to show
+
+
+def test_a_timed_run_shows_the_time_left_to_train():
+    stream = io.StringIO()
+    bar = tqdm(total=None, file=stream, mininterval=0, miniters=1, ascii=True)
+    budget = TimeBudget(time.monotonic() + 125.0, progress=bar)
+    _fit(budget, epochs=1)
+    bar.close()
+
+    shown = [re.search(r"loss=[0-9.]+, (\d+):(\d\d) left to train", frame) for frame in _frames(stream)]
+    seconds = [60 * int(match[1]) + int(match[2]) for match in shown if match]
+    assert len(seconds) >= STEPS_PER_EPOCH  # each step's frame, and close() draws the last again
+    assert seconds == sorted(seconds, reverse=True)
+    assert 100 <= seconds[-1] <= seconds[0] <= 125
 
 
 def test_max_steps_stops_within_an_epoch():

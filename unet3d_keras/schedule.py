@@ -18,13 +18,20 @@ def cosine_learning_rate(epoch: int, n_epochs: int, initial: float, final_fracti
     return float(initial * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))))
 
 
+def _minutes_seconds(seconds: float) -> str:
+    """``seconds`` (clipped at 0) as ``m:ss``."""
+    minutes, rest = divmod(max(0, round(seconds)), 60)
+    return f"{minutes}:{rest:02d}"
+
+
 class TimeBudget(keras.callbacks.Callback):
     """Stops training once the next step would run past a deadline, or after ``max_steps``; records
     the epoch losses.
 
     Args:
         deadline: ``time.monotonic()`` by which training must have stopped.
-        progress: a tqdm bar advanced by one per step, or None.
+        progress: a tqdm bar advanced by one per step, or None; it shows the loss, the time left
+            before the deadline (when finite) and ``status``.
         max_steps: stop after this many steps (None: no limit).
 
     Attributes:
@@ -59,7 +66,10 @@ class TimeBudget(keras.callbacks.Callback):
             # The postfix first: update() redraws the bar, so the step shows its own loss and the
             # latest held-back scores rather than the previous step's.
             if logs and "loss" in logs:
-                self.progress.set_postfix_str(f"loss={float(logs['loss']):.3f}{self.status}", refresh=False)
+                left = ""
+                if math.isfinite(self.deadline):
+                    left = f", {_minutes_seconds(self.deadline - now)} left to train"
+                self.progress.set_postfix_str(f"loss={float(logs['loss']):.3f}{left}{self.status}", refresh=False)
             self.progress.update(1)
         if self.max_steps is not None and self.steps >= self.max_steps:
             self.model.stop_training = True
