@@ -361,6 +361,7 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
             *[item for setting in TINY for item in ("--set", setting)]]
     assert main(argv) == 0
     out = capsys.readouterr().out
+    assert f"wrote {tmp_path / 'dense.nii.gz'}: 20 steps (2 epochs) in " in out
     report = json.loads((tmp_path / "dense_scores.json").read_text())
     assert report["steps"] == 20 and report["classes"] == [0, 1, 2] and report["holdout"] == 0.2
     assert report["class_weights"] == "none" and report["sampling"] == "class_first" and report["mirror"] is True
@@ -387,7 +388,7 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
     assert "--decay-epochs: expected 0 or more epochs, received -1" in capsys.readouterr().err
 
 
-def test_predict_annotated_writes_the_models_labels_on_the_annotated_voxels(case, tmp_path):
+def test_predict_annotated_writes_the_models_labels_on_the_annotated_voxels(case, tmp_path, capsys):
     import nibabel as nib
 
     from unet3d_keras.commands.densify import main
@@ -399,6 +400,7 @@ def test_predict_annotated_writes_the_models_labels_on_the_annotated_voxels(case
     common = ["--image", str(tmp_path / "image.nii.gz"), "--labels", str(tmp_path / "sparse.nii.gz"),
               "--steps", "6", "--seed", "3", "--quiet", *[item for setting in TINY for item in ("--set", setting)]]
     assert main([*common, "--output", str(tmp_path / "kept.nii.gz")]) == 0
+    assert ": 6 steps (1 epoch) in " in capsys.readouterr().out
     assert main([*common, "--output", str(tmp_path / "model.nii.gz"), "--predict-annotated"]) == 0
     kept = np.asarray(nib.load(tmp_path / "kept.nii.gz").dataobj)
     model = np.asarray(nib.load(tmp_path / "model.nii.gz").dataobj)

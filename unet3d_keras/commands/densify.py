@@ -215,7 +215,7 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
     save_image_atomically(dense, output)
     counts = {c: int(np.sum(result.labels == c)) for c in classes}
     fitted = result.fitted
-    print(f"wrote {output}: {fitted.steps} steps ({result.epochs} epochs) in {result.train_seconds:.0f} s of "
+    print(f"wrote {output}: {_count(fitted.steps, 'step')} ({_count(result.epochs, 'epoch')}) in {result.train_seconds:.0f} s of "
           f"training, {result.total_seconds:.0f} s in all, stopped: {fitted.stop_reason}; kept the weights of "
           f"epoch {fitted.kept_epoch}; voxels per class {counts}")
     if args.steps is not None and fitted.steps < args.steps:
@@ -224,6 +224,10 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
     write_text_atomically(scores_path(output), json.dumps(report, indent=1) + "\n")
     print(f"wrote {scores_path(output)}")
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def report_scores(fitted: SparseModel, classes: list[int], args: argparse.Namespace) -> dict:
