@@ -100,21 +100,24 @@ def test_the_densify_command_defaults_are_densify_options_defaults():
 
 @pytest.mark.parametrize("weighting, advice", [("none", ", or try --class-weights sqrt"),
                                                ("sqrt", ", or try --class-weights balanced"), ("balanced", "")])
-def test_the_low_class_warning_suggests_the_next_weighting(weighting, advice, capsys):
+@pytest.mark.parametrize("plateaued, remedy", [
+    (False, "annotate more of it or train longer"),
+    (True, "annotate more of it (the held-back score had stopped improving: a longer run would not help)")])
+def test_the_low_class_warning_suggests_the_next_weighting(weighting, advice, plateaued, remedy, capsys):
     from argparse import Namespace
     from types import SimpleNamespace
 
     from unet3d_keras.commands.densify import report_scores
 
     fitted = SimpleNamespace(steps=10, epochs=1, kept_epoch=1, stop_reason="10 steps done", train_seconds=1.0,
-                             held_out_voxels=30, config=SimpleNamespace(seed=42), score_history=[], mirror=True,
+                             plateaued=plateaued, held_out_voxels=30, config=SimpleNamespace(seed=42), score_history=[], mirror=True,
                              window_weighting="gaussian",
                              scores={"iou": [0.99, 0.85, 0.2], "dice": [0.99, 0.9, 0.33], "voxels": [10, 10, 10]})
     args = Namespace(holdout=0.1, class_weights=weighting, sampling="class_first")
     report = report_scores(fitted, [0, 1, 4], args)
     assert report["low_classes"] == [4] and report["class_weights"] == weighting
     assert ("warning: class 4 scores IoU 0.200 on the held-back voxels, below half the median of the other "
-            "classes: annotate more of it or train longer" + advice + "\n") in capsys.readouterr().out
+            "classes: " + remedy + advice + "\n") in capsys.readouterr().out
 
 
 def test_the_densify_defaults_are_read_only_and_copied_by_each_run():
@@ -168,7 +171,7 @@ def test_steps_give_a_fixed_reproducible_run_with_held_back_scores(case):
     first = densify(image, sparse, 255, TINY, steps=21, seed=5, show_progress=False, options=options)
     again = densify(image, sparse, 255, TINY, steps=21, seed=5, show_progress=False, options=options)
     fitted = first.fitted
-    assert fitted.steps == 21 and fitted.stop_reason == "21 steps done"
+    assert fitted.steps == 21 and fitted.stop_reason == "21 steps done" and not fitted.plateaued
     np.testing.assert_array_equal(first.probabilities, again.probabilities)
     assert fitted.scores == again.fitted.scores
     assert fitted.held_out_voxels > 0 and sum(fitted.scores["voxels"]) == fitted.held_out_voxels
@@ -198,7 +201,7 @@ def test_a_plateau_stops_a_timed_run(case):
     options = DensifyOptions(holdout=0.2, patience_epochs=2, decay_epochs=0, min_delta=2.0, mirror=False)
     fitted = fit_sparse(image, sparse, 255, TINY, deadline=time.monotonic() + 120, seed=1, show_progress=False,
                         options=options)
-    assert fitted.stop_reason == "no gain on the held-back voxels in 2 epochs"
+    assert fitted.stop_reason == "no gain on the held-back voxels in 2 epochs" and fitted.plateaued
     # Evaluations are spaced to cost at most about a fifth of the training time: it stops at the first one
     # at least 2 epochs after the best.
     assert fitted.epochs == fitted.score_history[-1]["epoch"] >= 3 and len(fitted.score_history) >= 2
@@ -219,6 +222,7 @@ def test_a_plateau_decays_the_learning_rate_before_stopping(case):
     fitted = fit_sparse(image, sparse, 255, TINY, deadline=time.monotonic() + 120, seed=1, show_progress=False,
                         options=options)
     assert fitted.stop_reason == "no gain on the held-back voxels in 2 epochs, then 3 epochs of learning-rate decay"
+    assert fitted.plateaued
     plateau = next(row["epoch"] for row in fitted.score_history if row["epoch"] >= 3)
     # Three more epochs, the last one scored; the rate of the last is the cosine's at 2.5/3 of the decay.
     assert fitted.epochs == plateau + 3 == fitted.score_history[-1]["epoch"]
@@ -269,7 +273,7 @@ def test_a_timed_run_uses_its_budget(case):
     budget = 12
     result = densify(image, sparse, 255, TINY, max_seconds=budget, seed=1, show_progress=False,
                      options=DensifyOptions(patience_epochs=10**6))
-    assert result.fitted.stop_reason == "time budget spent"
+    assert result.fitted.stop_reason == "time budget spent" and not result.fitted.plateaued
     # Training stops before the deadline by the margin kept for the mirrored prediction, whose estimate
     # is at most MIRROR_SHARE_MAX of the budget (else mirroring is dropped): at the earliest 5.1 of 12 s.
     earliest = budget - PREDICTION_MARGIN * MIRROR_SHARE_MAX * budget - PREDICTION_SLACK_SECONDS

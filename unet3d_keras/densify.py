@@ -166,6 +166,8 @@ class SparseModel:
         history: per-epoch training loss.
         steps: steps trained.
         stop_reason: why training stopped.
+        plateaued: the held-back score had stopped improving when training ended (training
+            stopped, or was decaying its learning rate, on a plateau).
         scores: per-class ``iou``, ``dice`` and ``voxels`` on the held-back voxels with the
             returned weights (None without held-back voxels).
         kept_epoch: the epoch whose weights were kept.
@@ -186,6 +188,7 @@ class SparseModel:
     history: list[float] = field(default_factory=list)
     steps: int = 0
     stop_reason: str = ""
+    plateaued: bool = False
     scores: dict | None = None
     kept_epoch: int = 0
     score_history: list[dict] = field(default_factory=list)
@@ -332,7 +335,8 @@ def fit_sparse(
     scores = monitor.evaluate(mirrored(model_predict_fn(model)) if mirror else None) if monitor.windows else None
     return SparseModel(model=model, config=config, classes=tuple(classes), patch_shape=patch,
                        epochs=len(budget.losses), train_seconds=time.monotonic() - train_start,
-                       history=budget.losses, steps=budget.steps, stop_reason=reason, scores=scores,
+                       history=budget.losses, steps=budget.steps, stop_reason=reason,
+                       plateaued=monitor.stopped_on_plateau or bool(monitor.decay_start), scores=scores,
                        kept_epoch=kept_epoch,
                        score_history=monitor.history, held_out_voxels=int(held_out.mask.sum()),
                        held_out_mask=held_out.mask[tuple(slice(0, s) for s in sparse.shape)] if monitor.windows

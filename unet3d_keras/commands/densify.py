@@ -247,13 +247,15 @@ def report_scores(fitted: SparseModel, classes: list[int], args: argparse.Namesp
     print("held-back annotated voxels: class, voxels, IoU, Dice")
     for c, i, d, n in zip(classes, scores["iou"], scores["dice"], scores["voxels"]):
         print(f"  {c}: {n}, " + (f"{i:.3f}, {d:.3f}" if i is not None else "-, -"))
+    # Past a plateau, a longer run did not help the never-annotated voxels (docs/sparse_annotation.md).
+    remedy = ("annotate more of it (the held-back score had stopped improving: a longer run would not help)"
+              if fitted.plateaued else "annotate more of it or train longer")
     # the next step up in weighting, if there is one
     stronger = {"none": ", or try --class-weights sqrt", "sqrt": ", or try --class-weights balanced"}
     for position in low_classes(scores["iou"]):
         report["low_classes"].append(classes[position])
         print(f"warning: class {classes[position]} scores IoU {scores['iou'][position]:.3f} on the held-back voxels, "
-              "below half the median of the other classes: annotate more of it or train longer"
-              + stronger.get(args.class_weights, ""))
+              f"below half the median of the other classes: {remedy}" + stronger.get(args.class_weights, ""))
     return report
 
 
