@@ -110,8 +110,8 @@ def test_the_low_class_warning_suggests_the_next_weighting(weighting, advice, pl
     from unet3d_keras.commands.densify import report_scores
 
     fitted = SimpleNamespace(steps=10, epochs=1, kept_epoch=1, stop_reason="10 steps done", train_seconds=1.0,
-                             plateaued=plateaued, held_out_voxels=30, config=SimpleNamespace(seed=42), score_history=[], mirror=True,
-                             window_weighting="gaussian",
+                             plateaued=plateaued, held_out_voxels=30, config=SimpleNamespace(seed=42),
+                             score_history=[], mirror=True, window_weighting="gaussian",
                              scores={"iou": [0.99, 0.85, 0.2], "dice": [0.99, 0.9, 0.33], "voxels": [10, 10, 10]})
     args = Namespace(holdout=0.1, class_weights=weighting, sampling="class_first")
     report = report_scores(fitted, [0, 1, 4], args)

@@ -215,9 +215,9 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
     save_image_atomically(dense, output)
     counts = {c: int(np.sum(result.labels == c)) for c in classes}
     fitted = result.fitted
-    print(f"wrote {output}: {_count(fitted.steps, 'step')} ({_count(result.epochs, 'epoch')}) in {result.train_seconds:.0f} s of "
-          f"training, {result.total_seconds:.0f} s in all, stopped: {fitted.stop_reason}; kept the weights of "
-          f"epoch {fitted.kept_epoch}; voxels per class {counts}")
+    print(f"wrote {output}: {_count(fitted.steps, 'step')} ({_count(result.epochs, 'epoch')}) in "
+          f"{result.train_seconds:.0f} s of training, {result.total_seconds:.0f} s in all, stopped: "
+          f"{fitted.stop_reason}; kept the weights of epoch {fitted.kept_epoch}; voxels per class {counts}")
     if args.steps is not None and fitted.steps < args.steps:
         print(f"warning: --max-minutes {minutes} stopped training after {fitted.steps} of the {args.steps} steps")
     report = report_scores(fitted, classes, args)
