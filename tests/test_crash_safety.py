@@ -400,6 +400,7 @@ def test_densify_killed_anywhere_leaves_the_old_or_a_complete_new_label_map(trai
 
     timed_run("densify", argv(2))
     check_complete(output)
+    check_complete(tmp_path / "dense_scores.png")
     assert not temporaries(tmp_path), context
     np.testing.assert_allclose(nib.load(output).affine, truth.affine)
 

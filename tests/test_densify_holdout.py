@@ -366,6 +366,8 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert f"wrote {tmp_path / 'dense.nii.gz'}: 20 steps (2 epochs) in " in out
+    assert f"wrote {tmp_path / 'dense_scores.png'}\n" in out
+    assert (tmp_path / "dense_scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((tmp_path / "dense_scores.json").read_text())
     assert report["steps"] == 20 and report["classes"] == [0, 1, 2] and report["holdout"] == 0.2
     assert report["class_weights"] == "none" and report["sampling"] == "class_first" and report["mirror"] is True
@@ -388,6 +390,12 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
     assert main([*argv[:6], "--output", str(tmp_path / "bad.nii.gz"), "--steps", "0"]) == 2
     assert "--steps: expected a positive number of steps" in capsys.readouterr().err
     assert not (tmp_path / "bad.nii.gz").exists() and not (tmp_path / "bad_scores.json").exists()
+    assert not (tmp_path / "bad_scores.png").exists()
+    # The picture would replace an input: refused before any work.
+    (tmp_path / "image_scores.png").write_bytes((tmp_path / "image.nii.gz").read_bytes())
+    assert main([*argv[:2], "--labels", str(tmp_path / "image_scores.png"), "--output", str(tmp_path / "image.nii"),
+                 "--steps", "1"]) == 2
+    assert f"{tmp_path / 'image_scores.png'}: the scores file would overwrite an input file" in capsys.readouterr().err
     assert main([*argv[:6], "--output", str(tmp_path / "bad.nii.gz"), "--decay-epochs", "-1"]) == 2
     assert "--decay-epochs: expected 0 or more epochs, received -1" in capsys.readouterr().err
 

@@ -1,9 +1,11 @@
-"""Pictures of segmentations: three orthogonal slices through the tumour with outlines."""
+"""Pictures: three orthogonal slices through the tumour with outlines, and the course of a
+densify run (held-back IoU per class and training loss by epoch)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -61,6 +63,53 @@ def save_overlay_png(
     figure.tight_layout()
     save_figure(figure, path, dpi=80)
     return path
+
+
+def densify_history_figure(
+    score_history: Sequence[dict],
+    losses: Sequence[float],
+    class_names: Sequence[str],
+    kept_epoch: int = 0,
+    title: str = "",
+):
+    """A figure of a densify run: held-back IoU per class (left) and training loss (right) by epoch.
+
+    Args:
+        score_history: the evaluations, each ``{"epoch": e, "iou": [IoU or None per class], ...}``
+            (``SparseModel.score_history``; epochs count from 1).
+        losses: training loss of each epoch, the first being epoch 1.
+        class_names: one name per entry of ``iou``.
+        kept_epoch: epoch whose weights were kept, marked on both panels (0: none).
+        title: figure title.
+
+    Returns:
+        The matplotlib figure (for :func:`save_figure`).
+    """
+    # why: matplotlib is heavy and needed only for pictures; Agg must be chosen before pyplot loads
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # why: see above
+
+    figure, (scores_axis, loss_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
+    epochs = [row["epoch"] for row in score_history]
+    for position, name in enumerate(class_names):
+        iou = [np.nan if row["iou"][position] is None else row["iou"][position] for row in score_history]
+        scores_axis.plot(epochs, iou, marker=".", label=f"class {name}")
+    loss_axis.plot(range(1, len(losses) + 1), losses, color="black", label="loss")
+    if kept_epoch:
+        for axis in (scores_axis, loss_axis):
+            axis.axvline(kept_epoch, color="grey", linestyle="--", linewidth=1, label="kept weights")
+    if not score_history:
+        scores_axis.text(0.5, 0.5, "no held-back voxels", ha="center", va="center", transform=scores_axis.transAxes)
+    scores_axis.set(title="held-back IoU per class", xlabel="epoch", ylabel="IoU", ylim=(0, 1.02))
+    loss_axis.set(title="training loss", xlabel="epoch", ylabel="loss")
+    for axis in (scores_axis, loss_axis):
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(loc="best", fontsize="small")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
 
 
 def save_figure(figure, path: str | os.PathLike, dpi: int = 100) -> None:

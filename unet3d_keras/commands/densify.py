@@ -28,8 +28,9 @@ faster; also, with a warning, when mirroring would take more than a quarter of t
 overlapping windows are blended with weights that fall off from each window's centre
 (--window-weighting uniform: a plain average). The
 per-class IoU and Dice of the held-back voxels (predicted the same way) are printed and written
-to OUT's name with ``_scores.json`` for ``.nii(.gz)``; a class whose IoU is below half the median
-of the other classes' is warned about.
+to OUT's name with ``_scores.json`` for ``.nii(.gz)``, and their course over the epochs, with the
+training loss, drawn in ``_scores.png``; a class whose IoU is below half the median of the other
+classes' is warned about.
 --set changes the defaults of unet3d_keras.densify.DENSIFY_DEFAULTS (e.g. --set model.n_base_filters=8).
 """
 
@@ -129,8 +130,9 @@ def check_paths(args: argparse.Namespace) -> Path:
         raise DataError(f"--max-minutes: expected a positive, finite number of minutes, received {args.max_minutes}")
     if args.steps is not None and args.steps < 1:
         raise DataError(f"--steps: expected a positive number of steps, received {args.steps}")
-    if scores_path(output).resolve() in inputs:
-        raise DataError(f"{scores_path(output)}: the scores file would overwrite an input file; choose another output")
+    for path in (scores_path(output), scores_path(output, ".png")):
+        if path.resolve() in inputs:
+            raise DataError(f"{path}: the scores file would overwrite an input file; choose another output")
     return output
 
 
@@ -151,14 +153,15 @@ def densify_options(args: argparse.Namespace) -> DensifyOptions:
         raise DataError(f"{_OPTION_FLAGS.get(field, field)}: {message}") from None
 
 
-def scores_path(output: Path) -> Path:
-    """The JSON file of the held-back scores next to ``output``: ``dense.nii.gz`` -> ``dense_scores.json``."""
+def scores_path(output: Path, suffix: str = ".json") -> Path:
+    """The file of the held-back scores next to ``output``: ``dense.nii.gz`` -> ``dense_scores.json``
+    (``suffix`` ``.png``: ``dense_scores.png``, their picture)."""
     name = output.name
-    for suffix in NIFTI_SUFFIXES[::-1]:
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
+    for nifti_suffix in NIFTI_SUFFIXES[::-1]:
+        if name.endswith(nifti_suffix):
+            name = name[: -len(nifti_suffix)]
             break
-    return output.with_name(f"{name}_scores.json")
+    return output.with_name(f"{name}_scores{suffix}")
 
 
 def read_inputs(images: list[str], labels: str, ignore_label: int,
@@ -223,6 +226,13 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
     report = report_scores(fitted, classes, args)
     write_text_atomically(scores_path(output), json.dumps(report, indent=1) + "\n")
     print(f"wrote {scores_path(output)}")
+    # why: matplotlib is imported only once the run is done
+    from ..visualize import densify_history_figure, save_figure
+
+    save_figure(densify_history_figure(fitted.score_history, fitted.history, [str(c) for c in classes],
+                                       fitted.kept_epoch, title=f"{output.name}: {fitted.stop_reason}"),
+                scores_path(output, ".png"))
+    print(f"wrote {scores_path(output, '.png')}")
     return 0
 
 

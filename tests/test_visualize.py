@@ -1,0 +1,56 @@
+"""Pictures: what densify's history figure draws, and that it is written whole."""
+
+import math
+
+import numpy as np
+import pytest
+
+from unet3d_keras.visualize import densify_history_figure, save_figure
+
+HISTORY = [{"epoch": 1, "mean_foreground_iou": 0.3, "iou": [0.9, 0.5, 0.1]},
+           {"epoch": 3, "mean_foreground_iou": 0.45, "iou": [0.95, 0.6, None]},
+           {"epoch": 6, "mean_foreground_iou": 0.55, "iou": [0.97, 0.7, 0.4]}]
+LOSSES = [1.5, 1.1, 0.9, 0.8, 0.75, 0.7]
+
+
+def _lines(axis) -> dict:
+    return {line.get_label(): line for line in axis.get_lines()}
+
+
+def test_the_history_figure_draws_each_class_the_loss_and_the_kept_epoch():
+    import matplotlib.pyplot as plt
+
+    figure = densify_history_figure(HISTORY, LOSSES, ["0", "1", "4"], kept_epoch=3, title="dense.nii.gz: done")
+    try:
+        scores, loss = figure.axes
+        lines = _lines(scores)
+        for position, name in enumerate(["0", "1", "4"]):
+            line = lines[f"class {name}"]
+            np.testing.assert_array_equal(line.get_xdata(), [1, 3, 6])
+            expected = [math.nan if row["iou"][position] is None else row["iou"][position] for row in HISTORY]
+            np.testing.assert_array_equal(line.get_ydata(), expected)  # a class without voxels leaves a gap
+        np.testing.assert_array_equal(_lines(loss)["loss"].get_xdata(), range(1, 7))
+        np.testing.assert_array_equal(_lines(loss)["loss"].get_ydata(), LOSSES)
+        for axis in (scores, loss):
+            assert list(_lines(axis)["kept weights"].get_xdata()) == [3, 3]
+            assert [text.get_text() for text in axis.get_legend().get_texts()][-1] == "kept weights"
+        assert figure.texts[0].get_text() == "dense.nii.gz: done"
+    finally:
+        plt.close(figure)
+
+
+def test_without_held_back_voxels_the_figure_says_so(tmp_path):
+    figure = densify_history_figure([], LOSSES[:2], ["0", "1"], kept_epoch=0)
+    scores, loss = figure.axes
+    assert [text.get_text() for text in scores.texts] == ["no held-back voxels"]
+    assert "kept weights" not in _lines(loss)
+    save_figure(figure, tmp_path / "history.png")
+    assert (tmp_path / "history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["history.png"]  # no temporary left
+
+
+def test_a_figure_that_cannot_be_written_leaves_no_file(tmp_path):
+    figure = densify_history_figure(HISTORY, LOSSES, ["0", "1", "4"])
+    with pytest.raises(FileNotFoundError):
+        save_figure(figure, tmp_path / "missing" / "history.png")
+    assert list(tmp_path.iterdir()) == []
