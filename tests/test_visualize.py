@@ -20,7 +20,8 @@ def _lines(axis) -> dict:
 def test_the_history_figure_draws_each_class_the_loss_and_the_kept_epoch():
     import matplotlib.pyplot as plt
 
-    figure = densify_history_figure(HISTORY, LOSSES, ["0", "1", "4"], kept_epoch=3, title="dense.nii.gz: done")
+    figure = densify_history_figure(HISTORY, LOSSES, ["0", "1", "4"], kept_epoch=3, final_iou=[None, 0.62, 0.3],
+                                    title="dense.nii.gz: done")
     try:
         scores, loss = figure.axes
         lines = _lines(scores)
@@ -29,6 +30,12 @@ def test_the_history_figure_draws_each_class_the_loss_and_the_kept_epoch():
             np.testing.assert_array_equal(line.get_xdata(), [1, 3, 6])
             expected = [math.nan if row["iou"][position] is None else row["iou"][position] for row in HISTORY]
             np.testing.assert_array_equal(line.get_ydata(), expected)  # a class without voxels leaves a gap
+        # The kept weights' final scores, starred at the kept epoch in their class's colour (none for class 0).
+        stars = [line for line in scores.get_lines() if line.get_marker() == "*"]
+        assert [(list(s.get_xdata()), list(s.get_ydata())) for s in stars] == [([3], [0.62]), ([3], [0.3])]
+        assert [s.get_color() for s in stars] == [lines["class 1"].get_color(), lines["class 4"].get_color()]
+        legend = [text.get_text() for text in scores.get_legend().get_texts()]
+        assert legend == ["class 0", "class 1", "class 4", "kept weights, as predicted", "kept weights"]
         np.testing.assert_array_equal(_lines(loss)["loss"].get_xdata(), range(1, 7))
         np.testing.assert_array_equal(_lines(loss)["loss"].get_ydata(), LOSSES)
         for axis in (scores, loss):

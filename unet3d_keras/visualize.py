@@ -70,6 +70,7 @@ def densify_history_figure(
     losses: Sequence[float],
     class_names: Sequence[str],
     kept_epoch: int = 0,
+    final_iou: Sequence[float | None] | None = None,
     title: str = "",
 ):
     """A figure of a densify run: held-back IoU per class (left) and training loss (right) by epoch.
@@ -80,6 +81,9 @@ def densify_history_figure(
         losses: training loss of each epoch, the first being epoch 1.
         class_names: one name per entry of ``iou``.
         kept_epoch: epoch whose weights were kept, marked on both panels (0: none).
+        final_iou: the kept weights' IoU per class as the volume is predicted (``SparseModel.scores``,
+            mirrorings averaged where the evaluations during training were not), starred at
+            ``kept_epoch``.
         title: figure title.
 
     Returns:
@@ -90,12 +94,21 @@ def densify_history_figure(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # why: see above
+    from matplotlib.ticker import MaxNLocator  # why: see above
 
     figure, (scores_axis, loss_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
     epochs = [row["epoch"] for row in score_history]
+    colours = []
     for position, name in enumerate(class_names):
         iou = [np.nan if row["iou"][position] is None else row["iou"][position] for row in score_history]
-        scores_axis.plot(epochs, iou, marker=".", label=f"class {name}")
+        colours.append(scores_axis.plot(epochs, iou, marker=".", label=f"class {name}")[0].get_color())
+    if kept_epoch and final_iou is not None:
+        star_label = "kept weights, as predicted"  # in the legend once
+        for value, colour in zip(final_iou, colours):
+            if value is not None:
+                scores_axis.plot([kept_epoch], [value], marker="*", markersize=10, color=colour, linestyle="none",
+                                 label=star_label)
+                star_label = "_"  # matplotlib leaves labels starting with "_" out of the legend
     loss_axis.plot(range(1, len(losses) + 1), losses, color="black", label="loss")
     if kept_epoch:
         for axis in (scores_axis, loss_axis):
@@ -105,6 +118,7 @@ def densify_history_figure(
     scores_axis.set(title="held-back IoU per class", xlabel="epoch", ylabel="IoU", ylim=(0, 1.02))
     loss_axis.set(title="training loss", xlabel="epoch", ylabel="loss")
     for axis in (scores_axis, loss_axis):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
         if axis.get_legend_handles_labels()[0]:
             axis.legend(loc="best", fontsize="small")
     figure.suptitle(title)

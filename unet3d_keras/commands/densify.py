@@ -229,8 +229,9 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
     # why: matplotlib is imported only once the run is done
     from ..visualize import densify_history_figure, save_figure
 
+    final_iou = None if fitted.scores is None else fitted.scores["iou"]
     save_figure(densify_history_figure(fitted.score_history, fitted.history, [str(c) for c in classes],
-                                       fitted.kept_epoch, title=f"{output.name}: {fitted.stop_reason}"),
+                                       fitted.kept_epoch, final_iou, title=f"{output.name}: {fitted.stop_reason}"),
                 scores_path(output, ".png"))
     print(f"wrote {scores_path(output, '.png')}")
     return 0
