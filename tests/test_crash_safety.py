@@ -395,6 +395,7 @@ def test_densify_killed_anywhere_leaves_the_old_or_a_complete_new_label_map(trai
     killed = watch("densify", argv(2), kill_after=delay, after_keras=True).killed
     context = f"killed={killed} after {delay:.2f} s (UNET3D_KILL_SEED={SEED}, iteration {iteration})"
     check_complete(output)  # the old map, or a complete new one (training time bounds make it vary)
+    check_complete(tmp_path / "dense_scores.png")  # likewise the picture of the first run or a new one
     labels = np.asarray(nib.load(output).dataobj)
     assert labels.shape == truth.shape and set(np.unique(labels)) <= {0, 1, 2, 4}, context
 

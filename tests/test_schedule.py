@@ -34,10 +34,14 @@ class _Scores(keras.callbacks.Callback):
         self.budget.status = f", held-back IoU epoch{epoch + 1}"
 
 
-def _fit(budget: TimeBudget, *others: keras.callbacks.Callback, epochs: int = 3) -> keras.Model:
+def _fit(budget: TimeBudget, *others: keras.callbacks.Callback, epochs: int = 3,
+         seconds: float | None = None) -> keras.Model:
+    """Fit a tiny model with ``budget``; ``seconds``: its deadline, counted from just before ``fit``."""
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")
     x = np.linspace(-1, 1, 3 * STEPS_PER_EPOCH * 2, dtype="float32").reshape(-1, 3)
+    if seconds is not None:
+        budget.deadline = time.monotonic() + seconds
     model.fit(x, x[:, :1], batch_size=2, epochs=epochs, verbose=0, callbacks=[budget, *others])
     return model
 
@@ -69,8 +73,8 @@ def test_each_step_shows_its_own_loss_and_the_latest_scores():
 def test_a_timed_run_shows_the_time_left_to_train():
     stream = io.StringIO()
     bar = tqdm(total=None, file=stream, mininterval=0, miniters=1, ascii=True)
-    budget = TimeBudget(time.monotonic() + 125.0, progress=bar)
-    _fit(budget, epochs=1)
+    budget = TimeBudget(math.inf, progress=bar)
+    _fit(budget, epochs=1, seconds=125.0)
     bar.close()
 
     shown = [re.search(r"loss=[0-9.]+, (\d+):(\d\d) left to train", frame) for frame in _frames(stream)]

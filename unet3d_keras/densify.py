@@ -166,8 +166,8 @@ class SparseModel:
         history: per-epoch training loss.
         steps: steps trained.
         stop_reason: why training stopped.
-        plateaued: the held-back score had stopped improving when training ended (training
-            stopped, or was decaying its learning rate, on a plateau).
+        plateaued: training stopped on a plateau of the held-back score (after its final decay,
+            if any; not when the budget ran out first).
         scores: per-class ``iou``, ``dice`` and ``voxels`` on the held-back voxels with the
             returned weights (None without held-back voxels).
         kept_epoch: the epoch whose weights were kept.
@@ -336,7 +336,7 @@ def fit_sparse(
     return SparseModel(model=model, config=config, classes=tuple(classes), patch_shape=patch,
                        epochs=len(budget.losses), train_seconds=time.monotonic() - train_start,
                        history=budget.losses, steps=budget.steps, stop_reason=reason,
-                       plateaued=monitor.stopped_on_plateau or bool(monitor.decay_start), scores=scores,
+                       plateaued=monitor.stopped_on_plateau, scores=scores,
                        kept_epoch=kept_epoch,
                        score_history=monitor.history, held_out_voxels=int(held_out.mask.sum()),
                        held_out_mask=held_out.mask[tuple(slice(0, s) for s in sparse.shape)] if monitor.windows

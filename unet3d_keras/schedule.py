@@ -36,7 +36,7 @@ class TimeBudget(keras.callbacks.Callback):
 
     Attributes:
         losses: training loss of each finished epoch.
-        status: text shown after the loss in the progress bar (e.g. validation scores).
+        status: text shown after the loss and the time left in the progress bar (e.g. validation scores).
         steps: steps trained.
         out_of_time: whether the deadline stopped training.
     """
@@ -63,8 +63,8 @@ class TimeBudget(keras.callbacks.Callback):
         self.steps += 1
         self.last = now
         if self.progress is not None:
-            # The postfix first: update() redraws the bar, so the step shows its own loss and the
-            # latest held-back scores rather than the previous step's.
+            # The postfix first: update() redraws the bar, so each step is drawn with its own
+            # postfix (loss, time left, latest held-back scores) rather than the previous step's.
             if logs and "loss" in logs:
                 left = ""
                 if math.isfinite(self.deadline):

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .fileio import atomic_path
+
+if TYPE_CHECKING:  # why: matplotlib is imported only when a picture is drawn
+    from matplotlib.figure import Figure
 
 
 def _centre(*masks: np.ndarray | None) -> tuple[int, int, int]:
@@ -72,7 +75,7 @@ def densify_history_figure(
     kept_epoch: int = 0,
     final_iou: Sequence[float | None] | None = None,
     title: str = "",
-):
+) -> Figure:
     """A figure of a densify run: held-back IoU per class (left) and training loss (right) by epoch.
 
     Args:
@@ -121,7 +124,7 @@ def densify_history_figure(
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
         if axis.get_legend_handles_labels()[0]:
             axis.legend(loc="best", fontsize="small")
-    figure.suptitle(title)
+    figure.suptitle(title, wrap=True)  # a long output name or stop reason wraps instead of running off
     figure.tight_layout()
     return figure
 

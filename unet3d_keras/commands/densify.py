@@ -226,7 +226,7 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
     report = report_scores(fitted, classes, args)
     write_text_atomically(scores_path(output), json.dumps(report, indent=1) + "\n")
     print(f"wrote {scores_path(output)}")
-    # why: matplotlib is imported only once the run is done
+    # why: matplotlib is heavy; imported after the run, it delays neither the start nor an argument error
     from ..visualize import densify_history_figure, save_figure
 
     final_iou = None if fitted.scores is None else fitted.scores["iou"]
