@@ -18,12 +18,6 @@ def cosine_learning_rate(epoch: int, n_epochs: int, initial: float, final_fracti
     return float(initial * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))))
 
 
-def _minutes_seconds(seconds: float) -> str:
-    """``seconds`` (clipped at 0) as ``m:ss``."""
-    minutes, rest = divmod(max(0, round(seconds)), 60)
-    return f"{minutes}:{rest:02d}"
-
-
 class TimeBudget(keras.callbacks.Callback):
     """Stops training once the next step would run past a deadline, or after ``max_steps``; records
     the epoch losses.
@@ -68,7 +62,7 @@ class TimeBudget(keras.callbacks.Callback):
             if logs and "loss" in logs:
                 left = ""
                 if math.isfinite(self.deadline):
-                    left = f", {_minutes_seconds(self.deadline - now)} left to train"
+                    left = f", {tqdm.format_interval(max(0.0, self.deadline - now))} left to train"
                 self.progress.set_postfix_str(f"loss={float(logs['loss']):.3f}{left}{self.status}", refresh=False)
             self.progress.update(1)
         if self.max_steps is not None and self.steps >= self.max_steps:

@@ -218,7 +218,7 @@ The run **keeps the weights of its best evaluation at a decayed learning rate**:
 
 #### Progress and scores
 
-- **Progress.** The progress bar shows the loss, the training time left when the run has a time budget (`5:12 left to train`: the budget less the time kept for the prediction; a plateau can end training sooner), and the held-back IoU per class of the latest evaluation (`held-back IoU 0:0.99 1:0.93 2:0.61`).
+- **Progress.** The progress bar shows the loss, the training time left when the run has a time budget (`05:12 left to train`: the budget less the time kept for the prediction; a plateau can end training sooner), and the held-back IoU per class of the latest evaluation (`held-back IoU 0:0.99 1:0.93 2:0.61`).
 - **Scores.** At the end the command prints the IoU and Dice of each class on the held-back voxels, with the weights it kept. It writes them, with the steps, the stop reason and the history of evaluations, to `<output name>_scores.json` next to the output (`dense.nii.gz` -> `dense_scores.json`), and draws the held-back IoU of each class and the training loss by epoch in `dense_scores.png`, marking the epoch whose weights it kept and their final scores.
 - **Warning.** It warns about every class whose IoU is below half the median IoU of the other classes, and suggests annotating more of it, training longer (unless training stopped on a plateau of the held-back score: past a plateau, a longer run did not help, as measured under the tables below) and the next step up in class weighting.
 
