@@ -4,8 +4,8 @@
 on CPUs without AVX-512 VNNI/BF16 or AMX. This times, in a new process for each setting (TensorFlow
 reads the variable once, when it loads), a training step and a prediction of one batch of the model
 that ``python scripts/train.py`` builds from ``config.yaml`` (random data of its input shape, float32),
-``--repeats`` times each after one untimed call, and prints the median seconds and the ratio Eigen /
-oneDNN (above 1: oneDNN is faster). Densify's model is timed by ``densify_backends.py``
+``--repeats`` times each after one untimed call, the two alternating (``run.interleaved``), and
+prints the median seconds and the ratio Eigen / oneDNN (above 1: oneDNN is faster). Densify's model is timed by ``densify_backends.py``
 (``tensorflow`` against ``tensorflow_eigen``).
 
     python benchmarks/onednn_kernels.py [--config config.yaml] [--repeats 5] [--json FILE]
@@ -19,7 +19,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from densify_backends import vector_flags  # this folder is on the path of a script
@@ -32,6 +31,7 @@ def one_setting(config_path: str, repeats: int) -> dict:
     """Median seconds of a training step and of a batch's prediction under the current setting."""
     import numpy as np
 
+    from run import interleaved  # the child sets TF_ENABLE_ONEDNN_OPTS itself: run.py's enable_onednn keeps it
     from unet3d_keras.config import load_config
     from unet3d_keras.model_from_config import build_model
 
@@ -41,19 +41,9 @@ def one_setting(config_path: str, repeats: int) -> dict:
     rng = np.random.default_rng(0)
     x = rng.random(shape, dtype=np.float32)
     y = (rng.random((shape[0], *model.output_shape[1:]), dtype=np.float32) > 0.5).astype(np.float32)
-
-    def median_seconds(call) -> float:
-        call()  # tracing
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - start)
-        return float(np.median(times))
-
-    return {"cpu_flags": vector_flags(), "input": list(shape),
-            "train_step": median_seconds(lambda: model.train_on_batch(x, y)),
-            "predict_batch": median_seconds(lambda: model.predict_on_batch(x))}
+    wall, _ = interleaved({"train_step": lambda: model.train_on_batch(x, y),
+                           "predict_batch": lambda: model.predict_on_batch(x)}, warmup=1, repeats=repeats)
+    return {"cpu_flags": vector_flags(), "input": list(shape), **{k: float(np.median(v)) for k, v in wall.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:
