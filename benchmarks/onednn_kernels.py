@@ -5,8 +5,8 @@ on CPUs without AVX-512 VNNI/BF16 or AMX. This times, in a new process for each 
 reads the variable once, when it loads), a training step and a prediction of one batch of the model
 that ``python scripts/train.py`` builds from ``config.yaml`` (random data of its input shape, float32),
 ``--repeats`` times each after one untimed call, the two alternating (``run.interleaved``), and
-prints the median seconds and the ratio Eigen / oneDNN (above 1: oneDNN is faster). Densify's model is timed by ``densify_backends.py``
-(``tensorflow`` against ``tensorflow_eigen``).
+prints the median seconds and the ratio Eigen / oneDNN (above 1: oneDNN is faster). Densify's model
+is timed by ``densify_backends.py`` (``tensorflow`` against ``tensorflow_eigen``).
 
     python benchmarks/onednn_kernels.py [--config config.yaml] [--repeats 5] [--json FILE]
 """
