@@ -230,10 +230,11 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
     from ..visualize import densify_history_figure, save_figure
 
     final_iou = None if fitted.scores is None else fitted.scores["iou"]
+    picture = scores_path(output, ".png")
     save_figure(densify_history_figure(fitted.score_history, fitted.history, [str(c) for c in classes],
                                        fitted.kept_epoch, final_iou, title=f"{output.name}: {fitted.stop_reason}"),
-                scores_path(output, ".png"))
-    print(f"wrote {scores_path(output, '.png')}")
+                picture)
+    print(f"wrote {picture}")
     return 0
 
 
