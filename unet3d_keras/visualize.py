@@ -15,6 +15,17 @@ if TYPE_CHECKING:  # why: matplotlib is imported only when a picture is drawn
     from matplotlib.figure import Figure
 
 
+def _subplots(columns: int, size: tuple[float, float]):
+    """A figure of one row of ``columns`` axes, drawn by matplotlib's Agg backend (no display)."""
+    # why: matplotlib is heavy and needed only for pictures; Agg must be chosen before pyplot loads
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # why: see above
+
+    return plt.subplots(1, columns, figsize=size)
+
+
 def _centre(*masks: np.ndarray | None) -> tuple[int, int, int]:
     for mask in masks:
         if mask is not None and np.any(mask):
@@ -42,15 +53,9 @@ def save_overlay_png(
     Returns:
         The path written.
     """
-    # why: matplotlib is heavy and needed only for pictures; Agg must be chosen before pyplot loads
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # why: see above
-
     path = Path(path)
     centre = _centre(truth, prediction, image)
-    figure, axes = plt.subplots(1, 3, figsize=(10, 3.6))
+    figure, axes = _subplots(3, (10, 3.6))
     for axis, (name, dim) in zip(axes, (("sagittal", 0), ("coronal", 1), ("axial", 2))):
         index = [slice(None)] * 3
         index[dim] = centre[dim]
@@ -92,14 +97,9 @@ def densify_history_figure(
     Returns:
         The matplotlib figure (for :func:`save_figure`).
     """
-    # why: matplotlib is heavy and needed only for pictures; Agg must be chosen before pyplot loads
-    import matplotlib
+    figure, (scores_axis, loss_axis) = _subplots(2, (10, 3.8))
+    from matplotlib.ticker import MaxNLocator  # why: matplotlib is heavy and needed only for pictures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # why: see above
-    from matplotlib.ticker import MaxNLocator  # why: see above
-
-    figure, (scores_axis, loss_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
     epochs = [row["epoch"] for row in score_history]
     colours = []
     for position, name in enumerate(class_names):
