@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from unet3d_keras.densify_holdout import (DensifyOptions, class_scores, class_weights_for, hold_out, low_classes)
+from unet3d_keras.densify_holdout import (DensifyOptions, annotated_planes, class_scores, class_weights_for, hold_out,
+                                          low_classes)
 from unet3d_keras.losses import balanced_class_weights
 from unet3d_keras.sparse import make_sparse_annotation
 
@@ -114,10 +115,39 @@ def test_the_low_class_warning_suggests_the_next_weighting(weighting, advice, pl
                              score_history=[], mirror=True, window_weighting="gaussian",
                              scores={"iou": [0.99, 0.85, 0.2], "dice": [0.99, 0.9, 0.33], "voxels": [10, 10, 10]})
     args = Namespace(holdout=0.1, class_weights=weighting, sampling="class_first")
-    report = report_scores(fitted, [0, 1, 4], args)
+    probabilities = np.zeros((3, 6, 5, 4), np.float32)
+    probabilities[0] = 1.0
+    probabilities[:, 3, 2, :] = [[0.3], [0.2], [0.5]]  # class 4 wins these 4 voxels, half sure: 0.5 errors each
+    probabilities[:, :, 4, 1] = [[0.3], [0.6], [0.1]]  # class 1 wins these: 0.4 errors each for it, 0.1 for class 4
+    annotated = np.zeros((6, 5, 4), bool)
+    annotated[0] = True  # an annotated x slice: its voxels do not count, and it is never named
+    report = report_scores(fitted, [0, 1, 4], args, probabilities, annotated)
     assert report["low_classes"] == [4] and report["class_weights"] == weighting
+    out = capsys.readouterr().out
     assert ("warning: class 4 scores IoU 0.200 on the held-back voxels, below half the median of the other "
-            "classes: " + remedy + advice + "\n") in capsys.readouterr().out
+            "classes: " + remedy + advice + "\n  to annotate next, where the model is least sure of class 4: slices "
+            "x 3, y 2, z 1 (voxel indices from 0; by its own probabilities it gets about 2, 2 and 1 of their voxels "
+            "wrong)\n") in out
+    assert "least sure of class 1" not in out  # only a class warned about is advised on; the JSON holds them all
+    assert report["next_slices"]["4"] == {"x": {"index": 3, "expected_errors": 2.1},
+                                          "y": {"index": 2, "expected_errors": 2.0},
+                                          "z": {"index": 1, "expected_errors": 1.0}}
+    assert report["next_slices"]["1"] == {"x": {"index": 3, "expected_errors": 1.2},
+                                          "y": {"index": 4, "expected_errors": 2.0},
+                                          "z": {"index": 1, "expected_errors": 2.2}}
+    assert set(report["next_slices"]) == {"1", "4"}
+
+
+def test_the_slices_to_annotate_next_read_as_a_user_reads_them():
+    from unet3d_keras.commands.densify import slice_list
+
+    assert slice_list([(31, 140.4), (20, 119.6), (25, 90.0)]) == (
+        "slices x 31, y 20, z 25 (voxel indices from 0; by its own probabilities it gets about 140, 120 and 90 of "
+        "their voxels wrong)")
+    # an axis whose every slice is annotated is left out
+    assert slice_list([(-1, 0.0), (7, 3.2), (-1, 0.0)]) == (
+        "slice y 7 (voxel indices from 0; by its own probabilities it gets about 3 of its voxels wrong)")
+    assert slice_list([(-1, 0.0)] * 3) == "none (every slice is annotated)"
 
 
 def test_the_densify_defaults_are_read_only_and_copied_by_each_run():
@@ -379,6 +409,16 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
     iou = [report["scores"][str(c)]["iou"] for c in (0, 1, 2)]
     assert report["low_classes"] == [c for c in (0, 1, 2) if c in [[0, 1, 2][p] for p in low_classes(iou)]]
     assert out.count("warning: class") == len(report["low_classes"])
+    # the slices to annotate next, for every foreground class, never one already annotated
+    assert out.count("  to annotate next, where the model is least sure of class ") == len(
+        set(report["low_classes"]) - {0})
+    planes = annotated_planes(sparse != 255)
+    assert set(report["next_slices"]) == {"1", "2"}
+    for chosen in report["next_slices"].values():
+        assert list(chosen) == ["x", "y", "z"]
+        for axis, pick in enumerate(chosen.values()):
+            assert 0 <= pick["index"] < sparse.shape[axis] and pick["index"] not in planes[axis]
+            assert pick["expected_errors"] >= 0
 
     assert main([*argv, "--output", str(tmp_path / "once.nii.gz"), "--no-mirror"]) == 0
     assert json.loads((tmp_path / "once_scores.json").read_text())["mirror"] is False

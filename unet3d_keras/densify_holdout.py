@@ -21,8 +21,8 @@ import numpy as np
 
 from .utils.patches import WEIGHTINGS
 
-__all__ = ["DensifyOptions", "HeldOut", "hold_out", "class_scores", "low_classes", "foreground_mean",
-           "class_weights_for", "CLASS_WEIGHTINGS", "SAMPLINGS"]
+__all__ = ["DensifyOptions", "HeldOut", "hold_out", "annotated_planes", "class_scores", "low_classes",
+           "foreground_mean", "class_weights_for", "CLASS_WEIGHTINGS", "SAMPLINGS"]
 
 CLASS_WEIGHTINGS = ("none", "balanced", "sqrt")
 SAMPLINGS = ("class_first", "uniform")
@@ -114,6 +114,19 @@ class HeldOut:
     n_groups: int
 
 
+def annotated_planes(annotated: np.ndarray) -> list[np.ndarray]:
+    """The annotated slices along each axis: planes with at least half of their voxels annotated.
+
+    Args:
+        annotated: bool ``(x, y, z)``, True where someone annotated.
+
+    Returns:
+        For each of the 3 axes, the sorted int64 indices of its annotated planes.
+    """
+    return [np.flatnonzero(annotated.mean(axis=tuple(a for a in range(3) if a != axis)) >= _PLANE_SHARE)
+            for axis in range(3)]
+
+
 def hold_out(index_map: np.ndarray, share: float, tile: int, rng: np.random.Generator,
              unannotated: int = -1) -> HeldOut:
     """Hold back ``share`` of the tiles of every annotated plane, chosen by ``rng``.
@@ -134,9 +147,8 @@ def hold_out(index_map: np.ndarray, share: float, tile: int, rng: np.random.Gene
     n_groups = 0
     units: list[np.ndarray] = []  # per unit (plane or leftover), tile id of each of its voxels
     members: list[tuple[np.ndarray, ...]] = []
-    for axis in range(3):
-        plane_share = annotated.mean(axis=tuple(a for a in range(3) if a != axis))
-        for index in np.flatnonzero(plane_share >= _PLANE_SHARE):
+    for axis, planes in enumerate(annotated_planes(annotated)):
+        for index in planes:
             where = [slice(None)] * 3
             where[axis] = index
             u, v = np.nonzero(free[tuple(where)])

@@ -30,7 +30,8 @@ overlapping windows are blended with weights that fall off from each window's ce
 per-class IoU and Dice of the held-back voxels (predicted the same way) are printed and written
 to OUT's name with ``_scores.json`` for ``.nii(.gz)``, and their course over the epochs, with the
 training loss, drawn in ``_scores.png``; a class whose IoU is below half the median of the other
-classes' is warned about.
+classes' is warned about, naming the unannotated slice along each axis where the model expects the
+most errors about it (the slices to annotate next; the JSON names them for every class).
 --set changes the defaults of unet3d_keras.densify.DENSIFY_DEFAULTS (e.g. --set model.n_base_filters=8).
 """
 
@@ -46,6 +47,7 @@ from typing import TYPE_CHECKING, Sequence
 import nibabel as nib
 import numpy as np
 
+from ..annotation_advice import AXES, least_certain_slices
 from ..checks import require_integer_values
 from ..cli import base_parser, run
 from ..densify_holdout import CLASS_WEIGHTINGS, SAMPLINGS, DensifyOptions, low_classes
@@ -223,7 +225,7 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
           f"{fitted.stop_reason}; kept the weights of epoch {fitted.kept_epoch}; voxels per class {counts}")
     if args.steps is not None and fitted.steps < args.steps:
         print(f"warning: --max-minutes {minutes} stopped training after {fitted.steps} of the {args.steps} steps")
-    report = report_scores(fitted, classes, args)
+    report = report_scores(fitted, classes, args, result.probabilities, sparse != args.ignore_label)
     write_text_atomically(scores_path(output), json.dumps(report, indent=1) + "\n")
     print(f"wrote {scores_path(output)}")
     # why: matplotlib is heavy; imported after the run, it delays neither the start nor an argument error
@@ -242,14 +244,28 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def report_scores(fitted: SparseModel, classes: list[int], args: argparse.Namespace) -> dict:
-    """Print the held-back scores (and warnings); return what the JSON file holds."""
+def report_scores(fitted: SparseModel, classes: list[int], args: argparse.Namespace, probabilities: np.ndarray,
+                  annotated: np.ndarray) -> dict:
+    """Print the held-back scores (and warnings); return what the JSON file holds.
+
+    Args:
+        fitted: the trained model and its scores.
+        classes: the label value of each class.
+        args: the command's arguments.
+        probabilities: ``(n_classes, x, y, z)`` the volume's softmax outputs, for the slices to annotate next.
+        annotated: bool ``(x, y, z)``, True where the label map was annotated.
+    """
+    next_slices = {c: least_certain_slices(probabilities, position, annotated)
+                   for position, c in enumerate(classes) if position}
     report = {"classes": classes, "steps": fitted.steps, "epochs": fitted.epochs, "kept_epoch": fitted.kept_epoch,
               "stop_reason": fitted.stop_reason, "train_seconds": round(fitted.train_seconds, 1),
               "holdout": args.holdout, "held_out_voxels": fitted.held_out_voxels,
               "class_weights": args.class_weights, "sampling": args.sampling, "mirror": fitted.mirror,
               "window_weighting": fitted.window_weighting, "seed": fitted.config.seed,
-              "scores": None, "low_classes": [], "history": fitted.score_history}
+              "scores": None, "low_classes": [], "history": fitted.score_history,
+              "next_slices": {str(c): {axis: {"index": index, "expected_errors": round(errors, 1)}
+                                       for axis, (index, errors) in zip(AXES, chosen)}
+                              for c, chosen in next_slices.items()}}
     if fitted.scores is None:
         print("no held-back voxels (--holdout 0 or too few annotated tiles): no scores")
         return report
@@ -268,7 +284,22 @@ def report_scores(fitted: SparseModel, classes: list[int], args: argparse.Namesp
         report["low_classes"].append(classes[position])
         print(f"warning: class {classes[position]} scores IoU {scores['iou'][position]:.3f} on the held-back voxels, "
               f"below half the median of the other classes: {remedy}" + stronger.get(args.class_weights, ""))
+        if position:
+            print(f"  to annotate next, where the model is least sure of class {classes[position]}: "
+                  f"{slice_list(next_slices[classes[position]])}")
     return report
+
+
+def slice_list(chosen: Sequence[tuple[int, float]]) -> str:
+    """``least_certain_slices``' choice as a user reads it: "slices x 31, y 20, z 25 (voxel indices from 0; ...)"."""
+    named = [(axis, index, round(errors)) for axis, (index, errors) in zip(AXES, chosen) if index >= 0]
+    if not named:
+        return "none (every slice is annotated)"
+    counts = [str(errors) for _, _, errors in named]
+    counts = counts[0] if len(counts) == 1 else f"{', '.join(counts[:-1])} and {counts[-1]}"
+    return (f"slice{'s' * (len(named) > 1)} " + ", ".join(f"{axis} {index}" for axis, index, _ in named)
+            + f" (voxel indices from 0; by its own probabilities it gets about {counts} of "
+            f"{'their' if len(named) > 1 else 'its'} voxels wrong)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
