@@ -32,10 +32,10 @@ the model did not see.
 Results go to examples/thin_shell/results*.json (rows already there are kept unless rerun).
 ``blending.py`` scores today's models with both blendings of the windows, ``figure.py`` draws a slice,
 ``offsets.py`` tries a decision offset for the membrane, ``bound.py`` trains long on every voxel of other
-volumes, ``tuning.py`` changes the learning rate, the window or the batch, ``oracle.py`` asks how much of a
-one-voxel membrane the image shows, ``forest.py`` runs the classic baseline (a random forest on filter
-responses), ``accelerator.py`` runs densify and the bound on a GPU; ``run.py --markdown-only`` puts their
-figures on the page too.
+volumes, ``tuning.py`` changes the learning rate, the window or the batch, ``next_slices.py`` adds the
+slices that densify names for annotation, ``oracle.py`` asks how much of a one-voxel membrane the image
+shows, ``forest.py`` runs the classic baseline (a random forest on filter responses), ``accelerator.py``
+runs densify and the bound on a GPU; ``run.py --markdown-only`` puts their figures on the page too.
 """
 
 from __future__ import annotations
@@ -99,6 +99,10 @@ ACCELERATOR_RESULTS = HERE / "results_accelerator.json"
 ORACLE_RESULTS = HERE / "results_oracle.json"
 #: forest.py's random forest on filter responses (ilastik's classic pixel classification).
 FOREST_RESULTS = HERE / "results_forest.json"
+#: next_slices.py's runs with one slice more per axis: the slices densify names, the widest gap's, random ones.
+NEXT_SLICE_RESULTS = HERE / "results_next_slices.json"
+#: next_slices.py's ways of adding one slice per axis, in the table's order.
+ADDED_WAYS = ("least sure", "widest gap", "random")
 #: tuning.py's side-by-side runs of densify's defaults and each variant: name -> its --set overrides.
 TUNING_RESULTS = HERE / "results_tuning.json"
 TUNING_VARIANTS: dict[str, tuple[str, ...]] = {
@@ -221,6 +225,7 @@ The run **keeps the weights of its best evaluation at a decayed learning rate**:
 - **Progress.** The progress bar shows the loss, the training time left when the run has a time budget (`05:12 left to train`: the budget less the time kept for the prediction; a plateau can end training sooner), and the held-back IoU per class of the latest evaluation (`held-back IoU 0:0.99 1:0.93 2:0.61`).
 - **Scores.** At the end the command prints the IoU and Dice of each class on the held-back voxels, with the weights it kept. It writes them, with the steps, the stop reason and the history of evaluations, to `<output name>_scores.json` next to the output (`dense.nii.gz` -> `dense_scores.json`), and draws the held-back IoU of each class and the training loss by epoch in `dense_scores.png`, marking the epoch whose weights it kept and their final scores.
 - **Warning.** It warns about every class whose IoU is below half the median IoU of the other classes, and suggests annotating more of it, training longer (unless training stopped on a plateau of the held-back score: past a plateau, a longer run did not help, as measured under the tables below) and the next step up in class weighting.
+- **Where to annotate next.** With the warning it names, along each axis, the slice without annotation where the model expects the most errors about that class, by its own averaged probabilities (`unet3d_keras.annotation_advice`): `to annotate next, where the model is least sure of class 2: slices x 32, y 33, z 21 (voxel indices from 0; ...)`. The JSON names them for every class (`next_slices`). They are where to look at the map and correct it; as the next annotation they did no better than the middle of the widest gap on the one-voxel membranes (under "Thin and rare classes").
 
 #### Thin and rare classes
 
@@ -1423,9 +1428,62 @@ def tuning_lines() -> list[str]:
     return lines
 
 
+def next_slice_lines() -> list[str]:
+    """next_slices.py's runs: two slices per axis, then one more per axis chosen three ways; nothing where it has
+    not run."""
+    if not NEXT_SLICE_RESULTS.exists():
+        return []
+    labels = {"two per axis": "two slices per axis", "least sure": "+ the slices densify named",
+              "widest gap": "+ the middle of the widest gap", "random": "+ a random slice"}
+    lines = []
+    for volume, record in json.loads(NEXT_SLICE_RESULTS.read_text())["runs"].items():
+        seeds = [str(seed) for seed in seed_order(record["seeds"])]
+        if not seeds:  # a command still running, or stopped before its first seed was scored
+            continue
+        runs = {name: [record["seeds"][seed]["runs"][name] for seed in seeds] for name in labels}
+        means = {name: np.mean([run["iou"] for run in name_runs], axis=0) for name, name_runs in runs.items()}
+        rows = [f"| {labels[name]} | " + ("-" if name_runs[0]["added"] is None else
+                                         "; ".join(", ".join(map(str, run["added"])) for run in name_runs))
+                + f" | {means[name][MEMBRANE]:.3f} / {means[name][1]:.3f} | "
+                + ", ".join(f"{run['iou'][MEMBRANE]:.3f}" for run in name_runs) + " |"
+                for name, name_runs in runs.items()]
+        first = runs["two per axis"]
+        gains = [run["iou"][MEMBRANE] - base["iou"][MEMBRANE] for name in ADDED_WAYS
+                 for run, base in zip(runs[name], first)]
+        versus = [n["iou"][MEMBRANE] - g["iou"][MEMBRANE] for n, g in zip(runs["least sure"], runs["widest gap"])]
+        cells = [n["iou"][1] - g["iou"][1] for n, g in zip(runs["least sure"], runs["widest gap"])]
+        # the first run's membrane errors in each way's added slices, against the slice of each axis with the most
+        most = sum(sum(record["seeds"][seed]["most_first_run_errors"]) for seed in seeds)
+        held = {name: sum(sum(run["first_run_errors"]) for run in runs[name]) / most for name in ADDED_WAYS}
+        counts = [record["seeds"][seed]["scored_voxels"] for seed in seeds]
+        scored = f"{counts[0]} voxels for each seed" if len(set(counts)) == 1 else ", ".join(map(str, counts)) + " voxels"
+        lines += [
+            f"**Where to annotate next.** `{record['command']}` ({record['machine']}, two runs at a time with one "
+            f"thread each) trained densify's defaults for {record['steps']} steps on `{volume}`, two slices per axis "
+            f"annotated, seeds {', '.join(seeds)}; then annotated one slice more per axis, three ways, and trained "
+            "again as long with the same seed. IoU on the voxels that none of a seed's runs saw annotated "
+            f"({scored}), mean of the seeds:", "",
+            "| annotation | slices added (x, y, z), each seed | membrane / cell IoU | membrane, each seed |",
+            "|---|---|---|---|", *rows, "",
+            f"- One slice more per axis (9 slices instead of 6) moved the membrane by {min(gains):+.3f} to "
+            f"{max(gains):+.3f} against two per axis, whichever way it was chosen.",
+            "- Against the middle of the widest gap, the slices densify named moved the membrane by "
+            + ", ".join(f"{v:+.3f}" for v in versus) + " and the cells by " + ", ".join(f"{v:+.3f}" for v in cells)
+            + f" (seeds {', '.join(seeds)}): " + ("higher on every seed." if min(versus) > 0 else
+                                                  "not higher on every seed."),
+            "- Where the model errs: the added slices held "
+            + ", ".join(f"{100 * held[name]:.0f}% ({labels[name][2:]})" for name in ADDED_WAYS)
+            + " of the never-annotated membrane voxels that the first run's map got wrong in the slice of each axis "
+            "with the most of them (summed over the axes and the seeds).",
+            "- " + ("So densify's slices are the better next annotation here." if min(versus) > 0 else
+                    "So densify points at slices where its map is wrong about the class, to check and correct, but "
+                    "on this volume they are no better a next annotation than the obvious ones."), ""]
+    return lines
+
+
 def markdown() -> str:
     """The page section: how densify trains, then the thin-structure tables and the goal."""
-    lines = [SECTION.strip(), "", USAGE.rstrip(), "", *offset_lines(), *tuning_lines(),
+    lines = [SECTION.strip(), "", USAGE.rstrip(), "", *offset_lines(), *tuning_lines(), *next_slice_lines(),
              "### A thin structure: membranes around touching cells", "",
              # the docstring's wrapped lines join, its bullets stay bullets
              "Data: " + re.sub(r"\n(?!- ) *", " ", __doc__.split("\n\n")[1]), ""]
