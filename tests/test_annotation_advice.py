@@ -43,30 +43,46 @@ def test_least_certain_slices_agree_with_a_voxel_by_voxel_count(shape, seed):
         chosen = least_certain_slices(probabilities, position, annotated)
         assert [index for index, _ in chosen] == [int(np.argmax(t)) for t in totals]
         np.testing.assert_allclose([errors for _, errors in chosen], [t.max() for t in totals], rtol=1e-5)
-    assert chosen[0][0] != 2 and chosen[1][0] != 5
+        # the winners passed in, as the command does once for every class, give the same
+        winners = np.argmax(probabilities, axis=0)
+        assert least_certain_slices(probabilities, position, annotated, winners) == chosen
 
 
-def test_the_least_certain_slice_is_where_the_model_hesitates_and_annotated_ones_are_skipped():
+def test_the_least_certain_slice_is_where_the_model_hesitates_and_annotated_voxels_do_not_count():
     shape = (10, 9, 8)
     probabilities = np.zeros((3, *shape), np.float32)
     probabilities[0] = 1.0                              # sure of the background everywhere ...
     probabilities[:, 6, 3, 2] = [0.2, 0.35, 0.45]       # ... but hesitant in one voxel
-    probabilities[:, 1, 4, 5] = [0.1, 0.45, 0.45]       # and in one on an annotated x slice (1)
-    annotated = np.zeros(shape, bool)
-    annotated[1] = True
-    chosen = least_certain_slices(probabilities, 2, annotated)
+    chosen = least_certain_slices(probabilities, 2, np.zeros(shape, bool))
     assert [index for index, _ in chosen] == [6, 3, 2]
     np.testing.assert_allclose([errors for _, errors in chosen], [0.55] * 3, rtol=1e-6)
-    # the annotated voxels do not count either: with x slice 1 annotated, its voxel adds nothing along y and z
-    probabilities[:, 6, 3, 2] = [1.0, 0.0, 0.0]
-    assert least_certain_slices(probabilities, 2, annotated)[1:] == [(0, 0.0), (0, 0.0)]
+    # annotated, that voxel counts no more: every sum is 0, and the lowest index of each axis is named
+    annotated = np.zeros(shape, bool)
+    annotated[6, 3, 2] = True
+    assert least_certain_slices(probabilities, 2, annotated) == [(0, 0.0), (0, 0.0), (0, 0.0)]
 
 
-def test_an_axis_whose_every_slice_is_annotated_names_none_and_a_wrong_shape_is_refused():
+def test_a_slice_at_least_half_annotated_is_never_named_and_one_less_annotated_can_be():
+    shape = (8, 10, 6)
+    probabilities = np.zeros((3, *shape), np.float32)
+    probabilities[0] = 1.0
+    annotated = np.zeros(shape, bool)
+    annotated[1, :6] = True                               # x slice 1: 60% annotated, an annotated slice ...
+    probabilities[:, 1, 6:] = [[[0.3]], [[0.2]], [[0.5]]]  # ... though its other 40% holds the most errors (12)
+    annotated[5, :4] = True                               # x slice 5: 40% annotated, not one ...
+    probabilities[:, 5, 4:] = [[[0.5]], [[0.2]], [[0.3]]]  # ... and the next most (10.8)
+    chosen = least_certain_slices(probabilities, 2, annotated)
+    assert chosen[0][0] == 5
+    np.testing.assert_allclose(chosen[0][1], 0.3 * 6 * 6, rtol=1e-5)  # 6 rows of 6 voxels at 0.3
+    assert least_certain_slices(probabilities, 2, np.zeros(shape, bool))[0][0] == 1  # unannotated, x 1 wins
+
+
+def test_an_axis_whose_every_slice_is_half_annotated_names_none_and_a_wrong_shape_is_refused():
     probabilities = softmax_volume((4, 5, 6))
     annotated = np.zeros((4, 5, 6), bool)
-    annotated[:, :, [0, 1, 2, 3, 4, 5]] = True
-    assert least_certain_slices(probabilities, 1, annotated)[2] == (-1, 0.0)
+    annotated[:2] = True  # half of x: every y and z plane is half annotated, an annotated slice
+    chosen = least_certain_slices(probabilities, 1, annotated)
+    assert chosen[0][0] in (2, 3) and chosen[1:] == [(None, 0.0), (None, 0.0)]
     with pytest.raises(ValueError, match=r"annotated: expected the shape \(4, 5, 6\) of the probabilities, "
                                          r"received \(4, 5, 5\)"):
         least_certain_slices(probabilities, 1, annotated[:, :, :5])
@@ -80,3 +96,8 @@ def test_annotated_planes_are_the_planes_at_least_half_annotated():
     annotated[:, 7, :2] = True         # z planes 0 and 1 reach 23 of 48 (48%): not slices
     planes = annotated_planes(annotated)
     assert [p.tolist() for p in planes] == [[1, 4], [6], []]
+    half = np.zeros((4, 6, 3), bool)
+    half[:2] = True                    # every y and z plane exactly half annotated: slices
+    assert [p.tolist() for p in annotated_planes(half)] == [[0, 1], [0, 1, 2, 3, 4, 5], [0, 1, 2]]
+    half[0, 0, 0] = False              # just under half of y plane 0 and z plane 0
+    assert [p.tolist() for p in annotated_planes(half)] == [[0, 1], [1, 2, 3, 4, 5], [1, 2]]

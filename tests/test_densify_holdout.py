@@ -125,9 +125,9 @@ def test_the_low_class_warning_suggests_the_next_weighting(weighting, advice, pl
     assert report["low_classes"] == [4] and report["class_weights"] == weighting
     out = capsys.readouterr().out
     assert ("warning: class 4 scores IoU 0.200 on the held-back voxels, below half the median of the other "
-            "classes: " + remedy + advice + "\n  to annotate next, where the model is least sure of class 4: slices "
-            "x 3, y 2, z 1 (voxel indices from 0; by its own probabilities it gets about 2, 2 and 1 of their voxels "
-            "wrong)\n") in out
+            "classes: " + remedy + advice + "\n  where the model is least sure of class 4, to check and annotate "
+            "next: slices x 3, y 2, z 1 (voxel indices from 0; the model itself expects about 2, 2 and 1 of their "
+            "unannotated voxels to be wrong about class 4)\n") in out
     assert "least sure of class 1" not in out  # only a class warned about is advised on; the JSON holds them all
     assert report["next_slices"]["4"] == {"x": {"index": 3, "expected_errors": 2.1},
                                           "y": {"index": 2, "expected_errors": 2.0},
@@ -138,16 +138,19 @@ def test_the_low_class_warning_suggests_the_next_weighting(weighting, advice, pl
     assert set(report["next_slices"]) == {"1", "4"}
 
 
-def test_the_slices_to_annotate_next_read_as_a_user_reads_them():
+def test_the_slices_to_check_next_read_as_a_user_reads_them():
     from unet3d_keras.commands.densify import slice_list
 
-    assert slice_list([(31, 140.4), (20, 119.6), (25, 90.0)]) == (
-        "slices x 31, y 20, z 25 (voxel indices from 0; by its own probabilities it gets about 140, 120 and 90 of "
-        "their voxels wrong)")
-    # an axis whose every slice is annotated is left out
-    assert slice_list([(-1, 0.0), (7, 3.2), (-1, 0.0)]) == (
-        "slice y 7 (voxel indices from 0; by its own probabilities it gets about 3 of its voxels wrong)")
-    assert slice_list([(-1, 0.0)] * 3) == "none (every slice is annotated)"
+    assert slice_list([(31, 140.5), (20, 119.6), (25, 90.0)], 2) == (
+        "slices x 31, y 20, z 25 (voxel indices from 0; the model itself expects about 141, 120 and 90 of their "
+        "unannotated voxels to be wrong about class 2)")
+    # an axis whose every slice is at least half annotated, or with less than half a voxel expected wrong, is left out
+    assert slice_list([(None, 0.0), (7, 3.2), (4, 0.4)], 5) == (
+        "slice y 7 (voxel indices from 0; the model itself expects about 3 of the unannotated voxels to be wrong "
+        "about class 5)")
+    assert slice_list([(None, 0.0)] * 3, 1) == "none: every slice is at least half annotated"
+    assert slice_list([(None, 0.0), (0, 0.0), (3, 0.2)], 1) == (
+        "none: the model expects no error about it in the slices not yet annotated")
 
 
 def test_the_densify_defaults_are_read_only_and_copied_by_each_run():
@@ -410,14 +413,14 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
     assert report["low_classes"] == [c for c in (0, 1, 2) if c in [[0, 1, 2][p] for p in low_classes(iou)]]
     assert out.count("warning: class") == len(report["low_classes"])
     # the slices to annotate next, for every foreground class, never one already annotated
-    assert out.count("  to annotate next, where the model is least sure of class ") == len(
-        set(report["low_classes"]) - {0})
+    assert out.count(", to check and annotate next: ") == len(set(report["low_classes"]) - {0})
     planes = annotated_planes(sparse != 255)
     assert set(report["next_slices"]) == {"1", "2"}
     for chosen in report["next_slices"].values():
         assert list(chosen) == ["x", "y", "z"]
         for axis, pick in enumerate(chosen.values()):
-            assert 0 <= pick["index"] < sparse.shape[axis] and pick["index"] not in planes[axis]
+            assert pick["index"] is not None and 0 <= pick["index"] < sparse.shape[axis]
+            assert pick["index"] not in planes[axis]
             assert pick["expected_errors"] >= 0
 
     assert main([*argv, "--output", str(tmp_path / "once.nii.gz"), "--no-mirror"]) == 0

@@ -17,9 +17,12 @@ Each is scored on the voxels that none of the runs of its seed saw annotated, so
 
 Each training runs in its own process with one thread, two at a time (as ``run.py`` does).
 Writes ``results_next_slices.json``: ``{"runs": {volume: {"command", "machine", "steps", "seeds": {seed:
-{"scored_voxels", "runs": {name: {"added", "steps", "seconds", "iou"}}}}}}, "commands": [...]}``, ``added``
-being the slice added along x, y and z (none for the first run) and ``iou`` the IoU per class on the scored
-voxels; ``run.py --markdown-only`` puts it on the page.
+{"scored_voxels", "most_first_run_errors", "runs": {name: {"added", "steps", "seconds", "iou", ...}}}}}},
+"commands": [...]}``: ``added`` is the slice added along x, y and z (none for the first run), ``iou`` the IoU
+per class on the scored voxels; the first run has the ``expected_errors`` of the slices it named (by its own
+probabilities), the others the never-annotated membrane voxels that the first run's map got wrong in their
+added slices (``first_run_errors``), against the most in any slice of each axis (``most_first_run_errors``).
+``run.py --markdown-only`` puts it on the page.
 """
 
 from __future__ import annotations

@@ -225,7 +225,7 @@ The run **keeps the weights of its best evaluation at a decayed learning rate**:
 - **Progress.** The progress bar shows the loss, the training time left when the run has a time budget (`05:12 left to train`: the budget less the time kept for the prediction; a plateau can end training sooner), and the held-back IoU per class of the latest evaluation (`held-back IoU 0:0.99 1:0.93 2:0.61`).
 - **Scores.** At the end the command prints the IoU and Dice of each class on the held-back voxels, with the weights it kept. It writes them, with the steps, the stop reason and the history of evaluations, to `<output name>_scores.json` next to the output (`dense.nii.gz` -> `dense_scores.json`), and draws the held-back IoU of each class and the training loss by epoch in `dense_scores.png`, marking the epoch whose weights it kept and their final scores.
 - **Warning.** It warns about every class whose IoU is below half the median IoU of the other classes, and suggests annotating more of it, training longer (unless training stopped on a plateau of the held-back score: past a plateau, a longer run did not help, as measured under the tables below) and the next step up in class weighting.
-- **Where to annotate next.** With the warning it names, along each axis, the slice without annotation where the model expects the most errors about that class, by its own averaged probabilities (`unet3d_keras.annotation_advice`): `to annotate next, where the model is least sure of class 2: slices x 32, y 33, z 21 (voxel indices from 0; ...)`. The JSON names them for every class (`next_slices`). They are where to look at the map and correct it; as the next annotation they did no better than the middle of the widest gap on the one-voxel membranes (under "Thin and rare classes").
+- **Where to look next.** With the warning it names, along each axis, the slice where the model expects the most errors about that class on the unannotated voxels, by its own averaged probabilities, among the slices less than half annotated (`unet3d_keras.annotation_advice`): `where the model is least sure of class 2, to check and annotate next: slices x 32, y 33, z 21 (voxel indices from 0; ...)`. The JSON names them for every class but the first (`next_slices`). How they fared against other slices, as the place of the map's errors and as the next annotation, is measured under "Thin and rare classes" ("Where to look next").
 
 #### Thin and rare classes
 
@@ -1456,28 +1456,36 @@ def next_slice_lines() -> list[str]:
         most = sum(sum(record["seeds"][seed]["most_first_run_errors"]) for seed in seeds)
         held = {name: sum(sum(run["first_run_errors"]) for run in runs[name]) / most for name in ADDED_WAYS}
         counts = [record["seeds"][seed]["scored_voxels"] for seed in seeds]
-        scored = f"{counts[0]} voxels for each seed" if len(set(counts)) == 1 else ", ".join(map(str, counts)) + " voxels"
+        scored = (f"{counts[0]} voxels for each seed" if len(set(counts)) == 1 else
+                  ", ".join(map(str, counts)) + " voxels")
+        named, gap, drawn = (runs[name] for name in ADDED_WAYS)
+        expected = sum(sum(run["expected_errors"]) for run in first)
+        actual = sum(sum(run["first_run_errors"]) for run in named)
+        same = sum(a == b for n, g in zip(named, gap) for a, b in zip(n["added"], g["added"]))
+        higher = [name for name, other in (("the middle of the widest gap", gap), ("a random slice", drawn))
+                  if all(n["iou"][MEMBRANE] > o["iou"][MEMBRANE] for n, o in zip(named, other))]
         lines += [
-            f"**Where to annotate next.** `{record['command']}` ({record['machine']}, two runs at a time with one "
+            f"**Where to look next.** `{record['command']}` ({record['machine']}, two runs at a time with one "
             f"thread each) trained densify's defaults for {record['steps']} steps on `{volume}`, two slices per axis "
             f"annotated, seeds {', '.join(seeds)}; then annotated one slice more per axis, three ways, and trained "
             "again as long with the same seed. IoU on the voxels that none of a seed's runs saw annotated "
             f"({scored}), mean of the seeds:", "",
             "| annotation | slices added (x, y, z), each seed | membrane / cell IoU | membrane, each seed |",
             "|---|---|---|---|", *rows, "",
-            f"- One slice more per axis (9 slices instead of 6) moved the membrane by {min(gains):+.3f} to "
-            f"{max(gains):+.3f} against two per axis, whichever way it was chosen.",
-            "- Against the middle of the widest gap, the slices densify named moved the membrane by "
-            + ", ".join(f"{v:+.3f}" for v in versus) + " and the cells by " + ", ".join(f"{v:+.3f}" for v in cells)
-            + f" (seeds {', '.join(seeds)}): " + ("higher on every seed." if min(versus) > 0 else
-                                                  "not higher on every seed."),
-            "- Where the model errs: the added slices held "
+            "- **The map's errors.** In the first run's map, the added slices held "
             + ", ".join(f"{100 * held[name]:.0f}% ({labels[name][2:]})" for name in ADDED_WAYS)
-            + " of the never-annotated membrane voxels that the first run's map got wrong in the slice of each axis "
-            "with the most of them (summed over the axes and the seeds).",
-            "- " + ("So densify's slices are the better next annotation here." if min(versus) > 0 else
-                    "So densify points at slices where its map is wrong about the class, to check and correct, but "
-                    "on this volume they are no better a next annotation than the obvious ones."), ""]
+            + " as many never-annotated membrane voxels wrongly classified as the slice of each axis with the most "
+            f"of them (summed over the axes and the seeds; {same} of the {3 * len(seeds)} slices named were the "
+            "widest gap's own). By its own probabilities the model expected "
+            f"{expected:.0f} such errors in the slices it named; its map had {actual}.",
+            f"- **The next annotation.** One slice more per axis (9 slices instead of 6) moved the membrane by "
+            f"{min(gains):+.3f} to {max(gains):+.3f} against two per axis, whichever way it was chosen. Against the "
+            "middle of the widest gap, the slices densify named moved the membrane by "
+            + ", ".join(f"{v:+.3f}" for v in versus) + " and the cells by " + ", ".join(f"{v:+.3f}" for v in cells)
+            + f" (seeds {', '.join(seeds)}).",
+            "- " + (f"On every seed they scored the membrane higher than {' and '.join(higher)}." if higher else
+                    "They were not higher on every seed, against the middle of the widest gap or against a random "
+                    "slice: on this volume they are no better a next annotation than either."), ""]
     return lines
 
 

@@ -30,8 +30,9 @@ overlapping windows are blended with weights that fall off from each window's ce
 per-class IoU and Dice of the held-back voxels (predicted the same way) are printed and written
 to OUT's name with ``_scores.json`` for ``.nii(.gz)``, and their course over the epochs, with the
 training loss, drawn in ``_scores.png``; a class whose IoU is below half the median of the other
-classes' is warned about, naming the unannotated slice along each axis where the model expects the
-most errors about it (the slices to annotate next; the JSON names them for every class).
+classes' is warned about, naming the slice along each axis, among those less than half annotated,
+where the model expects the most errors about it on the unannotated voxels (where to check the map
+and annotate next; the JSON names them for every class but the first).
 --set changes the defaults of unet3d_keras.densify.DENSIFY_DEFAULTS (e.g. --set model.n_base_filters=8).
 """
 
@@ -252,11 +253,17 @@ def report_scores(fitted: SparseModel, classes: list[int], args: argparse.Namesp
         fitted: the trained model and its scores.
         classes: the label value of each class.
         args: the command's arguments.
-        probabilities: ``(n_classes, x, y, z)`` the volume's softmax outputs, for the slices to annotate next.
+        probabilities: ``(n_classes, x, y, z)`` the volume's softmax outputs, for the slices to check next.
         annotated: bool ``(x, y, z)``, True where the label map was annotated.
+
+    Returns:
+        The report: the run, the held-back scores, the classes warned about, and per foreground class
+        the slice of each axis where the model is least sure of it (``next_slices``).
     """
-    next_slices = {c: least_certain_slices(probabilities, position, annotated)
+    winners = np.argmax(probabilities, axis=0)
+    next_slices = {c: least_certain_slices(probabilities, position, annotated, winners)
                    for position, c in enumerate(classes) if position}
+    del winners
     report = {"classes": classes, "steps": fitted.steps, "epochs": fitted.epochs, "kept_epoch": fitted.kept_epoch,
               "stop_reason": fitted.stop_reason, "train_seconds": round(fitted.train_seconds, 1),
               "holdout": args.holdout, "held_out_voxels": fitted.held_out_voxels,
@@ -285,21 +292,27 @@ def report_scores(fitted: SparseModel, classes: list[int], args: argparse.Namesp
         print(f"warning: class {classes[position]} scores IoU {scores['iou'][position]:.3f} on the held-back voxels, "
               f"below half the median of the other classes: {remedy}" + stronger.get(args.class_weights, ""))
         if position:
-            print(f"  to annotate next, where the model is least sure of class {classes[position]}: "
-                  f"{slice_list(next_slices[classes[position]])}")
+            print(f"  where the model is least sure of class {classes[position]}, to check and annotate next: "
+                  f"{slice_list(next_slices[classes[position]], classes[position])}")
     return report
 
 
-def slice_list(chosen: Sequence[tuple[int, float]]) -> str:
-    """``least_certain_slices``' choice as a user reads it: "slices x 31, y 20, z 25 (voxel indices from 0; ...)"."""
-    named = [(axis, index, round(errors)) for axis, (index, errors) in zip(AXES, chosen) if index >= 0]
+def slice_list(chosen: Sequence[tuple[int | None, float]], label: int) -> str:
+    """``least_certain_slices``' choice for class ``label`` as a user reads it: "slices x 31, y 20, z 25 (...)".
+
+    An axis whose every slice is at least half annotated, or where the model expects less than half a
+    voxel wrong, is left out.
+    """
+    named = [(axis, index, math.floor(errors + 0.5)) for axis, (index, errors) in zip(AXES, chosen)
+             if index is not None and errors >= 0.5]
     if not named:
-        return "none (every slice is annotated)"
+        return ("none: every slice is at least half annotated" if all(index is None for index, _ in chosen) else
+                "none: the model expects no error about it in the slices not yet annotated")
     counts = [str(errors) for _, _, errors in named]
     counts = counts[0] if len(counts) == 1 else f"{', '.join(counts[:-1])} and {counts[-1]}"
     return (f"slice{'s' * (len(named) > 1)} " + ", ".join(f"{axis} {index}" for axis, index, _ in named)
-            + f" (voxel indices from 0; by its own probabilities it gets about {counts} of "
-            f"{'their' if len(named) > 1 else 'its'} voxels wrong)")
+            + f" (voxel indices from 0; the model itself expects about {counts} of "
+            f"{'their' if len(named) > 1 else 'the'} unannotated voxels to be wrong about class {label})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
