@@ -956,6 +956,18 @@ def mni152_blending_lines(rows: list[dict]) -> list[str]:
             f"{'met' if min(gaussian) >= 0.92 else 'not met'} (>= 0.92)."]
 
 
+def more_slices_note() -> str:
+    """A sentence on what one slice more per axis gave the membrane (next_slices.py), or nothing where it has not
+    run."""
+    if not NEXT_SLICE_RESULTS.exists():
+        return ""
+    notes = [f"by {min(gains):+.3f} to {max(gains):+.3f} on `{volume}` ({record['steps']} steps a run)"
+             for volume, record in json.loads(NEXT_SLICE_RESULTS.read_text())["runs"].items()
+             if (gains := next_slice_gains(record))]
+    return (" One slice more per axis, half as much annotation again, moved the membrane " + "; ".join(notes)
+            + ', under "Where to look next".') if notes else ""
+
+
 def glance_lines(results: dict[str, dict]) -> list[str]:
     """A table of each volume's membrane IoU: intensity thresholds, old densification, today's defaults at each
     budget, full annotation of another volume, and twice the old IoU (the goal); and the cells.
@@ -1122,7 +1134,7 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
                        + ", and the new densification reaches "
                        f"{100 * min(shares):.0f}-{100 * max(shares):.0f}% of that from two slices per axis. With "
                        "these budgets the thin class is limited more by what the model reads of a membrane in a "
-                       "blurred, noisy image than by the sparse annotation.")
+                       "blurred, noisy image than by the sparse annotation." + more_slices_note())
     if today:
         doubled = [volume for volume, ratio, _ in today if ratio >= 2]
         shares = [share for *_, share in today]
@@ -1428,6 +1440,13 @@ def tuning_lines() -> list[str]:
     return lines
 
 
+def next_slice_gains(record: dict) -> list[float]:
+    """What one slice more per axis moved the membrane by, against two per axis: each way and seed of a volume's
+    record in NEXT_SLICE_RESULTS."""
+    return [seed["runs"][name]["iou"][MEMBRANE] - seed["runs"]["two per axis"]["iou"][MEMBRANE]
+            for seed in record["seeds"].values() for name in ADDED_WAYS]
+
+
 def next_slice_lines() -> list[str]:
     """next_slices.py's runs: two slices per axis, then one more per axis chosen three ways; nothing where it has
     not run."""
@@ -1448,8 +1467,7 @@ def next_slice_lines() -> list[str]:
                 + ", ".join(f"{run['iou'][MEMBRANE]:.3f}" for run in name_runs) + " |"
                 for name, name_runs in runs.items()]
         first = runs["two per axis"]
-        gains = [run["iou"][MEMBRANE] - base["iou"][MEMBRANE] for name in ADDED_WAYS
-                 for run, base in zip(runs[name], first)]
+        gains = next_slice_gains(record)
         versus = [n["iou"][MEMBRANE] - g["iou"][MEMBRANE] for n, g in zip(runs["least sure"], runs["widest gap"])]
         cells = [n["iou"][1] - g["iou"][1] for n, g in zip(runs["least sure"], runs["widest gap"])]
         # the first run's membrane errors in each way's added slices, against the slice of each axis with the most
