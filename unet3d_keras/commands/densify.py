@@ -263,7 +263,7 @@ def report_scores(fitted: SparseModel, classes: list[int], args: argparse.Namesp
     winners = np.argmax(probabilities, axis=0)
     next_slices = {c: least_certain_slices(probabilities, position, annotated, winners)
                    for position, c in enumerate(classes) if position}
-    del winners
+    del winners  # why: 8 bytes a voxel, freed before the report's JSON is built
     report = {"classes": classes, "steps": fitted.steps, "epochs": fitted.epochs, "kept_epoch": fitted.kept_epoch,
               "stop_reason": fitted.stop_reason, "train_seconds": round(fitted.train_seconds, 1),
               "holdout": args.holdout, "held_out_voxels": fitted.held_out_voxels,
