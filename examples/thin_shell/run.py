@@ -1492,7 +1492,8 @@ def next_slice_lines() -> list[str]:
             "|---|---|---|---|", *rows, "",
             "- **The map's errors.** In the first run's map, the added slices held "
             + ", ".join(f"{100 * held[name]:.0f}% ({labels[name][2:]})" for name in ADDED_WAYS)
-            + " as many never-annotated membrane voxels wrongly classified as the slice of each axis with the most "
+            + " as many never-annotated voxels where the map was wrong about the membrane (missed, or given to it) "
+            "as the slice of each axis with the most "
             f"of them (summed over the axes and the seeds; {same} of the {3 * len(seeds)} slices named were the "
             "widest gap's own). By its own probabilities the model expected "
             f"{expected:.0f} such errors in the slices it named; its map had {actual}.",
