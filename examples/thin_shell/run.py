@@ -1483,7 +1483,7 @@ def next_slice_lines() -> list[str]:
         higher = [name for name, other in (("the middle of the widest gap", gap), ("a random slice", drawn))
                   if all(n["iou"][MEMBRANE] > o["iou"][MEMBRANE] for n, o in zip(named, other))]
         lines += [
-            f"**Where to look next.** `{record['command']}` ({record['machine']}, two runs at a time with one "
+            f"**Where to look next, on `{volume}`.** `{record['command']}` ({record['machine']}, two runs at a time with one "
             f"thread each) trained densify's defaults for {record['steps']} steps on `{volume}`, two slices per axis "
             f"annotated, seeds {', '.join(seeds)}; then annotated one slice more per axis, three ways, and trained "
             "again as long with the same seed. IoU on the voxels that none of a seed's runs saw annotated "
@@ -1494,8 +1494,8 @@ def next_slice_lines() -> list[str]:
             + ", ".join(f"{100 * held[name]:.0f}% ({labels[name][2:]})" for name in ADDED_WAYS)
             + " as many never-annotated voxels where the map was wrong about the membrane (missed, or given to it) "
             "as the slice of each axis with the most "
-            f"of them (summed over the axes and the seeds; {same} of the {3 * len(seeds)} slices named were the "
-            "widest gap's own). By its own probabilities the model expected "
+            f"of them (summed over the axes and the seeds; {same} of the {3 * len(seeds)} slices named "
+            f"{'was' if same == 1 else 'were'} the widest gap's own). By its own probabilities the model expected "
             f"{expected:.0f} such errors in the slices it named; its map had {actual}.",
             f"- **The next annotation.** One slice more per axis (9 slices instead of 6) moved the membrane by "
             f"{min(gains):+.3f} to {max(gains):+.3f} against two per axis, whichever way it was chosen. Against the "
