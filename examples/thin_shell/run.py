@@ -1467,27 +1467,27 @@ def next_slice_lines() -> list[str]:
                 + ", ".join(f"{run['iou'][MEMBRANE]:.3f}" for run in name_runs) + " |"
                 for name, name_runs in runs.items()]
         first = runs["two per axis"]
+        named, gap, drawn = (runs[name] for name in ADDED_WAYS)
         gains = next_slice_gains(record)
-        versus = [n["iou"][MEMBRANE] - g["iou"][MEMBRANE] for n, g in zip(runs["least sure"], runs["widest gap"])]
-        cells = [n["iou"][1] - g["iou"][1] for n, g in zip(runs["least sure"], runs["widest gap"])]
+        versus = [n["iou"][MEMBRANE] - g["iou"][MEMBRANE] for n, g in zip(named, gap)]
+        cells = [n["iou"][1] - g["iou"][1] for n, g in zip(named, gap)]
         # the first run's membrane errors in each way's added slices, against the slice of each axis with the most
         most = sum(sum(record["seeds"][seed]["most_first_run_errors"]) for seed in seeds)
         held = {name: sum(sum(run["first_run_errors"]) for run in runs[name]) / most for name in ADDED_WAYS}
         counts = [record["seeds"][seed]["scored_voxels"] for seed in seeds]
         scored = (f"{counts[0]} voxels for each seed" if len(set(counts)) == 1 else
                   ", ".join(map(str, counts)) + " voxels")
-        named, gap, drawn = (runs[name] for name in ADDED_WAYS)
         expected = sum(sum(run["expected_errors"]) for run in first)
         actual = sum(sum(run["first_run_errors"]) for run in named)
         same = sum(a == b for n, g in zip(named, gap) for a, b in zip(n["added"], g["added"]))
         higher = [name for name, other in (("the middle of the widest gap", gap), ("a random slice", drawn))
                   if all(n["iou"][MEMBRANE] > o["iou"][MEMBRANE] for n, o in zip(named, other))]
         lines += [
-            f"**Where to look next, on `{volume}`.** `{record['command']}` ({record['machine']}, two runs at a time with one "
-            f"thread each) trained densify's defaults for {record['steps']} steps on `{volume}`, two slices per axis "
-            f"annotated, seeds {', '.join(seeds)}; then annotated one slice more per axis, three ways, and trained "
-            "again as long with the same seed. IoU on the voxels that none of a seed's runs saw annotated "
-            f"({scored}), mean of the seeds:", "",
+            f"**Where to look next, on `{volume}`.** `{record['command']}` ({record['machine']}, two runs at a time "
+            f"with one thread each) trained densify's defaults for {record['steps']} steps on `{volume}`, two "
+            f"slices per axis annotated, seeds {', '.join(seeds)}; then annotated one slice more per axis, three "
+            "ways, and trained again as long with the same seed. IoU on the voxels that none of a seed's runs saw "
+            f"annotated ({scored}), mean of the seeds:", "",
             "| annotation | slices added (x, y, z), each seed | membrane / cell IoU | membrane, each seed |",
             "|---|---|---|---|", *rows, "",
             "- **The map's errors.** In the first run's map, the added slices held "
