@@ -117,11 +117,12 @@ def score_seed(dense: np.ndarray, runs: dict[str, dict], predicted_path: Callabl
         runs: name -> the run's ``added`` slices, ``steps``, ``seconds`` (and, for the first, ``expected_errors``).
         predicted_path: name -> the .npy file of its predicted classes.
     """
-    scored = sparse_labels(dense) == IGNORE
+    never = sparse_labels(dense) == IGNORE  # not annotated in the first run
+    scored = never.copy()
     for name in ADDED_WAYS:
         scored &= annotation(dense, runs[name]["added"]) == IGNORE
     first = np.load(predicted_path(FIRST))
-    wrong = ((first == MEMBRANE) != (dense == MEMBRANE)) & (sparse_labels(dense) == IGNORE)
+    wrong = ((first == MEMBRANE) != (dense == MEMBRANE)) & never
     per_slice = [wrong.sum(axis=tuple(a for a in range(3) if a != axis)) for axis in range(3)]
     record = {"scored_voxels": int(scored.sum()), "most_first_run_errors": [int(p.max()) for p in per_slice],
               "runs": {}}
