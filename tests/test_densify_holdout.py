@@ -465,3 +465,41 @@ def test_predict_annotated_writes_the_models_labels_on_the_annotated_voxels(case
     np.testing.assert_array_equal(kept[annotated], sparse[annotated])
     np.testing.assert_array_equal(kept[~annotated], model[~annotated])
     assert np.any(model[annotated] != sparse[annotated])  # six steps of a tiny model: it disagrees somewhere
+
+
+def test_probabilities_are_the_models_own_on_every_voxel_on_the_labels_grid(case, tmp_path, capsys):
+    import nibabel as nib
+
+    from unet3d_keras.commands.densify import main
+    from unet3d_keras.densify import densify
+
+    image, sparse = case
+    affine = np.diag([0.8, 1.2, 2.5, 1.0])
+    affine[:3, 3] = [-10.0, 4.0, 7.5]
+    nib.save(nib.Nifti1Image(image, affine), tmp_path / "image.nii.gz")
+    nib.save(nib.Nifti1Image(sparse, affine), tmp_path / "sparse.nii.gz")
+    common = ["--image", str(tmp_path / "image.nii.gz"), "--labels", str(tmp_path / "sparse.nii.gz"),
+              "--steps", "6", "--seed", "3", "--quiet", "--probabilities",
+              *[item for setting in TINY for item in ("--set", setting)]]
+    assert main([*common, "--output", str(tmp_path / "dense.nii")]) == 0
+    paths = [tmp_path / f"dense_probability_{c}.nii" for c in (0, 1, 2)]
+    assert f"wrote {', '.join(map(str, paths))} (the probability of each class)\n" in capsys.readouterr().out
+    library = densify(image, sparse, 255, TINY, steps=6, seed=3, show_progress=False)
+    read = [nib.load(path) for path in paths]
+    for image_read, expected in zip(read, library.probabilities):
+        np.testing.assert_array_equal(image_read.affine, nib.load(tmp_path / "sparse.nii.gz").affine)
+        assert image_read.get_data_dtype() == np.float32
+        np.testing.assert_array_equal(np.asarray(image_read.dataobj), expected)
+    probabilities = np.stack([np.asarray(image_read.dataobj) for image_read in read])
+    np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=1e-5)
+    dense = np.asarray(nib.load(tmp_path / "dense.nii").dataobj)
+    unannotated = sparse == 255
+    np.testing.assert_array_equal(np.argmax(probabilities, axis=0)[unannotated], dense[unannotated])
+
+    # a probability file that would replace an input is refused before any work
+    (tmp_path / "x_probability_1.nii.gz").write_bytes((tmp_path / "image.nii.gz").read_bytes())
+    assert main([*common, "--image", str(tmp_path / "x_probability_1.nii.gz"),
+                 "--output", str(tmp_path / "x.nii.gz")]) == 2
+    assert (f"{tmp_path / 'x_probability_1.nii.gz'}: the probability file would overwrite an input file"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "x.nii.gz").exists() and not (tmp_path / "x_probability_0.nii.gz").exists()

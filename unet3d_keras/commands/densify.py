@@ -4,7 +4,7 @@
         [--ignore-label 255] [--max-minutes M | --steps N] [--holdout 0.1] [--patience 40]
         [--decay-epochs 20]
         [--class-weights none|balanced|sqrt] [--sampling class_first|uniform] [--seed N]
-        [--predict-annotated] [--no-mirror] [--window-weighting gaussian|uniform]
+        [--predict-annotated] [--no-mirror] [--window-weighting gaussian|uniform] [--probabilities]
         [--set section.key=value ...]
 
 (or ``python scripts/densify.py`` with the same arguments).
@@ -32,7 +32,10 @@ to OUT's name with ``_scores.json`` for ``.nii(.gz)``, and their course over the
 training loss, drawn in ``_scores.png``; a class whose IoU is below half the median of the other
 classes' is warned about, naming the slice along each axis, among those less than half annotated,
 where the model expects the most errors about it on the unannotated voxels (where to check the map
-and annotate next; the JSON names them for every class but the first).
+and annotate next; the JSON names them for every class but the first). --probabilities also writes
+each class's probability (float32, the model's own on every voxel, annotated or not, averaged and
+blended as the labels were) to OUT's name with ``_probability_<label value>`` (e.g.
+``dense_probability_2.nii.gz``), to overlay in a viewer where the model is unsure.
 --set changes the defaults of unet3d_keras.densify.DENSIFY_DEFAULTS (e.g. --set model.n_base_filters=8).
 """
 
@@ -107,6 +110,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="blending of the overlapping windows of the prediction: gaussian (weights falling off "
                              "from each window's centre) or uniform (a plain average) (default "
                              f"{defaults.window_weighting})")
+    parser.add_argument("--probabilities", action="store_true",
+                        help="also write each class's probability (float32 NIfTI) next to OUT: OUT's name with "
+                             "_probability_<label value>, e.g. dense_probability_2.nii.gz")
     parser.add_argument("--clip-outliers", action="store_true",
                         help="clip intensities beyond 1e4 robust standard deviations of an image's median (with a "
                              "warning) instead of refusing the image")
@@ -167,6 +173,14 @@ def scores_path(output: Path, suffix: str = ".json") -> Path:
     return output.with_name(f"{name}_scores{suffix}")
 
 
+def probability_paths(output: Path, classes: Sequence[int]) -> list[Path]:
+    """The probability file of each class next to ``output``: ``dense.nii.gz`` -> ``dense_probability_2.nii.gz``
+    (``.nii`` stays ``.nii``)."""
+    suffix = ".nii.gz" if output.name.endswith(".nii.gz") else ".nii"
+    stem = output.name[: -len(suffix)]
+    return [output.with_name(f"{stem}_probability_{c}{suffix}") for c in classes]
+
+
 def read_inputs(images: list[str], labels: str, ignore_label: int,
                 clip_outliers: bool = False) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Image]:
     """The images ``(C, x, y, z)`` float32, the sparse labels ``(x, y, z)`` and their image, checked.
@@ -206,6 +220,10 @@ def work(args: argparse.Namespace) -> int:
 def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOptions) -> int:
     images, sparse, label_image = read_inputs(args.image, args.labels, args.ignore_label, args.clip_outliers)
     classes = annotated_classes(sparse, args.ignore_label, args.labels)  # fails fast, before Keras loads
+    inputs = {Path(p).resolve() for p in [*args.image, args.labels]}
+    for path in probability_paths(output, classes) if args.probabilities else ():
+        if path.resolve() in inputs:
+            raise DataError(f"{path}: the probability file would overwrite an input file; choose another output")
     # why: densify loads Keras, which only pays once the inputs are known to be valid
     from ..densify import densify
 
@@ -219,11 +237,18 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
     dense = nib.Nifti1Image(result.labels.astype(np.uint8), label_image.affine, label_image.header)
     dense.set_data_dtype(np.uint8)  # annotated_classes holds every class to 0-255
     save_image_atomically(dense, output)
+    written = probability_paths(output, classes) if args.probabilities else []
+    for path, probability in zip(written, result.probabilities):
+        image = nib.Nifti1Image(probability, label_image.affine, label_image.header)
+        image.set_data_dtype(np.float32)
+        save_image_atomically(image, path)
     counts = {c: int(np.sum(result.labels == c)) for c in classes}
     fitted = result.fitted
     print(f"wrote {output}: {_count(fitted.steps, 'step')} ({_count(result.epochs, 'epoch')}) in "
           f"{result.train_seconds:.0f} s of training, {result.total_seconds:.0f} s in all, stopped: "
           f"{fitted.stop_reason}; kept the weights of epoch {fitted.kept_epoch}; voxels per class {counts}")
+    if written:
+        print(f"wrote {', '.join(map(str, written))} (the probability of each class)")
     if args.steps is not None and fitted.steps < args.steps:
         print(f"warning: --max-minutes {minutes} stopped training after {fitted.steps} of the {args.steps} steps")
     report = report_scores(fitted, classes, args, result.probabilities, sparse != args.ignore_label)
