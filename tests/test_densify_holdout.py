@@ -443,31 +443,7 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
     assert "--decay-epochs: expected 0 or more epochs, received -1" in capsys.readouterr().err
 
 
-def test_predict_annotated_writes_the_models_labels_on_the_annotated_voxels(case, tmp_path, capsys):
-    import nibabel as nib
-
-    from unet3d_keras.commands.densify import main
-    from unet3d_keras.densify import densify
-
-    image, sparse = case
-    nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / "image.nii.gz")
-    nib.save(nib.Nifti1Image(sparse, np.eye(4)), tmp_path / "sparse.nii.gz")
-    common = ["--image", str(tmp_path / "image.nii.gz"), "--labels", str(tmp_path / "sparse.nii.gz"),
-              "--steps", "6", "--seed", "3", "--quiet", *[item for setting in TINY for item in ("--set", setting)]]
-    assert main([*common, "--output", str(tmp_path / "kept.nii.gz")]) == 0
-    assert ": 6 steps (1 epoch) in " in capsys.readouterr().out
-    assert main([*common, "--output", str(tmp_path / "model.nii.gz"), "--predict-annotated"]) == 0
-    kept = np.asarray(nib.load(tmp_path / "kept.nii.gz").dataobj)
-    model = np.asarray(nib.load(tmp_path / "model.nii.gz").dataobj)
-    library = densify(image, sparse, 255, TINY, steps=6, seed=3, show_progress=False, keep_annotations=False)
-    np.testing.assert_array_equal(model, library.labels)
-    annotated = sparse != 255
-    np.testing.assert_array_equal(kept[annotated], sparse[annotated])
-    np.testing.assert_array_equal(kept[~annotated], model[~annotated])
-    assert np.any(model[annotated] != sparse[annotated])  # six steps of a tiny model: it disagrees somewhere
-
-
-def test_probabilities_are_the_models_own_on_every_voxel_on_the_labels_grid(case, tmp_path, capsys):
+def test_predict_annotated_and_probabilities_write_the_models_own_on_every_voxel(case, tmp_path, capsys):
     import nibabel as nib
 
     from unet3d_keras.commands.densify import main
@@ -479,12 +455,23 @@ def test_probabilities_are_the_models_own_on_every_voxel_on_the_labels_grid(case
     nib.save(nib.Nifti1Image(image, affine), tmp_path / "image.nii.gz")
     nib.save(nib.Nifti1Image(sparse, affine), tmp_path / "sparse.nii.gz")
     common = ["--image", str(tmp_path / "image.nii.gz"), "--labels", str(tmp_path / "sparse.nii.gz"),
-              "--steps", "6", "--seed", "3", "--quiet", "--probabilities",
-              *[item for setting in TINY for item in ("--set", setting)]]
-    assert main([*common, "--output", str(tmp_path / "dense.nii")]) == 0
-    paths = [tmp_path / f"dense_probability_{c}.nii" for c in (0, 1, 2)]
+              "--steps", "6", "--seed", "3", "--quiet", *[item for setting in TINY for item in ("--set", setting)]]
+    assert main([*common, "--output", str(tmp_path / "kept.nii.gz")]) == 0
+    assert ": 6 steps (1 epoch) in " in capsys.readouterr().out
+    assert not list(tmp_path.glob("kept_probability_*"))
+    assert main([*common, "--output", str(tmp_path / "model.nii"), "--predict-annotated", "--probabilities"]) == 0
+    paths = [tmp_path / f"model_probability_{c}.nii" for c in (0, 1, 2)]
     assert f"wrote {', '.join(map(str, paths))} (the probability of each class)\n" in capsys.readouterr().out
-    library = densify(image, sparse, 255, TINY, steps=6, seed=3, show_progress=False)
+    kept = np.asarray(nib.load(tmp_path / "kept.nii.gz").dataobj)
+    model = np.asarray(nib.load(tmp_path / "model.nii").dataobj)
+    library = densify(image, sparse, 255, TINY, steps=6, seed=3, show_progress=False, keep_annotations=False)
+    np.testing.assert_array_equal(model, library.labels)
+    annotated = sparse != 255
+    np.testing.assert_array_equal(kept[annotated], sparse[annotated])
+    np.testing.assert_array_equal(kept[~annotated], model[~annotated])
+    assert np.any(model[annotated] != sparse[annotated])  # six steps of a tiny model: it disagrees somewhere
+
+    # each class's probability, on the labels' grid, the model's own on every voxel
     read = [nib.load(path) for path in paths]
     for image_read, expected in zip(read, library.probabilities):
         np.testing.assert_array_equal(image_read.affine, nib.load(tmp_path / "sparse.nii.gz").affine)
@@ -492,13 +479,11 @@ def test_probabilities_are_the_models_own_on_every_voxel_on_the_labels_grid(case
         np.testing.assert_array_equal(np.asarray(image_read.dataobj), expected)
     probabilities = np.stack([np.asarray(image_read.dataobj) for image_read in read])
     np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=1e-5)
-    dense = np.asarray(nib.load(tmp_path / "dense.nii").dataobj)
-    unannotated = sparse == 255
-    np.testing.assert_array_equal(np.argmax(probabilities, axis=0)[unannotated], dense[unannotated])
+    np.testing.assert_array_equal(np.argmax(probabilities, axis=0), model)
 
     # a probability file that would replace an input is refused before any work
     (tmp_path / "x_probability_1.nii.gz").write_bytes((tmp_path / "image.nii.gz").read_bytes())
-    assert main([*common, "--image", str(tmp_path / "x_probability_1.nii.gz"),
+    assert main([*common, "--image", str(tmp_path / "x_probability_1.nii.gz"), "--probabilities",
                  "--output", str(tmp_path / "x.nii.gz")]) == 2
     assert (f"{tmp_path / 'x_probability_1.nii.gz'}: the probability file would overwrite an input file"
             in capsys.readouterr().err)
