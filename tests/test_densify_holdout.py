@@ -138,6 +138,28 @@ def test_the_low_class_warning_suggests_the_next_weighting(weighting, advice, pl
     assert set(report["next_slices"]) == {"1", "4"}
 
 
+def test_the_picture_shows_the_classes_warned_about_else_the_least_sure():
+    from unet3d_keras.commands.densify import classes_to_check
+
+    picks = {"1": {"x": {"index": 3, "expected_errors": 5.0}, "y": {"index": None, "expected_errors": 0.0},
+                   "z": {"index": 1, "expected_errors": 2.5}},
+             "4": {"x": {"index": 0, "expected_errors": 4.0}, "y": {"index": 2, "expected_errors": 3.0},
+                   "z": {"index": 7, "expected_errors": 0.4}},
+             "6": {"x": {"index": 5, "expected_errors": 1.0}, "y": {"index": 6, "expected_errors": 1.0},
+                   "z": {"index": 2, "expected_errors": 1.0}}}
+    report = {"classes": [0, 1, 4, 6], "low_classes": [0, 6], "next_slices": picks}
+    assert classes_to_check(report) == [(3, "6", [(5, 1.0), (6, 1.0), (2, 1.0)])]  # never the first class
+    report["low_classes"] = [4, 1]
+    assert [name for _, name, _ in classes_to_check(report)] == ["4", "1"]
+    report["low_classes"] = [0]
+    assert classes_to_check(report) == [(1, "1", [(3, 5.0), (None, 0.0), (1, 2.5)])]  # 7.5 expected errors, 4: 7.4
+    picks["4"]["z"]["expected_errors"] = 0.5
+    assert [name for _, name, _ in classes_to_check(report)] == ["1"]  # equal sums: the lower label value
+    picks["4"]["z"]["expected_errors"] = 1.0
+    assert classes_to_check(report) == [(2, "4", [(0, 4.0), (2, 3.0), (7, 1.0)])]
+    assert classes_to_check({"classes": [0], "low_classes": [0], "next_slices": {}}) == []
+
+
 def test_the_slices_to_check_next_read_as_a_user_reads_them():
     from unet3d_keras.commands.densify import slice_list
 
@@ -388,7 +410,7 @@ def test_mirroring_is_dropped_with_a_warning_when_it_would_take_a_quarter_of_the
 def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, capsys):
     import nibabel as nib
 
-    from unet3d_keras.commands.densify import main
+    from unet3d_keras.commands.densify import classes_to_check, main
 
     image, sparse = case
     nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / "image.nii.gz")
@@ -423,6 +445,13 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
             assert pick["index"] not in planes[axis]
             assert pick["expected_errors"] >= 0
 
+    # the picture of the slices to check: the classes warned about, else the one least sure of
+    shown = classes_to_check(report)
+    assert len(shown) == max(1, len(set(report["low_classes"]) - {0}))
+    names = ", ".join(name for _, name, _ in shown)
+    assert f"wrote {tmp_path / 'dense_check.png'} (the slices where the model is least sure of class {names})\n" in out
+    assert (tmp_path / "dense_check.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
     assert main([*argv, "--output", str(tmp_path / "once.nii.gz"), "--no-mirror"]) == 0
     assert json.loads((tmp_path / "once_scores.json").read_text())["mirror"] is False
     assert main([*argv, "--output", str(tmp_path / "plain.nii.gz"), "--window-weighting", "uniform"]) == 0
@@ -439,6 +468,11 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
     assert main([*argv[:2], "--labels", str(tmp_path / "image_scores.png"), "--output", str(tmp_path / "image.nii"),
                  "--steps", "1"]) == 2
     assert f"{tmp_path / 'image_scores.png'}: the scores file would overwrite an input file" in capsys.readouterr().err
+    (tmp_path / "image_check.png").write_bytes((tmp_path / "image.nii.gz").read_bytes())
+    assert main([*argv[:2], "--labels", str(tmp_path / "image_check.png"), "--output", str(tmp_path / "image.nii"),
+                 "--steps", "1"]) == 2
+    assert (f"{tmp_path / 'image_check.png'}: the picture of the slices to check would overwrite an input file"
+            in capsys.readouterr().err)
     assert main([*argv[:6], "--output", str(tmp_path / "bad.nii.gz"), "--decay-epochs", "-1"]) == 2
     assert "--decay-epochs: expected 0 or more epochs, received -1" in capsys.readouterr().err
 

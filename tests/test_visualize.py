@@ -1,11 +1,12 @@
-"""Pictures: what densify's history figure draws, and that it is written whole."""
+"""Pictures: what densify's history figure and its picture of the slices to check draw, and that they
+are written whole."""
 
 import math
 
 import numpy as np
 import pytest
 
-from unet3d_keras.visualize import densify_history_figure, save_figure
+from unet3d_keras.visualize import densify_check_figure, densify_history_figure, save_figure
 
 HISTORY = [{"epoch": 1, "mean_foreground_iou": 0.3, "iou": [0.9, 0.5, 0.1]},
            {"epoch": 3, "mean_foreground_iou": 0.45, "iou": [0.95, 0.6, None]},
@@ -61,3 +62,40 @@ def test_a_figure_that_cannot_be_written_leaves_no_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         save_figure(figure, tmp_path / "missing" / "history.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_check_figure_draws_the_image_and_the_probability_of_each_class_at_its_slices():
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(0)
+    shape = (9, 7, 5)
+    image = rng.normal(size=shape).astype(np.float32)
+    probabilities = rng.dirichlet(np.ones(3), size=shape).transpose(3, 0, 1, 2).astype(np.float32)
+    annotated = np.zeros(shape, bool)
+    annotated[:, 3] = True
+    shown = [(2, "4", [(6, 10.0), (None, 0.0), (1, 3.0)]), (1, "1", [(0, 1.0), (5, 2.0), (4, 0.5)])]
+    figure = densify_check_figure(image, probabilities, annotated, shown, spacing=(1.0, 2.0, 3.0), title="dense")
+    try:
+        panels = np.array(figure.axes[:12]).reshape(4, 3)  # the colorbars come after the panels
+        assert len(figure.axes) == 12 + 2
+        for block, (position, name, chosen) in enumerate(shown):
+            for dim, (index, _) in enumerate(chosen):
+                top, bottom = panels[2 * block, dim], panels[2 * block + 1, dim]
+                axis_name = "xyz"[dim]
+                if index is None:
+                    assert [t.get_text() for t in top.texts] == [f"{axis_name}: every slice is at least half annotated"]
+                    assert not top.get_images() and not bottom.get_images()
+                    continue
+                cut = tuple(index if a == dim else slice(None) for a in range(3))
+                picture, tint = top.get_images()
+                np.testing.assert_array_equal(picture.get_array(), image[cut].T)
+                np.testing.assert_array_equal(tint.get_array().filled(0), annotated[cut].T.astype(float))
+                np.testing.assert_array_equal(bottom.get_images()[0].get_array(), probabilities[position][cut].T)
+                assert bottom.get_images()[0].get_clim() == (0, 1)
+                assert top.get_title() == f"{axis_name} {index}: image"
+                assert bottom.get_title() == f"{axis_name} {index}: P(class {name})"
+                across, up = [(1.0, 2.0, 3.0)[a] for a in range(3) if a != dim]
+                assert top.get_aspect() == bottom.get_aspect() == pytest.approx(up / across)
+        assert figure.texts[0].get_text().startswith("dense\nimage: annotated voxels tinted green")
+    finally:
+        plt.close(figure)

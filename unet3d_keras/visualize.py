@@ -1,5 +1,5 @@
-"""Pictures: three orthogonal slices through the tumour with outlines, and the course of a
-densify run (held-back IoU per class and training loss by epoch)."""
+"""Pictures: three orthogonal slices through the tumour with outlines, the course of a densify run
+(held-back IoU per class and training loss by epoch) and the slices where its model is least sure."""
 
 from __future__ import annotations
 
@@ -15,15 +15,15 @@ if TYPE_CHECKING:  # why: matplotlib is imported only when a picture is drawn
     from matplotlib.figure import Figure
 
 
-def _subplots(columns: int, size: tuple[float, float]):
-    """A figure of one row of ``columns`` axes, drawn by matplotlib's Agg backend (no display)."""
+def _subplots(columns: int, size: tuple[float, float], rows: int = 1):
+    """A figure of ``rows`` rows of ``columns`` axes, drawn by matplotlib's Agg backend (no display)."""
     # why: matplotlib is heavy and needed only for pictures; Agg must be chosen before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # why: see above
 
-    return plt.subplots(1, columns, figsize=size)
+    return plt.subplots(rows, columns, figsize=size, squeeze=rows == 1)
 
 
 def _centre(*masks: np.ndarray | None) -> tuple[int, int, int]:
@@ -126,6 +126,60 @@ def densify_history_figure(
             axis.legend(loc="best", fontsize="small")
     figure.suptitle(title, wrap=True)  # a long output name or stop reason wraps instead of running off
     figure.tight_layout()
+    return figure
+
+
+def densify_check_figure(
+    image: np.ndarray,
+    probabilities: np.ndarray,
+    annotated: np.ndarray,
+    shown: Sequence[tuple[int, str, Sequence[tuple[int | None, float]]]],
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    title: str = "",
+) -> Figure:
+    """A figure of the slices where a densify model is least sure of some classes, to check the map there.
+
+    For each class shown, two rows of three panels (its slice along x, y and z): the image with the
+    annotated voxels tinted, and the model's probability of the class (0 to 1).
+
+    Args:
+        image: ``(x, y, z)`` intensities (the first channel).
+        probabilities: ``(n_classes, x, y, z)`` the model's softmax outputs.
+        annotated: bool ``(x, y, z)``, True where the label map was annotated.
+        shown: per class, ``(position, name, chosen)``: its index along the first axis of
+            ``probabilities``, its name, and per axis ``(slice index or None, expected errors)``
+            (:func:`~unet3d_keras.annotation_advice.least_certain_slices`; None: no panel to draw).
+        spacing: the voxel size along x, y and z, so that the slices keep their proportions.
+        title: figure title.
+
+    Returns:
+        The matplotlib figure (for :func:`save_figure`).
+    """
+    figure, axes = _subplots(3, (10, 6.6 * len(shown)), rows=2 * len(shown))
+    for row, (position, name, chosen) in enumerate(shown):
+        drawn = None
+        for dim, (axis_name, (index, _)) in enumerate(zip("xyz", chosen)):
+            image_axis, probability_axis = axes[2 * row, dim], axes[2 * row + 1, dim]
+            for axis in (image_axis, probability_axis):
+                axis.axis("off")
+            if index is None:
+                image_axis.text(0.5, 0.5, f"{axis_name}: every slice is at least half annotated", ha="center",
+                                va="center", transform=image_axis.transAxes, wrap=True)
+                continue
+            cut = tuple(index if a == dim else slice(None) for a in range(3))
+            across, up = (float(spacing[a]) for a in range(3) if a != dim)  # the panel's columns, then its rows
+            style = {"origin": "lower", "aspect": up / across}
+            image_axis.imshow(np.asarray(image[cut], dtype=np.float32).T, cmap="gray", **style)
+            marked = np.asarray(annotated[cut], dtype=np.float32).T
+            image_axis.imshow(np.ma.masked_equal(marked, 0), cmap="winter", alpha=0.35, vmin=0, vmax=1, **style)
+            image_axis.set_title(f"{axis_name} {index}: image", fontsize="small")
+            drawn = probability_axis.imshow(np.asarray(probabilities[position][cut], dtype=np.float32).T,
+                                            cmap="magma", vmin=0, vmax=1, **style)
+            probability_axis.set_title(f"{axis_name} {index}: P(class {name})", fontsize="small")
+        if drawn is not None:  # beside both rows, so that they keep one size
+            figure.colorbar(drawn, ax=list(axes[2 * row:2 * row + 2].ravel()), shrink=0.6)
+    legend = "image: annotated voxels tinted green; P(class): the model's probability of the class"
+    figure.suptitle(f"{title}\n{legend}" if title else legend, wrap=True)
     return figure
 
 

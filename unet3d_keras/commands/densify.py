@@ -32,7 +32,9 @@ to OUT's name with ``_scores.json`` for ``.nii(.gz)``, and their course over the
 training loss, drawn in ``_scores.png``; a class whose IoU is below half the median of the other
 classes' is warned about, naming the slice along each axis, among those less than half annotated,
 where the model expects the most errors about it on the unannotated voxels (where to check the map
-and annotate next; the JSON names them for every class but the first). --probabilities also writes
+and annotate next; the JSON names them for every class but the first). Those slices of the classes
+warned about (else of the class whose slices hold the most expected errors) are drawn in
+``_check.png``: the image, and the model's probability of the class. --probabilities also writes
 each class's probability (float32, the model's own on every voxel, annotated or not, averaged and
 blended as the labels were) to OUT's name with ``_probability_<label value>`` (e.g.
 ``dense_probability_2.nii.gz``), to overlay in a viewer where the model is unsure.
@@ -139,9 +141,10 @@ def check_paths(args: argparse.Namespace) -> Path:
         raise DataError(f"--max-minutes: expected a positive, finite number of minutes, received {args.max_minutes}")
     if args.steps is not None and args.steps < 1:
         raise DataError(f"--steps: expected a positive number of steps, received {args.steps}")
-    for path in (scores_path(output), scores_path(output, ".png")):
+    for path, what in ((scores_path(output), "scores file"), (scores_path(output, ".png"), "scores file"),
+                       (check_picture_path(output), "picture of the slices to check")):
         if path.resolve() in inputs:
-            raise DataError(f"{path}: the scores file would overwrite an input file; choose another output")
+            raise DataError(f"{path}: the {what} would overwrite an input file; choose another output")
     return output
 
 
@@ -162,23 +165,32 @@ def densify_options(args: argparse.Namespace) -> DensifyOptions:
         raise DataError(f"{_OPTION_FLAGS.get(field, field)}: {message}") from None
 
 
-def scores_path(output: Path, suffix: str = ".json") -> Path:
-    """The file of the held-back scores next to ``output``: ``dense.nii.gz`` -> ``dense_scores.json``
-    (``suffix`` ``.png``: ``dense_scores.png``, their picture)."""
+def output_sibling(output: Path, tail: str) -> Path:
+    """A file next to ``output`` named after it: ``dense.nii.gz`` and ``_scores.json`` -> ``dense_scores.json``."""
     name = output.name
     for nifti_suffix in NIFTI_SUFFIXES[::-1]:
         if name.endswith(nifti_suffix):
             name = name[: -len(nifti_suffix)]
             break
-    return output.with_name(f"{name}_scores{suffix}")
+    return output.with_name(name + tail)
+
+
+def scores_path(output: Path, suffix: str = ".json") -> Path:
+    """The file of the held-back scores next to ``output``: ``dense.nii.gz`` -> ``dense_scores.json``
+    (``suffix`` ``.png``: ``dense_scores.png``, their picture)."""
+    return output_sibling(output, f"_scores{suffix}")
+
+
+def check_picture_path(output: Path) -> Path:
+    """The picture of the slices to check next to ``output``: ``dense.nii.gz`` -> ``dense_check.png``."""
+    return output_sibling(output, "_check.png")
 
 
 def probability_paths(output: Path, classes: Sequence[int]) -> list[Path]:
     """The probability file of each class next to ``output``: ``dense.nii.gz`` -> ``dense_probability_2.nii.gz``
     (``.nii`` stays ``.nii``)."""
     suffix = ".nii.gz" if output.name.endswith(".nii.gz") else ".nii"
-    stem = output.name[: -len(suffix)]
-    return [output.with_name(f"{stem}_probability_{c}{suffix}") for c in classes]
+    return [output_sibling(output, f"_probability_{c}{suffix}") for c in classes]
 
 
 def read_inputs(images: list[str], labels: str, ignore_label: int,
@@ -251,11 +263,12 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
         print(f"wrote {', '.join(map(str, written))} (the probability of each class)")
     if args.steps is not None and fitted.steps < args.steps:
         print(f"warning: --max-minutes {minutes} stopped training after {fitted.steps} of the {args.steps} steps")
-    report = report_scores(fitted, classes, args, result.probabilities, sparse != args.ignore_label)
+    annotated_voxels = sparse != args.ignore_label
+    report = report_scores(fitted, classes, args, result.probabilities, annotated_voxels)
     write_text_atomically(scores_path(output), json.dumps(report, indent=1) + "\n")
     print(f"wrote {scores_path(output)}")
     # why: matplotlib is heavy; imported after the run, it delays neither the start nor an argument error
-    from ..visualize import densify_history_figure, save_figure
+    from ..visualize import densify_check_figure, densify_history_figure, save_figure
 
     final_iou = None if fitted.scores is None else fitted.scores["iou"]
     picture = scores_path(output, ".png")
@@ -263,7 +276,30 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
                                        fitted.kept_epoch, final_iou, title=f"{output.name}: {fitted.stop_reason}"),
                 picture)
     print(f"wrote {picture}")
+    shown = classes_to_check(report)
+    if shown:
+        picture = check_picture_path(output)
+        names = ", ".join(name for _, name, _ in shown)
+        title = f"{output.name}: where the model is least sure of class {names} (to check the map and annotate next)"
+        save_figure(densify_check_figure(images[0], result.probabilities, annotated_voxels, shown,
+                                         spacing=nib.affines.voxel_sizes(label_image.affine), title=title), picture)
+        print(f"wrote {picture} (the slices where the model is least sure of class {names})")
     return 0
+
+
+def classes_to_check(report: dict) -> list[tuple[int, str, list[tuple[int | None, float]]]]:
+    """The classes that the picture of the slices to check shows, as ``densify_check_figure`` takes them.
+
+    Those warned about, but the first class; when none is, the one whose named slices hold the most
+    expected errors (the lowest label value of equal sums).
+    """
+    classes = report["classes"]
+    chosen = {c: [(pick["index"], pick["expected_errors"]) for pick in report["next_slices"][str(c)].values()]
+              for c in classes[1:]}
+    shown = [c for c in report["low_classes"] if c != classes[0]]
+    if not shown and chosen:
+        shown = [max(chosen, key=lambda c: sum(errors for _, errors in chosen[c]))]
+    return [(classes.index(c), str(c), chosen[c]) for c in shown]
 
 
 def _count(n: int, noun: str) -> str:
