@@ -265,8 +265,9 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
         print(f"warning: --max-minutes {minutes} stopped training after {fitted.steps} of the {args.steps} steps")
     annotated_voxels = sparse != args.ignore_label
     report = report_scores(fitted, classes, args, result.probabilities, annotated_voxels)
-    write_text_atomically(scores_path(output), json.dumps(report, indent=1) + "\n")
-    print(f"wrote {scores_path(output)}")
+    scores_file = scores_path(output)
+    write_text_atomically(scores_file, json.dumps(report, indent=1) + "\n")
+    print(f"wrote {scores_file}")
     # why: matplotlib is heavy; imported after the run, it delays neither the start nor an argument error
     from ..visualize import densify_check_figure, densify_history_figure, save_figure
 
