@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from unet3d_keras.annotation_advice import expected_errors, least_certain_slices
+from unet3d_keras.annotation_advice import MIN_EXPECTED_ERRORS, expected_errors, least_certain_slices, slices_to_check
 from unet3d_keras.densify_holdout import annotated_planes
 
 
@@ -101,3 +101,9 @@ def test_annotated_planes_are_the_planes_at_least_half_annotated():
     assert [p.tolist() for p in annotated_planes(half)] == [[0, 1], [0, 1, 2, 3, 4, 5], [0, 1, 2]]
     half[0, 0, 0] = False              # just under half of y plane 0 and z plane 0
     assert [p.tolist() for p in annotated_planes(half)] == [[0, 1], [1, 2, 3, 4, 5], [1, 2]]
+
+
+def test_slices_to_check_keep_those_with_half_a_voxel_or_more_expected_wrong():
+    assert MIN_EXPECTED_ERRORS == 0.5
+    assert slices_to_check([(4, 0.5), (0, 0.49), (None, 0.0)]) == [4, None, None]
+    assert slices_to_check([(0, 12.0), (7, 3.0), (2, 0.6)]) == [0, 7, 2]

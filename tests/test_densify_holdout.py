@@ -139,25 +139,40 @@ def test_the_low_class_warning_suggests_the_next_weighting(weighting, advice, pl
 
 
 def test_the_picture_shows_the_classes_warned_about_else_the_least_sure():
-    from unet3d_keras.commands.densify import classes_to_check
+    from unet3d_keras.commands.densify import MAX_CLASSES_DRAWN, classes_to_check
 
-    picks = {"1": {"x": {"index": 3, "expected_errors": 5.0}, "y": {"index": None, "expected_errors": 0.0},
-                   "z": {"index": 1, "expected_errors": 2.5}},
-             "4": {"x": {"index": 0, "expected_errors": 4.0}, "y": {"index": 2, "expected_errors": 3.0},
-                   "z": {"index": 7, "expected_errors": 0.4}},
-             "6": {"x": {"index": 5, "expected_errors": 1.0}, "y": {"index": 6, "expected_errors": 1.0},
-                   "z": {"index": 2, "expected_errors": 1.0}}}
-    report = {"classes": [0, 1, 4, 6], "low_classes": [0, 6], "next_slices": picks}
-    assert classes_to_check(report) == [(3, "6", [(5, 1.0), (6, 1.0), (2, 1.0)])]  # never the first class
+    def picks(*chosen):
+        return {axis: {"index": index, "expected_errors": errors} for axis, (index, errors) in zip("xyz", chosen)}
+
+    next_slices = {"1": picks((3, 5.0), (None, 0.0), (1, 2.5)), "4": picks((0, 4.0), (2, 3.0), (7, 0.4)),
+                   "6": picks((5, 1.0), (6, 1.0), (2, 1.0))}
+    report = {"classes": [0, 1, 4, 6], "low_classes": [0, 6], "next_slices": next_slices}
+    assert classes_to_check(report) == ([(3, "6", [5, 6, 2])], [])  # never the first class
     report["low_classes"] = [4, 1]
-    assert [name for _, name, _ in classes_to_check(report)] == ["4", "1"]
+    # in label order; z of class 4 holds under half a voxel expected wrong: not worth checking
+    assert classes_to_check(report) == ([(1, "1", [3, None, 1]), (2, "4", [0, 2, None])], [])
     report["low_classes"] = [0]
-    assert classes_to_check(report) == [(1, "1", [(3, 5.0), (None, 0.0), (1, 2.5)])]  # 7.5 expected errors, 4: 7.4
-    picks["4"]["z"]["expected_errors"] = 0.5
-    assert [name for _, name, _ in classes_to_check(report)] == ["1"]  # equal sums: the lower label value
-    picks["4"]["z"]["expected_errors"] = 1.0
-    assert classes_to_check(report) == [(2, "4", [(0, 4.0), (2, 3.0), (7, 1.0)])]
-    assert classes_to_check({"classes": [0], "low_classes": [0], "next_slices": {}}) == []
+    assert classes_to_check(report) == ([(1, "1", [3, None, 1])], [])  # 7.5 expected errors, 4: 7.0 (0.4 left out)
+    next_slices["4"] = picks((0, 4.0), (2, 3.0), (7, 0.5))
+    assert classes_to_check(report)[0][0][1] == "1"  # equal sums, 7.5: the lower label value
+    next_slices["4"] = picks((0, 4.0), (2, 3.0), (7, 1.0))
+    assert classes_to_check(report) == ([(2, "4", [0, 2, 7])], [])
+    # a class with no slice worth checking is never shown, even when warned about
+    next_slices["6"] = picks((None, 0.0), (3, 0.2), (4, 0.0))
+    report["low_classes"] = [6]
+    assert classes_to_check(report) == ([(2, "4", [0, 2, 7])], [])
+    next_slices["1"] = next_slices["4"] = next_slices["6"]
+    assert classes_to_check(report) == ([], [])
+    assert classes_to_check({"classes": [0], "low_classes": [0], "next_slices": {}}) == ([], [])
+
+    # at most MAX_CLASSES_DRAWN of the classes warned about: those with the most expected errors
+    many = list(range(1, MAX_CLASSES_DRAWN + 3))
+    report = {"classes": [0, *many], "low_classes": many,
+              "next_slices": {str(c): picks((c, float(c % 4)), (0, 1.0), (0, 1.0)) for c in many}}
+    errors = {c: c % 4 + 2.0 for c in many}
+    kept = sorted(sorted(many, key=lambda c: (-errors[c], c))[:MAX_CLASSES_DRAWN])
+    shown, left_out = classes_to_check(report)
+    assert [int(name) for _, name, _ in shown] == kept and left_out == [c for c in many if c not in kept]
 
 
 def test_the_slices_to_check_next_read_as_a_user_reads_them():
@@ -410,7 +425,7 @@ def test_mirroring_is_dropped_with_a_warning_when_it_would_take_a_quarter_of_the
 def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, capsys):
     import nibabel as nib
 
-    from unet3d_keras.commands.densify import classes_to_check, main
+    from unet3d_keras.commands.densify import main
 
     image, sparse = case
     nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / "image.nii.gz")
@@ -445,11 +460,12 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
             assert pick["index"] not in planes[axis]
             assert pick["expected_errors"] >= 0
 
-    # the picture of the slices to check: the classes warned about, else the one least sure of
-    shown = classes_to_check(report)
-    assert len(shown) == max(1, len(set(report["low_classes"]) - {0}))
-    names = ", ".join(name for _, name, _ in shown)
-    assert f"wrote {tmp_path / 'dense_check.png'} (the slices where the model is least sure of class {names})\n" in out
+    # the picture of the slices to check: the classes warned about but the first, else the least sure one
+    prefix = f"wrote {tmp_path / 'dense_check.png'} (the slices where the model is least sure of class "
+    (line,) = [line for line in out.splitlines() if line.startswith(prefix)]
+    drawn = line[len(prefix):-1].split(", ")
+    warned = [str(c) for c in report["low_classes"] if c]
+    assert drawn == warned if warned else len(drawn) == 1 and drawn[0] in report["next_slices"]
     assert (tmp_path / "dense_check.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     assert main([*argv, "--output", str(tmp_path / "once.nii.gz"), "--no-mirror"]) == 0
@@ -487,7 +503,11 @@ def test_predict_annotated_and_probabilities_write_the_models_own_on_every_voxel
     affine = np.diag([0.8, 1.2, 2.5, 1.0])
     affine[:3, 3] = [-10.0, 4.0, 7.5]
     nib.save(nib.Nifti1Image(image, affine), tmp_path / "image.nii.gz")
-    nib.save(nib.Nifti1Image(sparse, affine), tmp_path / "sparse.nii.gz")
+    labels = nib.Nifti1Image(sparse, affine)
+    labels.header.set_intent("label")  # as annotation tools write label maps, shown from 0 to 255
+    labels.header["cal_min"], labels.header["cal_max"] = 0, 255
+    labels.header["descrip"] = b"annotation"
+    nib.save(labels, tmp_path / "sparse.nii.gz")
     common = ["--image", str(tmp_path / "image.nii.gz"), "--labels", str(tmp_path / "sparse.nii.gz"),
               "--steps", "6", "--seed", "3", "--quiet", *[item for setting in TINY for item in ("--set", setting)]]
     assert main([*common, "--output", str(tmp_path / "kept.nii.gz")]) == 0
@@ -495,7 +515,8 @@ def test_predict_annotated_and_probabilities_write_the_models_own_on_every_voxel
     assert not list(tmp_path.glob("kept_probability_*"))
     assert main([*common, "--output", str(tmp_path / "model.nii"), "--predict-annotated", "--probabilities"]) == 0
     paths = [tmp_path / f"model_probability_{c}.nii" for c in (0, 1, 2)]
-    assert f"wrote {', '.join(map(str, paths))} (the probability of each class)\n" in capsys.readouterr().out
+    assert (f"wrote the probability of each class (0, 1, 2) to {tmp_path / 'model_probability_<label value>.nii'}\n"
+            in capsys.readouterr().out)
     kept = np.asarray(nib.load(tmp_path / "kept.nii.gz").dataobj)
     model = np.asarray(nib.load(tmp_path / "model.nii").dataobj)
     library = densify(image, sparse, 255, TINY, steps=6, seed=3, show_progress=False, keep_annotations=False)
@@ -510,6 +531,10 @@ def test_predict_annotated_and_probabilities_write_the_models_own_on_every_voxel
     for image_read, expected in zip(read, library.probabilities):
         np.testing.assert_array_equal(image_read.affine, nib.load(tmp_path / "sparse.nii.gz").affine)
         assert image_read.get_data_dtype() == np.float32
+        # a probability, not a label map: no label intent, shown from 0 to 1, not the labels' description
+        assert image_read.header.get_intent()[0] == "none"
+        assert (image_read.header["cal_min"], image_read.header["cal_max"]) == (0, 1)
+        assert image_read.header["descrip"] == b""
         np.testing.assert_array_equal(np.asarray(image_read.dataobj), expected)
     probabilities = np.stack([np.asarray(image_read.dataobj) for image_read in read])
     np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=1e-5)

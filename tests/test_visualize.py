@@ -73,17 +73,17 @@ def test_the_check_figure_draws_the_image_and_the_probability_of_each_class_at_i
     probabilities = rng.dirichlet(np.ones(3), size=shape).transpose(3, 0, 1, 2).astype(np.float32)
     annotated = np.zeros(shape, bool)
     annotated[:, 3] = True
-    shown = [(2, "4", [(6, 10.0), (None, 0.0), (1, 3.0)]), (1, "1", [(0, 1.0), (5, 2.0), (4, 0.5)])]
+    shown = [(2, "4", [6, None, 1]), (1, "1", [0, 5, 4])]
     figure = densify_check_figure(image, probabilities, annotated, shown, spacing=(1.0, 2.0, 3.0), title="dense")
     try:
         panels = np.array(figure.axes[:12]).reshape(4, 3)  # the colorbars come after the panels
         assert len(figure.axes) == 12 + 2
         for block, (position, name, chosen) in enumerate(shown):
-            for dim, (index, _) in enumerate(chosen):
+            for dim, index in enumerate(chosen):
                 top, bottom = panels[2 * block, dim], panels[2 * block + 1, dim]
                 axis_name = "xyz"[dim]
                 if index is None:
-                    assert [t.get_text() for t in top.texts] == [f"{axis_name}: every slice is at least half annotated"]
+                    assert [t.get_text() for t in top.texts] == [f"{axis_name}: no slice\nto check"]
                     assert not top.get_images() and not bottom.get_images()
                     continue
                 cut = tuple(index if a == dim else slice(None) for a in range(3))
@@ -99,3 +99,13 @@ def test_the_check_figure_draws_the_image_and_the_probability_of_each_class_at_i
         assert figure.texts[0].get_text().startswith("dense\nimage: annotated voxels tinted green")
     finally:
         plt.close(figure)
+
+
+def test_with_no_slice_to_check_the_check_figure_says_so(tmp_path):
+    figure = densify_check_figure(np.zeros((4, 5, 6)), np.zeros((2, 4, 5, 6)), np.ones((4, 5, 6), bool), [],
+                                  title="dense.nii: no slice to check")
+    (axis,) = figure.axes
+    assert [t.get_text() for t in axis.texts] == ["no slice to check"] and not axis.get_images()
+    assert figure.texts[0].get_text() == "dense.nii: no slice to check"
+    save_figure(figure, tmp_path / "check.png")
+    assert (tmp_path / "check.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -15,10 +15,12 @@ import numpy as np
 
 from .densify_holdout import annotated_planes
 
-__all__ = ["AXES", "expected_errors", "least_certain_slices"]
+__all__ = ["AXES", "MIN_EXPECTED_ERRORS", "expected_errors", "least_certain_slices", "slices_to_check"]
 
 #: The names of the 3 spatial axes, in the arrays' order.
 AXES = ("x", "y", "z")
+#: A slice where the model expects fewer of the unannotated voxels wrong than this is not worth checking.
+MIN_EXPECTED_ERRORS = 0.5
 
 
 def expected_errors(probabilities: np.ndarray, position: int, winners: np.ndarray | None = None) -> np.ndarray:
@@ -69,3 +71,16 @@ def least_certain_slices(probabilities: np.ndarray, position: int, annotated: np
         index = int(np.argmax(per_slice))
         chosen.append((index, float(per_slice[index])) if np.isfinite(per_slice[index]) else (None, 0.0))
     return chosen
+
+
+def slices_to_check(chosen: list[tuple[int | None, float]]) -> list[int | None]:
+    """The slices of :func:`least_certain_slices`' choice worth checking, per axis.
+
+    Args:
+        chosen: per axis, ``(index or None, expected errors)``.
+
+    Returns:
+        Per axis the index, or None where every slice is at least half annotated or where the model
+        expects fewer than :data:`MIN_EXPECTED_ERRORS` voxels wrong.
+    """
+    return [index if index is not None and errors >= MIN_EXPECTED_ERRORS else None for index, errors in chosen]

@@ -133,7 +133,7 @@ def densify_check_figure(
     image: np.ndarray,
     probabilities: np.ndarray,
     annotated: np.ndarray,
-    shown: Sequence[tuple[int, str, Sequence[tuple[int | None, float]]]],
+    shown: Sequence[tuple[int, str, Sequence[int | None]]],
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     title: str = "",
 ) -> Figure:
@@ -146,25 +146,31 @@ def densify_check_figure(
         image: ``(x, y, z)`` intensities (the first channel).
         probabilities: ``(n_classes, x, y, z)`` the model's softmax outputs.
         annotated: bool ``(x, y, z)``, True where the label map was annotated.
-        shown: per class, ``(position, name, chosen)``: its index along the first axis of
-            ``probabilities``, its name, and per axis ``(slice index or None, expected errors)``
-            (:func:`~unet3d_keras.annotation_advice.least_certain_slices`; None: no panel to draw).
+        shown: per class, ``(position, name, indices)``: its index along the first axis of
+            ``probabilities``, its name, and the slice to draw along x, y and z (None: none to check;
+            :func:`~unet3d_keras.annotation_advice.slices_to_check`). Empty: a figure that says so.
         spacing: the voxel size along x, y and z, so that the slices keep their proportions.
         title: figure title.
 
     Returns:
         The matplotlib figure (for :func:`save_figure`).
     """
+    if not shown:
+        figure, axis = _subplots(1, (8, 2))
+        axis.axis("off")
+        axis.text(0.5, 0.5, "no slice to check", ha="center", va="center", transform=axis.transAxes)
+        figure.suptitle(title, wrap=True)
+        return figure
     figure, axes = _subplots(3, (10, 6.6 * len(shown)), rows=2 * len(shown))
-    for row, (position, name, chosen) in enumerate(shown):
+    for row, (position, name, indices) in enumerate(shown):
         drawn = None
-        for dim, (axis_name, (index, _)) in enumerate(zip("xyz", chosen)):
+        for dim, (axis_name, index) in enumerate(zip("xyz", indices)):
             image_axis, probability_axis = axes[2 * row, dim], axes[2 * row + 1, dim]
             for axis in (image_axis, probability_axis):
                 axis.axis("off")
             if index is None:
-                image_axis.text(0.5, 0.5, f"{axis_name}: every slice is at least half annotated", ha="center",
-                                va="center", transform=image_axis.transAxes, wrap=True)
+                image_axis.text(0.5, 0.5, f"{axis_name}: no slice\nto check", ha="center", va="center",
+                                transform=image_axis.transAxes, fontsize="small")
                 continue
             cut = tuple(index if a == dim else slice(None) for a in range(3))
             across, up = (float(spacing[a]) for a in range(3) if a != dim)  # the panel's columns, then its rows

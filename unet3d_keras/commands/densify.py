@@ -32,12 +32,13 @@ to OUT's name with ``_scores.json`` for ``.nii(.gz)``, and their course over the
 training loss, drawn in ``_scores.png``; a class whose IoU is below half the median of the other
 classes' is warned about, naming the slice along each axis, among those less than half annotated,
 where the model expects the most errors about it on the unannotated voxels (where to check the map
-and annotate next; the JSON names them for every class but the first). Those slices of the classes
-warned about (else of the class whose slices hold the most expected errors) are drawn in
-``_check.png``: the image, and the model's probability of the class. --probabilities also writes
-each class's probability (float32, the model's own on every voxel, annotated or not, averaged and
-blended as the labels were) to OUT's name with ``_probability_<label value>`` (e.g.
-``dense_probability_2.nii.gz``), to overlay in a viewer where the model is unsure.
+and annotate next; the JSON names them for every class but the first). ``_check.png`` draws those
+slices (the image, and the model's probability of the class) for the classes warned about but the
+first (at most 4, those with the most expected errors), or else for the class whose slices hold the
+most. --probabilities also writes each class's probability (float32, the model's own on every
+voxel, annotated or not, averaged and blended as the labels were; 4 bytes a voxel per class) to
+OUT's name with ``_probability_<label value>`` and OUT's suffix (e.g. ``dense_probability_2.nii.gz``),
+to overlay in a viewer where the model is unsure.
 --set changes the defaults of unet3d_keras.densify.DENSIFY_DEFAULTS (e.g. --set model.n_base_filters=8).
 """
 
@@ -53,7 +54,7 @@ from typing import TYPE_CHECKING, Sequence
 import nibabel as nib
 import numpy as np
 
-from ..annotation_advice import AXES, least_certain_slices
+from ..annotation_advice import AXES, least_certain_slices, slices_to_check
 from ..checks import require_integer_values
 from ..cli import base_parser, run
 from ..densify_holdout import CLASS_WEIGHTINGS, SAMPLINGS, DensifyOptions, low_classes
@@ -69,6 +70,8 @@ if TYPE_CHECKING:  # why: ..densify loads Keras, which the command only imports 
     from ..densify import SparseModel
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+#: The most classes that the picture of the slices to check shows (each takes two rows of panels).
+MAX_CLASSES_DRAWN = 4
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -113,8 +116,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "from each window's centre) or uniform (a plain average) (default "
                              f"{defaults.window_weighting})")
     parser.add_argument("--probabilities", action="store_true",
-                        help="also write each class's probability (float32 NIfTI) next to OUT: OUT's name with "
-                             "_probability_<label value>, e.g. dense_probability_2.nii.gz")
+                        help="also write each class's probability next to OUT, one float32 NIfTI per class (4 "
+                             "bytes a voxel): OUT's name with _probability_<label value>, e.g. "
+                             "dense_probability_2.nii.gz")
     parser.add_argument("--clip-outliers", action="store_true",
                         help="clip intensities beyond 1e4 robust standard deviations of an image's median (with a "
                              "warning) instead of refusing the image")
@@ -251,16 +255,15 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
     save_image_atomically(dense, output)
     written = probability_paths(output, classes) if args.probabilities else []
     for path, probability in zip(written, result.probabilities):
-        image = nib.Nifti1Image(probability, label_image.affine, label_image.header)
-        image.set_data_dtype(np.float32)
-        save_image_atomically(image, path)
+        save_image_atomically(probability_image(probability, label_image), path)
     counts = {c: int(np.sum(result.labels == c)) for c in classes}
     fitted = result.fitted
     print(f"wrote {output}: {_count(fitted.steps, 'step')} ({_count(result.epochs, 'epoch')}) in "
           f"{result.train_seconds:.0f} s of training, {result.total_seconds:.0f} s in all, stopped: "
           f"{fitted.stop_reason}; kept the weights of epoch {fitted.kept_epoch}; voxels per class {counts}")
     if written:
-        print(f"wrote {', '.join(map(str, written))} (the probability of each class)")
+        print(f"wrote the probability of each class ({', '.join(map(str, classes))}) to "
+              f"{probability_paths(output, ['<label value>'])[0]}")
     if args.steps is not None and fitted.steps < args.steps:
         print(f"warning: --max-minutes {minutes} stopped training after {fitted.steps} of the {args.steps} steps")
     annotated_voxels = sparse != args.ignore_label
@@ -277,30 +280,60 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
                                        fitted.kept_epoch, final_iou, title=f"{output.name}: {fitted.stop_reason}"),
                 picture)
     print(f"wrote {picture}")
-    shown = classes_to_check(report)
-    if shown:
-        picture = check_picture_path(output)
-        names = ", ".join(name for _, name, _ in shown)
-        title = f"{output.name}: where the model is least sure of class {names} (to check the map and annotate next)"
-        save_figure(densify_check_figure(images[0], result.probabilities, annotated_voxels, shown,
-                                         spacing=nib.affines.voxel_sizes(label_image.affine), title=title), picture)
-        print(f"wrote {picture} (the slices where the model is least sure of class {names})")
+    shown, left_out = classes_to_check(report)
+    picture = check_picture_path(output)
+    names = ", ".join(name for _, name, _ in shown)
+    what = (f"the slices where the model is least sure of class {names}" if shown else
+            "no slice to check: every slice is at least half annotated, or the model expects no error in the others")
+    save_figure(densify_check_figure(images[0], result.probabilities, annotated_voxels, shown,
+                                     spacing=nib.affines.voxel_sizes(label_image.affine),
+                                     title=f"{output.name}: {what}"), picture)
+    print(f"wrote {picture} ({what})")
+    if left_out:
+        print(f"  left out of it: class {', '.join(map(str, left_out))} (it shows at most {MAX_CLASSES_DRAWN} of the "
+              "classes warned about, those with the most expected errors)")
     return 0
 
 
-def classes_to_check(report: dict) -> list[tuple[int, str, list[tuple[int | None, float]]]]:
+def classes_to_check(report: dict) -> tuple[list[tuple[int, str, list[int | None]]], list[int]]:
     """The classes that the picture of the slices to check shows, as ``densify_check_figure`` takes them.
 
-    Those warned about, but the first class; when none is, the one whose named slices hold the most
-    expected errors (the lowest label value of equal sums).
+    Those warned about, but the first class, and at most :data:`MAX_CLASSES_DRAWN` of them (those whose
+    named slices hold the most expected errors); when none is, the foreground class whose named
+    slices hold the most. Only slices worth checking (``slices_to_check``) count, and a class with
+    none is never shown.
+
+    Returns:
+        ``(shown, left_out)``: per class shown, ``(position, label value as text, slice index or None per
+        axis)``, in the order of the label values; the label values warned about, with slices worth
+        checking, that were left out.
     """
     classes = report["classes"]
     chosen = {c: [(pick["index"], pick["expected_errors"]) for pick in report["next_slices"][str(c)].values()]
               for c in classes[1:]}
-    shown = [c for c in report["low_classes"] if c != classes[0]]
-    if not shown and chosen:
-        shown = [max(chosen, key=lambda c: sum(errors for _, errors in chosen[c]))]
-    return [(classes.index(c), str(c), chosen[c]) for c in shown]
+    worth = {c: sum(errors for index, (_, errors) in zip(slices_to_check(picks), picks) if index is not None)
+             for c, picks in chosen.items() if any(i is not None for i in slices_to_check(picks))}
+    warned = [c for c in report["low_classes"] if c in worth]
+    # most expected errors first; of equal sums, the lower label value
+    ranked = sorted(warned or worth, key=lambda c: (-worth[c], c))
+    picked = sorted(ranked[:MAX_CLASSES_DRAWN] if warned else ranked[:1])
+    left_out = [c for c in warned if c not in picked]
+    return [(classes.index(c), str(c), slices_to_check(chosen[c])) for c in picked], left_out
+
+
+def probability_image(probability: np.ndarray, label_image: nib.Nifti1Image) -> nib.Nifti1Image:
+    """A class's probability ``(x, y, z)`` float32 as a NIfTI image on the grid of the label map.
+
+    The label map's header gives the orientation and units; its label intent, display range and
+    description, which would make a viewer show the map as labels from 0 to 255, are reset.
+    """
+    image = nib.Nifti1Image(probability, label_image.affine, label_image.header)
+    image.set_data_dtype(np.float32)
+    header = image.header
+    header.set_intent("none")
+    header["cal_min"], header["cal_max"] = 0.0, 1.0
+    header["descrip"] = header["aux_file"] = b""
+    return image
 
 
 def _count(n: int, noun: str) -> str:
@@ -365,8 +398,8 @@ def slice_list(chosen: Sequence[tuple[int | None, float]], label: int) -> str:
     An axis whose every slice is at least half annotated, or where the model expects less than half a
     voxel wrong, is left out.
     """
-    named = [(axis, index, math.floor(errors + 0.5)) for axis, (index, errors) in zip(AXES, chosen)
-             if index is not None and errors >= 0.5]
+    named = [(axis, index, math.floor(errors + 0.5)) for axis, index, (_, errors) in
+             zip(AXES, slices_to_check(chosen), chosen) if index is not None]
     if not named:
         return ("none: every slice is at least half annotated" if all(index is None for index, _ in chosen) else
                 "none: the model expects no error about it in the slices not yet annotated")
