@@ -135,7 +135,7 @@ def check_paths(args: argparse.Namespace) -> Path:
     if not output.parent.resolve().is_dir():
         raise DataError(f"{output}: the output folder {output.parent} does not exist")
     check_writable_folder(output.parent)  # before minutes of training
-    inputs = {Path(p).resolve() for p in [*args.image, args.labels]}
+    inputs = input_paths(args)
     if output.resolve() in inputs:
         raise DataError(f"{output}: the output would overwrite an input file; choose another name")
     if not 1 <= args.ignore_label <= 255:
@@ -150,6 +150,11 @@ def check_paths(args: argparse.Namespace) -> Path:
         if path.resolve() in inputs:
             raise DataError(f"{path}: the {what} would overwrite an input file; choose another output")
     return output
+
+
+def input_paths(args: argparse.Namespace) -> set[Path]:
+    """The input files, resolved: no output may replace one of them."""
+    return {Path(p).resolve() for p in [*args.image, args.labels]}
 
 
 #: DensifyOptions field -> the flag that sets it, for the messages of bad values
@@ -236,7 +241,7 @@ def work(args: argparse.Namespace) -> int:
 def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOptions) -> int:
     images, sparse, label_image = read_inputs(args.image, args.labels, args.ignore_label, args.clip_outliers)
     classes = annotated_classes(sparse, args.ignore_label, args.labels)  # fails fast, before Keras loads
-    inputs = {Path(p).resolve() for p in [*args.image, args.labels]}
+    inputs = input_paths(args) if args.probabilities else set()
     for path in probability_paths(output, classes) if args.probabilities else ():
         if path.resolve() in inputs:
             raise DataError(f"{path}: the probability file would overwrite an input file; choose another output")
