@@ -163,8 +163,9 @@ USAGE = '''### How densify trains, stops and reports
 
 `python scripts/densify.py --image t1.nii.gz --labels sparse.nii.gz --output dense.nii.gz` trains a small 3D U-Net (depth 3, 8 base filters) on the annotated voxels of that one volume for at most 10 minutes, then writes:
 - `dense.nii.gz`, the dense label map on the image's grid; annotated voxels keep their own labels;
-- `dense_scores.json`, the IoU and Dice of each class on annotated voxels held back from training.
-- `dense_scores.png`, a picture of those scores and of the training loss, epoch by epoch.
+- `dense_scores.json`, the IoU and Dice of each class on annotated voxels held back from training;
+- `dense_scores.png`, a picture of those scores and of the training loss, epoch by epoch;
+- `dense_check.png`, a picture of the slices where the model is least sure of a class (below, "Where to look next"): the image and the model's probability of the class.
 
 | option | default | what it does |
 |---|---|---|
@@ -179,6 +180,7 @@ USAGE = '''### How densify trains, stops and reports
 | `--no-mirror` | off | predicts each window once instead of averaging its 8 mirrorings: 8 times faster |
 | `--window-weighting` | `gaussian` | how overlapping windows are blended; `uniform`: a plain average |
 | `--predict-annotated` | off | writes the model's labels on the annotated voxels too, to see where it disagrees with the annotation |
+| `--probabilities` | off | also writes each class's probability (float32, the model's own on every voxel) next to the output, `dense_probability_<label value>.nii.gz` (`.nii` for a `.nii` output; 4 bytes a voxel per class), to overlay in a viewer where the model is unsure |
 
 "Old" in the tables below is the densification before these options: a fixed 60 epochs of 16 steps, no held-back voxels, no class weights, elastic deformation, each window predicted once, windows blended uniformly. It already drew windows class first and trained with the per-class Dice term, as today's defaults do. It is `--steps 960 --holdout 0 --class-weights none --no-mirror --window-weighting uniform --set augment.elastic=true`.
 
@@ -225,7 +227,11 @@ The run **keeps the weights of its best evaluation at a decayed learning rate**:
 - **Progress.** The progress bar shows the loss, the training time left when the run has a time budget (`05:12 left to train`: the budget less the time kept for the prediction; a plateau can end training sooner), and the held-back IoU per class of the latest evaluation (`held-back IoU 0:0.99 1:0.93 2:0.61`).
 - **Scores.** At the end the command prints the IoU and Dice of each class on the held-back voxels, with the weights it kept. It writes them, with the steps, the stop reason and the history of evaluations, to `<output name>_scores.json` next to the output (`dense.nii.gz` -> `dense_scores.json`), and draws the held-back IoU of each class and the training loss by epoch in `dense_scores.png`, marking the epoch whose weights it kept and their final scores.
 - **Warning.** It warns about every class whose IoU is below half the median IoU of the other classes, and suggests annotating more of it, training longer (unless training stopped on a plateau of the held-back score: past a plateau, a longer run did not help, as measured under the tables below) and the next step up in class weighting.
-- **Where to look next.** With the warning it names, along each axis, the slice where the model expects the most errors about that class on the unannotated voxels, by its own averaged probabilities, among the slices less than half annotated (`unet3d_keras.annotation_advice`): `where the model is least sure of class 2, to check and annotate next: slices x 32, y 33, z 21 (voxel indices from 0; ...)`. The JSON names them for every class but the first (`next_slices`). How they fared against other slices, as the place of the map's errors and as the next annotation, is measured under "Thin and rare classes" ("Where to look next").
+- **Where to look next.** With the warning it names, along each axis, the slice where the model expects the most errors about that class on the unannotated voxels, by its own averaged probabilities, among the slices less than half annotated (`unet3d_keras.annotation_advice`): `where the model is least sure of class 2, to check and annotate next: slices x 32, y 33, z 21 (voxel indices from 0; ...)`. The JSON names them for every class but the first (`next_slices`). `dense_check.png` draws those slices of each class warned about but the first (at most 4, those whose slices hold the most expected errors; when none is warned about, of the class whose slices hold the most): the image with the annotated voxels tinted, and the model's probability of the class, in the voxels' proportions. Like the printed line, it leaves out slices where the model expects under half a voxel wrong. How they fared against other slices, as the place of the map's errors and as the next annotation, is measured under "Thin and rare classes" ("Where to look next").
+
+  ![dense_check.png of a run on the one-voxel membranes: the outer surface is sure, the membranes between cells are not](thin_shell_check.png)
+
+  The picture: the `_check.png` of a run on the one-voxel membranes below (`--volume thin`, two slices per axis annotated), `mkdir thin && python -c "import sys; sys.path.insert(0, 'examples/thin_shell'); from pathlib import Path; from run import VOLUMES, write_inputs; write_inputs(Path('thin'), VOLUMES['thin'][0])"`, then `python scripts/densify.py --image thin/image.nii.gz --labels thin/sparse.nii.gz --output thin/densified.nii.gz --steps 640` (x86_64 with AVX2, 2 cores, float32: 379 s of training; held-back membrane IoU 0.388), reduced to 256 colours. Another machine or thread count may name other slices. The tissue's outer surface is sure; the membranes between the cells are where the model hesitates, the share of the class that the tables below find hard.
 
 #### Thin and rare classes
 
