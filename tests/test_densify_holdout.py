@@ -108,7 +108,7 @@ def test_the_low_class_warning_suggests_the_next_weighting(weighting, advice, pl
     from argparse import Namespace
     from types import SimpleNamespace
 
-    from unet3d_keras.commands.densify import report_scores
+    from unet3d_keras.commands.densify import least_sure_slices, report_scores
 
     fitted = SimpleNamespace(steps=10, epochs=1, kept_epoch=1, stop_reason="10 steps done", train_seconds=1.0,
                              plateaued=plateaued, held_out_voxels=30, config=SimpleNamespace(seed=42),
@@ -121,7 +121,7 @@ def test_the_low_class_warning_suggests_the_next_weighting(weighting, advice, pl
     probabilities[:, :, 4, 1] = [[0.3], [0.6], [0.1]]  # class 1 wins these: 0.4 errors each for it, 0.1 for class 4
     annotated = np.zeros((6, 5, 4), bool)
     annotated[0] = True  # an annotated x slice: its voxels do not count, and it is never named
-    report = report_scores(fitted, [0, 1, 4], args, probabilities, annotated)
+    report = report_scores(fitted, [0, 1, 4], args, least_sure_slices(probabilities, [0, 1, 4], annotated))
     assert report["low_classes"] == [4] and report["class_weights"] == weighting
     out = capsys.readouterr().out
     assert ("warning: class 4 scores IoU 0.200 on the held-back voxels, below half the median of the other "
@@ -141,37 +141,32 @@ def test_the_low_class_warning_suggests_the_next_weighting(weighting, advice, pl
 def test_the_picture_shows_the_classes_warned_about_else_the_least_sure():
     from unet3d_keras.commands.densify import MAX_CLASSES_DRAWN, classes_to_check
 
-    def picks(*chosen):
-        return {axis: {"index": index, "expected_errors": errors} for axis, (index, errors) in zip("xyz", chosen)}
-
-    next_slices = {"1": picks((3, 5.0), (None, 0.0), (1, 2.5)), "4": picks((0, 4.0), (2, 3.0), (7, 0.4)),
-                   "6": picks((5, 1.0), (6, 1.0), (2, 1.0))}
-    report = {"classes": [0, 1, 4, 6], "low_classes": [0, 6], "next_slices": next_slices}
-    assert classes_to_check(report) == ([(3, "6", [5, 6, 2])], [])  # never the first class
-    report["low_classes"] = [4, 1]
+    classes = [0, 1, 4, 6]
+    next_slices = {1: [(3, 5.0), (None, 0.0), (1, 2.5)], 4: [(0, 4.0), (2, 3.0), (7, 0.4)],
+                   6: [(5, 1.0), (6, 1.0), (2, 1.0)]}
+    assert classes_to_check(classes, [0, 6], next_slices) == ([(3, "6", [5, 6, 2])], [])  # never the first class
     # in label order; z of class 4 holds under half a voxel expected wrong: not worth checking
-    assert classes_to_check(report) == ([(1, "1", [3, None, 1]), (2, "4", [0, 2, None])], [])
-    report["low_classes"] = [0]
-    assert classes_to_check(report) == ([(1, "1", [3, None, 1])], [])  # 7.5 expected errors, 4: 7.0 (0.4 left out)
-    next_slices["4"] = picks((0, 4.0), (2, 3.0), (7, 0.5))
-    assert classes_to_check(report)[0][0][1] == "1"  # equal sums, 7.5: the lower label value
-    next_slices["4"] = picks((0, 4.0), (2, 3.0), (7, 1.0))
-    assert classes_to_check(report) == ([(2, "4", [0, 2, 7])], [])
+    assert classes_to_check(classes, [4, 1], next_slices) == ([(1, "1", [3, None, 1]), (2, "4", [0, 2, None])], [])
+    # 7.5 expected errors, 4: 7.0 (0.4 left out)
+    assert classes_to_check(classes, [0], next_slices) == ([(1, "1", [3, None, 1])], [])
+    next_slices[4] = [(0, 4.0), (2, 3.0), (7, 0.5)]
+    assert classes_to_check(classes, [0], next_slices)[0][0][1] == "1"  # equal sums, 7.5: the lower label value
+    next_slices[4] = [(0, 4.0), (2, 3.0), (7, 1.0)]
+    assert classes_to_check(classes, [0], next_slices) == ([(2, "4", [0, 2, 7])], [])
     # a class with no slice worth checking is never shown, even when warned about
-    next_slices["6"] = picks((None, 0.0), (3, 0.2), (4, 0.0))
-    report["low_classes"] = [6]
-    assert classes_to_check(report) == ([(2, "4", [0, 2, 7])], [])
-    next_slices["1"] = next_slices["4"] = next_slices["6"]
-    assert classes_to_check(report) == ([], [])
-    assert classes_to_check({"classes": [0], "low_classes": [0], "next_slices": {}}) == ([], [])
+    next_slices[6] = [(None, 0.0), (3, 0.2), (4, 0.0)]
+    assert classes_to_check(classes, [6], next_slices) == ([(2, "4", [0, 2, 7])], [])
+    next_slices[1] = next_slices[4] = next_slices[6]
+    assert classes_to_check(classes, [6], next_slices) == ([], [])
+    assert classes_to_check([0], [0], {}) == ([], [])
+    # the unrounded expected errors decide, as in the printed line: 0.46 is under half a voxel
+    assert classes_to_check([0, 1], [1], {1: [(2, 0.46), (3, 0.0), (None, 0.0)]}) == ([], [])
 
     # at most MAX_CLASSES_DRAWN of the classes warned about: those with the most expected errors
     many = list(range(1, MAX_CLASSES_DRAWN + 3))
-    report = {"classes": [0, *many], "low_classes": many,
-              "next_slices": {str(c): picks((c, float(c % 4)), (0, 1.0), (0, 1.0)) for c in many}}
     errors = {c: c % 4 + 2.0 for c in many}
     kept = sorted(sorted(many, key=lambda c: (-errors[c], c))[:MAX_CLASSES_DRAWN])
-    shown, left_out = classes_to_check(report)
+    shown, left_out = classes_to_check([0, *many], many, {c: [(c, float(c % 4)), (0, 1.0), (0, 1.0)] for c in many})
     assert [int(name) for _, name, _ in shown] == kept and left_out == [c for c in many if c not in kept]
 
 

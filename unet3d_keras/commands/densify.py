@@ -272,7 +272,8 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
     if args.steps is not None and fitted.steps < args.steps:
         print(f"warning: --max-minutes {minutes} stopped training after {fitted.steps} of the {args.steps} steps")
     annotated_voxels = sparse != args.ignore_label
-    report = report_scores(fitted, classes, args, result.probabilities, annotated_voxels)
+    next_slices = least_sure_slices(result.probabilities, classes, annotated_voxels)
+    report = report_scores(fitted, classes, args, next_slices)
     scores_file = scores_path(output)
     write_text_atomically(scores_file, json.dumps(report, indent=1) + "\n")
     print(f"wrote {scores_file}")
@@ -285,7 +286,7 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
                                        fitted.kept_epoch, final_iou, title=f"{output.name}: {fitted.stop_reason}"),
                 picture)
     print(f"wrote {picture}")
-    shown, left_out = classes_to_check(report)
+    shown, left_out = classes_to_check(classes, report["low_classes"], next_slices)
     picture = check_picture_path(output)
     names = ", ".join(name for _, name, _ in shown)
     what = (f"the slices where the model is least sure of class {names}" if shown else
@@ -300,7 +301,9 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
     return 0
 
 
-def classes_to_check(report: dict) -> tuple[list[tuple[int, str, list[int | None]]], list[int]]:
+def classes_to_check(classes: list[int], low_classes: list[int],
+                     next_slices: dict[int, list[tuple[int | None, float]]]
+                     ) -> tuple[list[tuple[int, str, list[int | None]]], list[int]]:
     """The classes that the picture of the slices to check shows, as ``densify_check_figure`` takes them.
 
     Those warned about, but the first class, and at most :data:`MAX_CLASSES_DRAWN` of them (those whose
@@ -308,22 +311,41 @@ def classes_to_check(report: dict) -> tuple[list[tuple[int, str, list[int | None
     slices hold the most. Only slices worth checking (``slices_to_check``) count, and a class with
     none is never shown.
 
+    Args:
+        classes: the label value of each class.
+        low_classes: the label values warned about.
+        next_slices: per foreground label value, :func:`least_sure_slices`' choice.
+
     Returns:
         ``(shown, left_out)``: per class shown, ``(position, label value as text, slice index or None per
         axis)``, in the order of the label values; the label values warned about, with slices worth
         checking, that were left out.
     """
-    classes = report["classes"]
-    chosen = {c: [(pick["index"], pick["expected_errors"]) for pick in report["next_slices"][str(c)].values()]
-              for c in classes[1:]}
-    worth = {c: sum(errors for index, (_, errors) in zip(slices_to_check(picks), picks) if index is not None)
-             for c, picks in chosen.items() if any(i is not None for i in slices_to_check(picks))}
-    warned = [c for c in report["low_classes"] if c in worth]
+    worth = {c: sum(errors for index, (_, errors) in zip(slices_to_check(chosen), chosen) if index is not None)
+             for c, chosen in next_slices.items() if any(i is not None for i in slices_to_check(chosen))}
+    warned = [c for c in low_classes if c in worth]
     # most expected errors first; of equal sums, the lower label value
     ranked = sorted(warned or worth, key=lambda c: (-worth[c], c))
     picked = sorted(ranked[:MAX_CLASSES_DRAWN] if warned else ranked[:1])
     left_out = [c for c in warned if c not in picked]
-    return [(classes.index(c), str(c), slices_to_check(chosen[c])) for c in picked], left_out
+    return [(classes.index(c), str(c), slices_to_check(next_slices[c])) for c in picked], left_out
+
+
+def least_sure_slices(probabilities: np.ndarray, classes: list[int], annotated: np.ndarray
+                      ) -> dict[int, list[tuple[int | None, float]]]:
+    """Per foreground class, :func:`~unet3d_keras.annotation_advice.least_certain_slices` of the volume.
+
+    Args:
+        probabilities: ``(n_classes, x, y, z)`` the volume's softmax outputs.
+        classes: the label value of each class.
+        annotated: bool ``(x, y, z)``, True where the label map was annotated.
+
+    Returns:
+        Label value -> per axis ``(slice index or None, expected errors)``, for every class but the first.
+    """
+    winners = np.argmax(probabilities, axis=0)  # once for all classes
+    return {c: least_certain_slices(probabilities, position, annotated, winners)
+            for position, c in enumerate(classes) if position}
 
 
 def probability_image(probability: np.ndarray, label_image: nib.Nifti1Image) -> nib.Nifti1Image:
@@ -345,25 +367,20 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def report_scores(fitted: SparseModel, classes: list[int], args: argparse.Namespace, probabilities: np.ndarray,
-                  annotated: np.ndarray) -> dict:
+def report_scores(fitted: SparseModel, classes: list[int], args: argparse.Namespace,
+                  next_slices: dict[int, list[tuple[int | None, float]]]) -> dict:
     """Print the held-back scores (and warnings); return what the JSON file holds.
 
     Args:
         fitted: the trained model and its scores.
         classes: the label value of each class.
         args: the command's arguments.
-        probabilities: ``(n_classes, x, y, z)`` the volume's softmax outputs, for the slices to check next.
-        annotated: bool ``(x, y, z)``, True where the label map was annotated.
+        next_slices: per foreground class, the slices to check next (:func:`least_sure_slices`).
 
     Returns:
         The report: the run, the held-back scores, the classes warned about, and per foreground class
         the slice of each axis where the model is least sure of it (``next_slices``).
     """
-    winners = np.argmax(probabilities, axis=0)
-    next_slices = {c: least_certain_slices(probabilities, position, annotated, winners)
-                   for position, c in enumerate(classes) if position}
-    del winners  # why: 8 bytes a voxel, freed before the report's JSON is built
     report = {"classes": classes, "steps": fitted.steps, "epochs": fitted.epochs, "kept_epoch": fitted.kept_epoch,
               "stop_reason": fitted.stop_reason, "train_seconds": round(fitted.train_seconds, 1),
               "holdout": args.holdout, "held_out_voxels": fitted.held_out_voxels,
