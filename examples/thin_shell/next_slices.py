@@ -41,10 +41,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import (ADDED_WAYS, IGNORE, MEMBRANE, NEXT_SLICE_RESULTS, VOLUMES, iou_per_class, make_volume,  # noqa: E402
-                 run_json_process, run_two_at_a_time, save_json, sparse_labels, start_results)
-
-FIRST = "two per axis"
+from run import (ADDED_WAYS, FIRST_RUN, IGNORE, MEMBRANE, NEXT_SLICE_RESULTS, VOLUMES, iou_per_class,  # noqa: E402
+                 make_volume, run_json_process, run_two_at_a_time, save_json, sparse_labels, start_results)
 
 
 def annotation(dense: np.ndarray, added: list[int] | None) -> np.ndarray:
@@ -121,7 +119,7 @@ def score_seed(dense: np.ndarray, runs: dict[str, dict], predicted_path: Callabl
     scored = never.copy()
     for name in ADDED_WAYS:
         scored &= annotation(dense, runs[name]["added"]) == IGNORE
-    first = np.load(predicted_path(FIRST))
+    first = np.load(predicted_path(FIRST_RUN))
     wrong = ((first == MEMBRANE) != (dense == MEMBRANE)) & never
     per_slice = [wrong.sum(axis=tuple(a for a in range(3) if a != axis)) for axis in range(3)]
     record = {"scored_voxels": int(scored.sum()), "most_first_run_errors": [int(p.max()) for p in per_slice],
@@ -129,7 +127,7 @@ def score_seed(dense: np.ndarray, runs: dict[str, dict], predicted_path: Callabl
     for name, run in runs.items():
         record["runs"][name] = {"added": run["added"], "steps": run["steps"], "seconds": run["seconds"],
                                 "iou": iou_per_class(np.load(predicted_path(name)), dense, scored)}
-        if name == FIRST:
+        if name == FIRST_RUN:
             record["runs"][name]["expected_errors"] = run["expected_errors"]
         else:
             record["runs"][name]["first_run_errors"] = [int(p[index]) for p, index in zip(per_slice, run["added"])]
@@ -169,16 +167,16 @@ def main(argv: list[str] | None = None) -> int:
             return (f"{args.volume}, seed {seed}, {name} (added {added}): {result['steps']} steps in "
                     f"{result['seconds']} s")
 
-        first = [(seed, FIRST, None) for seed in args.seed]
+        first = [(seed, FIRST_RUN, None) for seed in args.seed]
         others = [(seed, name, added) for seed in args.seed for name, added in
                   (("widest gap", widest_gap(dense)), ("random", random_slices(dense, seed)))]
         run_two_at_a_time(first + others[:len(first)], train, keep, results, NEXT_SLICE_RESULTS)
         # the slices that the first run of each seed named
-        named = [(seed, "least sure", runs[seed, FIRST]["least_sure"]) for seed in args.seed]
+        named = [(seed, "least sure", runs[seed, FIRST_RUN]["least_sure"]) for seed in args.seed]
         run_two_at_a_time(others[len(first):] + named, train, keep, results, NEXT_SLICE_RESULTS)
-        record["machine"] += f", {runs[args.seed[0], FIRST]['precision']}"
+        record["machine"] += f", {runs[args.seed[0], FIRST_RUN]['precision']}"
         for seed in args.seed:
-            seed_runs = {name: runs[seed, name] for name in (FIRST, *ADDED_WAYS)}
+            seed_runs = {name: runs[seed, name] for name in (FIRST_RUN, *ADDED_WAYS)}
             record["seeds"][str(seed)] = score_seed(dense, seed_runs, lambda name: predicted_file(folder, seed, name))
             for name, run in record["seeds"][str(seed)]["runs"].items():
                 print(f"seed {seed}, {name}: background/cell/membrane IoU "

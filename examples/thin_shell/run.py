@@ -101,7 +101,9 @@ ORACLE_RESULTS = HERE / "results_oracle.json"
 FOREST_RESULTS = HERE / "results_forest.json"
 #: next_slices.py's runs with one slice more per axis: the slices densify names, the widest gap's, random ones.
 NEXT_SLICE_RESULTS = HERE / "results_next_slices.json"
-#: next_slices.py's ways of adding one slice per axis, in the table's order.
+#: next_slices.py's first run of each seed, two slices per axis, and its ways of adding one slice per axis,
+#: in the table's order.
+FIRST_RUN = "two per axis"
 ADDED_WAYS = ("least sure", "widest gap", "random")
 #: tuning.py's side-by-side runs of densify's defaults and each variant: name -> its --set overrides.
 TUNING_RESULTS = HERE / "results_tuning.json"
@@ -1449,7 +1451,7 @@ def tuning_lines() -> list[str]:
 def next_slice_gains(record: dict) -> list[float]:
     """What one slice more per axis moved the membrane by, against two per axis: each way and seed of a volume's
     record in NEXT_SLICE_RESULTS."""
-    return [seed["runs"][name]["iou"][MEMBRANE] - seed["runs"]["two per axis"]["iou"][MEMBRANE]
+    return [seed["runs"][name]["iou"][MEMBRANE] - seed["runs"][FIRST_RUN]["iou"][MEMBRANE]
             for seed in record["seeds"].values() for name in ADDED_WAYS]
 
 
@@ -1458,7 +1460,7 @@ def next_slice_lines() -> list[str]:
     not run."""
     if not NEXT_SLICE_RESULTS.exists():
         return []
-    labels = {"two per axis": "two slices per axis", "least sure": "+ the slices densify named",
+    labels = {FIRST_RUN: "two slices per axis", "least sure": "+ the slices densify named",
               "widest gap": "+ the middle of the widest gap", "random": "+ a random slice"}
     lines = []
     for volume, record in json.loads(NEXT_SLICE_RESULTS.read_text())["runs"].items():
@@ -1472,7 +1474,7 @@ def next_slice_lines() -> list[str]:
                 + f" | {means[name][MEMBRANE]:.3f} / {means[name][1]:.3f} | "
                 + ", ".join(f"{run['iou'][MEMBRANE]:.3f}" for run in name_runs) + " |"
                 for name, name_runs in runs.items()]
-        first = runs["two per axis"]
+        first = runs[FIRST_RUN]
         named, gap, drawn = (runs[name] for name in ADDED_WAYS)
         gains = next_slice_gains(record)
         versus = [n["iou"][MEMBRANE] - g["iou"][MEMBRANE] for n, g in zip(named, gap)]
