@@ -1,5 +1,6 @@
 """Densify's held-back voxels: the split, the per-class scores, class weights, the stopping rules."""
 
+import errno
 import json
 import math
 
@@ -488,7 +489,8 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
     assert "--decay-epochs: expected 0 or more epochs, received -1" in capsys.readouterr().err
 
 
-def test_predict_annotated_and_probabilities_write_the_models_own_on_every_voxel(case, tmp_path, capsys):
+def test_predict_annotated_and_probabilities_write_the_models_own_on_every_voxel(case, tmp_path, capsys,
+                                                                                 monkeypatch):
     import nibabel as nib
 
     from unet3d_keras.commands.densify import main
@@ -534,6 +536,23 @@ def test_predict_annotated_and_probabilities_write_the_models_own_on_every_voxel
     probabilities = np.stack([np.asarray(image_read.dataobj) for image_read in read])
     np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=1e-5)
     np.testing.assert_array_equal(np.argmax(probabilities, axis=0), model)
+
+    # a full disk on the last probability file: the label map and every probability file stay as they were
+    before = {path: path.read_bytes() for path in [tmp_path / "model.nii", *paths]}
+    real_save, saved = nib.save, []
+
+    def save_until_the_disk_is_full(image, filename):
+        saved.append(filename)
+        if len(saved) == 4:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(image, filename)
+
+    monkeypatch.setattr(nib, "save", save_until_the_disk_is_full)
+    assert main([*common, "--output", str(tmp_path / "model.nii"), "--probabilities", "--seed", "4"]) != 0
+    assert f"{paths[2]}" in capsys.readouterr().err
+    assert len(saved) == 4 and all(path.read_bytes() == data for path, data in before.items())
+    assert not [path.name for path in tmp_path.iterdir() if ".tmp-" in path.name]
+    monkeypatch.undo()
 
     # a probability file that would replace an input is refused before any work
     (tmp_path / "x_probability_1.nii.gz").write_bytes((tmp_path / "image.nii.gz").read_bytes())

@@ -5,6 +5,7 @@ put back on a subject's own grid and written atomically.
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Sequence
 
@@ -24,10 +25,23 @@ from .utils.utils import read_image_header
 
 def save_image_atomically(image: nib.spatialimages.SpatialImage, path: str | os.PathLike) -> None:
     """Write a NIfTI image to a temporary name in the same folder, then rename it."""
-    # nibabel picks compression from the name: the temporary keeps the target's extension.
-    suffix = ".nii.gz" if str(path).endswith(".gz") else os.path.splitext(str(path))[1] or ".nii.gz"
-    with atomic_path(path, suffix=suffix) as tmp:
-        nib.save(image, tmp)
+    save_images_atomically([image], [path])
+
+
+def save_images_atomically(images: Sequence[nib.spatialimages.SpatialImage], paths: Sequence[str | os.PathLike]
+                           ) -> None:
+    """Write NIfTI images that belong together: all or none.
+
+    Each is written to a temporary name beside its path; only when every one is written are they renamed,
+    so that a failure (a full disk) leaves the earlier files of all ``paths`` as they were.
+    """
+    if len(images) != len(paths):
+        raise ValueError(f"{len(images)} images for {len(paths)} paths")
+    with ExitStack() as renames:  # leaving it renames every temporary, or removes them all on an error
+        for image, path in zip(images, paths):
+            # nibabel picks compression from the name: the temporary keeps the target's extension.
+            suffix = ".nii.gz" if str(path).endswith(".gz") else os.path.splitext(str(path))[1] or ".nii.gz"
+            nib.save(image, renames.enter_context(atomic_path(path, suffix=suffix)))
 
 
 def resample_to_grid(

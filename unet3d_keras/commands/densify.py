@@ -38,7 +38,8 @@ first (at most 4, those with the most expected errors), or else for the class wh
 most. --probabilities also writes each class's probability (float32, the model's own on every
 voxel, annotated or not, averaged and blended as the labels were; 4 bytes a voxel per class) to
 OUT's name with ``_probability_<label value>`` and OUT's suffix (e.g. ``dense_probability_2.nii.gz``),
-to overlay in a viewer where the model is unsure.
+to overlay in a viewer where the model is unsure. The label map and these files are written together:
+a failure while writing them (a full disk) leaves the older files of those names as they were.
 --set changes the defaults of unet3d_keras.densify.DENSIFY_DEFAULTS (e.g. --set model.n_base_filters=8).
 """
 
@@ -60,7 +61,7 @@ from ..cli import base_parser, run
 from ..densify_holdout import CLASS_WEIGHTINGS, SAMPLINGS, DensifyOptions, low_classes
 from ..errors import DataError
 from ..fileio import check_writable_folder, write_text_atomically
-from ..inference_io import save_image_atomically
+from ..inference_io import save_images_atomically
 from ..run_lock import run_folder_lock
 from ..sparse import annotated_classes, check_label_range
 from ..subject_images import read_subject_images
@@ -257,10 +258,10 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
                      keep_annotations=not args.predict_annotated)
     dense = nib.Nifti1Image(result.labels.astype(np.uint8), label_image.affine, label_image.header)
     dense.set_data_dtype(np.uint8)  # annotated_classes holds every class to 0-255
-    save_image_atomically(dense, output)
     written = probability_paths(output, classes) if args.probabilities else []
-    for path, probability in zip(written, result.probabilities):
-        save_image_atomically(probability_image(probability, label_image), path)
+    maps = [probability_image(probability, label_image) for probability in result.probabilities[:len(written)]]
+    # all or none: a failure on the last probability file leaves no new label map beside old probabilities
+    save_images_atomically([dense, *maps], [output, *written])
     counts = {c: int(np.sum(result.labels == c)) for c in classes}
     fitted = result.fitted
     print(f"wrote {output}: {_count(fitted.steps, 'step')} ({_count(result.epochs, 'epoch')}) in "
