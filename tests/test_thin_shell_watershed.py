@@ -1,0 +1,67 @@
+"""examples/thin_shell/watershed.py: the faces between regions and the membrane drawn on one side of each."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FOLDER = Path(__file__).resolve().parents[1] / "examples" / "thin_shell"
+
+
+@pytest.fixture
+def watershed(monkeypatch):
+    monkeypatch.syspath_prepend(str(FOLDER))  # the script imports run.py beside it
+    for neighbour in [m for m in sys.modules if m in {p.stem for p in FOLDER.glob("*.py")}]:
+        monkeypatch.delitem(sys.modules, neighbour)
+    spec = importlib.util.spec_from_file_location("thin_shell_watershed", FOLDER / "watershed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_face_sides_are_the_voxels_of_each_region_that_touch_the_other(watershed):
+    regions = np.zeros((7, 6, 5), np.int32)
+    regions[1:3, 1:5, 1:4] = 1
+    regions[3:6, 1:5, 1:4] = 2
+    regions[3:6, 1:5, 4] = 3  # touches 2 along z, 1 only along an edge
+    sides = watershed.face_sides(regions)
+    assert sorted(sides) == [(1, 2), (2, 3)]
+    flat = np.arange(regions.size).reshape(regions.shape)
+    one, two = sides[(1, 2)]
+    np.testing.assert_array_equal(np.sort(one), np.sort(flat[2, 1:5, 1:4].ravel()))
+    np.testing.assert_array_equal(np.sort(two), np.sort(flat[3, 1:5, 1:4].ravel()))
+    two, three = sides[(2, 3)]
+    np.testing.assert_array_equal(np.sort(two), np.sort(flat[3:6, 1:5, 3].ravel()))
+    np.testing.assert_array_equal(np.sort(three), np.sort(flat[3:6, 1:5, 4].ravel()))
+
+
+def test_redraw_from_the_true_cells_gives_back_the_volume(watershed):
+    run = sys.modules["run"]
+    image, dense = run.make_volume(**run.VOLUMES["thin"][0])
+    cells = run.make_tissue(np.random.default_rng(0), 1)[0]
+    unannotated = np.full(dense.shape, run.IGNORE, np.uint8)
+    # Fortran order, as NIfTI arrays are read: ravel copies them
+    foreground = np.asfortranarray(cells > 0)
+    # no preference: each face on the side of the lower-numbered cell, as make_volume draws it
+    np.testing.assert_array_equal(watershed.redraw(cells, foreground, np.zeros(dense.shape), unannotated), dense)
+    # the side with the higher mean boundary wins...
+    flipped = watershed.redraw(cells, foreground, (cells.astype(float) / cells.max()), unannotated)
+    assert np.array_equal(flipped == 0, dense == 0) and not np.array_equal(flipped, dense)
+    upper = watershed.face_sides(cells)
+    for lower_side, upper_side in upper.values():
+        assert np.all(flipped.ravel()[upper_side] == 2)
+    # ...unless the annotation marks the other: the two slices per axis set the faces they cross back
+    sparse = run.sparse_labels(dense)
+    annotated = watershed.redraw(cells, foreground, (cells.astype(float) / cells.max()), sparse)
+    marked = sparse.ravel()
+
+    def clean(side, value):  # annotated somewhere, and everywhere annotated with value
+        return np.any(marked[side] != run.IGNORE) and np.all(marked[side][marked[side] != run.IGNORE] == value)
+
+    crossed = [pair for pair, (a, b) in upper.items() if clean(a, 2) and clean(b, 1)]
+    assert len(crossed) >= 30  # of the 183 faces
+    for pair in crossed:
+        lower_side, upper_side = upper[pair]
+        assert np.all(annotated.ravel()[lower_side] == 2)
