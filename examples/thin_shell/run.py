@@ -1385,7 +1385,8 @@ def watershed_lines(olds: dict[str, list[float] | None]) -> list[str]:
             "of the model's membrane probability (smoothed, seeded far from any likely membrane) finds the cells, and "
             "a membrane one voxel thick is drawn on one side of each face between two of them, the side the "
             "annotation marks where the face crosses an annotated slice, else the side where the model's probability "
-            f"of membrane is higher (`{record['commands'][-1]}`; its setting was fixed on an earlier run). On the "
+            "of membrane is higher (" + ", ".join(f"`{command}`" for command in dict.fromkeys(record["commands"]))
+            + "; its setting was fixed on an earlier run). On the "
             "never-annotated voxels of " + "; ".join(parts) + ". The sides are not what is missing, the cells are: "
             "the model's probabilities show too little of the faces between them for a watershed to find most."]
 
