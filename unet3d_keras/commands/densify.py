@@ -242,8 +242,9 @@ def work(args: argparse.Namespace) -> int:
 def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOptions) -> int:
     images, sparse, label_image = read_inputs(args.image, args.labels, args.ignore_label, args.clip_outliers)
     classes = annotated_classes(sparse, args.ignore_label, args.labels)  # fails fast, before Keras loads
-    inputs = input_paths(args) if args.probabilities else set()
-    for path in probability_paths(output, classes) if args.probabilities else ():
+    written = probability_paths(output, classes) if args.probabilities else []
+    inputs = input_paths(args)
+    for path in written:
         if path.resolve() in inputs:
             raise DataError(f"{path}: the probability file would overwrite an input file; choose another output")
     # why: densify loads Keras, which only pays once the inputs are known to be valid
@@ -258,8 +259,7 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
                      keep_annotations=not args.predict_annotated)
     dense = nib.Nifti1Image(result.labels.astype(np.uint8), label_image.affine, label_image.header)
     dense.set_data_dtype(np.uint8)  # annotated_classes holds every class to 0-255
-    written = probability_paths(output, classes) if args.probabilities else []
-    maps = [probability_image(probability, label_image) for probability in result.probabilities[:len(written)]]
+    maps = [probability_image(probability, label_image) for probability in result.probabilities] if written else []
     # all or none: a failure on the last probability file leaves no new label map beside old probabilities
     save_images_atomically([dense, *maps], [output, *written])
     counts = {c: int(np.sum(result.labels == c)) for c in classes}
@@ -322,14 +322,15 @@ def classes_to_check(classes: list[int], low_classes: list[int],
         axis)``, in the order of the label values; the label values warned about, with slices worth
         checking, that were left out.
     """
-    worth = {c: sum(errors for index, (_, errors) in zip(slices_to_check(chosen), chosen) if index is not None)
-             for c, chosen in next_slices.items() if any(i is not None for i in slices_to_check(chosen))}
+    checked = {c: slices_to_check(chosen) for c, chosen in next_slices.items()}
+    worth = {c: sum(errors for index, (_, errors) in zip(checked[c], chosen) if index is not None)
+             for c, chosen in next_slices.items() if any(index is not None for index in checked[c])}
     warned = [c for c in low_classes if c in worth]
     # most expected errors first; of equal sums, the lower label value
     ranked = sorted(warned or worth, key=lambda c: (-worth[c], c))
     picked = sorted(ranked[:MAX_CLASSES_DRAWN] if warned else ranked[:1])
     left_out = [c for c in warned if c not in picked]
-    return [(classes.index(c), str(c), slices_to_check(next_slices[c])) for c in picked], left_out
+    return [(classes.index(c), str(c), checked[c]) for c in picked], left_out
 
 
 def least_sure_slices(probabilities: np.ndarray, classes: list[int], annotated: np.ndarray
