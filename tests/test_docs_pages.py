@@ -5,30 +5,20 @@ experiment writes the page and keeps the sections of others; the thin-shell expe
 densify section at its end. Text edited into the page alone would be undone by the next run of either.
 """
 
-import importlib.util
-import sys
 from pathlib import Path
+
+from example_scripts import load_example
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "sparse_annotation.md"
 
 
-def _load(name: str, path: Path, monkeypatch):
-    monkeypatch.syspath_prepend(str(path.parent))  # the script imports its neighbours
-    for neighbour in [m for m in sys.modules if m in {p.stem for p in path.parent.glob("*.py")}]:
-        monkeypatch.delitem(sys.modules, neighbour)  # another folder's run.py must not stand in for this one's
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_sparse_annotation_page_is_what_its_generators_write(monkeypatch):
     page = PAGE.read_text(encoding="utf-8")
-    thin_shell = _load("thin_shell_run", ROOT / "examples" / "thin_shell" / "run.py", monkeypatch)
+    thin_shell = load_example("thin_shell_run", ROOT / "examples" / "thin_shell" / "run.py", monkeypatch)
     section = thin_shell.markdown()
     assert page.endswith("\n\n" + section), "edit examples/thin_shell/run.py, then run it with --markdown-only"
-    mni152 = _load("mni152_run", ROOT / "examples" / "mni152_sparse" / "run.py", monkeypatch)
+    mni152 = load_example("mni152_run", ROOT / "examples" / "mni152_sparse" / "run.py", monkeypatch)
     results = mni152.load_results(ROOT / "examples" / "mni152_sparse" / "results.json")
     assert mni152.markdown(results) + mni152.kept_sections(PAGE.parent) == page, (
         "edit examples/mni152_sparse/run.py, then run it with --markdown-only")

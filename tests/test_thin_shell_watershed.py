@@ -1,24 +1,18 @@
 """examples/thin_shell/watershed.py: the faces between regions and the membrane drawn on one side of each."""
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from example_scripts import load_example
 
 FOLDER = Path(__file__).resolve().parents[1] / "examples" / "thin_shell"
 
 
 @pytest.fixture
 def watershed(monkeypatch):
-    monkeypatch.syspath_prepend(str(FOLDER))  # the script imports run.py beside it
-    for neighbour in [m for m in sys.modules if m in {p.stem for p in FOLDER.glob("*.py")}]:
-        monkeypatch.delitem(sys.modules, neighbour)
-    spec = importlib.util.spec_from_file_location("thin_shell_watershed", FOLDER / "watershed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("thin_shell_watershed", FOLDER / "watershed.py", monkeypatch)
 
 
 def test_face_sides_are_the_voxels_of_each_region_that_touch_the_other(watershed):
