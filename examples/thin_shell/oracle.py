@@ -32,22 +32,8 @@ from scipy import ndimage
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import (IGNORE, ORACLE_RESULTS, VOLUMES, draw_image, iou_per_class, make_tissue, make_volume,  # noqa: E402
-                 membrane_mask, save_json, sparse_labels, start_results)
-
-#: the volumes whose membranes are one voxel thick: where a face's side is the question
-ONE_VOXEL = [name for name, (arguments, _, _) in VOLUMES.items() if arguments.get("thickness") == 1]
-
-
-def faces(cells: np.ndarray) -> list[tuple[int, int]]:
-    """The pairs of cells ``(a, b)``, ``a < b``, that share a face (a 6-neighbour), sorted."""
-    pairs = set()
-    for axis in range(3):
-        neighbour = np.roll(cells, 1, axis=axis)
-        touching = (cells > 0) & (neighbour > 0) & (neighbour != cells)
-        pairs.update(zip(np.minimum(cells, neighbour)[touching].tolist(),
-                         np.maximum(cells, neighbour)[touching].tolist()))
-    return sorted(pairs)
+from run import (IGNORE, ONE_VOXEL, ORACLE_RESULTS, VOLUMES, draw_image, face_sides, iou_per_class,  # noqa: E402
+                 make_tissue, make_volume, membrane_mask, save_json, sparse_labels, start_results)
 
 
 def read(volume: str, boxes: list[int]) -> dict:
@@ -70,12 +56,10 @@ def read(volume: str, boxes: list[int]) -> dict:
     count = cells.max() + 1
     carrier = np.minimum.outer(np.arange(count), np.arange(count))
     residual = (image - draw_image(cells, brightness, membrane, value, blur)) ** 2
-    neighbours = [np.roll(cells, shift, axis=axis) for axis in range(3) for shift in (1, -1)]
     # the membrane against the background is not in question: every reader starts from it
     chosen = {key: membrane_mask(cells, 1, np.full_like(carrier, -1)) for key in ["face", *boxes]}
-    shared = faces(cells)
     wrong = counted = 0
-    for a, b in shared:
+    for (a, b), sides in face_sides(cells).items():
         flipped = carrier.copy()
         flipped[a, b] = flipped[b, a] = b
         other_side = membrane_mask(cells, 1, flipped)
@@ -84,8 +68,8 @@ def read(volume: str, boxes: list[int]) -> dict:
         counted += 1
         # > 0 where the image is nearer the truth (a carries the membrane) than the flipped face
         evidence = (image - draw_image(cells, brightness, other_side, value, blur)) ** 2 - residual
-        side_a = (cells == a) & np.any([n == b for n in neighbours], axis=0)
-        side_b = (cells == b) & np.any([n == a for n in neighbours], axis=0)
+        side_a, side_b = np.zeros((2, *cells.shape), bool)
+        side_a.flat[sides[0]] = side_b.flat[sides[1]] = True
         right = evidence.sum() > 0
         wrong += not right
         chosen["face"] |= side_a if right else side_b

@@ -80,6 +80,8 @@ VOLUMES: dict[str, tuple[dict, str, str]] = {
     "edges": ({"membrane_value": None, "noise": 0.05, "brightness_range": (0.4, 1.2)}, "results_edges.json",
               "Membranes two voxels thick with no brightness of their own, a quarter of the noise (`--volume edges`)"),
 }
+#: the volumes whose membranes are one voxel thick, on one side of each face: where a face's side is the question
+ONE_VOXEL = [name for name, (arguments, _, _) in VOLUMES.items() if arguments.get("thickness") == 1]
 SHAPE = (64, 64, 48)
 IGNORE = 255
 DEFAULT_SEED = 42
@@ -304,6 +306,28 @@ def membrane_mask(cells: np.ndarray, thickness: int = 2, carrier: np.ndarray | N
             other = (neighbour != cells) & ((neighbour == 0) | (thickness == 2) | (carrier[cells, neighbour] == cells))
             membrane |= (cells > 0) & other
     return membrane
+
+
+def face_sides(regions: np.ndarray) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+    """For each pair of touching regions ``a < b`` (6-neighbours; 0 is no region): the flat indices of a's voxels
+    that touch b and of b's voxels that touch a."""
+    flat = regions.ravel()
+    voxels, others = [], []
+    for axis in range(3):
+        for shift in (1, -1):
+            neighbour = np.roll(regions, shift, axis=axis).ravel()  # the volume's border is background
+            touching = np.flatnonzero((flat > 0) & (neighbour > 0) & (neighbour != flat))
+            voxels.append(touching)
+            others.append(neighbour[touching])
+    voxel, other = np.concatenate(voxels), np.concatenate(others)
+    own = flat[voxel]
+    rows = np.unique(np.stack([np.minimum(own, other), np.maximum(own, other), voxel]), axis=1)
+    pairs, which = np.unique(rows[:2], axis=1, return_inverse=True)
+    sides = {}
+    for index, (a, b) in enumerate(pairs.T.tolist()):
+        members = rows[2, which.ravel() == index]
+        sides[(a, b)] = (members[flat[members] == a], members[flat[members] == b])
+    return sides
 
 
 def draw_image(cells: np.ndarray, brightness: np.ndarray, membrane: np.ndarray, membrane_value: float | None,

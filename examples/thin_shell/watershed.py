@@ -38,11 +38,10 @@ from scipy import ndimage
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import (CLASSES, DEFAULT_SEED, IGNORE, MEMBRANE, ROOT, VOLUMES, WATERSHED_RESULTS, iou_per_class,  # noqa: E402
-                 make_tissue, make_volume, run_process, save_json, sparse_labels, start_results, write_inputs)
+from run import (CLASSES, DEFAULT_SEED, IGNORE, MEMBRANE, ONE_VOXEL, ROOT, VOLUMES, WATERSHED_RESULTS,  # noqa: E402
+                 face_sides, iou_per_class, make_tissue, make_volume, run_process, save_json, sparse_labels,
+                 start_results, write_inputs)
 
-#: the volumes whose membranes are one voxel thick, on one side of each face
-ONE_VOXEL = [name for name, (arguments, _, _) in VOLUMES.items() if arguments.get("thickness") == 1]
 #: the steps of today's defaults in the page's 12-minute run on `thin` (seed 42)
 STEPS = 2624
 #: (smoothing of the membrane probability in voxels, seeds where it is below this, seeds at least this many
@@ -51,28 +50,6 @@ GRID = list(itertools.product((0.7, 1.0, 1.5), (0.1, 0.2, 0.3), (7, 9)))
 SETTING = (1.0, 0.2, 9)
 #: a basin finds a cell when their IoU is above this
 FOUND_IOU = 0.7
-
-
-def face_sides(regions: np.ndarray) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
-    """For each pair of touching regions ``a < b`` (6-neighbours; 0 is no region): the flat indices of a's voxels
-    that touch b and of b's voxels that touch a."""
-    flat = regions.ravel()
-    voxels, others = [], []
-    for axis in range(3):
-        for shift in (1, -1):
-            neighbour = np.roll(regions, shift, axis=axis).ravel()  # the volume's border is background
-            touching = np.flatnonzero((flat > 0) & (neighbour > 0) & (neighbour != flat))
-            voxels.append(touching)
-            others.append(neighbour[touching])
-    voxel, other = np.concatenate(voxels), np.concatenate(others)
-    own = flat[voxel]
-    rows = np.unique(np.stack([np.minimum(own, other), np.maximum(own, other), voxel]), axis=1)
-    pairs, which = np.unique(rows[:2], axis=1, return_inverse=True)
-    sides = {}
-    for index, (a, b) in enumerate(pairs.T.tolist()):
-        members = rows[2, which.ravel() == index]
-        sides[(a, b)] = (members[flat[members] == a], members[flat[members] == b])
-    return sides
 
 
 def redraw(regions: np.ndarray, foreground: np.ndarray, boundary: np.ndarray, sparse: np.ndarray) -> np.ndarray:
@@ -91,15 +68,14 @@ def redraw(regions: np.ndarray, foreground: np.ndarray, boundary: np.ndarray, sp
     return flat_labels.reshape(labels.shape)  # ravel copies arrays in Fortran order, as NIfTI reads them
 
 
-def watershed_cells(probabilities: np.ndarray, smoothing: float, threshold: float, spacing: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """The basins ``(x, y, z)`` (0 outside the foreground) of the smoothed membrane probability, from seeds at the
+def watershed_cells(probabilities: np.ndarray, foreground: np.ndarray, smoothing: float, threshold: float,
+                    spacing: int) -> tuple[np.ndarray, np.ndarray]:
+    """The basins ``(x, y, z)`` (0 outside ``foreground``) of the smoothed membrane probability, from seeds at the
     local maxima (``spacing`` apart) of the distance to the voxels where it reaches ``threshold``; and that
     smoothed probability."""
-    # why here: the rest of this script (redraw, face_sides) runs without the examples extra
+    # why here: the rest of this script (redraw) runs without the examples extra
     from skimage.segmentation import watershed
 
-    foreground = probabilities[0] < 0.5
     boundary = ndimage.gaussian_filter(probabilities[MEMBRANE], smoothing)
     distance = ndimage.distance_transform_edt(foreground & (boundary < threshold))
     seeds = (distance == ndimage.maximum_filter(distance, size=spacing)) & (distance >= 1.5)
@@ -148,7 +124,7 @@ def measure(volume: str, steps: int, seed: int) -> dict:
     foreground = probabilities[0] < 0.5
     grid = {}
     for setting in GRID:
-        basins, boundary = watershed_cells(probabilities, *setting)
+        basins, boundary = watershed_cells(probabilities, foreground, *setting)
         grid[" ".join(map(str, setting))] = {
             "iou": iou_per_class(redraw(basins, foreground, boundary, sparse), dense, never),
             "basins": int(basins.max()), "cells_found": cells_found(basins, cells)}
