@@ -7,7 +7,8 @@ without (``plain``) and with (``bn``) batch normalisation. TensorFlow 2.21 fails
 ``MirroredStrategy`` in one process (a collective shape mismatch), so there each variant needs its
 own process. ``python distributed_worker.py multi_worker OUT`` is one of two worker
 processes (``TF_CONFIG`` or the ``KERAS_DISTRIBUTION_*`` variables set by the caller). Each run writes
-``OUT/<name>.json`` (per-step training losses, validation losses) and ``OUT/<name>.npy`` (final
+``OUT/<name>.json`` (per-step training losses, validation losses as ``fit`` reports them and, but
+for ``multi_worker``, as the model computes them directly on the validation batch) and ``OUT/<name>.npy`` (final
 weights, flattened).
 
 Every run sees the same data in the same order: one global batch of 4 per step, alternating between
@@ -82,16 +83,31 @@ def devices_used(model):
     return model.distribute_strategy.num_replicas_in_sync
 
 
+def own_validation_loss(record):
+    """A callback appending the model's own loss on the validation batch, computed directly, at each epoch's end."""
+    import keras
+
+    x, y = arrays(1, GLOBAL_BATCH)
+
+    class OwnLoss(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            record.append(float(keras.ops.convert_to_numpy(keras.ops.mean(self.model.loss(y, self.model(x))))))
+
+    return OwnLoss()
+
+
 def train(out_dir, name, distribution, batch_norm=False, devices=None):
     import numpy as np
 
     from unet3d_keras.distribute import fit, is_chief
 
-    model, history = fit(lambda: build(batch_norm), distribution, batches(0, 8), batches(1, 4),
-                         global_batch_size=GLOBAL_BATCH, epochs=STEPS, verbose=0, devices=devices)
+    own = []
+    callbacks = [own_validation_loss(own)] if distribution != "multi_worker" else None
+    model, history = fit(lambda: build(batch_norm), distribution, batches(0, 8), batches(1, GLOBAL_BATCH),
+                         global_batch_size=GLOBAL_BATCH, epochs=STEPS, verbose=0, devices=devices, callbacks=callbacks)
     np.save(os.path.join(out_dir, f"{name}.npy"), flat_weights(model))
-    result = {"loss": history.history["loss"], "val_loss": history.history["val_loss"], "chief": is_chief(),
-              "devices": devices_used(model)}
+    result = {"loss": history.history["loss"], "val_loss": history.history["val_loss"], "own_val_loss": own,
+              "chief": is_chief(), "devices": devices_used(model)}
     with open(os.path.join(out_dir, f"{name}.json"), "w") as handle:
         json.dump(result, handle)
 

@@ -98,6 +98,10 @@ def local_runs(tmp_path_factory):
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_mirrored_on_two_devices_trains_like_one_device(local_runs, backend):
     result = _assert_same_training(local_runs[backend], "mirrored")
+    for name in ("one_device", "mirrored", "one_device_bn", "mirrored_bn"):
+        # The reported validation loss is the model's: Keras's own under tf.distribute was not (docs/distributed.md).
+        reported = _result(local_runs[backend], name)[0]
+        np.testing.assert_allclose(reported["val_loss"], reported["own_val_loss"], rtol=1e-5, err_msg=name)
     assert result["devices"] == 2 and _result(local_runs[backend], "one_device")[0]["devices"] == 1
     assert result["loss"][-1] < result["loss"][0]  # a Dice loss in [-1, 0] that went down
 
@@ -253,3 +257,52 @@ def test_jax_multi_worker_names_the_missing_coordinator_variables(monkeypatch):
     with pytest.raises(ValueError) as info:
         initialize()
     assert ("missing: KERAS_DISTRIBUTION_JOB_ADDRESSES, KERAS_DISTRIBUTION_PROCESS_ID" in str(info.value))
+
+
+@pytest.mark.parametrize("builder", ["unet", "isensee2017"])
+def test_validation_callback_reports_what_fit_reports_on_one_device(builder):
+    """distribute_tf.Validation (mirrored's validation) gives fit's own val_ logs: same batches, losses, metrics."""
+    import keras
+
+    from unet3d_keras.distribute_tf import Validation
+    from unet3d_keras.model import isensee2017_model, unet_model_3d
+
+    class Batches(keras.utils.PyDataset):
+        """Two batches of 2; which two depends on the epoch (on_epoch_end advances it, as HDF5Dataset does)."""
+
+        def __init__(self, seed):
+            super().__init__()
+            self.rng, self.epoch = np.random.default_rng(seed), 0
+            self.x = self.rng.random((12, 16, 16, 16, 1), dtype=np.float32)
+
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            start = (self.epoch * 4 + 2 * index) % 12
+            x = self.x[start:start + 2]
+            return x, np.concatenate([x > 0.6, x < 0.3], axis=-1).astype("float32")
+
+        def on_epoch_end(self):
+            self.epoch += 1
+
+    def run(validate_with_callback):
+        keras.utils.set_random_seed(3)
+        if builder == "unet":
+            model = unet_model_3d((16, 16, 16, 1), n_labels=2, depth=2, n_base_filters=4)
+        else:
+            model = isensee2017_model((16, 16, 16, 1), n_labels=2, n_base_filters=4, depth=3, n_segmentation_levels=2)
+        validation = Batches(1)
+        if validate_with_callback:
+            history = model.fit(Batches(0), epochs=3, verbose=0, shuffle=False,
+                                callbacks=[Validation(validation, [])])
+        else:
+            history = model.fit(Batches(0), validation_data=validation, epochs=3, verbose=0, shuffle=False)
+        return history.history, validation.epoch
+
+    (expected, expected_epoch), (got, got_epoch) = run(False), run(True)
+    assert sorted(got) == sorted(expected) and "val_loss" in got
+    assert builder != "unet" or "val_dice_coefficient" in got  # the compiled metrics too
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-6, err_msg=name)
+    assert got_epoch == expected_epoch  # the validation batches advanced through the same epochs

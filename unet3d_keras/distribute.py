@@ -3,9 +3,9 @@
 Which engine does the work:
 
 * TensorFlow (:mod:`unet3d_keras.distribute_tf`): ``mirrored`` is ``tf.distribute.MirroredStrategy``
-  with Keras's ``fit``; ``multi_worker`` is ``tf.distribute.MultiWorkerMirroredStrategy`` from
-  ``TF_CONFIG`` with a custom ``strategy.run`` step (Keras 3's ``fit`` fails under that strategy,
-  keras-team/keras#20585).
+  with Keras's ``fit``, validated on a one-device copy of the model; ``multi_worker`` is
+  ``tf.distribute.MultiWorkerMirroredStrategy`` from ``TF_CONFIG`` with a custom ``strategy.run``
+  step (Keras 3's ``fit`` fails under that strategy, keras-team/keras#20585).
 * JAX (:mod:`unet3d_keras.distribute_jax`): ``keras.distribution.DataParallel`` with Keras's ``fit``
   (``jax.jit`` over a device mesh); ``multi_worker`` joins the processes with
   ``keras.distribution.initialize()`` from the ``KERAS_DISTRIBUTION_*`` variables.
@@ -155,9 +155,7 @@ def fit(
         return distribute_jax.fit_data_parallel(model_fn, distribution, training, validation, global_batch_size,
                                                 devices=devices, **options)
     if distribution == "mirrored":
-        with get_strategy("mirrored", devices).scope():
-            model = model_fn()
-        return model, model.fit(training, validation_data=validation, **options)
+        return distribute_tf.fit_mirrored(model_fn, devices, training, validation, **options)
     return fit_multi_worker(
         model_fn, get_strategy("multi_worker"), training, validation, steps_per_epoch=len(training),
         validation_steps=len(validation), epochs=epochs, global_batch_size=global_batch_size, callbacks=callbacks,

@@ -1,7 +1,8 @@
 """TensorFlow's engine for ``training.distribution``: tf.distribute.
 
 ``mirrored`` uses ``tf.distribute.MirroredStrategy`` over the devices of one
-machine, and Keras's own ``fit`` works under it. ``multi_worker`` uses
+machine with Keras's own ``fit`` (:func:`fit_mirrored`), which validates each
+epoch on a one-device copy of the model (:class:`Validation`). ``multi_worker`` uses
 ``tf.distribute.MultiWorkerMirroredStrategy`` driven by ``TF_CONFIG``; Keras 3
 ``fit`` fails under that strategy (keras-team/keras#20585, "Attempt to convert
 a value (PerReplica...)"), so :func:`fit_multi_worker` runs a custom step with
@@ -84,6 +85,73 @@ def _as_dataset(tf, batches: Iterable, input_shape, target_shape, global_batch_s
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options).prefetch(2)
+
+
+class Validation(keras.callbacks.Callback):
+    """Evaluates a one-device copy of the model at the end of each epoch and adds ``val_<name>`` to the logs.
+
+    It stands in for ``fit``'s ``validation_data`` under ``MirroredStrategy``, where Keras 3.15 with
+    TensorFlow 2.21 sometimes reported a wrong validation loss from the second epoch on (the first
+    replica's share; measured in docs/distributed.md), and a fresh distributed ``evaluate`` each
+    epoch did too. Each epoch's weights are copied into a model built outside the strategy and
+    Keras's own ``evaluate`` runs there, on the first device: the same batches, losses and metrics
+    as ``fit`` on one device. That device holds the copy's weights too and runs the forward pass
+    of a whole global batch.
+
+    Must come first among the callbacks, so that the others (checkpoints, early stopping, the CSV
+    log, the progress bar) read the ``val_`` values it adds.
+
+    Args:
+        validation: Global validation batches (a ``PyDataset``).
+        callbacks: The other callbacks; they receive the evaluation's ``on_test_*`` calls, as
+            from ``fit``.
+    """
+
+    def __init__(self, validation: keras.utils.PyDataset, callbacks: list[keras.callbacks.Callback]):
+        super().__init__()
+        self.validation = validation
+        self.callbacks = list(callbacks)
+        self.copy: keras.Model | None = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        # Outside any strategy scope, the copy's variables are plain one-device variables.
+        self.copy = keras.models.clone_model(self.model)
+        self.copy.compile_from_config(self.model.get_compile_config())
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.copy.set_weights(self.model.get_weights())
+        others = keras.callbacks.CallbackList(self.callbacks, model=self.model)
+        results = self.copy.evaluate(self.validation, verbose=0, callbacks=others, return_dict=True)
+        if logs is not None:
+            logs.update({f"val_{name}": value for name, value in results.items()})
+
+
+def fit_mirrored(
+    model_fn: Callable[[], keras.Model],
+    devices: list[str] | None,
+    training: keras.utils.PyDataset,
+    validation: keras.utils.PyDataset,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+    **options,
+) -> tuple[keras.Model, keras.callbacks.History]:
+    """Train under ``MirroredStrategy`` with Keras's ``fit``, validating through :class:`Validation`.
+
+    Args:
+        model_fn: Builds and compiles the model; called inside the strategy's scope.
+        devices: The strategy's devices (all local GPUs, else the CPU, when None).
+        training: Global training batches.
+        validation: Global validation batches, or None.
+        callbacks: Keras callbacks.
+        **options: Passed to ``fit`` (epochs, initial_epoch, verbose, shuffle).
+
+    Returns:
+        ``(model, history)``.
+    """
+    with get_strategy("mirrored", devices).scope():
+        model = model_fn()
+    callbacks = list(callbacks or [])
+    validate = [Validation(validation, callbacks)] if validation is not None else []
+    return model, model.fit(training, callbacks=[*validate, *callbacks], **options)
 
 
 def fit_multi_worker(
