@@ -272,8 +272,8 @@ def test_validation_callback_reports_what_fit_reports_on_one_device(builder):
 
         def __init__(self, seed):
             super().__init__()
-            self.rng, self.epoch = np.random.default_rng(seed), 0
-            self.x = self.rng.random((12, 16, 16, 16, 1), dtype=np.float32)
+            self.epoch = 0
+            self.x = np.random.default_rng(seed).random((12, 16, 16, 16, 1), dtype=np.float32)
 
         def __len__(self):
             return 2
