@@ -94,9 +94,9 @@ class Validation(keras.callbacks.Callback):
     TensorFlow 2.21 sometimes reported a wrong validation loss from the second epoch on (the first
     replica's share; measured in docs/distributed.md), and a fresh distributed ``evaluate`` each
     epoch did too. Each epoch's weights are copied into a model built outside the strategy and
-    Keras's own ``evaluate`` runs there, on the first device: the same batches, losses and metrics
-    as ``fit`` on one device. That device holds the copy's weights too and runs the forward pass
-    of a whole global batch.
+    Keras's own ``evaluate`` runs there, on TensorFlow's default device (the first GPU): the same
+    batches, losses and metrics as ``fit`` on one device. That device holds the copy's weights too
+    and runs the forward pass of a whole global batch.
 
     Must come first among the callbacks, so that the others (checkpoints, early stopping, the CSV
     log, the progress bar) read the ``val_`` values it adds.
