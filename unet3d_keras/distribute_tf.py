@@ -140,7 +140,7 @@ def fit_mirrored(
         model_fn: Builds and compiles the model; called inside the strategy's scope.
         devices: The strategy's devices (all local GPUs, else the CPU, when None).
         training: Global training batches.
-        validation: Global validation batches, or None.
+        validation: Global validation batches.
         callbacks: Keras callbacks.
         **options: Passed to ``fit`` (epochs, initial_epoch, verbose, shuffle).
 
@@ -150,8 +150,7 @@ def fit_mirrored(
     with get_strategy("mirrored", devices).scope():
         model = model_fn()
     callbacks = list(callbacks or [])
-    validate = [Validation(validation, callbacks)] if validation is not None else []
-    return model, model.fit(training, callbacks=[*validate, *callbacks], **options)
+    return model, model.fit(training, callbacks=[Validation(validation, callbacks), *callbacks], **options)
 
 
 def fit_multi_worker(
