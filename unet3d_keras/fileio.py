@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from .errors import DataError
 
@@ -51,23 +51,116 @@ def atomic_path(path: str | os.PathLike, suffix: str = "", *, durable: bool = Fa
     remove_stale_temporary_files(path)
     tmp = temporary_path(path, suffix)
     try:
-        yield tmp
-        if durable:
-            fsync_path(tmp)
-        os.replace(tmp, path)
-        if durable:
-            fsync_folder(path.parent)
-    except OSError as error:
-        if error.filename in (None, str(tmp)) and error.errno is not None:
-            # Writers (gzip, zip, plain files) report a full disk without the file's name, or with
-            # the temporary one: name the file the user asked for.
-            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
-        raise
+        with naming_errors(path, tmp):
+            yield tmp
+            if durable:
+                fsync_path(tmp)
+            os.replace(tmp, path)
+            if durable:
+                fsync_folder(path.parent)
     finally:
         try:
             tmp.unlink(missing_ok=True)
         except OSError:  # a read-only folder refuses even this; the error that matters is already raised
             pass
+
+
+@contextmanager
+def naming_errors(path: str | os.PathLike, tmp: str | os.PathLike) -> Iterator[None]:
+    """Raise an ``OSError`` of the block that names no file, or names ``tmp``, as one that names ``path``.
+
+    Writers (gzip, zip, plain files) report a full disk without the file's name, or with the temporary
+    one; the user asked for ``path``.
+    """
+    try:
+        yield
+    except OSError as error:
+        if error.filename in (None, str(tmp)) and error.errno is not None:
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+        raise
+
+
+@contextmanager
+def atomic_paths(paths: Sequence[str | os.PathLike], suffixes: Sequence[str] | None = None
+                 ) -> Iterator[list[Path]]:
+    """Yield a temporary path beside each of ``paths``; when the block succeeds, rename them all over ``paths``.
+
+    All or none: if the block raises, no path changes; if a rename fails (a target that is a folder, a
+    file system that refuses), the paths renamed before it are put back as they were (their old files,
+    or none) before the error is raised. A process killed during the renames (a few system calls) can
+    still leave some paths new and the others old, each one complete.
+
+    Args:
+        paths: The files to (re)write, in the order they are renamed.
+        suffixes: Appended to each temporary name (see :func:`atomic_path`); none by default.
+
+    Yields:
+        The temporary paths to write, in the order of ``paths``; they are removed if anything fails.
+    """
+    paths = [Path(path) for path in paths]
+    suffixes = [""] * len(paths) if suffixes is None else list(suffixes)
+    if len(suffixes) != len(paths):
+        raise ValueError(f"{len(suffixes)} suffixes for {len(paths)} paths")
+    for path in paths:
+        remove_stale_temporary_files(path)
+    temporaries = [temporary_path(path, suffix) for path, suffix in zip(paths, suffixes)]
+    try:
+        yield temporaries
+        _replace_together(temporaries, paths)
+    finally:
+        for tmp in temporaries:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:  # a read-only folder refuses even this; the error that matters is already raised
+                pass
+
+
+def _replace_together(temporaries: Sequence[Path], paths: Sequence[Path]) -> None:
+    """Rename each temporary over its path; on a failure put the paths already renamed back as they were."""
+    renamed: list[tuple[Path, Path | None]] = []  # (path, where its old file is kept, None: it had none)
+    kept_files: list[Path] = []
+    try:
+        for tmp, path in zip(temporaries, paths):
+            with naming_errors(path, tmp):
+                kept = _keep_old_file(path)
+                if kept is not None:
+                    kept_files.append(kept)
+                os.replace(tmp, path)
+            renamed.append((path, kept))
+    except OSError:
+        for done, kept in reversed(renamed):
+            try:
+                if kept is None:
+                    done.unlink(missing_ok=True)
+                else:
+                    os.replace(kept, done)
+            except OSError:
+                logger.error("Could not put back the old %s after a failed write", done, exc_info=True)
+        raise
+    finally:
+        for kept in kept_files:
+            kept.unlink(missing_ok=True)
+
+
+def _keep_old_file(path: Path) -> Path | None:
+    """A second name for ``path``'s current file (a hard link, else a copy), or None when there is none.
+
+    The name is a temporary of this process (``remove_stale_temporary_files`` clears it if the process is
+    killed), and ``path`` itself stays in place, so a kill at any moment leaves it complete.
+    """
+    if not os.path.lexists(path):
+        return None
+    kept = temporary_path(path, ".old")
+    kept.unlink(missing_ok=True)
+    try:
+        os.link(path, kept, follow_symlinks=False)
+    except OSError:  # a file system without hard links (FAT, some network shares): copy it instead
+        try:
+            shutil.copy2(path, kept, follow_symlinks=False)
+        except BaseException:
+            kept.unlink(missing_ok=True)
+            raise
+    return kept
 
 
 def write_text_atomically(path: str | os.PathLike, text: str, fsync: bool = False) -> None:

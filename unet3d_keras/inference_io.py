@@ -5,7 +5,6 @@ put back on a subject's own grid and written atomically.
 from __future__ import annotations
 
 import os
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Sequence
 
@@ -15,7 +14,7 @@ from scipy import ndimage
 
 from .channel_statistics import safe_std
 from .errors import DataError
-from .fileio import atomic_path
+from .fileio import atomic_paths, naming_errors
 from .hdf5_store import REFERENCE_NORMALIZATION
 from .normalize import normalize_data, normalize_data_storage
 from .subject_images import read_subject_images
@@ -32,16 +31,19 @@ def save_images_atomically(images: Sequence[nib.spatialimages.SpatialImage], pat
                            ) -> None:
     """Write NIfTI images that belong together: all or none.
 
-    Each is written to a temporary name beside its path; only when every one is written are they renamed,
-    so that a failure (a full disk) leaves the earlier files of all ``paths`` as they were.
+    Each is written to a temporary name beside its path; only when every one is written are they renamed
+    (:func:`~unet3d_keras.fileio.atomic_paths`), so that a failure (a full disk, a rename refused) leaves
+    the earlier files of all ``paths`` as they were.
     """
     if len(images) != len(paths):
         raise ValueError(f"{len(images)} images for {len(paths)} paths")
-    with ExitStack() as renames:  # leaving it renames every temporary, or removes them all on an error
-        for image, path in zip(images, paths):
-            # nibabel picks compression from the name: the temporary keeps the target's extension.
-            suffix = ".nii.gz" if str(path).endswith(".gz") else os.path.splitext(str(path))[1] or ".nii.gz"
-            nib.save(image, renames.enter_context(atomic_path(path, suffix=suffix)))
+    # nibabel picks compression from the name: the temporary keeps the target's extension.
+    suffixes = [".nii.gz" if str(path).endswith(".gz") else os.path.splitext(str(path))[1] or ".nii.gz"
+                for path in paths]
+    with atomic_paths(paths, suffixes) as temporaries:
+        for image, path, tmp in zip(images, paths, temporaries):
+            with naming_errors(path, tmp):
+                nib.save(image, tmp)
 
 
 def resample_to_grid(
