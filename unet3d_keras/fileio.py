@@ -1,7 +1,8 @@
 """Crash-safe file writing: write beside the target under a temporary name, then rename.
 
 A process killed at any point leaves either the old complete file or the new
-complete one, never a truncated file under the real name. The temporary names
+complete one, never a truncated file under the real name. Files that belong
+together are renamed all or none (:func:`atomic_paths`). The temporary names
 (``.{name}.tmp-{pid}[suffix]``), the clean-up of those left by killed writers,
 the flush to disk and the check that a folder is writable all live here.
 """
