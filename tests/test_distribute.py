@@ -259,9 +259,26 @@ def test_jax_multi_worker_names_the_missing_coordinator_variables(monkeypatch):
     assert ("missing: KERAS_DISTRIBUTION_JOB_ADDRESSES, KERAS_DISTRIBUTION_PROCESS_ID" in str(info.value))
 
 
+def _tensorboard_scalars(log_dir: Path) -> dict[str, dict[str, list[float]]]:
+    """Per subfolder (train, validation): the number of event files and each scalar's values in step order."""
+    import tensorflow as tf
+
+    found = {}
+    for folder in sorted(path for path in log_dir.iterdir() if path.is_dir()):
+        files = sorted(folder.glob("events.*"))
+        scalars: dict[str, list[float]] = {"event files": [len(files)]}
+        for event in (event for file in files for event in tf.compat.v1.train.summary_iterator(str(file))):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "scalars":
+                    scalars.setdefault(value.tag, []).append(float(tf.make_ndarray(value.tensor)))
+        found[folder.name] = scalars
+    return found
+
+
 @pytest.mark.parametrize("builder", ["unet", "isensee2017"])
-def test_validation_callback_reports_what_fit_reports_on_one_device(builder):
-    """distribute_tf.Validation (mirrored's validation) gives fit's own val_ logs: same batches, losses, metrics."""
+def test_validation_callback_reports_what_fit_reports_on_one_device(builder, tmp_path):
+    """distribute_tf.Validation (mirrored's validation) gives fit's own val_ logs: same batches, losses, metrics;
+    and the other callbacks see what they see in fit: TensorBoard writes one event file per folder, the same values."""
     import keras
 
     from unet3d_keras.distribute_tf import Validation
@@ -293,16 +310,25 @@ def test_validation_callback_reports_what_fit_reports_on_one_device(builder):
         else:
             model = isensee2017_model((16, 16, 16, 1), n_labels=2, n_base_filters=4, depth=3, n_segmentation_levels=2)
         validation = Batches(1)
+        log_dir = tmp_path / ("callback" if validate_with_callback else "fit")
+        board = keras.callbacks.TensorBoard(str(log_dir), write_graph=False)
         if validate_with_callback:
             history = model.fit(Batches(0), epochs=3, verbose=0, shuffle=False,
-                                callbacks=[Validation(validation, [])])
+                                callbacks=[Validation(validation, [board]), board])
         else:
-            history = model.fit(Batches(0), validation_data=validation, epochs=3, verbose=0, shuffle=False)
-        return history.history, validation.epoch
+            history = model.fit(Batches(0), validation_data=validation, epochs=3, verbose=0, shuffle=False,
+                                callbacks=[board])
+        return history.history, validation.epoch, _tensorboard_scalars(log_dir)
 
-    (expected, expected_epoch), (got, got_epoch) = run(False), run(True)
+    (expected, expected_epoch, expected_board), (got, got_epoch, got_board) = run(False), run(True)
     assert sorted(got) == sorted(expected) and "val_loss" in got
     assert builder != "unet" or "val_dice_coefficient" in got  # the compiled metrics too
     for name in expected:
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-6, err_msg=name)
     assert got_epoch == expected_epoch  # the validation batches advanced through the same epochs
+    assert sorted(got_board) == ["train", "validation"] == sorted(expected_board)
+    for folder, scalars in expected_board.items():
+        assert sorted(got_board[folder]) == sorted(scalars) and scalars["event files"] == [1], folder
+        assert len(scalars["epoch_loss"]) == 3, folder
+        for tag, values in scalars.items():
+            np.testing.assert_allclose(got_board[folder][tag], values, rtol=1e-6, err_msg=f"{folder} {tag}")

@@ -112,16 +112,19 @@ class Validation(keras.callbacks.Callback):
         self.validation = validation
         self.callbacks = list(callbacks)
         self.copy: keras.Model | None = None
+        self.others: keras.callbacks.CallbackList | None = None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         # Outside any strategy scope, the copy's variables are plain one-device variables.
         self.copy = keras.models.clone_model(self.model)
         self.copy.compile_from_config(self.model.get_compile_config())
+        # Without a model: fit has set the callbacks' model, and setting it again resets state (TensorBoard starts
+        # new event files). A CallbackList also keeps evaluate from giving them the copy.
+        self.others = keras.callbacks.CallbackList(self.callbacks)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.copy.set_weights(self.model.get_weights())
-        others = keras.callbacks.CallbackList(self.callbacks, model=self.model)
-        results = self.copy.evaluate(self.validation, verbose=0, callbacks=others, return_dict=True)
+        results = self.copy.evaluate(self.validation, verbose=0, callbacks=self.others, return_dict=True)
         if logs is not None:
             logs.update({f"val_{name}": value for name, value in results.items()})
 
