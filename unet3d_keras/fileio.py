@@ -60,10 +60,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "", *, durable: bool = Fa
             if durable:
                 fsync_folder(path.parent)
     finally:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:  # a read-only folder refuses even this; the error that matters is already raised
-            pass
+        _remove_temporaries([tmp])
 
 
 @contextmanager
@@ -109,11 +106,16 @@ def atomic_paths(paths: Sequence[str | os.PathLike], suffixes: Sequence[str] | N
         yield temporaries
         _replace_together(temporaries, paths)
     finally:
-        for tmp in temporaries:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:  # a read-only folder refuses even this; the error that matters is already raised
-                pass
+        _remove_temporaries(temporaries)
+
+
+def _remove_temporaries(temporaries: Sequence[Path]) -> None:
+    """Remove what is left of a writer's temporaries (a failed block, a failed rename, old files kept)."""
+    for tmp in temporaries:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # a read-only folder refuses even this; the error that matters is already raised
+            pass
 
 
 def _replace_together(temporaries: Sequence[Path], paths: Sequence[Path]) -> None:
@@ -139,8 +141,7 @@ def _replace_together(temporaries: Sequence[Path], paths: Sequence[Path]) -> Non
                 logger.error("Could not put back the old %s after a failed write", done, exc_info=True)
         raise
     finally:
-        for kept in kept_files:
-            kept.unlink(missing_ok=True)
+        _remove_temporaries(kept_files)
 
 
 def _keep_old_file(path: Path) -> Path | None:
