@@ -208,11 +208,12 @@ The run **keeps the weights of its best evaluation at a decayed learning rate**:
   - Keeping the best of all evaluations, a 12-minute run on the one-voxel membranes stopped at its plateau and kept weights with membrane IoU 0.400. That is below the 0.435 of a 5-minute run whose rate had decayed.
   - With the final decay but still the best of all evaluations, runs kept the weights of epoch 9 or 12 (of some 70) and scored 0.380 and 0.384.
 - **Why a plateau ends the run before the budget does.** With a few annotated slices, more training fits those slices, not the rest of the volume.
-  - On the one-voxel membranes below, 12-minute runs trained to the end of their budget (`--patience 1000`) made some 1800 more steps than runs that the plateau ended, and scored the membrane no higher on the never-annotated voxels (seeds 42 and 1, under the table; in an earlier session, on a slower machine, 0.011 and 0.079 lower).
+  - On the one-voxel membranes below, 12-minute runs trained to the end of their budget (`--patience 1000`) scored the membrane little higher on the never-annotated voxels than runs that the plateau ended (seeds 42, 1 and 2, under the table: -0.002, -0.005 and +0.011, mean +0.001; in an earlier session, on a slower machine, 0.011 and 0.079 lower). Seeds 42 and 1 made some 1800 more steps than the runs that the plateau ended; seed 2's plateau came late, and both of its runs made some 2290.
   - On the clear ones they scored 0.047 lower (0.626 against 0.673, seed 42).
   - The same model trained on every voxel did gain from 5 to 12 minutes.
-- **A timed run does not repeat step for step.** The learning rate follows the clock, and the evaluations are spaced by what they cost, so the plateau can come at another step. On the one-voxel membranes, seed 42, two 12-minute runs in two sessions stopped after 2624 and 1504 steps (the table and the picture below). `--steps N` repeats exactly.
+- **A timed run does not repeat step for step.** The learning rate follows the clock, and the evaluations are spaced by what they cost, so the plateau can come at another step. On the one-voxel membranes, seed 42, two 12-minute runs in two sessions stopped after 2624 and 1504 steps (the table and the picture below). On them, seed 2, two 12-minute runs of densify's defaults on one machine scored the membrane 0.426 (`blending.py`, ended by the plateau after 2064 steps) and 0.458 (the table's row, 2291 steps): one timed run does not tell apart settings that differ by less. `--steps N` repeats exactly.
 - **A budget buys steps, and CPUs differ.** The timed runs on this page were made on CPUs with AVX512-BF16, where the convolutions run in bfloat16 (`training.mixed_precision: auto` chooses it there). On an AMD EPYC with AVX2 only, `auto` chooses float32, and TensorFlow leaves its oneDNN kernels off, falling back on Eigen kernels whose 3D-convolution gradients are slow; the commands turn oneDNN on (`TF_ENABLE_ONEDNN_OPTS=1` unless it is set; `unet3d_keras.onednn`). Before they did, one training step (32³ windows in batches of 4) took 2.0 s on one thread (1.2 s on two; 16.4 s in bfloat16, which such a CPU only emulates), and `python examples/thin_shell/blending.py --minutes 12` on `thick` made 257 and 260 steps in its 12 minutes (seeds 42, 1), against 2544 and 2848 on the page's machine, and scored the membrane 0.680 and 0.654 (cell 0.818, 0.790) against 0.749 and 0.773 (0.860, 0.871). With oneDNN a step takes 0.65 s on two threads against 1.92 s with Eigen's kernels (2.94 times as many steps; 0.49 s against 1.26 s in an earlier run), and Keras's PyTorch backend (`KERAS_BACKEND=torch`) 0.55 s, its JAX backend 3.36 s (float32, `python benchmarks/densify_backends.py`). Side by side on that CPU, one thread each, a 5-minute `scripts/densify.py` run on the one-voxel membranes (seed 42, a one-off check) made 211 steps with oneDNN and scored the membrane 0.371 (cell 0.827), and 240 steps and 0.403 (0.811) under PyTorch; without oneDNN the same 5 minutes had made 81 steps and 0.345 (0.828) in an earlier check. On such a CPU still give densify more minutes, or `--steps N` for a known length. On a GPU the plateau, not the budget, ends a run: on one NVIDIA H200 under Keras's JAX backend (where `auto` chooses mixed_float16), densify's defaults on the one-voxel membranes stopped at their plateau after 2752 and 3680 steps, 73 and 79 s into a 5-minute budget, and scored the membrane 0.520 (mean of seeds 42, 1) against 0.502 for the 12-minute runs on the CPUs (`examples/thin_shell/accelerator.py`, "On a GPU" below).
+- **Seed 2 ran on a slower machine.** The runs of seed 2 (`blending.py --seed 2`, the old runs of seed 2 on `thick`, `clear` and `edges`, and the 12-minute rows of seed 2 on `thin` and `clear`) were made on another AMD EPYC, one with AVX512-BF16 (bfloat16, as the others), but slower: its 5-minute models made 901-920 steps against 1149-1249 for seeds 42 and 1. Two of its old runs (`thick`, `clear`) ran out of their 5 minutes at 950 and 934 of their 960 steps, so their 12-minute runs, which did all 960, stand for 12 minutes. Densify's defaults on `thin`, seed 42, 12 minutes, trained again on that machine (a one-off check with `blending.py`'s code, Gaussian-blended) spent the budget at 2305 steps and scored the membrane 0.487 (cell 0.833), against 0.498 (cell 0.834) after 2784 steps, ended by the plateau, on the earlier one.
 
 #### Prediction
 
@@ -223,10 +224,10 @@ The run **keeps the weights of its best evaluation at a decayed learning rate**:
     - clear membranes: membrane 0.635 -> 0.664, cell 0.872 -> 0.885;
     - background unchanged.
 - **Blending.** Windows overlap by 16 voxels, half the default 32³ window. Their predictions are blended with weights that fall off from each window's centre: nnU-Net's importance map, a Gaussian of a standard deviation of an eighth of the window (`unet3d_keras.sliding_window.gaussian_importance_map`). So a voxel is decided mostly by the windows that see it with the most context around it. It costs no time: the same windows, weighted.
-  - Measured on the same models blended both ways (`examples/thin_shell/blending.py`: one 5-minute and one 12-minute model per volume and seed, seeds 42 and 1; the lines under each table below):
-    - it raised the membrane on 15 of the 16 models, the one-voxel membranes most (by 0.013 to 0.028), and moved the cells by -0.011 to +0.010;
-    - on the membranes with no brightness of their own, it lowered the cells on all 4 models (by 0.003 to 0.011) and left the membrane of the 12-minute models where it was (0.661 both ways, mean of 2 seeds: +0.005 and -0.006).
-  - On the 8 models trained 12 minutes on every voxel of another volume (`blending.py --other`, the bound under each table), it raised the membrane on all 8 (by 0.006 to 0.031) and moved the cells by -0.003 to +0.008.
+  - Measured on the same models blended both ways (`examples/thin_shell/blending.py`: one 5-minute and one 12-minute model per volume and seed, seeds 42, 1 and 2; the lines under each table below):
+    - it raised the membrane on 23 of the 24 models, the one-voxel membranes most (on all 12, by 0.013 to 0.028), and moved the cells by -0.014 to +0.010;
+    - on the membranes with no brightness of their own, it lowered the cells on 5 of the 6 models (by 0.003 to 0.014; +0.001 on the sixth) and moved the membrane of the 12-minute models little (0.653 -> 0.658, mean of 3 seeds: +0.005, -0.006 and +0.014).
+  - On the 12 models trained 12 minutes on every voxel of another volume (`blending.py --other`, the bound under each table), it raised the membrane on all 12 (by 0.006 to 0.031) and moved the cells by -0.004 to +0.008.
   - On MNI152 it raised grey and white matter on all 3 seeds (under the MNI152 rows).
 
 #### Progress and scores
@@ -827,9 +828,11 @@ def other_blending_text(volume: str, minutes: float) -> str:
 
 def old_mean(rows: dict, seeds: Iterable[int], minutes: int) -> list[float] | None:
     """The IoU per class of the old runs of ``seeds`` that stand for ``minutes``, mean over the seeds, or None
-    where one is missing: the 5-minute runs, for 12 minutes only those that did their 960 steps
-    (:func:`fits_five_minutes`)."""
+    where one is missing: the 5-minute runs; for 12 minutes a seed's 12-minute run, else its 5-minute one if it
+    did its 960 steps (:func:`fits_five_minutes`)."""
     by_seed = {seed: row for seed, row in runs_of(rows, "old, 5 min") if minutes == 5 or fits_five_minutes(row)}
+    if minutes == 12:
+        by_seed.update(runs_of(rows, "old, 12 min"))
     seeds = list(seeds)
     if not seeds or any(seed not in by_seed for seed in seeds):
         return None
