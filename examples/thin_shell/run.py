@@ -1184,7 +1184,7 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
                           else "")
                        + ".")
     bounds = bound_membranes()
-    verdict += (bound_lines(olds) + accelerator_lines(olds, today_runs, bounds) + oracle_lines(olds, bounds)
+    verdict += (bound_lines(olds) + accelerator_lines(olds, bounds) + oracle_lines(olds, bounds)
                 + forest_lines(olds, today_runs) + watershed_lines(olds) + edge_notes)
     stale = any(uniform_rows(volume_results["rows"])[0] for volume_results in results.values())
     return ([f"Seed {DEFAULT_SEED} alone, in the tables' rows: the membrane IoU on the never-annotated voxels (the "
@@ -1254,13 +1254,12 @@ def bound_lines(olds: dict[str, list[float] | None]) -> list[str]:
     return lines
 
 
-def accelerator_lines(olds: dict[str, list[float] | None], todays: dict[str, np.ndarray],
-                      bounds: dict[str, float]) -> list[str]:
-    """accelerator.py's runs on a GPU against twice the old IoU, today's defaults at 12 minutes and the bounds on
-    the page's CPUs: a bullet, or nothing where it has not run.
+def accelerator_lines(olds: dict[str, list[float] | None], bounds: dict[str, float]) -> list[str]:
+    """accelerator.py's runs on a GPU against twice the old IoU, today's defaults at 12 minutes (blending.py's) and
+    the bounds on the page's CPUs: a bullet, or nothing where it has not run.
 
-    ``olds``, ``todays``: as :func:`forest_lines` takes them, ``bounds`` as :func:`oracle_lines` does; a volume
-    missing from ``olds`` is left out.
+    ``olds``: as :func:`forest_lines` takes them, ``bounds`` as :func:`oracle_lines` does; a volume missing from
+    ``olds`` is left out.
     """
     if not ACCELERATOR_RESULTS.exists():
         return []
@@ -1281,12 +1280,13 @@ def accelerator_lines(olds: dict[str, list[float] | None], todays: dict[str, np.
         stops = sorted({run["stop_reason"] for run in runs.values()})
         # the CPUs' 12-minute models of the same seeds where blending.py has them all, else of all its seeds
         cpu = blending_runs(volume, 12)
-        same = [cpu[int(seed)][DEFAULT_BLENDING] for seed in runs if int(seed) in cpu]
-        against = (f", against {np.mean([iou[MEMBRANE] for iou in same]):.3f} (cell "
-                   f"{np.mean([iou[1] for iou in same]):.3f}) for the same seeds at 12 minutes on the page's CPUs"
-                   if same and len(same) == len(runs) else
-                   f", against {todays[volume][MEMBRANE]:.3f} (cell {todays[volume][1]:.3f}) at 12 minutes on the "
-                   f"page's CPUs (seeds {', '.join(map(str, cpu))})" if volume in todays else "")
+        same_seeds = all(int(seed) in cpu for seed in runs)
+        cpu_runs = [cpu[int(seed)] for seed in runs] if same_seeds else list(cpu.values())
+        cpu_iou = np.mean([run[DEFAULT_BLENDING] for run in cpu_runs], axis=0) if cpu_runs else None
+        against = "" if cpu_iou is None else (
+            f", against {cpu_iou[MEMBRANE]:.3f} (cell {cpu_iou[1]:.3f}) "
+            + ("for the same seeds " if same_seeds else "") + "at 12 minutes on the page's CPUs"
+            + ("" if same_seeds else f" (seeds {', '.join(map(str, cpu))})"))
         lines.append(
             f"  - densify's defaults (seeds {', '.join(runs)}) trained "
             f"{', '.join(str(r['steps']) for r in runs.values())} steps in "
