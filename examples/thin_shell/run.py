@@ -1531,6 +1531,24 @@ def next_slice_gains(record: dict) -> list[float]:
             for seed in record["seeds"].values() for name in ADDED_WAYS]
 
 
+def named_slices_verdict(named: list[dict], against: dict[str, list[dict]]) -> str:
+    """Whether the slices densify named (one run per seed) scored the membrane higher on every seed than each
+    other way of adding a slice (name -> its runs, the seeds in the same order)."""
+    def membrane(runs: list[dict]) -> list[float]:
+        return [run["iou"][MEMBRANE] for run in runs]
+
+    higher = [name for name, runs in against.items() if all(n > o for n, o in zip(membrane(named), membrane(runs)))]
+    if not higher:
+        return ("They were not higher on every seed, against the middle of the widest gap or against a random "
+                "slice: on this volume they are no better a next annotation than either.")
+    by = "; ".join("by " + ", ".join(f"{n - o:+.3f}" for n, o in zip(membrane(named), membrane(against[name])))
+                   for name in higher)
+    others = [f"{name} (membrane {np.mean(membrane(runs)):.3f} against {np.mean(membrane(named)):.3f}, mean of "
+              "the seeds)" for name, runs in against.items() if name not in higher]
+    return (f"On every seed they scored the membrane higher than {' and '.join(higher)} ({by})"
+            + (f", but not than {' or '.join(others)}." if others else "."))
+
+
 def next_slice_lines() -> list[str]:
     """next_slices.py's runs: two slices per axis, then one more per axis chosen three ways; nothing where it has
     not run."""
@@ -1564,8 +1582,7 @@ def next_slice_lines() -> list[str]:
         expected = sum(sum(run["expected_errors"]) for run in first)
         actual = sum(sum(run["first_run_errors"]) for run in named)
         same = sum(a == b for n, g in zip(named, gap) for a, b in zip(n["added"], g["added"]))
-        higher = [name for name, other in (("the middle of the widest gap", gap), ("a random slice", drawn))
-                  if all(n["iou"][MEMBRANE] > o["iou"][MEMBRANE] for n, o in zip(named, other))]
+        against = {"the middle of the widest gap": gap, "a random slice": drawn}
         lines += [
             f"**Where to look next, on `{volume}`.** `{record['command']}` ({record['machine']}, two runs at a time "
             f"with one thread each) trained densify's defaults for {record['steps']} steps on `{volume}`, two "
@@ -1586,9 +1603,7 @@ def next_slice_lines() -> list[str]:
             "middle of the widest gap, the slices densify named moved the membrane by "
             + ", ".join(f"{v:+.3f}" for v in versus) + " and the cells by " + ", ".join(f"{v:+.3f}" for v in cells)
             + f" (seeds {', '.join(seeds)}).",
-            "- " + (f"On every seed they scored the membrane higher than {' and '.join(higher)}." if higher else
-                    "They were not higher on every seed, against the middle of the widest gap or against a random "
-                    "slice: on this volume they are no better a next annotation than either."), ""]
+            "- " + named_slices_verdict(named, against), ""]
     return lines
 
 
