@@ -1539,8 +1539,8 @@ def named_slices_verdict(named: list[dict], against: dict[str, list[dict]]) -> s
 
     higher = [name for name, runs in against.items() if all(n > o for n, o in zip(membrane(named), membrane(runs)))]
     if not higher:
-        return ("They were not higher on every seed, against the middle of the widest gap or against a random "
-                "slice: on this volume they are no better a next annotation than either.")
+        return ("They were not higher on every seed, against " + " or against ".join(against)
+                + ": on this volume they are no better a next annotation than either.")
     by = "; ".join("by " + ", ".join(f"{n - o:+.3f}" for n, o in zip(membrane(named), membrane(against[name])))
                    for name in higher)
     others = [f"{name} (membrane {np.mean(membrane(runs)):.3f} against {np.mean(membrane(named)):.3f}, mean of "
@@ -1569,7 +1569,7 @@ def next_slice_lines() -> list[str]:
                 + ", ".join(f"{run['iou'][MEMBRANE]:.3f}" for run in name_runs) + " |"
                 for name, name_runs in runs.items()]
         first = runs[FIRST_RUN]
-        named, gap, drawn = (runs[name] for name in ADDED_WAYS)
+        named, gap = (runs[name] for name in ADDED_WAYS[:2])
         gains = next_slice_gains(record)
         versus = [n["iou"][MEMBRANE] - g["iou"][MEMBRANE] for n, g in zip(named, gap)]
         cells = [n["iou"][1] - g["iou"][1] for n, g in zip(named, gap)]
@@ -1582,7 +1582,8 @@ def next_slice_lines() -> list[str]:
         expected = sum(sum(run["expected_errors"]) for run in first)
         actual = sum(sum(run["first_run_errors"]) for run in named)
         same = sum(a == b for n, g in zip(named, gap) for a, b in zip(n["added"], g["added"]))
-        against = {"the middle of the widest gap": gap, "a random slice": drawn}
+        # the other ways of adding a slice, named as the table above names them
+        against = {labels[name][2:]: runs[name] for name in ADDED_WAYS[1:]}
         lines += [
             f"**Where to look next, on `{volume}`.** `{record['command']}` ({record['machine']}, two runs at a time "
             f"with one thread each) trained densify's defaults for {record['steps']} steps on `{volume}`, two "
