@@ -51,13 +51,12 @@ def predict_both_ways(fitted: SparseModel, images: np.ndarray) -> dict[str, np.n
             for weighting in BLENDINGS}
 
 
-def one_volume(volume: str, seed: int, minutes: int, other: bool = False, class_weighting: str | None = None
-               ) -> dict:
+def one_volume(volume: str, seed: int, minutes: int, other: bool = False, changes: dict | None = None) -> dict:
     """Train on one thin_shell volume for ``minutes`` and score both blendings (IoU per class).
 
     ``other``: train on every voxel of another volume made alike, stacked before this one (left
-    unannotated), as run.py's rows "every voxel of another volume annotated" do. ``class_weighting``:
-    densify's ``--class-weights`` (None: its default).
+    unannotated), as run.py's rows "every voxel of another volume annotated" do. ``changes``: fields of
+    densify's options (``DensifyOptions``) that differ from its defaults.
     """
     sys.path.insert(0, str(HERE))
     from run import IGNORE, SHAPE, VOLUMES, after_other_volume, iou_per_class, make_volume, sparse_labels
@@ -67,7 +66,7 @@ def one_volume(volume: str, seed: int, minutes: int, other: bool = False, class_
     from unet3d_keras.densify import fit_sparse
     from unet3d_keras.densify_holdout import DensifyOptions
 
-    options = DensifyOptions() if class_weighting is None else DensifyOptions(class_weighting=class_weighting)
+    options = DensifyOptions(**(changes or {}))
     image, dense = make_volume(**VOLUMES[volume][0])
     sparse = sparse_labels(dense)
     never = sparse == IGNORE
@@ -80,7 +79,7 @@ def one_volume(volume: str, seed: int, minutes: int, other: bool = False, class_
     # this volume is the last SHAPE[2] slices of the image (all of it unless ``other``)
     predicted = {weighting: labels[..., -SHAPE[2]:] for weighting, labels in predict_both_ways(fitted, image).items()}
     return {"steps": fitted.steps, "stop_reason": fitted.stop_reason, "mirror": fitted.mirror, "seconds": seconds,
-            "class_weighting": options.class_weighting, "policy": keras.config.dtype_policy().name,
+            "class_weighting": options.class_weighting, "patience_epochs": options.patience_epochs, "policy": keras.config.dtype_policy().name,
             **{weighting: iou_per_class(labels, dense, never) for weighting, labels in predicted.items()}}
 
 

@@ -1250,8 +1250,25 @@ def weight_lines(results: dict[str, dict]) -> list[str]:
                               for weighting in ("none", "sqrt")) + ". " + spread
                 + (f"All {len(seeds)}" if plateaus["sqrt"] == len(seeds) else f"{plateaus['sqrt']} of the {len(seeds)}")
                 + f" runs with the weights and {plateaus['none']} of the defaults ended on the plateau of their "
-                "held-back score before the budget ran out." + against)
+                "held-back score before the budget ran out." + whole_budget_text(runs) + against)
     return lines
+
+
+def whole_budget_text(runs: dict) -> str:
+    """weights.py's runs with square-root weights trained to the end of the budget, against those of the same
+    seeds that the plateau of the held-back score ended; "" where there are none. ``runs``: variant -> seed ->
+    run, of one volume and budget."""
+    seeds = seed_order(set(runs.get("sqrt to the budget", {})) & set(runs.get("sqrt", {})))
+    if not seeds:
+        return ""
+    whole, ended = ([runs[variant][str(seed)] for seed in seeds] for variant in ("sqrt to the budget", "sqrt"))
+    means = [np.mean([run["gaussian"] for run in variant], axis=0) for variant in (whole, ended)]
+    return (f" Trained to the end of the budget (`--patience 1000`; seeds {', '.join(map(str, seeds))}), the runs "
+            f"with the weights scored the membrane {means[0][MEMBRANE]:.3f} (each seed "
+            + ", ".join(f"{run['gaussian'][MEMBRANE]:.3f}" for run in whole) + f"; cell {means[0][1]:.3f}) after "
+            + ", ".join(str(run["steps"]) for run in whole) + f" steps, against {means[1][MEMBRANE]:.3f} (each seed "
+            + ", ".join(f"{run['gaussian'][MEMBRANE]:.3f}" for run in ended)
+            + f"; cell {means[1][1]:.3f}) for those that the plateau ended.")
 
 
 def bound_membranes() -> dict[str, float]:

@@ -1,15 +1,16 @@
 """Square-root class weights against none at densify's 12-minute budget, in paired runs on one machine.
 
 For each seed, densify's defaults and the same with ``--class-weights sqrt`` are trained side by
-side (two processes with one thread each, as ``run.py`` runs its rows) with
+side (two processes with one thread each, as ``run.py`` runs its rows; ``--variants`` picks the runs,
+among them the weights trained to the end of the budget, ``--patience 1000``) with
 ``unet3d_keras.densify.fit_sparse`` on one volume of ``run.py`` (two slices per axis annotated), and
 both are scored on the never-annotated voxels with either blending of the windows
 (``blending.one_volume``). Running each pair at once gives both the same machine and the same load,
 so their steps and scores compare within a seed.
 
-    python examples/thin_shell/weights.py [--volume thin] [--seed 42 1 2] [--minutes 12]
+    python examples/thin_shell/weights.py [--volume thin] [--seed 42 1 2] [--minutes 12] [--variants none sqrt]
 
-Writes ``results_weights.json`` (``{"12": {volume: {"machine", "none": {seed: run}, "sqrt": {seed: run}}}}``);
+Writes ``results_weights.json`` (``{"12": {volume: {"machine", variant: {seed: run}, ...}}}``);
 ``run.py --markdown-only`` puts the figures on the page.
 """
 
@@ -23,7 +24,10 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-WEIGHTINGS = ("none", "sqrt")
+#: the runs to pair: name -> the fields of densify's options (DensifyOptions) that differ from its defaults
+VARIANTS = {"none": {}, "sqrt": {"class_weighting": "sqrt"},
+            # the same weights without the plateau stop (run.py's "new without the plateau stop": --patience 1000)
+            "sqrt to the budget": {"class_weighting": "sqrt", "patience_epochs": 1000}}
 BUDGETS = (5, 12)
 
 
@@ -33,14 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, nargs="+", default=[42, 1, 2], help="densify's seeds (default 42 1 2)")
     parser.add_argument("--minutes", type=int, choices=BUDGETS, default=BUDGETS[-1],
                         help="the time budget of each run (default 12)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS)[:2], choices=VARIANTS,
+                        help="the runs of each seed, side by side where two (default: none sqrt)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(HERE))
     if args.child:
         from blending import one_volume
 
-        volume, seed, minutes, weighting = args.child
-        print(json.dumps(one_volume(volume, int(seed), int(minutes), class_weighting=weighting)), flush=True)
+        volume, seed, minutes, variant = args.child
+        print(json.dumps(one_volume(volume, int(seed), int(minutes), changes=VARIANTS[variant])), flush=True)
         os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
 
     from run import WEIGHT_RESULTS as RESULTS
@@ -51,19 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     record["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"  # the last command's; its runs name it too
 
     def run(job: tuple[int, str]) -> dict:
-        seed, weighting = job
-        return run_json_process([__file__, "--child", args.volume, str(seed), str(args.minutes), weighting],
-                                f"{args.volume} seed {seed} --class-weights {weighting}", threads=1)
+        seed, variant = job
+        return run_json_process([__file__, "--child", args.volume, str(seed), str(args.minutes), variant],
+                                f"{args.volume} seed {seed} ({variant})", threads=1)
 
     def keep(job: tuple[int, str], result: dict) -> str:
-        seed, weighting = job
-        record.setdefault(weighting, {})[str(seed)] = {**result, "machine": record["machine"]}
-        return (f"{args.volume}, {args.minutes} min, seed {seed}, --class-weights {weighting}: {result['steps']} "
-                f"steps; " + "; ".join(f"{w} " + " ".join(f"{v:.3f}" for v in result[w])
-                                       for w in ("gaussian", "uniform")))
+        seed, variant = job
+        record.setdefault(variant, {})[str(seed)] = {**result, "machine": record["machine"]}
+        return (f"{args.volume}, {args.minutes} min, seed {seed} ({variant}): {result['steps']} steps; "
+                + "; ".join(f"{w} " + " ".join(f"{v:.3f}" for v in result[w]) for w in ("gaussian", "uniform")))
 
-    # a seed's two runs side by side: they share the machine's load
-    run_two_at_a_time([(seed, weighting) for seed in args.seed for weighting in WEIGHTINGS], run, keep, results,
+    # a seed's runs side by side: they share the machine's load
+    run_two_at_a_time([(seed, variant) for seed in args.seed for variant in args.variants], run, keep, results,
                       RESULTS)
     save_json(RESULTS, results)  # the command, where nothing ran
     return 0
