@@ -266,7 +266,7 @@ By default (the first two were already the old densification's):
   - balanced weights cost the one-voxel membranes' cells 0.06 (one seed).
 - **Mirrored prediction** (the tables below, 5 minutes):
   - one-voxel membranes: square-root weights lift the membrane from 0.447 to 0.478 (5 seeds in one session, higher on 4: the mean paired gain, 0.031, is two standard errors) at a cost of 0.008 to the cells (0.823 to 0.815);
-  - one-voxel membranes at 12 minutes (5 seeds, each seed's two runs side by side): the gain shrinks to less than a standard error, and every run with the weights ends on the plateau of its held-back score before the budget; the figures are under the thin structure's goal below;
+  - one-voxel membranes at 12 minutes (5 seeds, each seed's two runs side by side): the gain shrinks to less than a standard error, and every run with the weights ends on the plateau of its held-back score before the budget (trained to its end instead, 4 seeds, they scored no higher); the figures are under the thin structure's goal below;
   - clear membranes: with seeds 42, 1 the membrane went from 0.611 to 0.572 and the cells from 0.867 to 0.851 in one session, and from 0.613 to 0.623 and from 0.868 to 0.864 when measured again in the next; with seed 2 as well (on the slower machine above), from 0.590 to 0.604 and from 0.860 to 0.856, higher on all three seeds (by 0.014, 0.006, 0.023), but by less than the seeds' spread (0.115) and against the first session's -0.039;
   - two-voxel membranes (seeds 42, 1, 2): from 0.711 to 0.722 (by 0.006, -0.001, 0.029), their cells from 0.834 to 0.830;
   - two-voxel membranes with no brightness of their own (`--volume edges`; seeds 42, 1, 2): from 0.591 to 0.589 (by -0.032, 0.021, 0.004), their cells from 0.772 to 0.763.
@@ -1214,7 +1214,8 @@ def weight_lines(results: dict[str, dict]) -> list[str]:
     if not WEIGHT_RESULTS.exists():
         return []
     record = json.loads(WEIGHT_RESULTS.read_text())
-    commands = " and ".join(f"`{command}`" for command in record["commands"])
+    commands = [f"`{command}`" for command in record["commands"]]
+    commands = " and ".join([", ".join(commands[:-1]), commands[-1]] if len(commands) > 1 else commands)
     lines = []
     for minutes, volumes in ((key, value) for key, value in record.items() if key != "commands"):
         for volume, runs in volumes.items():
@@ -1263,12 +1264,15 @@ def whole_budget_text(runs: dict) -> str:
         return ""
     whole, ended = ([runs[variant][str(seed)] for seed in seeds] for variant in ("sqrt to the budget", "sqrt"))
     means = [np.mean([run["gaussian"] for run in variant], axis=0) for variant in (whole, ended)]
-    return (f" Trained to the end of the budget (`--patience 1000`; seeds {', '.join(map(str, seeds))}), the runs "
+    return (f" Trained to the end of the budget (`--patience 1000`; seeds {', '.join(map(str, seeds))}, two at a "
+            "time with each other), the runs "
             f"with the weights scored the membrane {means[0][MEMBRANE]:.3f} (each seed "
             + ", ".join(f"{run['gaussian'][MEMBRANE]:.3f}" for run in whole) + f"; cell {means[0][1]:.3f}) after "
             + ", ".join(str(run["steps"]) for run in whole) + f" steps, against {means[1][MEMBRANE]:.3f} (each seed "
             + ", ".join(f"{run['gaussian'][MEMBRANE]:.3f}" for run in ended)
-            + f"; cell {means[1][1]:.3f}) for those that the plateau ended.")
+            + f"; cell {means[1][1]:.3f}) for those that the plateau ended"
+            + (": training on did not help the never-annotated voxels." if means[0][MEMBRANE] <= means[1][MEMBRANE]
+               else "."))
 
 
 def bound_membranes() -> dict[str, float]:
