@@ -1214,8 +1214,8 @@ def weight_lines(results: dict[str, dict]) -> list[str]:
     if not WEIGHT_RESULTS.exists():
         return []
     record = json.loads(WEIGHT_RESULTS.read_text())
-    commands = [f"`{command}`" for command in record["commands"]]
-    commands = " and ".join([", ".join(commands[:-1]), commands[-1]] if len(commands) > 1 else commands)
+    quoted = [f"`{command}`" for command in record["commands"]]
+    commands = " and ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
     lines = []
     for minutes, volumes in ((key, value) for key, value in record.items() if key != "commands"):
         for volume, runs in volumes.items():
