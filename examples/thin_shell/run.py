@@ -1205,6 +1205,15 @@ def sem(values: Sequence[float]) -> float:
     return float(np.std(values, ddof=1) / np.sqrt(len(values)))
 
 
+def paired_runs(runs: dict, variants: Sequence[str]) -> tuple[list[int], dict[str, list[dict]]]:
+    """The seeds that each of ``variants`` ran (:func:`seed_order`) and each variant's runs of them, in that order.
+
+    ``runs``: weights.py's runs of one volume and budget, variant -> seed -> run.
+    """
+    seeds = seed_order(set.intersection(*(set(runs.get(variant, {})) for variant in variants)))
+    return seeds, {variant: [runs[variant][str(seed)] for seed in seeds] for variant in variants}
+
+
 def weight_lines(results: dict[str, dict]) -> list[str]:
     """weights.py's paired runs (densify's defaults and the same with square-root class weights, side by side): a
     bullet per volume and budget, against the old runs of the same seeds; nothing where it has not run.
@@ -1219,10 +1228,9 @@ def weight_lines(results: dict[str, dict]) -> list[str]:
     lines = []
     for minutes, volumes in ((key, value) for key, value in record.items() if key != "commands"):
         for volume, runs in volumes.items():
-            seeds = seed_order(set(runs.get("none", {})) & set(runs.get("sqrt", {})))
+            seeds, paired = paired_runs(runs, ("none", "sqrt"))
             if not seeds or volume not in results:
                 continue
-            paired = {weighting: [runs[weighting][str(seed)] for seed in seeds] for weighting in ("none", "sqrt")}
             none, sqrt = (np.mean([run["gaussian"] for run in paired[w]], axis=0) for w in ("none", "sqrt"))
             gains = [b["gaussian"][MEMBRANE] - a["gaussian"][MEMBRANE] for a, b in zip(paired["none"], paired["sqrt"])]
             machines = sorted({f"{run['machine']}, {run['policy']}" for pair in paired.values() for run in pair})
@@ -1259,10 +1267,10 @@ def whole_budget_text(runs: dict) -> str:
     """weights.py's runs with square-root weights trained to the end of the budget, against those of the same
     seeds that the plateau of the held-back score ended; "" where there are none. ``runs``: variant -> seed ->
     run, of one volume and budget."""
-    seeds = seed_order(set(runs.get("sqrt to the budget", {})) & set(runs.get("sqrt", {})))
+    seeds, paired = paired_runs(runs, ("sqrt to the budget", "sqrt"))
     if not seeds:
         return ""
-    whole, ended = ([runs[variant][str(seed)] for seed in seeds] for variant in ("sqrt to the budget", "sqrt"))
+    whole, ended = paired.values()
     means = [np.mean([run["gaussian"] for run in variant], axis=0) for variant in (whole, ended)]
     return (f" Trained to the end of the budget (`--patience 1000`; seeds {', '.join(map(str, seeds))}, two at a "
             "time with each other), the runs "

@@ -10,7 +10,7 @@ so their steps and scores compare within a seed.
 
     python examples/thin_shell/weights.py [--volume thin] [--seed 42 1 2] [--minutes 12] [--variants none sqrt]
 
-Writes ``results_weights.json`` (``{"12": {volume: {"machine", variant: {seed: run}, ...}}}``);
+Writes ``results_weights.json`` (``{"12": {volume: {variant: {seed: run}, ...}}}``, each run naming its machine);
 ``run.py --markdown-only`` puts the figures on the page.
 """
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results, _ = start_results(RESULTS, __file__, argv, {})
     record = results.setdefault(str(args.minutes), {}).setdefault(args.volume, {})
-    record["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"  # the last command's; its runs name it too
+    machine = f"{platform.machine()}, {os.cpu_count()} cores"
 
     def run(job: tuple[int, str]) -> dict:
         seed, variant = job
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def keep(job: tuple[int, str], result: dict) -> str:
         seed, variant = job
-        record.setdefault(variant, {})[str(seed)] = {**result, "machine": record["machine"]}
+        record.setdefault(variant, {})[str(seed)] = {**result, "machine": machine}
         return (f"{args.volume}, {args.minutes} min, seed {seed} ({variant}): {result['steps']} steps; "
                 + "; ".join(f"{w} " + " ".join(f"{v:.3f}" for v in result[w]) for w in ("gaussian", "uniform")))
 
