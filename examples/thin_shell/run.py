@@ -1234,9 +1234,7 @@ def weight_lines(results: dict[str, dict]) -> list[str]:
             none, sqrt = (np.mean([run["gaussian"] for run in paired[w]], axis=0) for w in ("none", "sqrt"))
             gains = [b["gaussian"][MEMBRANE] - a["gaussian"][MEMBRANE] for a, b in zip(paired["none"], paired["sqrt"])]
             machines = sorted({f"{run['machine']}, {run['policy']}" for pair in paired.values() for run in pair})
-            # a run that did its whole final decay ended on the plateau of its held-back score, before its budget
-            plateaus = {weighting: sum(run["stop_reason"].startswith("no gain") and "ran out" not in run["stop_reason"]
-                                       for run in paired[weighting]) for weighting in paired}
+            plateaus = {weighting: sum(run["plateaued"] for run in paired[weighting]) for weighting in paired}
             spread = (f"The mean paired gain, {np.mean(gains):+.3f}, is {np.mean(gains) / sem(gains):.1f} standard "
                       f"errors ({sem(gains):.3f}). " if len(seeds) > 2 else "")
             old = old_mean(results[volume]["rows"], seeds, int(minutes))
@@ -1588,7 +1586,7 @@ def tuning_lines() -> list[str]:
             rows = [f"| {name} | {means[name][MEMBRANE]:.3f} / {means[name][1]:.3f} | "
                     + ", ".join(f"{run['iou'][MEMBRANE]:.3f}" for run in name_runs) + " | "
                     + ", ".join(str(run["steps"]) for run in name_runs) + " | "
-                    + str(sum(run["stop_reason"] != "time budget spent" for run in name_runs)) + " |"
+                    + str(sum(run["plateaued"] for run in name_runs)) + " |"
                     for name, name_runs in runs.items()]
             changes = np.asarray([iou - means["defaults"] for name, iou in means.items() if name != "defaults"])
             better = [name for name, name_runs in runs.items() if name != "defaults" and all(

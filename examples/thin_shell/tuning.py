@@ -42,7 +42,8 @@ def one_run(volume: str, seed: int, minutes: float, variant: str) -> dict:
     fitted = fit_sparse(image, sparse, IGNORE, overrides=TUNING_VARIANTS[variant], deadline=began + 60 * minutes,
                         seed=seed, show_progress=False)
     predicted, _ = predict_classes(fitted, image)
-    return {"steps": fitted.steps, "stop_reason": fitted.stop_reason, "seconds": round(time.monotonic() - began),
+    return {"steps": fitted.steps, "stop_reason": fitted.stop_reason, "plateaued": fitted.plateaued,
+            "seconds": round(time.monotonic() - began),
             "iou": iou_per_class(predicted, dense, sparse == IGNORE), "held_back": fitted.scores["iou"]}
 
 
