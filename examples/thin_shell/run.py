@@ -216,6 +216,7 @@ The run **keeps the weights of its best evaluation at a decayed learning rate**:
 - **A timed run does not repeat step for step.** The learning rate follows the clock, and the evaluations are spaced by what they cost, so the plateau can come at another step. On the one-voxel membranes, seed 42, two 12-minute runs in two sessions stopped after 2624 and 1504 steps (the table and the picture below). On them, seed 2, two 12-minute runs of densify's defaults on one machine scored the membrane 0.426 (`blending.py`, ended by the plateau after 2064 steps) and 0.458 (the table's row, 2291 steps): one timed run does not tell apart settings that differ by less. `--steps N` repeats exactly.
 - **A budget buys steps, and CPUs differ.** The timed runs on this page were made on CPUs with AVX512-BF16, where the convolutions run in bfloat16 (`training.mixed_precision: auto` chooses it there). On an AMD EPYC with AVX2 only, `auto` chooses float32, and TensorFlow leaves its oneDNN kernels off, falling back on Eigen kernels whose 3D-convolution gradients are slow; the commands turn oneDNN on (`TF_ENABLE_ONEDNN_OPTS=1` unless it is set; `unet3d_keras.onednn`). Before they did, one training step (32³ windows in batches of 4) took 2.0 s on one thread (1.2 s on two; 16.4 s in bfloat16, which such a CPU only emulates), and `python examples/thin_shell/blending.py --minutes 12` on `thick` made 257 and 260 steps in its 12 minutes (seeds 42, 1), against 2544 and 2848 on the page's machine, and scored the membrane 0.680 and 0.654 (cell 0.818, 0.790) against 0.749 and 0.773 (0.860, 0.871). With oneDNN a step takes 0.65 s on two threads against 1.92 s with Eigen's kernels (2.94 times as many steps; 0.49 s against 1.26 s in an earlier run), and Keras's PyTorch backend (`KERAS_BACKEND=torch`) 0.55 s, its JAX backend 3.36 s (float32, `python benchmarks/densify_backends.py`). Side by side on that CPU, one thread each, a 5-minute `scripts/densify.py` run on the one-voxel membranes (seed 42, a one-off check) made 211 steps with oneDNN and scored the membrane 0.371 (cell 0.827), and 240 steps and 0.403 (0.811) under PyTorch; without oneDNN the same 5 minutes had made 81 steps and 0.345 (0.828) in an earlier check. On such a CPU still give densify more minutes, or `--steps N` for a known length. On a GPU the plateau, not the budget, ends a run: on one NVIDIA H200 under Keras's JAX backend (where `auto` chooses mixed_float16), densify's defaults on the one-voxel membranes stopped at their plateau after 2752 and 3680 steps, 73 and 79 s into a 5-minute budget, and scored the membrane 0.520 (mean of seeds 42, 1) against 0.502 for the 12-minute runs of the same seeds on the CPUs (`examples/thin_shell/accelerator.py`, "On a GPU" below).
 - **Seed 2 ran on a slower machine.** The runs of seed 2 (`blending.py --seed 2`, the old runs of seed 2 on `thick`, `clear` and `edges`, and the other rows of seed 2 under the tables, but for `thin`'s 5-minute ones) were made on another AMD EPYC, one with AVX512-BF16 (bfloat16, as the others), but slower: its 5-minute models made 901-920 steps against 1149-1249 for seeds 42 and 1. Its option rows on `thick`, `clear` and `edges` (square-root weights, no mirroring; and no mirroring for seed 1 on `edges`) were made a session later on a machine of the same kind and speed (900-967 steps in 5 minutes, two runs at a time; 1061 for seed 1's, which ran alone). Two of its old runs (`thick`, `clear`) ran out of their 5 minutes at 950 and 934 of their 960 steps, so their 12-minute runs, which did all 960, stand for 12 minutes. Densify's defaults on `thin`, seed 42, 12 minutes, trained again on that machine (a one-off check with `blending.py`'s code, Gaussian-blended) spent the budget at 2305 steps and scored the membrane 0.487 (cell 0.833), against 0.498 (cell 0.834) after 2784 steps, ended by the plateau, on the earlier one.
+- **Seeds 3 and 4 of `clear` ran on a machine like seed 2's,** in a later session: an AMD EPYC with AVX512-BF16 whose 5-minute runs made 892-923 steps (the old and new rows of seeds 3 and 4 under `clear`'s table, and `weights.py --volume clear`). Their old runs ran out of their 5 minutes at 892 and 893 of their 960 steps, so their 12-minute runs, which did all 960, stand for 12 minutes.
 
 #### Prediction
 
@@ -267,6 +268,7 @@ By default (the first two were already the old densification's):
 - **Mirrored prediction** (the tables below, 5 minutes):
   - one-voxel membranes: square-root weights lift the membrane from 0.447 to 0.478 (5 seeds in one session, higher on 4: the mean paired gain, 0.031, is two standard errors) at a cost of 0.008 to the cells (0.823 to 0.815);
   - one-voxel membranes at 12 minutes (5 seeds, each seed's two runs side by side): the gain shrinks to less than a standard error, and every run with the weights ends on the plateau of its held-back score before the budget (trained to its end instead, 4 seeds, they scored no higher); the figures are under the thin structure's goal below;
+  - clear membranes at 12 minutes (5 seeds, each seed's two runs side by side): again less than a standard error (+0.019 on the membrane, -0.003 on the cells), and most runs of either kind spent the whole budget; the figures are under the thin structure's goal below;
   - clear membranes: with seeds 42, 1 the membrane went from 0.611 to 0.572 and the cells from 0.867 to 0.851 in one session, and from 0.613 to 0.623 and from 0.868 to 0.864 when measured again in the next; with seed 2 as well (on the slower machine above), from 0.590 to 0.604 and from 0.860 to 0.856, higher on all three seeds (by 0.014, 0.006, 0.023), but by less than the seeds' spread (0.115) and against the first session's -0.039;
   - two-voxel membranes (seeds 42, 1, 2): from 0.711 to 0.722 (by 0.006, -0.001, 0.029), their cells from 0.834 to 0.830;
   - two-voxel membranes with no brightness of their own (`--volume edges`; seeds 42, 1, 2): from 0.591 to 0.589 (by -0.032, 0.021, 0.004), their cells from 0.772 to 0.763.
@@ -1223,14 +1225,15 @@ def weight_lines(results: dict[str, dict]) -> list[str]:
     if not WEIGHT_RESULTS.exists():
         return []
     record = json.loads(WEIGHT_RESULTS.read_text())
-    quoted = [f"`{command}`" for command in record["commands"]]
-    commands = " and ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
     lines = []
     for minutes, volumes in ((key, value) for key, value in record.items() if key != "commands"):
         for volume, runs in volumes.items():
             seeds, paired = paired_runs(runs, ("none", "sqrt"))
             if not seeds or volume not in results:
                 continue
+            made = {run["command"] for variant in runs.values() for run in variant.values()}
+            quoted = [f"`{command}`" for command in record["commands"] if command in made]
+            commands = " and ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
             none, sqrt = (np.mean([run["gaussian"] for run in paired[w]], axis=0) for w in ("none", "sqrt"))
             gains = [b["gaussian"][MEMBRANE] - a["gaussian"][MEMBRANE] for a, b in zip(paired["none"], paired["sqrt"])]
             machines = sorted({f"{run['machine']}, {run['policy']}" for pair in paired.values() for run in pair})
@@ -1257,8 +1260,28 @@ def weight_lines(results: dict[str, dict]) -> list[str]:
                               for weighting in ("none", "sqrt")) + ". " + spread
                 + (f"All {len(seeds)}" if plateaus["sqrt"] == len(seeds) else f"{plateaus['sqrt']} of the {len(seeds)}")
                 + f" runs with the weights and {plateaus['none']} of the defaults ended on the plateau of their "
-                "held-back score before the budget ran out." + whole_budget_text(runs) + against)
+                "held-back score before the budget ran out." + whole_budget_text(runs)
+                + headline_text(volume, int(minutes), dict(zip(seeds, paired["none"]))) + against)
     return lines
+
+
+def headline_text(volume: str, minutes: int, defaults: dict[int, dict]) -> str:
+    """weights.py's runs of densify's defaults (seed -> run) against blending.py's models of the same seeds,
+    volume and budget (the table at a glance); "" where it has none of those seeds."""
+    headline = blending_runs(volume, minutes)
+    seeds = [seed for seed in defaults if seed in headline]
+    if not seeds:
+        return ""
+
+    def scores(runs: dict[int, dict]) -> str:
+        iou = np.mean([runs[seed][DEFAULT_BLENDING] for seed in seeds], axis=0)
+        return (f"{iou[MEMBRANE]:.3f} (cell {iou[1]:.3f}; " + ", ".join(str(runs[seed]["steps"]) for seed in seeds)
+                + " steps)")
+
+    return (f" Densify's defaults in these runs scored the membrane {scores(defaults)} on seeds "
+            f"{', '.join(map(str, seeds))}, against {scores(headline)} for blending.py's models of the same seeds in "
+            "the table at a glance, made in other sessions: a timed run's score moves with its machine and its "
+            "steps, so the paired runs compare with each other, not with the table.")
 
 
 def whole_budget_text(runs: dict) -> str:

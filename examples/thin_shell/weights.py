@@ -10,8 +10,8 @@ so their steps and scores compare within a seed.
 
     python examples/thin_shell/weights.py [--volume thin] [--seed 42 1 2] [--minutes 12] [--variants none sqrt]
 
-Writes ``results_weights.json`` (``{"12": {volume: {variant: {seed: run}, ...}}}``, each run naming its machine);
-``run.py --markdown-only`` puts the figures on the page.
+Writes ``results_weights.json`` (``{"commands": [...], "12": {volume: {variant: {seed: run}, ...}}}``, each run
+naming its machine and the command that made it); ``run.py --markdown-only`` puts the figures on the page.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from run import WEIGHT_RESULTS as RESULTS
     from run import run_json_process, run_two_at_a_time, save_json, start_results
 
-    results, _ = start_results(RESULTS, __file__, argv, {})
+    results, command = start_results(RESULTS, __file__, argv, {})
     record = results.setdefault(str(args.minutes), {}).setdefault(args.volume, {})
     machine = f"{platform.machine()}, {os.cpu_count()} cores"
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def keep(job: tuple[int, str], result: dict) -> str:
         seed, variant = job
-        record.setdefault(variant, {})[str(seed)] = {**result, "machine": machine}
+        record.setdefault(variant, {})[str(seed)] = {**result, "machine": machine, "command": command}
         return (f"{args.volume}, {args.minutes} min, seed {seed} ({variant}): {result['steps']} steps; "
                 + "; ".join(f"{w} " + " ".join(f"{v:.3f}" for v in result[w]) for w in ("gaussian", "uniform")))
 
