@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -30,7 +29,7 @@ import numpy as np
 
 from accelerator import gpu_name
 from run import (BOUND_OTHERS, BOUND_RESULTS, DEFAULT_SEED, IGNORE, VOLUMES, command_line, iou_per_class,
-                 make_volume, other_volumes, run_json_process, save_json, sparse_labels)
+                 machine_name, make_volume, other_volumes, run_json_process, save_json, sparse_labels)
 
 
 def one_run(volume: str, minutes: float, others: int, seed: int, base_filters: int | None) -> dict:
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     gpu = gpu_name()
     result.update(command=command_line(__file__, given),
                   machine=(f"{gpu}, Keras's {os.environ.get('KERAS_BACKEND', 'tensorflow')} backend" if gpu
-                           else f"{platform.machine()}, {os.cpu_count()} cores, every thread"))
+                           else f"{machine_name()}, every thread"))
     results = json.loads(BOUND_RESULTS.read_text()) if BOUND_RESULTS.exists() else {}
     # the first runs' keys stay as they were: other options add to the volume's name
     key = ", ".join([args.volume, *([f"{args.base_filters} base filters"] if args.base_filters else []),

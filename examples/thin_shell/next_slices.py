@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -42,7 +41,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from run import (ADDED_WAYS, FIRST_RUN, IGNORE, MEMBRANE, NEXT_SLICE_RESULTS, VOLUMES, iou_per_class,  # noqa: E402
-                 make_volume, run_json_process, run_two_at_a_time, save_json, sparse_labels, start_results)
+                 machine_name, make_volume, run_json_process, run_two_at_a_time, save_json, sparse_labels,
+                 start_results)
 
 
 def annotation(dense: np.ndarray, added: list[int] | None) -> np.ndarray:
@@ -148,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results, command = start_results(NEXT_SLICE_RESULTS, __file__, argv, {"runs": {}})
     # a later command's runs replace this volume's: runs of two sessions do not compare
-    record = results["runs"][args.volume] = {"command": command, "machine": f"{platform.machine()}, "
-                                             f"{os.cpu_count()} cores", "steps": args.steps, "seeds": {}}
+    record = results["runs"][args.volume] = {"command": command, "machine": machine_name(),
+                                             "steps": args.steps, "seeds": {}}
     _, dense = make_volume(**VOLUMES[args.volume][0])
     runs: dict[tuple[int, str], dict] = {}
     with tempfile.TemporaryDirectory(prefix="next_slices_") as temporary:

@@ -458,6 +458,11 @@ def run_process(arguments: Sequence[str], what: str, threads: int | None = 1) ->
     return done
 
 
+def machine_name() -> str:
+    """This machine as the results of this folder's scripts name it: its architecture and number of cores."""
+    return f"{platform.machine()}, {os.cpu_count()} cores"
+
+
 def run_json_process(arguments: Sequence[str], what: str, threads: int | None = 1) -> dict:
     """:func:`run_process`, then the JSON object that the last line of its output holds."""
     return json.loads(run_process(arguments, what, threads).stdout.strip().splitlines()[-1])

@@ -20,15 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import (IGNORE, TUNED, TUNING_RESULTS, TUNING_VARIANTS, VOLUMES, iou_per_class, make_volume,  # noqa: E402
-                 run_json_process, run_two_at_a_time, sparse_labels, start_results)
+from run import (IGNORE, TUNED, TUNING_RESULTS, TUNING_VARIANTS, VOLUMES, iou_per_class,  # noqa: E402
+                 machine_name, make_volume, run_json_process, run_two_at_a_time, sparse_labels, start_results)
 
 
 def one_run(volume: str, seed: int, minutes: float, variant: str) -> dict:
@@ -66,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     training = DENSIFY_DEFAULTS["training"]
     # a later command's runs replace this budget's runs: runs of two sessions do not compare
     budget = results["runs"].setdefault(args.volume, {})[f"{args.minutes:g}"] = {
-        "command": command, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "command": command, "machine": machine_name(),
         "defaults": {key: training[key] for key in TUNED}, "variants": {}}
 
     def what(variant_seed: tuple[str, int]) -> str:

@@ -19,42 +19,39 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from blending import MINUTES, one_volume  # noqa: E402
+from run import (VOLUMES, WEIGHT_RESULTS, machine_name, run_json_process, run_two_at_a_time, save_json,  # noqa: E402
+                 start_results)
+
 #: the runs to pair: name -> the fields of densify's options (DensifyOptions) that differ from its defaults
 VARIANTS = {"none": {}, "sqrt": {"class_weighting": "sqrt"},
             # the same weights without the plateau stop (run.py's "new without the plateau stop": --patience 1000)
             "sqrt to the budget": {"class_weighting": "sqrt", "patience_epochs": 1000}}
-BUDGETS = (5, 12)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--volume", default="thin", choices=["thick", "thin", "clear", "edges"])
+    parser.add_argument("--volume", default="thin", choices=list(VOLUMES))
     parser.add_argument("--seed", type=int, nargs="+", default=[42, 1, 2], help="densify's seeds (default 42 1 2)")
-    parser.add_argument("--minutes", type=int, choices=BUDGETS, default=BUDGETS[-1],
+    parser.add_argument("--minutes", type=int, choices=MINUTES, default=MINUTES[-1],
                         help="the time budget of each run (default 12)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS)[:2], choices=VARIANTS,
                         help="the runs of each seed, side by side where two (default: none sqrt)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(HERE))
     if args.child:
-        from blending import one_volume
-
         volume, seed, minutes, variant = args.child
         print(json.dumps(one_volume(volume, int(seed), int(minutes), changes=VARIANTS[variant])), flush=True)
         os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
 
-    from run import WEIGHT_RESULTS as RESULTS
-    from run import run_json_process, run_two_at_a_time, save_json, start_results
-
-    results, command = start_results(RESULTS, __file__, argv, {})
+    results, command = start_results(WEIGHT_RESULTS, __file__, argv, {})
     record = results.setdefault(str(args.minutes), {}).setdefault(args.volume, {})
-    machine = f"{platform.machine()}, {os.cpu_count()} cores"
+    machine = machine_name()
 
     def run(job: tuple[int, str]) -> dict:
         seed, variant = job
@@ -69,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # a seed's runs side by side: they share the machine's load
     run_two_at_a_time([(seed, variant) for seed in args.seed for variant in args.variants], run, keep, results,
-                      RESULTS)
-    save_json(RESULTS, results)  # the command, where nothing ran
+                      WEIGHT_RESULTS)
+    save_json(WEIGHT_RESULTS, results)  # the command, where nothing ran
     return 0
 
 
