@@ -256,7 +256,7 @@ By default (the first two were already the old densification's):
 - `sqrt`: the square root of the inverse-frequency weights, scaled to a mean of 1 over the annotated voxels;
 - `balanced`: `unet3d_keras.losses.balanced_class_weights`.
 
-`--set training.class_weights=[...]` wins over it. Why not by default: what weights gave the thin class was about the spread between seeds or less; they cost the cells up to 0.016; and on MNI152 they cost grey matter 0.005, whether each window is predicted once (0.917 against 0.922) or mirrored (0.920 against 0.925). `--class-weights sqrt` remains for a thin class that matters more than the others.
+`--set training.class_weights=[...]` wins over it. Why not by default: what weights gave the thin class was about the spread between seeds or less; they cost the cells up to 0.019 (mean of the seeds), and at 12 minutes on the two-voxel membranes with no brightness of their own they cost the membrane 0.027 as well, lower on every seed; and on MNI152 they cost grey matter 0.005, whether each window is predicted once (0.917 against 0.922) or mirrored (0.920 against 0.925). `--class-weights sqrt` remains for a thin class that matters more than the others.
 
 <details><summary>Class weights, measured</summary>
 
@@ -269,6 +269,8 @@ By default (the first two were already the old densification's):
   - one-voxel membranes: square-root weights lift the membrane from 0.447 to 0.478 (5 seeds in one session, higher on 4: the mean paired gain, 0.031, is two standard errors) at a cost of 0.008 to the cells (0.823 to 0.815);
   - one-voxel membranes at 12 minutes (5 seeds, each seed's two runs side by side): the gain shrinks to less than a standard error, and every run with the weights ends on the plateau of its held-back score before the budget (trained to its end instead, 4 seeds, they scored no higher); the figures are under the thin structure's goal below;
   - clear membranes at 12 minutes (5 seeds, each seed's two runs side by side): again less than a standard error (+0.019 on the membrane, -0.003 on the cells), and most runs of either kind spent the whole budget; the figures are under the thin structure's goal below;
+  - two-voxel membranes at 12 minutes (3 seeds, each seed's two runs side by side): +0.005 on the membrane (by +0.018, -0.040, +0.038: 0.2 standard errors) and +0.002 on the cells, neither way;
+  - two-voxel membranes with no brightness of their own at 12 minutes (3 seeds, each seed's two runs side by side): lower on every seed, the membrane by 0.027 (by 0.036, 0.009, 0.037: 3.0 standard errors) and the cells by 0.019; the figures of both are under the thin structure's goal below;
   - clear membranes: with seeds 42, 1 the membrane went from 0.611 to 0.572 and the cells from 0.867 to 0.851 in one session, and from 0.613 to 0.623 and from 0.868 to 0.864 when measured again in the next; with seed 2 as well (on the slower machine above), from 0.590 to 0.604 and from 0.860 to 0.856, higher on all three seeds (by 0.014, 0.006, 0.023), but by less than the seeds' spread (0.115) and against the first session's -0.039;
   - two-voxel membranes (seeds 42, 1, 2): from 0.711 to 0.722 (by 0.006, -0.001, 0.029), their cells from 0.834 to 0.830;
   - two-voxel membranes with no brightness of their own (`--volume edges`; seeds 42, 1, 2): from 0.591 to 0.589 (by -0.032, 0.021, 0.004), their cells from 0.772 to 0.763.
@@ -1232,7 +1234,7 @@ def weight_lines(results: dict[str, dict]) -> list[str]:
     record = json.loads(WEIGHT_RESULTS.read_text())
     lines = []
     for minutes, volumes in ((key, value) for key, value in record.items() if key != "commands"):
-        for volume, runs in volumes.items():
+        for volume, runs in ((volume, volumes[volume]) for volume in VOLUMES if volume in volumes):
             seeds, paired = paired_runs(runs, ("none", "sqrt"))
             if not seeds or volume not in results:
                 continue
