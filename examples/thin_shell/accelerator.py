@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 from blending import run_child
-from run import (ACCELERATOR_RESULTS, BOUND_OTHERS, DEFAULT_SEED, VOLUMES, command_line, run_json_process,
-                 run_two_at_a_time, save_json)
+from run import (ACCELERATOR_RESULTS, BOUND_OTHERS, DEFAULT_SEED, VOLUMES, command_line, machine_name,
+                 run_json_process, run_two_at_a_time, save_json)
 
 HERE = Path(__file__).resolve().parent
 
@@ -47,9 +47,7 @@ def gpu_name() -> str | None:
 
 def device_name() -> str:
     """The GPU's name (:func:`gpu_name`), else the processor's."""
-    import platform
-
-    return gpu_name() or f"no GPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    return gpu_name() or f"no GPU: {machine_name()}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -30,7 +28,7 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import (CLASSES, DEFAULT_SEED, FIGURE, FIGURE_RESULTS, HERE, IGNORE, MEMBRANE, SHAPE, VOLUMES,  # noqa: E402
-                 best_thresholds, iou_per_class, make_volume, run_row, run_two_at_a_time, save_json,
+                 best_thresholds, iou_per_class, machine_name, make_volume, run_row, run_two_at_a_time, save_json,
                  sparse_labels, start_results, threshold_classes, write_inputs)
 
 from unet3d_keras.fileio import atomic_path  # noqa: E402
@@ -51,7 +49,7 @@ def run_volumes(volumes: list[str], seeds: list[int], argv: list[str] | None) ->
     """
     maps = dict(np.load(MAPS, allow_pickle=False)) if MAPS.exists() else {}
     results, _ = start_results(RESULTS, __file__, argv, {"volumes": {}})
-    results["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    results["machine"] = machine_name()
     with tempfile.TemporaryDirectory() as tmp:
         folders, truths = {}, {}  # volume -> its densify inputs' folder; its dense labels and never-annotated voxels
         for volume in volumes:

@@ -461,8 +461,9 @@ def run_process(arguments: Sequence[str], what: str, threads: int | None = 1) ->
 
 
 def machine_name() -> str:
-    """This machine as the results of this folder's scripts name it: its architecture and number of cores."""
-    return f"{platform.machine()}, {os.cpu_count()} cores"
+    """This machine as the results of this folder's scripts name it: its processor (else its architecture) and
+    number of cores."""
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
 def run_json_process(arguments: Sequence[str], what: str, threads: int | None = 1) -> dict:
@@ -1796,7 +1797,7 @@ def main(argv: list[str] | None = None) -> int:
     low, high = best_thresholds(image, sparse)
     results["thresholds"] = {"low": low, "high": high,
                              "iou": iou_per_class(threshold_classes(image, low, high), dense, never)}
-    results["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    results["machine"] = machine_name()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         write_inputs(folder, volume_arguments)
