@@ -257,7 +257,7 @@ By default (the first two were already the old densification's):
 - `sqrt`: the square root of the inverse-frequency weights, scaled to a mean of 1 over the annotated voxels;
 - `balanced`: `unet3d_keras.losses.balanced_class_weights`.
 
-`--set training.class_weights=[...]` wins over it. Why not by default: what weights gave the thin class was about the spread between seeds or less; they cost the cells up to 0.020 (mean of the seeds), and at 12 minutes on the two-voxel membranes with no brightness of their own they cost the membrane 0.025 as well, lower on every one of 5 seeds; and on MNI152 they cost grey matter 0.005, whether each window is predicted once (0.917 against 0.922) or mirrored (0.920 against 0.925). `--class-weights sqrt` remains for a thin class that matters more than the others.
+`--set training.class_weights=[...]` wins over it. Why not by default: what weights gave the thin class was about the spread between seeds or less; they cost the cells up to 0.025 (mean of the seeds), and at 12 minutes on the two-voxel membranes with no brightness of their own they cost the membrane 0.025 as well, lower on every one of 5 seeds; and on MNI152 they cost grey matter 0.005, whether each window is predicted once (0.917 against 0.922) or mirrored (0.920 against 0.925). `--class-weights sqrt` remains for a thin class that matters more than the others.
 
 <details><summary>Class weights, measured</summary>
 
