@@ -13,7 +13,8 @@ did not train on) is recorded at each evaluation: how the score still moves at t
 ``--base-filters`` (default densify's) asks whether a larger model gets further in the same time,
 ``--others`` whether more annotated volumes do.
 Writes ``results_bound.json`` (``{key: run}``, the key ``volume`` for densify's model and 3 other volumes,
-``"volume, N base filters"`` with ``--base-filters N``, ``"volume, M other volumes"`` with ``--others M``);
+``"volume, N base filters"`` with ``--base-filters N``, ``"volume, M other volumes"`` with ``--others M``,
+``"volume, seed S"`` with another ``--seed``);
 ``run.py --markdown-only`` puts it on the page.
 """
 
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     results = json.loads(BOUND_RESULTS.read_text()) if BOUND_RESULTS.exists() else {}
     # the first runs' keys stay as they were: other options add to the volume's name
     key = ", ".join([args.volume, *([f"{args.base_filters} base filters"] if args.base_filters else []),
-                     *([f"{args.others} other volumes"] if args.others != BOUND_OTHERS else [])])
+                     *([f"{args.others} other volumes"] if args.others != BOUND_OTHERS else []),
+                     *([f"seed {args.seed}"] if args.seed != DEFAULT_SEED else [])])
     results[key] = result
     save_json(BOUND_RESULTS, results)
     print(f"{key}: {result['steps']} steps in {result['seconds']} s, IoU on the never-annotated voxels "

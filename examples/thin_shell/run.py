@@ -1358,6 +1358,19 @@ def bound_lines(olds: dict[str, list[float] | None]) -> list[str]:
             title, model = f"More annotated volumes{length}: {run['others']}", "the same model"
         else:
             title, model = "A longer bound", "the same model"
+        seed = run.get("seed", DEFAULT_SEED)
+        # the same run with densify's default seed: the spread that the seed alone makes
+        first = next((other for name, other in runs.items() if other.get("seed", DEFAULT_SEED) == DEFAULT_SEED
+                      and other.get("volume", name) == volume and other["others"] == run["others"]
+                      and other["minutes"] == run["minutes"] and other.get("base_filters", densify_filters) == filters),
+                     None)
+        again = ""
+        if seed != DEFAULT_SEED:
+            title += f", seed {seed}"
+            if first is not None:
+                again = (f" With seed {DEFAULT_SEED} (other held-back tiles, windows and initial weights) it scored "
+                         f"{first['iou'][MEMBRANE]:.3f} (cell {first['iou'][1]:.3f}): the mean of the two seeds is "
+                         f"{(membrane + first['iou'][MEMBRANE]) / 2:.3f}.")
         lines.append(
             f"- **{title}.** Trained for {run['minutes']:g} minutes ({run['steps']} steps; {run['machine']}) on "
             f"every voxel of {run['others']} other volumes made like `{volume}` (seeds {OTHER_SEED} to "
@@ -1367,7 +1380,7 @@ def bound_lines(olds: dict[str, list[float] | None]) -> list[str]:
             "IoU on the tiles of those volumes held back from training, mean of the evaluations in each quarter of the "
             f"run: {', '.join(f'{q:.3f}' for q in quarters)}, {quarters[-1] - quarters[-2]:+.3f} from the third "
             f"quarter to the last; the last quarter's is {quarters[-1] - membrane:+.3f} from its score on "
-            f"`{volume}`, which it never saw (those tiles lie amid voxels that it trained on).")
+            f"`{volume}`, which it never saw (those tiles lie amid voxels that it trained on)." + again)
     return lines
 
 
