@@ -81,6 +81,9 @@ VOLUMES: dict[str, tuple[dict, str, str]] = {
     "edges": ({"membrane_value": None, "noise": 0.05, "brightness_range": (0.4, 1.2)}, "results_edges.json",
               "Membranes two voxels thick with no brightness of their own, a quarter of the noise (`--volume edges`)"),
 }
+#: how the text of USAGE names each volume
+PLAIN_NAMES = {"thick": "two-voxel membranes", "thin": "one-voxel membranes", "clear": "clear membranes",
+               "edges": "two-voxel membranes with no brightness of their own"}
 #: the volumes whose membranes are one voxel thick, on one side of each face: where a face's side is the question
 ONE_VOXEL = [name for name, (arguments, _, _) in VOLUMES.items() if arguments.get("thickness") == 1]
 SHAPE = (64, 64, 48)
@@ -257,7 +260,7 @@ By default (the first two were already the old densification's):
 - `sqrt`: the square root of the inverse-frequency weights, scaled to a mean of 1 over the annotated voxels;
 - `balanced`: `unet3d_keras.losses.balanced_class_weights`.
 
-`--set training.class_weights=[...]` wins over it. Why not by default: what weights gave the thin class was about the spread between seeds or less; they cost the cells up to 0.025 (mean of the seeds), and at 12 minutes on the two-voxel membranes with no brightness of their own they cost the membrane 0.025 as well, lower on every one of 5 seeds; and on MNI152 they cost grey matter 0.005, whether each window is predicted once (0.917 against 0.922) or mirrored (0.920 against 0.925). `--class-weights sqrt` remains for a thin class that matters more than the others.
+`--set training.class_weights=[...]` wins over it. Why not by default: what weights gave the thin class was about the spread between seeds or less; they cost the cells up to 0.025 with each window predicted once (clear membranes, 2 seeds){weights_why}; and on MNI152 they cost grey matter 0.005, whether each window is predicted once (0.917 against 0.922) or mirrored (0.920 against 0.925). `--class-weights sqrt` remains for a thin class that matters more than the others.
 
 <details><summary>Class weights, measured</summary>
 
@@ -268,13 +271,11 @@ By default (the first two were already the old densification's):
   - balanced weights cost the one-voxel membranes' cells 0.06 (one seed).
 - **Mirrored prediction** (the tables below, 5 minutes):
   - one-voxel membranes: square-root weights lift the membrane from 0.447 to 0.478 (5 seeds in one session, higher on 4: the mean paired gain, 0.031, is two standard errors) at a cost of 0.008 to the cells (0.823 to 0.815);
-  - one-voxel membranes at 12 minutes (5 seeds, each seed's two runs side by side): the gain shrinks to less than a standard error, and every run with the weights ends on the plateau of its held-back score before the budget (trained to its end instead, 5 seeds, they scored no higher); the figures are under the thin structure's goal below;
-  - clear membranes at 12 minutes (5 seeds, each seed's two runs side by side): again less than a standard error (+0.019 on the membrane, -0.003 on the cells), and most runs of either kind spent the whole budget; the figures are under the thin structure's goal below;
-  - two-voxel membranes at 12 minutes (5 seeds, each seed's two runs side by side): +0.011 on the membrane (by +0.018, -0.040, +0.038, +0.002, +0.038: 0.8 standard errors) and +0.006 on the cells, both within the noise;
-  - two-voxel membranes with no brightness of their own at 12 minutes (5 seeds, each seed's two runs side by side): lower on every seed, the membrane by 0.025 (by 0.036, 0.009, 0.037, 0.024, 0.019: 4.7 standard errors) and the cells by 0.020; the figures of both are under the thin structure's goal below;
   - clear membranes: with seeds 42, 1 the membrane went from 0.611 to 0.572 and the cells from 0.867 to 0.851 in one session, and from 0.613 to 0.623 and from 0.868 to 0.864 when measured again in the next; with seed 2 as well (on the slower machine above), from 0.590 to 0.604 and from 0.860 to 0.856, higher on all three seeds (by 0.014, 0.006, 0.023), but by less than the seeds' spread (0.115) and against the first session's -0.039;
   - two-voxel membranes (seeds 42, 1, 2): from 0.711 to 0.722 (by 0.006, -0.001, 0.029), their cells from 0.834 to 0.830;
   - two-voxel membranes with no brightness of their own (`--volume edges`; seeds 42, 1, 2): from 0.591 to 0.589 (by -0.032, 0.021, 0.004), their cells from 0.772 to 0.763.
+- **Mirrored prediction, 12 minutes** (`weights.py`: each seed's two runs side by side, one thread each; in full under the thin structure's goal below), the weights' mean paired gain:
+{weights_at_12_minutes}
 - **MNI152, 4 slices per axis, mirrored** (3 seeds, 200 epochs of 16 steps: a one-off check with `unet3d_keras.densify.fit_sparse`, not one of the example's rows): grey and white matter scored 0.920/0.921 with them against 0.925/0.922 without (seeds 1, 2, 42: 0.911/0.910, 0.916/0.919, 0.931/0.935 against 0.920/0.914, 0.925/0.924, 0.930/0.928).
 
 </details>
@@ -1226,6 +1227,47 @@ def paired_runs(runs: dict, variants: Sequence[str]) -> tuple[list[int], dict[st
     return seeds, {variant: [runs[variant][str(seed)] for seed in seeds] for variant in variants}
 
 
+def weight_summaries() -> dict[str, str]:
+    """USAGE's fields, from weights.py's paired runs at 12 minutes (so that the summary agrees with the bullets
+    under the goal): ``weights_at_12_minutes``, a bullet per volume; ``weights_why``, what the weights cost."""
+    minutes = "12"
+    record = json.loads(WEIGHT_RESULTS.read_text()) if WEIGHT_RESULTS.exists() else {}
+    bullets, cell_costs, losses = [], [], []
+    for volume in VOLUMES:
+        runs = record.get(minutes, {}).get(volume, {})
+        seeds, paired = paired_runs(runs, ("none", "sqrt"))
+        if len(seeds) < 2:
+            bullets.append(f"  - {PLAIN_NAMES[volume]}: not measured yet "
+                           f"(`python examples/thin_shell/weights.py --volume {volume}`);")
+            continue
+        # seed x (membrane, cell): what the weights changed
+        gains = np.array([[b["gaussian"][MEMBRANE] - a["gaussian"][MEMBRANE], b["gaussian"][1] - a["gaussian"][1]]
+                          for a, b in zip(paired["none"], paired["sqrt"])])
+        membrane, cells = gains.mean(axis=0)
+        lower, higher = (gains[:, 0] < 0).all(), (gains[:, 0] > 0).all()
+        plateaus = {weighting: sum(run["plateaued"] for run in paired[weighting]) for weighting in paired}
+        whole_seeds, whole = paired_runs(runs, ("sqrt to the budget", "sqrt"))
+        whole_text = ""
+        if whole_seeds:
+            longer = np.mean([a["gaussian"][MEMBRANE] - b["gaussian"][MEMBRANE] for a, b in zip(*whole.values())])
+            whole_text = ("; trained to the end of the budget instead, the weights scored the membrane "
+                          f"{longer:+.3f} against those runs ({len(whole_seeds)} seeds)")
+        bullets.append(
+            f"  - {PLAIN_NAMES[volume]} ({len(seeds)} seeds): membrane {membrane:+.3f} ("
+            + ("lower on every seed, " if lower else "higher on every seed, " if higher else "")
+            + f"{abs(membrane) / sem(gains[:, 0]):.1f} standard errors; each seed "
+            + ", ".join(f"{gain:+.3f}" for gain in gains[:, 0]) + f"), cells {cells:+.3f}; the plateau of the "
+            f"held-back score ended {plateaus['sqrt']} of the {len(seeds)} runs with the weights and "
+            f"{plateaus['none']} of the defaults before the budget" + whole_text + ";")
+        cell_costs.append((-cells, len(seeds)))
+        if lower:
+            losses.append(f", and on the {PLAIN_NAMES[volume]} they cost the membrane {-membrane:.3f} too, lower "
+                          f"on every one of {len(seeds)} seeds")
+    cost, count = max(cell_costs, default=(0.0, 0))
+    why = (f" and up to {cost:.3f} at {minutes} minutes (mean of {count} seeds)" if cost > 0 else "") + "".join(losses)
+    return {"weights_at_12_minutes": "\n".join(bullets)[:-1] + ".", "weights_why": why}
+
+
 def weight_lines(results: dict[str, dict]) -> list[str]:
     """weights.py's paired runs (densify's defaults and the same with square-root class weights, side by side): a
     bullet per volume and budget, against the old runs of the same seeds; nothing where it has not run.
@@ -1740,7 +1782,8 @@ def next_slice_lines() -> list[str]:
 
 def markdown() -> str:
     """The page section: how densify trains, then the thin-structure tables and the goal."""
-    lines = [SECTION.strip(), "", USAGE.rstrip(), "", *offset_lines(), *tuning_lines(), *next_slice_lines(),
+    lines = [SECTION.strip(), "", USAGE.format(**weight_summaries()).rstrip(), "", *offset_lines(), *tuning_lines(),
+             *next_slice_lines(),
              "### A thin structure: membranes around touching cells", "",
              # the docstring's wrapped lines join, its bullets stay bullets
              "Data: " + re.sub(r"\n(?!- ) *", " ", __doc__.split("\n\n")[1]), ""]
