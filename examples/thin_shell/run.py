@@ -221,6 +221,7 @@ The run **keeps the weights of its best evaluation at a decayed learning rate**:
 - **Seed 2 ran on a slower machine.** The runs of seed 2 (`blending.py --seed 2`, the old runs of seed 2 on `thick`, `clear` and `edges`, and the other rows of seed 2 under the tables, but for `thin`'s 5-minute ones) were made on another AMD EPYC, one with AVX512-BF16 (bfloat16, as the others), but slower: its 5-minute models made 901-920 steps against 1149-1249 for seeds 42 and 1. Its option rows on `thick`, `clear` and `edges` (square-root weights, no mirroring; and no mirroring for seed 1 on `edges`) were made a session later on a machine of the same kind and speed (900-967 steps in 5 minutes, two runs at a time; 1061 for seed 1's, which ran alone). Its row without the final decay on `edges` was made later still, on a machine like seeds 3 and 4's of `clear` (below), beside a run of `weights.py`: 758 steps in 5 minutes, against 881 for its `new, 5 min` row. Two of its old runs (`thick`, `clear`) ran out of their 5 minutes at 950 and 934 of their 960 steps, so their 12-minute runs, which did all 960, stand for 12 minutes. Densify's defaults on `thin`, seed 42, 12 minutes, trained again on that machine (a one-off check with `blending.py`'s code, Gaussian-blended) spent the budget at 2305 steps and scored the membrane 0.487 (cell 0.833), against 0.498 (cell 0.834) after 2784 steps, ended by the plateau, on the earlier one.
 - **Seeds 3 and 4 of `clear` ran on a machine like seed 2's,** in a later session: an AMD EPYC with AVX512-BF16 whose 5-minute runs made 892-923 steps (the old and new rows of seeds 3 and 4 under `clear`'s table, and `weights.py --volume clear`). Their old runs ran out of their 5 minutes at 892 and 893 of their 960 steps, so their 12-minute runs, which did all 960, stand for 12 minutes.
 - **Seeds 3 and 4 of `thick` and `edges` ran on such a machine too,** in a later session (an AMD EPYC with AVX512-BF16): their old runs under both tables and `weights.py --volume thick --seed 3 4` and `--volume edges --seed 3 4`. `edges`' old 5-minute runs ran out at 897 of their 960 steps, so there too the 12-minute old runs, which did all 960, stand for 12 minutes. The paired 12-minute runs of densify's defaults made 1744 and 1968 steps on `thick` (seeds 42, 1, 2: 1728-2187) and 2227 and 1968 on `edges` (2271-2297).
+- **The hour-long bound of seed 1 ran on such a machine too** (`bound.py --seed 1`, an AMD EPYC with AVX512-BF16, in a later session than seed 42's): 10385 steps in its hour, against 16753 for seed 42's, on every thread of 2 cores both.
 
 #### Prediction
 
@@ -1411,7 +1412,9 @@ def bound_lines(olds: dict[str, list[float] | None]) -> list[str]:
             title += f", seed {seed}"
             if first is not None:
                 again = (f" With seed {DEFAULT_SEED} (other held-back tiles, windows and initial weights) it scored "
-                         f"{first['iou'][MEMBRANE]:.3f} (cell {first['iou'][1]:.3f}): the mean of the two seeds is "
+                         f"{first['iou'][MEMBRANE]:.3f} (cell {first['iou'][1]:.3f}) in {first['steps']} steps"
+                         f"{'' if first['machine'] == run['machine'] else ' on ' + first['machine']}: the mean of "
+                         "the two seeds is "
                          f"{(membrane + first['iou'][MEMBRANE]) / 2:.3f}.")
         lines.append(
             f"- **{title}.** Trained for {run['minutes']:g} minutes ({run['steps']} steps; {run['machine']}) on "
