@@ -1414,8 +1414,7 @@ def bound_lines(olds: dict[str, list[float] | None]) -> list[str]:
                 again = (f" With seed {DEFAULT_SEED} (other held-back tiles, windows and initial weights) it scored "
                          f"{first['iou'][MEMBRANE]:.3f} (cell {first['iou'][1]:.3f}) in {first['steps']} steps"
                          f"{'' if first['machine'] == run['machine'] else ' on ' + first['machine']}: the mean of "
-                         "the two seeds is "
-                         f"{(membrane + first['iou'][MEMBRANE]) / 2:.3f}.")
+                         f"the two seeds is {(membrane + first['iou'][MEMBRANE]) / 2:.3f}.")
         lines.append(
             f"- **{title}.** Trained for {run['minutes']:g} minutes ({run['steps']} steps; {run['machine']}) on "
             f"every voxel of {run['others']} other volumes made like `{volume}` (seeds {OTHER_SEED} to "
