@@ -1228,6 +1228,17 @@ def paired_runs(runs: dict, variants: Sequence[str]) -> tuple[list[int], dict[st
     return seeds, {variant: [runs[variant][str(seed)] for seed in seeds] for variant in variants}
 
 
+def paired_gains(paired: dict[str, list[dict]]) -> np.ndarray:
+    """What the square-root weights changed in each seed's pair of :func:`paired_runs`: seed x class, the
+    Gaussian-blended IoU with them less without."""
+    return np.array([np.subtract(b["gaussian"], a["gaussian"]) for a, b in zip(paired["none"], paired["sqrt"])])
+
+
+def plateau_counts(paired: dict[str, list[dict]]) -> dict[str, int]:
+    """Variant -> how many of its runs in :func:`paired_runs` the plateau of the held-back score ended."""
+    return {variant: sum(run["plateaued"] for run in runs) for variant, runs in paired.items()}
+
+
 def weight_summaries() -> dict[str, str]:
     """USAGE's fields, from weights.py's paired runs at 12 minutes (so that the summary agrees with the bullets
     under the goal): ``weights_at_12_minutes``, a bullet per volume; ``weights_why``, what the weights cost."""
@@ -1241,12 +1252,10 @@ def weight_summaries() -> dict[str, str]:
             bullets.append(f"  - {PLAIN_NAMES[volume]}: not measured yet "
                            f"(`python examples/thin_shell/weights.py --volume {volume}`);")
             continue
-        # seed x (membrane, cell): what the weights changed
-        gains = np.array([[b["gaussian"][MEMBRANE] - a["gaussian"][MEMBRANE], b["gaussian"][1] - a["gaussian"][1]]
-                          for a, b in zip(paired["none"], paired["sqrt"])])
+        gains = paired_gains(paired)[:, [MEMBRANE, 1]]  # seed x (membrane, cell)
         membrane, cells = gains.mean(axis=0)
         lower, higher = (gains[:, 0] < 0).all(), (gains[:, 0] > 0).all()
-        plateaus = {weighting: sum(run["plateaued"] for run in paired[weighting]) for weighting in paired}
+        plateaus = plateau_counts(paired)
         whole_seeds, whole = paired_runs(runs, ("sqrt to the budget", "sqrt"))
         whole_text = ""
         if whole_seeds:
@@ -1288,9 +1297,10 @@ def weight_lines(results: dict[str, dict]) -> list[str]:
             quoted = [f"`{command}`" for command in record["commands"] if command in made]
             commands = " and ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
             none, sqrt = (np.mean([run["gaussian"] for run in paired[w]], axis=0) for w in ("none", "sqrt"))
-            gains = [b["gaussian"][MEMBRANE] - a["gaussian"][MEMBRANE] for a, b in zip(paired["none"], paired["sqrt"])]
+            changes = paired_gains(paired)
+            gains = changes[:, MEMBRANE]
             machines = sorted({f"{run['machine']}, {run['policy']}" for pair in paired.values() for run in pair})
-            plateaus = {weighting: sum(run["plateaued"] for run in paired[weighting]) for weighting in paired}
+            plateaus = plateau_counts(paired)
             spread = (f"The mean paired gain, {np.mean(gains):+.3f}, is {np.mean(gains) / sem(gains):.1f} standard "
                       f"errors ({sem(gains):.3f}). " if len(seeds) > 2 else "")
             old = old_mean(results[volume]["rows"], seeds, int(minutes))
@@ -1306,8 +1316,7 @@ def weight_lines(results: dict[str, dict]) -> list[str]:
                 f"runs at once with one thread each, seeds {', '.join(map(str, seeds))}; Gaussian-blended, mean of "
                 f"the seeds: membrane {none[MEMBRANE]:.3f} -> {sqrt[MEMBRANE]:.3f} (each seed "
                 + ", ".join(f"{gain:+.3f}" for gain in gains) + f"), cell {none[1]:.3f} -> {sqrt[1]:.3f} (each "
-                "seed " + ", ".join(f"{b['gaussian'][1] - a['gaussian'][1]:+.3f}"
-                                    for a, b in zip(paired["none"], paired["sqrt"]))
+                "seed " + ", ".join(f"{gain:+.3f}" for gain in changes[:, 1])
                 + f"), background {none[0]:.3f} -> {sqrt[0]:.3f}; steps (seconds) "
                 + " -> ".join(", ".join(f"{run['steps']} ({run['seconds']})" for run in paired[weighting])
                               for weighting in ("none", "sqrt")) + ". " + spread
@@ -1402,14 +1411,14 @@ def bound_lines(olds: dict[str, list[float] | None]) -> list[str]:
         else:
             title, model = "A longer bound", "the same model"
         seed = run.get("seed", DEFAULT_SEED)
-        # the same run with densify's default seed: the spread that the seed alone makes
-        first = next((other for name, other in runs.items() if other.get("seed", DEFAULT_SEED) == DEFAULT_SEED
-                      and other.get("volume", name) == volume and other["others"] == run["others"]
-                      and other["minutes"] == run["minutes"] and other.get("base_filters", densify_filters) == filters),
-                     None)
         again = ""
         if seed != DEFAULT_SEED:
             title += f", seed {seed}"
+            # the same run with densify's default seed: the spread that the seed alone makes
+            first = next((other for name, other in runs.items() if other.get("seed", DEFAULT_SEED) == DEFAULT_SEED
+                          and other.get("volume", name) == volume and other["others"] == run["others"]
+                          and other["minutes"] == run["minutes"]
+                          and other.get("base_filters", densify_filters) == filters), None)
             if first is not None:
                 again = (f" With seed {DEFAULT_SEED} (other held-back tiles, windows and initial weights) it scored "
                          f"{first['iou'][MEMBRANE]:.3f} (cell {first['iou'][1]:.3f}) in {first['steps']} steps"
