@@ -32,11 +32,12 @@ the model did not see.
 Results go to examples/thin_shell/results*.json (rows already there are kept unless rerun).
 ``blending.py`` scores today's models with both blendings of the windows, ``figure.py`` draws a slice,
 ``offsets.py`` tries a decision offset for the membrane, ``bound.py`` trains long on every voxel of other
-volumes, ``tuning.py`` changes the learning rate, the window or the batch, ``next_slices.py`` adds the
-slices that densify names for annotation, ``oracle.py`` asks how much of a one-voxel membrane the image
-shows, ``forest.py`` runs the classic baseline (a random forest on filter responses), ``watershed.py``
-redraws the membrane between the cells that a watershed finds, ``weights.py`` pairs square-root class
-weights with the defaults at one budget, ``accelerator.py`` runs densify and the bound on a GPU;
+volumes, ``tuning.py`` changes the learning rate, the window or the batch, or rotates the training windows,
+``next_slices.py`` adds the slices that densify names for annotation, ``oracle.py`` asks how much of a
+one-voxel membrane the image shows, ``forest.py`` runs the classic baseline (a random forest on filter
+responses), ``watershed.py`` redraws the membrane between the cells that a watershed finds, ``weights.py``
+pairs square-root class weights with the defaults at one budget, ``accelerator.py`` runs densify and the
+bound on a GPU;
 ``run.py --markdown-only`` puts their figures on the page too.
 """
 
@@ -125,9 +126,21 @@ TUNING_VARIANTS: dict[str, tuple[str, ...]] = {
     "24³ windows": ("training.patch_shape=[24,24,24]", "prediction.overlap=12"),
     "16³ windows in batches of 8": ("training.patch_shape=[16,16,16]", "training.batch_size=8",
                                     "prediction.overlap=8"),
+    # the 48 rotations and reflections of each training window, where the defaults only flip it
+    "rotations of the cube": ("augment.permute=true",),
 }
+#: What each variant of TUNING_VARIANTS changes, for the heading of its table.
+TUNING_TOPICS = {"learning rate 0.001": "the learning rate", "learning rate 0.005": "the learning rate",
+                 "batches of 8": "the batch", "24³ windows": "the window",
+                 "16³ windows in batches of 8": "the window", "rotations of the cube": "rotations of the training windows"}
 #: The training settings (of densify's config) that TUNING_VARIANTS change: tuning.py records their defaults.
 TUNED = ("initial_learning_rate", "patch_shape", "batch_size")
+
+
+def tuning_key(minutes: float, variants: Sequence[str]) -> str:
+    """Where results_tuning.json keeps the runs of one volume made with this budget and these variants: a later
+    command with the same budget and variants replaces them, one with others keeps them."""
+    return f"{minutes:g} min: " + ", ".join(name for name in TUNING_VARIANTS if name in variants)
 #: figure.py's old and today's 12-minute runs of each volume and seed: their scores, and the picture of seed 42's.
 FIGURE_RESULTS = HERE / "results_figure.json"
 FIGURE = ROOT / "docs" / "thin_shell_slices.png"
@@ -1665,6 +1678,25 @@ def offset_lines() -> list[str]:
                     "or criterion to the next: densify does not offer an offset."), ""]
 
 
+def moved_lines(runs: dict[str, list[dict]], changes: np.ndarray) -> str:
+    """How far tuning.py's variants moved the membrane and the cells from the defaults, mean of the seeds: the range
+    over the variants, or one variant's change with each seed's.
+
+    ``runs``: name -> its run of each seed, "defaults" first; ``changes``: the variants' mean IoU per class less
+    the defaults', shape (variants, classes).
+    """
+    if len(changes) > 1:
+        return (f"- Against the defaults, the variants moved the membrane by {changes[:, MEMBRANE].min():+.3f} to "
+                f"{changes[:, MEMBRANE].max():+.3f} and the cells by {changes[:, 1].min():+.3f} to "
+                f"{changes[:, 1].max():+.3f}.")
+    name, = (name for name in runs if name != "defaults")
+    each = [[run["iou"][index] - default["iou"][index] for run, default in zip(runs[name], runs["defaults"])]
+            for index in (MEMBRANE, 1)]
+    return (f"- Against the defaults, {name} moved the membrane by {changes[0, MEMBRANE]:+.3f} (each seed "
+            f"{', '.join(f'{gain:+.3f}' for gain in each[0])}) and the cells by {changes[0, 1]:+.3f} (each seed "
+            f"{', '.join(f'{gain:+.3f}' for gain in each[1])}).")
+
+
 def tuning_lines() -> list[str]:
     """A table per volume and budget of tuning.py's variants of densify's defaults, mean over the seeds, and how far
     they moved the membrane; nothing where it has not run."""
@@ -1672,8 +1704,8 @@ def tuning_lines() -> list[str]:
         return []
     lines = []
     for volume, budgets in json.loads(TUNING_RESULTS.read_text())["runs"].items():
-        for minutes, budget in budgets.items():
-            variants, training = budget["variants"], budget["defaults"]
+        for budget in budgets.values():
+            variants, training, minutes = budget["variants"], budget["defaults"], f"{budget['minutes']:g}"
             window = "x".join(map(str, training["patch_shape"]))
             if "defaults" not in variants:  # a command still running, or stopped before its first run
                 continue
@@ -1690,8 +1722,10 @@ def tuning_lines() -> list[str]:
             changes = np.asarray([iou - means["defaults"] for name, iou in means.items() if name != "defaults"])
             better = [name for name, name_runs in runs.items() if name != "defaults" and all(
                 run["iou"][MEMBRANE] > default["iou"][MEMBRANE] for run, default in zip(name_runs, runs["defaults"]))]
+            topics = list(dict.fromkeys(TUNING_TOPICS[name] for name in runs if name != "defaults"))
+            heading = ", ".join(topics[:-1]) + " and " * (len(topics) > 1) + topics[-1]
             lines += [
-                f"**The learning rate, the window and the batch.** `{budget['command']}` ({budget['machine']}, two "
+                f"**{heading[0].upper() + heading[1:]}.** `{budget['command']}` ({budget['machine']}, two "
                 f"runs at a time with one thread each) trained densify's defaults (learning rate "
                 f"{training['initial_learning_rate']:g}, {window} windows in batches of {training['batch_size']}) "
                 f"and each variant, each changed alone, on `{volume}` for {minutes} minutes, seeds "
@@ -1699,9 +1733,7 @@ def tuning_lines() -> list[str]:
                 "mean of the seeds.", "",
                 "| settings | membrane / cell IoU | membrane, each seed | steps, each seed | runs that a plateau "
                 "ended before the budget |", "|---|---|---|---|---|", *rows, "",
-                f"- Against the defaults, the variants moved the membrane by {changes[:, MEMBRANE].min():+.3f} to "
-                f"{changes[:, MEMBRANE].max():+.3f} and the cells by {changes[:, 1].min():+.3f} to "
-                f"{changes[:, 1].max():+.3f}.",
+                moved_lines(runs, changes),
                 "- " + (f"Higher on every seed: {', '.join(better)}." if better else
                         "None scored the membrane higher than the defaults on every seed: the defaults stay."), ""]
     return lines

@@ -1,6 +1,7 @@
-"""Densify's learning rate, window and batch, each changed alone, side by side in one session.
+"""Densify's training settings, each changed alone, side by side in one session.
 
-For a volume of ``run.py`` (two slices per axis annotated) and each seed, train densify's defaults and
+The variants (``run.TUNING_VARIANTS``) change the learning rate, the window, the batch, or rotate the training
+windows. For a volume of ``run.py`` (two slices per axis annotated) and each seed, train densify's defaults and
 each variant of ``run.TUNING_VARIANTS`` for ``--minutes`` with ``unet3d_keras.densify.fit_sparse``, predict the
 volume as densify does and score the IoU per class on the never-annotated voxels. The runs of one
 command share a machine and a session, so that their steps and scores compare; the tables' rows
@@ -9,9 +10,10 @@ come from several sessions.
     python examples/thin_shell/tuning.py [--volume thin] [--seed 42 1] [--minutes 5]
 
 Each training runs in its own process with one thread, two at a time (as ``run.py`` does).
-Writes ``results_tuning.json``: ``{"runs": {volume: {minutes: {"command", "machine", "defaults", "variants":
-{variant: {seed: run}}}}}, "commands": [...]}``, "defaults" being densify's training settings that the variants
-change;
+Writes ``results_tuning.json``: ``{"runs": {volume: {key: {"command", "machine", "minutes", "defaults", "variants":
+{variant: {seed: run}}}}}, "commands": [...]}``, the key naming the budget and the variants (``run.tuning_key``: a
+later command with the same ones replaces their runs), "defaults" being densify's training settings that the
+variants change;
 ``run.py --markdown-only`` puts it on the page.
 """
 
@@ -27,7 +29,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from run import (IGNORE, TUNED, TUNING_RESULTS, TUNING_VARIANTS, VOLUMES, iou_per_class,  # noqa: E402
-                 machine_name, make_volume, run_json_process, run_two_at_a_time, sparse_labels, start_results)
+                 machine_name, make_volume, run_json_process, run_two_at_a_time, sparse_labels, start_results,
+                 tuning_key)
 
 
 def one_run(volume: str, seed: int, minutes: float, variant: str) -> dict:
@@ -63,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
 
     results, command = start_results(TUNING_RESULTS, __file__, argv, {"runs": {}})
     training = DENSIFY_DEFAULTS["training"]
-    # a later command's runs replace this budget's runs: runs of two sessions do not compare
-    budget = results["runs"].setdefault(args.volume, {})[f"{args.minutes:g}"] = {
-        "command": command, "machine": machine_name(),
+    # a later command's runs replace those of this budget and these variants: runs of two sessions do not compare
+    budget = results["runs"].setdefault(args.volume, {})[tuning_key(args.minutes, args.variants)] = {
+        "command": command, "machine": machine_name(), "minutes": args.minutes,
         "defaults": {key: training[key] for key in TUNED}, "variants": {}}
 
     def what(variant_seed: tuple[str, int]) -> str:

@@ -1,0 +1,67 @@
+"""examples/thin_shell: where tuning.py keeps its runs, and the page's tables of them."""
+
+import json
+from pathlib import Path
+
+import pytest
+from example_scripts import load_example
+
+FOLDER = Path(__file__).resolve().parents[1] / "examples" / "thin_shell"
+
+
+@pytest.fixture
+def run(monkeypatch):
+    return load_example("thin_shell_run", FOLDER / "run.py", monkeypatch)
+
+
+def test_a_command_with_other_variants_keeps_the_runs_of_the_same_budget(run):
+    key = run.tuning_key(12.0, ["rotations of the cube", "defaults"])
+    assert key == "12 min: defaults, rotations of the cube"
+    assert run.tuning_key(12, ["defaults", "rotations of the cube"]) == key  # the order given does not matter
+    assert run.tuning_key(12, ["defaults", "batches of 8"]) != key
+    assert run.tuning_key(5, ["defaults", "rotations of the cube"]) != key
+    assert set(run.TUNING_TOPICS) == set(run.TUNING_VARIANTS) - {"defaults"}  # every variant heads its table
+
+
+def budget(minutes: float, membranes: dict[str, list[float]], cells: dict[str, list[float]]) -> dict:
+    """tuning.py's record of one command: each variant's runs of seeds 42 and 1."""
+    variants = {name: {seed: {"iou": [0.99, cell, membrane], "steps": 100 * (index + 1), "plateaued": index == 0}
+                       for index, (seed, membrane, cell) in enumerate(zip(("42", "1"), membranes[name], cells[name]))}
+                for name in membranes}
+    return {"command": f"python examples/thin_shell/tuning.py --minutes {minutes:g}", "machine": "test machine",
+            "minutes": minutes, "variants": variants,
+            "defaults": {"initial_learning_rate": 0.002, "patch_shape": [32, 32, 32], "batch_size": 4}}
+
+
+def test_each_command_gets_a_table_headed_by_what_its_variants_change(run, tmp_path, monkeypatch):
+    tuned = budget(5, {"defaults": [0.40, 0.50], "learning rate 0.001": [0.42, 0.52], "batches of 8": [0.30, 0.56]},
+                   {"defaults": [0.80, 0.80], "learning rate 0.001": [0.82, 0.80], "batches of 8": [0.70, 0.80]})
+    rotated = budget(12, {"defaults": [0.40, 0.50], "rotations of the cube": [0.38, 0.54]},
+                     {"defaults": [0.80, 0.80], "rotations of the cube": [0.82, 0.82]})
+    results = {"commands": [], "runs": {"thin": {run.tuning_key(5, list(tuned["variants"])): tuned,
+                                                 run.tuning_key(12, list(rotated["variants"])): rotated}}}
+    (tmp_path / "tuning.json").write_text(json.dumps(results))
+    monkeypatch.setattr(run, "TUNING_RESULTS", tmp_path / "tuning.json")
+
+    lines = run.tuning_lines()
+    first, second = (index for index, line in enumerate(lines) if line.startswith("**"))
+    assert lines[first].startswith("**The learning rate and the batch.** `python examples/thin_shell/tuning.py "
+                                   "--minutes 5` (test machine, ")
+    assert "on `thin` for 5 minutes, seeds 42, 1, in one session" in lines[first]
+    assert lines[first + 4:first + 7] == [
+        "| defaults | 0.450 / 0.800 | 0.400, 0.500 | 100, 200 | 1 |",
+        "| learning rate 0.001 | 0.470 / 0.810 | 0.420, 0.520 | 100, 200 | 1 |",
+        "| batches of 8 | 0.430 / 0.750 | 0.300, 0.560 | 100, 200 | 1 |"]
+    assert lines[first + 8:first + 10] == [
+        "- Against the defaults, the variants moved the membrane by -0.020 to +0.020 and the cells by -0.050 to "
+        "+0.010.",
+        "- Higher on every seed: learning rate 0.001."]
+    assert lines[second].startswith("**Rotations of the training windows.** ")
+    assert "on `thin` for 12 minutes" in lines[second]
+    assert lines[second + 4:second + 6] == ["| defaults | 0.450 / 0.800 | 0.400, 0.500 | 100, 200 | 1 |",
+                                            "| rotations of the cube | 0.460 / 0.820 | 0.380, 0.540 | 100, 200 | 1 |"]
+    assert lines[second + 7:second + 9] == [
+        # one variant: its change on each seed, 0.38 - 0.40 and 0.54 - 0.50
+        "- Against the defaults, rotations of the cube moved the membrane by +0.010 (each seed -0.020, +0.040) and "
+        "the cells by +0.020 (each seed +0.020, +0.020).",
+        "- None scored the membrane higher than the defaults on every seed: the defaults stay."]
