@@ -132,15 +132,10 @@ TUNING_VARIANTS: dict[str, tuple[str, ...]] = {
 #: What each variant of TUNING_VARIANTS changes, for the heading of its table.
 TUNING_TOPICS = {"learning rate 0.001": "the learning rate", "learning rate 0.005": "the learning rate",
                  "batches of 8": "the batch", "24³ windows": "the window",
-                 "16³ windows in batches of 8": "the window", "rotations of the cube": "rotations of the training windows"}
+                 "16³ windows in batches of 8": "the window",
+                 "rotations of the cube": "rotations of the training windows"}
 #: The training settings (of densify's config) that TUNING_VARIANTS change: tuning.py records their defaults.
 TUNED = ("initial_learning_rate", "patch_shape", "batch_size")
-
-
-def tuning_key(minutes: float, variants: Sequence[str]) -> str:
-    """Where results_tuning.json keeps the runs of one volume made with this budget and these variants: a later
-    command with the same budget and variants replaces them, one with others keeps them."""
-    return f"{minutes:g} min: " + ", ".join(name for name in TUNING_VARIANTS if name in variants)
 #: figure.py's old and today's 12-minute runs of each volume and seed: their scores, and the picture of seed 42's.
 FIGURE_RESULTS = HERE / "results_figure.json"
 FIGURE = ROOT / "docs" / "thin_shell_slices.png"
@@ -1678,6 +1673,12 @@ def offset_lines() -> list[str]:
                     "or criterion to the next: densify does not offer an offset."), ""]
 
 
+def tuning_key(minutes: float, variants: Sequence[str]) -> str:
+    """Where results_tuning.json keeps the runs of one volume made with this budget and these variants: a later
+    command with the same budget and variants replaces them, one with others keeps them."""
+    return f"{minutes:g} min: " + ", ".join(name for name in TUNING_VARIANTS if name in variants)
+
+
 def moved_lines(runs: dict[str, list[dict]], changes: np.ndarray) -> str:
     """How far tuning.py's variants moved the membrane and the cells from the defaults, mean of the seeds: the range
     over the variants, or one variant's change with each seed's.
@@ -1689,7 +1690,7 @@ def moved_lines(runs: dict[str, list[dict]], changes: np.ndarray) -> str:
         return (f"- Against the defaults, the variants moved the membrane by {changes[:, MEMBRANE].min():+.3f} to "
                 f"{changes[:, MEMBRANE].max():+.3f} and the cells by {changes[:, 1].min():+.3f} to "
                 f"{changes[:, 1].max():+.3f}.")
-    name, = (name for name in runs if name != "defaults")
+    (name,) = (name for name in runs if name != "defaults")
     each = [[run["iou"][index] - default["iou"][index] for run, default in zip(runs[name], runs["defaults"])]
             for index in (MEMBRANE, 1)]
     return (f"- Against the defaults, {name} moved the membrane by {changes[0, MEMBRANE]:+.3f} (each seed "
@@ -1698,7 +1699,7 @@ def moved_lines(runs: dict[str, list[dict]], changes: np.ndarray) -> str:
 
 
 def tuning_lines() -> list[str]:
-    """A table per volume and budget of tuning.py's variants of densify's defaults, mean over the seeds, and how far
+    """A table per volume and command of tuning.py's variants of densify's defaults, mean over the seeds, and how far
     they moved the membrane; nothing where it has not run."""
     if not TUNING_RESULTS.exists():
         return []
