@@ -1236,14 +1236,21 @@ def paired_runs(runs: dict, variants: Sequence[str]) -> tuple[list[int], dict[st
     return seeds, {variant: [runs[variant][str(seed)] for seed in seeds] for variant in variants}
 
 
+def seed_changes(base: list[dict], other: list[dict], key: str) -> np.ndarray:
+    """Seed x class: the IoU per class under ``key`` of each seed's run in ``other`` less that of the same seed's run
+    in ``base`` (the seeds in the same order)."""
+    return np.array([np.subtract(b[key], a[key]) for a, b in zip(base, other)])
+
+
 def paired_gains(paired: dict[str, list[dict]]) -> np.ndarray:
     """What the square-root weights changed in each seed's pair of :func:`paired_runs`: seed x class, the
     Gaussian-blended IoU with them less without."""
-    return np.array([np.subtract(b["gaussian"], a["gaussian"]) for a, b in zip(paired["none"], paired["sqrt"])])
+    return seed_changes(paired["none"], paired["sqrt"], "gaussian")
 
 
 def plateau_counts(paired: dict[str, list[dict]]) -> dict[str, int]:
-    """Variant -> how many of its runs in :func:`paired_runs` the plateau of the held-back score ended."""
+    """Variant -> how many of its runs (variant -> its run of each seed, as :func:`paired_runs` gives them) the
+    plateau of the held-back score ended."""
     return {variant: sum(run["plateaued"] for run in runs) for variant, runs in paired.items()}
 
 
@@ -1679,23 +1686,21 @@ def tuning_key(minutes: float, variants: Sequence[str]) -> str:
     return f"{minutes:g} min: " + ", ".join(name for name in TUNING_VARIANTS if name in variants)
 
 
-def moved_lines(runs: dict[str, list[dict]], changes: np.ndarray) -> str:
+def moved_lines(changes: dict[str, np.ndarray]) -> str:
     """How far tuning.py's variants moved the membrane and the cells from the defaults, mean of the seeds: the range
     over the variants, or one variant's change with each seed's.
 
-    ``runs``: name -> its run of each seed, "defaults" first; ``changes``: the variants' mean IoU per class less
-    the defaults', shape (variants, classes).
+    ``changes``: variant -> its IoU per class less the defaults', seed by seed (:func:`seed_changes`).
     """
+    means = np.array([change.mean(axis=0) for change in changes.values()])  # variant x class
     if len(changes) > 1:
-        return (f"- Against the defaults, the variants moved the membrane by {changes[:, MEMBRANE].min():+.3f} to "
-                f"{changes[:, MEMBRANE].max():+.3f} and the cells by {changes[:, 1].min():+.3f} to "
-                f"{changes[:, 1].max():+.3f}.")
-    (name,) = (name for name in runs if name != "defaults")
-    each = [[run["iou"][index] - default["iou"][index] for run, default in zip(runs[name], runs["defaults"])]
-            for index in (MEMBRANE, 1)]
-    return (f"- Against the defaults, {name} moved the membrane by {changes[0, MEMBRANE]:+.3f} (each seed "
-            f"{', '.join(f'{gain:+.3f}' for gain in each[0])}) and the cells by {changes[0, 1]:+.3f} (each seed "
-            f"{', '.join(f'{gain:+.3f}' for gain in each[1])}).")
+        return (f"- Against the defaults, the variants moved the membrane by {means[:, MEMBRANE].min():+.3f} to "
+                f"{means[:, MEMBRANE].max():+.3f} and the cells by {means[:, 1].min():+.3f} to "
+                f"{means[:, 1].max():+.3f}.")
+    ((name, each),) = changes.items()
+    return (f"- Against the defaults, {name} moved the membrane by {means[0, MEMBRANE]:+.3f} (each seed "
+            f"{', '.join(f'{gain:+.3f}' for gain in each[:, MEMBRANE])}) and the cells by {means[0, 1]:+.3f} (each "
+            f"seed {', '.join(f'{gain:+.3f}' for gain in each[:, 1])}).")
 
 
 def tuning_lines() -> list[str]:
@@ -1715,15 +1720,15 @@ def tuning_lines() -> list[str]:
             runs = {name: [variants[name][seed] for seed in seeds]
                     for name in TUNING_VARIANTS if set(variants.get(name, {})) >= set(seeds)}
             means = {name: np.mean([run["iou"] for run in name_runs], axis=0) for name, name_runs in runs.items()}
+            plateaus = plateau_counts(runs)
             rows = [f"| {name} | {means[name][MEMBRANE]:.3f} / {means[name][1]:.3f} | "
                     + ", ".join(f"{run['iou'][MEMBRANE]:.3f}" for run in name_runs) + " | "
-                    + ", ".join(str(run["steps"]) for run in name_runs) + " | "
-                    + str(sum(run["plateaued"] for run in name_runs)) + " |"
+                    + ", ".join(str(run["steps"]) for run in name_runs) + f" | {plateaus[name]} |"
                     for name, name_runs in runs.items()]
-            changes = np.asarray([iou - means["defaults"] for name, iou in means.items() if name != "defaults"])
-            better = [name for name, name_runs in runs.items() if name != "defaults" and all(
-                run["iou"][MEMBRANE] > default["iou"][MEMBRANE] for run, default in zip(name_runs, runs["defaults"]))]
-            topics = list(dict.fromkeys(TUNING_TOPICS[name] for name in runs if name != "defaults"))
+            changes = {name: seed_changes(runs["defaults"], name_runs, "iou")
+                       for name, name_runs in runs.items() if name != "defaults"}
+            better = [name for name, change in changes.items() if (change[:, MEMBRANE] > 0).all()]
+            topics = list(dict.fromkeys(TUNING_TOPICS[name] for name in changes))
             heading = ", ".join(topics[:-1]) + " and " * (len(topics) > 1) + topics[-1]
             lines += [
                 f"**{heading[0].upper() + heading[1:]}.** `{budget['command']}` ({budget['machine']}, two "
@@ -1734,7 +1739,7 @@ def tuning_lines() -> list[str]:
                 "mean of the seeds.", "",
                 "| settings | membrane / cell IoU | membrane, each seed | steps, each seed | runs that a plateau "
                 "ended before the budget |", "|---|---|---|---|---|", *rows, "",
-                moved_lines(runs, changes),
+                moved_lines(changes),
                 "- " + (f"Higher on every seed: {', '.join(better)}." if better else
                         "None scored the membrane higher than the defaults on every seed: the defaults stay."), ""]
     return lines
