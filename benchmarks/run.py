@@ -149,20 +149,11 @@ def machine_info() -> dict:
     """CPU model, cores, flags that matter, memory, library versions and the Keras backend."""
     import keras
 
-    from unet3d_keras.precision import cpu_flags, cpu_supports_bfloat16
+    from unet3d_keras.cpu import cpu_flags, cpu_name, cpu_supports_bfloat16
 
-    cpu_model = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    cpu_model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     flags = cpu_flags()
     info = {
-        "cpu": cpu_model, "cpus": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
+        "cpu": cpu_name(), "cpus": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
         "cpu_flags": sorted(flags & {"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16"}),
         "bf16_cpu": cpu_supports_bfloat16(flags),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
@@ -615,7 +606,7 @@ def _child_monai(arguments: dict) -> dict:
     from monai.inferers import sliding_window_inference
 
     from bench_models import TorchUNet
-    from unet3d_keras.precision import cpu_supports_bfloat16
+    from unet3d_keras.cpu import cpu_supports_bfloat16
 
     bfloat16 = arguments["mixed_precision"] == "auto" and cpu_supports_bfloat16()
     window, batch = arguments["window"], arguments["batch_size"]

@@ -1,15 +1,6 @@
 import pytest
 
-from unet3d_keras.precision import cpu_flags, cpu_supports_bfloat16, resolve_mixed_precision
-
-
-def test_cpu_flags_parsing(tmp_path):
-    info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_tile\n")
-    assert {"avx512_bf16", "amx_tile"} <= cpu_flags(info)
-    assert cpu_supports_bfloat16(cpu_flags(info))
-    assert not cpu_supports_bfloat16({"avx2", "avx512f"})
-    assert cpu_flags(tmp_path / "missing") == set()
+from unet3d_keras.precision import resolve_mixed_precision
 
 
 @pytest.mark.parametrize(

@@ -11,32 +11,14 @@ library code never does.
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 
 import keras
+
+from .cpu import cpu_supports_bfloat16
 
 logger = logging.getLogger(__name__)
 
 SETTINGS = ("auto", "off", "bfloat16", "float16")
-
-
-def cpu_flags(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> set[str]:
-    """The CPU feature flags listed in ``/proc/cpuinfo`` (empty where unreadable)."""
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def cpu_supports_bfloat16(flags: set[str] | None = None) -> bool:
-    """True when the CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX-BF16)."""
-    flags = cpu_flags() if flags is None else flags
-    return bool({"avx512_bf16", "amx_bf16"} & flags)
 
 
 def cuda_gpu_available() -> bool:

@@ -36,7 +36,6 @@ import concurrent.futures
 import json
 import multiprocessing
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -48,6 +47,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from unet3d_keras.cpu import cpu_name  # noqa: E402
 from unet3d_keras.onednn import enable_onednn  # noqa: E402
 
 enable_onednn()  # the kernels that scripts/densify.py runs on, here and in the workers
@@ -662,16 +662,6 @@ def kept_sections(docs: Path) -> str:
     page = docs / "sparse_annotation.md"
     text = page.read_text(encoding="utf-8") if page.exists() else ""
     return text[text.index(KEPT_FROM):] if KEPT_FROM in text else ""
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_results(path: Path) -> dict | None:

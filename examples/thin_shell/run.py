@@ -47,7 +47,6 @@ import argparse
 import fcntl
 import json
 import os
-import platform
 import re
 import shlex
 import subprocess
@@ -64,6 +63,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from unet3d_keras.cpu import cpu_flags, cpu_name
 from unet3d_keras.densify_holdout import DensifyOptions
 from unet3d_keras.fileio import write_text_atomically
 from unet3d_keras.onednn import ONEDNN_VARIABLE
@@ -472,9 +472,11 @@ def run_process(arguments: Sequence[str], what: str, threads: int | None = 1) ->
 
 
 def machine_name() -> str:
-    """This machine as the results of this folder's scripts name it: its processor (else its architecture) and
-    number of cores."""
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    """This machine as the results of this folder's scripts name it: its processor's model, the bfloat16
+    instructions that make its steps fast, if any, and its number of cores."""
+    flags = cpu_flags()
+    fast = [name for flag, name in (("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX-BF16")) if flag in flags]
+    return f"{cpu_name()}{' with ' + ' and '.join(fast) if fast else ''}, {os.cpu_count()} cores"
 
 
 def run_json_process(arguments: Sequence[str], what: str, threads: int | None = 1) -> dict:
