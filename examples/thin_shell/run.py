@@ -1625,61 +1625,101 @@ def watershed_lines(olds: dict[str, list[float] | None]) -> list[str]:
             "the model's probabilities show too little of the faces between them for a watershed to find most."]
 
 
-#: How offsets.py's decision offset for the membrane is chosen: the best mean IoU of the classes on the held-back
-#: voxels, the best membrane IoU there, and the best membrane IoU on the never-annotated voxels (which no user can
-#: choose by).
+#: How offsets.py chooses the setting of each decision rule for the membrane (an offset, a ridge threshold): the
+#: best mean IoU of the classes on the held-back voxels, the best membrane IoU there, and the best membrane IoU on
+#: the never-annotated voxels (which no user can choose by).
 OFFSET_CHOICES = ("held-back mean", "held-back membrane", "never-annotated membrane")
+#: offsets.py's decision rules: each run's field of them, how a setting is named, the table's column of the argmax
+DECISION_RULES = {"offsets": ("offset", "no offset"), "ridges": ("threshold", "no ridge decoding")}
 
 
-def chosen_offsets(run: dict) -> dict[str, str]:
-    """The offset (its key in ``run["offsets"]``) of one offsets.py run chosen each way of OFFSET_CHOICES."""
-    offsets = run["offsets"]
-    return dict(zip(OFFSET_CHOICES, (max(offsets, key=lambda b: np.mean(offsets[b]["held_back"])),
-                                     max(offsets, key=lambda b: offsets[b]["held_back"][MEMBRANE]),
-                                     max(offsets, key=lambda b: offsets[b]["never_annotated"][MEMBRANE]))))
+def chosen_settings(scores: dict[str, dict]) -> dict[str, str]:
+    """The setting (its key in ``scores``, one offsets.py run's ``offsets`` or ``ridges``) chosen each way of
+    OFFSET_CHOICES."""
+    return dict(zip(OFFSET_CHOICES, (max(scores, key=lambda b: np.mean(scores[b]["held_back"])),
+                                     max(scores, key=lambda b: scores[b]["held_back"][MEMBRANE]),
+                                     max(scores, key=lambda b: scores[b]["never_annotated"][MEMBRANE]))))
 
 
-def offset_lines() -> list[str]:
-    """A table of offsets.py's decision offsets for the membrane against none, mean over its seeds, and a verdict;
-    nothing where it has not run."""
-    if not OFFSET_RESULTS.exists():
-        return []
-    record = json.loads(OFFSET_RESULTS.read_text())
-    rows, gains, best = [], [], []  # (membrane, cell) changes: offsets chosen on the held-back voxels; the best one
+def offset_runs(record: dict, field: str) -> list[tuple[str, str, list[dict]]]:
+    """``(volume, minutes, runs in seed order)`` of offsets.py's record whose runs all scored ``field``."""
+    found = []
     for volume, budgets in record["runs"].items():
         for minutes in sorted(budgets, key=int):
             runs = [budgets[minutes][str(seed)] for seed in seed_order(budgets[minutes])]
-            base = np.mean([run["offsets"]["0.0"]["never_annotated"] for run in runs], axis=0)
-            cells = [f"{base[2]:.3f} / {base[1]:.3f}"]
-            picks = [chosen_offsets(run) for run in runs]
-            for how in OFFSET_CHOICES:
-                offsets = [pick[how] for pick in picks]
-                iou = np.mean([run["offsets"][b]["never_annotated"] for run, b in zip(runs, offsets)], axis=0)
-                (gains if how.startswith("held-back") else best).append((iou[2] - base[2], iou[1] - base[1]))
-                cells.append(f"{iou[2]:.3f} / {iou[1]:.3f} ({', '.join(offsets)})")
-            rows.append(f"| `{volume}`, {minutes} min | " + " | ".join(cells) + " |")
-    seeds = seed_order({int(seed) for budgets in record["runs"].values() for runs in budgets.values() for seed in runs})
+            if all(field in run for run in runs):
+                found.append((volume, minutes, runs))
+    return found
+
+
+def decision_table(record: dict, field: str) -> tuple[list[str], np.ndarray, np.ndarray, list[int]]:
+    """The table of one decision rule of offsets.py against the argmax, mean over the seeds: its lines, the
+    (membrane, cell) changes of the settings chosen on the held-back voxels and of the best ones for the
+    never-annotated membrane, and the seeds."""
+    argmax = DECISION_RULES[field][1]
+    rows, gains, best, seeds = [], [], [], set()
+    for volume, minutes, runs in offset_runs(record, field):
+        seeds |= {int(seed) for seed in record["runs"][volume][minutes]}
+        # the argmax: the neutral offset, which the ridge runs scored too
+        base = np.mean([run["offsets"]["0.0"]["never_annotated"] for run in runs], axis=0)
+        cells = [f"{base[2]:.3f} / {base[1]:.3f}"]
+        picks = [chosen_settings(run[field]) for run in runs]
+        for how in OFFSET_CHOICES:
+            chosen = [pick[how] for pick in picks]
+            iou = np.mean([run[field][b]["never_annotated"] for run, b in zip(runs, chosen)], axis=0)
+            (gains if how.startswith("held-back") else best).append((iou[2] - base[2], iou[1] - base[1]))
+            cells.append(f"{iou[2]:.3f} / {iou[1]:.3f} ({', '.join(chosen)})")
+        rows.append(f"| `{volume}`, {minutes} min | " + " | ".join(cells) + " |")
+    header = (f"| volume, budget | {argmax} | chosen on the held-back voxels: best mean IoU of the classes | "
+              "chosen on them: best membrane IoU | best for the never-annotated membrane (no user can choose it) |")
+    return [header, "|---|---|---|---|---|", *rows], np.asarray(gains), np.asarray(best), seed_order(seeds)
+
+
+def decision_verdict(gains: np.ndarray, best: np.ndarray, rule: str, densify_lacks: str) -> list[str]:
+    """The lines under a decision rule's table: what the chosen settings and the best ones changed, and whether
+    densify offers the rule (it does not unless it paid on every budget with each criterion)."""
+    membrane, cell = gains.T
+    shortfalls = ([", and not steady from one budget or criterion to the next"] if membrane.min() <= 0.01 else []) + (
+        [f", and it costs the cells up to {-cell.min():.3f}, more than the goal allows (0.01)"]
+        if cell.min() < -0.01 else [])
+    return [f"- Chosen on the held-back voxels, the {rule} moved the membrane by {membrane.min():+.3f} to "
+            f"{membrane.max():+.3f} and the cells by {cell.min():+.3f} to {cell.max():+.3f}.",
+            f"- Even the best {rule} for the never-annotated membrane gains it at most {best[:, 0].max():+.3f} "
+            f"and costs the cells {(-best[:, 1]).min():.3f} or more.",
+            "- " + ("That is a small share of what the goal asks (twice the old IoU)" + "".join(shortfalls)
+                    + f": densify does not offer {densify_lacks}." if shortfalls
+                    else "It paid on every budget with each criterion."), ""]
+
+
+def offset_lines() -> list[str]:
+    """Tables of offsets.py's decision rules for the membrane (an offset, ridge decoding) against the argmax, mean
+    over its seeds, and verdicts; nothing where it has not run."""
+    if not OFFSET_RESULTS.exists():
+        return []
+    record = json.loads(OFFSET_RESULTS.read_text())
+    table, gains, best, seeds = decision_table(record, "offsets")
     held = sorted({run["held_out_membrane_voxels"] for budgets in record["runs"].values() for runs in budgets.values()
                    for run in runs.values()})
     held_text = str(held[0]) if len(held) == 1 else f"{held[0]} to {held[-1]}"
-    membrane, cell = np.asarray(gains).T
-    steady = membrane.min() > 0.01 and cell.min() >= -0.01
-    return ["**No decision offset.** An offset added to the membrane's log-probability before the argmax turns cell "
-            f"voxels into membrane voxels. On the membranes below, `{record['commands'][-1]}` trains densify's "
-            f"defaults (seeds {', '.join(map(str, seeds))}), predicts the volume as densify does and scores every "
-            "offset from -2 to 3 in steps of 0.1 with that one prediction. Membrane / cell IoU on the "
-            "never-annotated voxels, mean of the seeds, with each seed's offset in brackets (a run's held-back "
-            f"voxels hold {held_text} membrane voxels):", "",
-            "| volume, budget | no offset | chosen on the held-back voxels: best mean IoU of the classes | "
-            "chosen on them: best membrane IoU | best for the never-annotated membrane (no user can choose it) |",
-            "|---|---|---|---|---|", *rows, "",
-            f"- Chosen on the held-back voxels, the offset moved the membrane by {membrane.min():+.3f} to "
-            f"{membrane.max():+.3f} and the cells by {cell.min():+.3f} to {cell.max():+.3f}.",
-            f"- Even the best offset for the never-annotated membrane gains it at most {max(m for m, _ in best):+.3f} "
-            f"and costs the cells {min(-c for _, c in best):.3f} or more.",
-            "- " + ("It paid on every budget with each criterion." if steady else
-                    "That is a small share of what the goal asks (twice the old IoU), and not steady from one budget "
-                    "or criterion to the next: densify does not offer an offset."), ""]
+    lines = ["**No decision offset.** An offset added to the membrane's log-probability before the argmax turns cell "
+             f"voxels into membrane voxels. On the membranes below, `{record['commands'][-1]}` trains densify's "
+             f"defaults (seeds {', '.join(map(str, seeds))}), predicts the volume as densify does and scores every "
+             "offset from -2 to 3 in steps of 0.1 with that one prediction. Membrane / cell IoU on the "
+             "never-annotated voxels, mean of the seeds, with each seed's offset in brackets (a run's held-back "
+             f"voxels hold {held_text} membrane voxels):", "", *table, "",
+             *decision_verdict(gains, best, "offset", "an offset")]
+    if not offset_runs(record, "ridges"):
+        return lines
+    table, gains, best, seeds = decision_table(record, "ridges")
+    thresholds = sorted(next(iter(offset_runs(record, "ridges")))[2][0]["ridges"], key=float)
+    return lines + [
+        "**Ridge decoding.** Non-maximum suppression, which thins an edge to one pixel, would draw a faint "
+        "membrane that the model spreads over both sides of a face once, on its likelier side: a voxel becomes "
+        "membrane where its membrane probability is above a threshold and at least its two neighbours along the axis "
+        "where that probability falls off fastest (unless the argmax says background). The same predictions "
+        f"(seeds {', '.join(map(str, seeds))}) scored with every threshold from {thresholds[0]} to "
+        f"{thresholds[-1]} in steps of 0.05, each seed's threshold in brackets:", "", *table, "",
+        *decision_verdict(gains, best, "ridge decoding", "it")]
 
 
 def tuning_key(minutes: float, variants: Sequence[str]) -> str:
