@@ -31,9 +31,9 @@ the model did not see.
 
 Results go to examples/thin_shell/results*.json (rows already there are kept unless rerun).
 ``blending.py`` scores today's models with both blendings of the windows, ``figure.py`` draws a slice,
-``offsets.py`` tries a decision offset for the membrane, ``bound.py`` trains long on every voxel of other
-volumes, ``tuning.py`` changes the learning rate, the window or the batch, or rotates the training windows,
-``next_slices.py`` adds the slices that densify names for annotation, ``oracle.py`` asks how much of a
+``offsets.py`` tries a decision offset and ridge decoding for the membrane, ``bound.py`` trains long on every
+voxel of other volumes, ``tuning.py`` changes the learning rate, the window or the batch, or rotates the
+training windows, ``next_slices.py`` adds the slices that densify names for annotation, ``oracle.py`` asks how much of a
 one-voxel membrane the image shows, ``forest.py`` runs the classic baseline (a random forest on filter
 responses), ``watershed.py`` redraws the membrane between the cells that a watershed finds, ``weights.py``
 pairs square-root class weights with the defaults at one budget, ``accelerator.py`` runs densify and the
@@ -1652,40 +1652,71 @@ def offset_runs(record: dict, field: str) -> list[tuple[str, str, list[dict]]]:
     return found
 
 
-def decision_table(record: dict, field: str) -> tuple[list[str], np.ndarray, np.ndarray, list[int]]:
-    """The table of one decision rule of offsets.py against the argmax, mean over the seeds: its lines, the
-    (membrane, cell) changes of the settings chosen on the held-back voxels and of the best ones for the
-    never-annotated membrane, and the seeds."""
+class DecisionTable(NamedTuple):
+    """One decision rule of offsets.py against the argmax: the table's lines; the (membrane, cell) changes of the
+    means over the seeds, for the settings chosen on the held-back voxels and for the best ones for the
+    never-annotated membrane; the seeds; and for each way of choosing on the held-back voxels, each budget's
+    ``(volume and budget, each seed's membrane change, each seed's cell change)``."""
+    lines: list[str]
+    gains: np.ndarray
+    best: np.ndarray
+    seeds: list[int]
+    seed_changes: dict[str, list[tuple[str, list[float], list[float]]]]
+
+
+def decision_table(record: dict, field: str) -> DecisionTable:
+    """The table of one decision rule of offsets.py (``field`` of its runs) against the argmax, mean over the
+    seeds."""
     argmax = DECISION_RULES[field][1]
-    rows, gains, best, seeds = [], [], [], set()
+    rows, gains, best, seeds, changes = [], [], [], set(), {}
     for volume, minutes, runs in offset_runs(record, field):
         seeds |= {int(seed) for seed in record["runs"][volume][minutes]}
         # the argmax: the neutral offset, which the ridge runs scored too
-        base = np.mean([run["offsets"]["0.0"]["never_annotated"] for run in runs], axis=0)
+        bases = [run["offsets"]["0.0"]["never_annotated"] for run in runs]
+        base = np.mean(bases, axis=0)
         cells = [f"{base[2]:.3f} / {base[1]:.3f}"]
         picks = [chosen_settings(run[field]) for run in runs]
         for how in OFFSET_CHOICES:
             chosen = [pick[how] for pick in picks]
-            iou = np.mean([run[field][b]["never_annotated"] for run, b in zip(runs, chosen)], axis=0)
+            scores = [run[field][b]["never_annotated"] for run, b in zip(runs, chosen)]
+            iou = np.mean(scores, axis=0)
             (gains if how.startswith("held-back") else best).append((iou[2] - base[2], iou[1] - base[1]))
             cells.append(f"{iou[2]:.3f} / {iou[1]:.3f} ({', '.join(chosen)})")
+            if how.startswith("held-back"):
+                changes.setdefault(how, []).append((f"`{volume}`, {minutes} min",
+                                                    [a[2] - b[2] for a, b in zip(scores, bases)],
+                                                    [a[1] - b[1] for a, b in zip(scores, bases)]))
         rows.append(f"| `{volume}`, {minutes} min | " + " | ".join(cells) + " |")
     header = (f"| volume, budget | {argmax} | chosen on the held-back voxels: best mean IoU of the classes | "
               "chosen on them: best membrane IoU | best for the never-annotated membrane (no user can choose it) |")
-    return [header, "|---|---|---|---|---|", *rows], np.asarray(gains), np.asarray(best), seed_order(seeds)
+    return DecisionTable([header, "|---|---|---|---|---|", *rows], np.asarray(gains), np.asarray(best),
+                         seed_order(seeds), changes)
 
 
-def decision_verdict(gains: np.ndarray, best: np.ndarray, rule: str, densify_lacks: str) -> list[str]:
-    """The lines under a decision rule's table: what the chosen settings and the best ones changed, and whether
-    densify offers the rule (it does not unless it paid on every budget with each criterion)."""
-    membrane, cell = gains.T
+#: how the lines under a decision rule's table name each way of choosing its setting on the held-back voxels
+CHOICE_NAMES = {"held-back mean": "the best mean IoU of the classes", "held-back membrane": "the best membrane IoU"}
+
+
+def decision_verdict(table: DecisionTable, rule: str, densify_lacks: str) -> list[str]:
+    """The lines under a decision rule's table: what the chosen settings and the best ones changed, on each seed
+    too, and whether densify offers the rule (it does not unless it paid on every budget with each criterion)."""
+    membrane, cell = table.gains.T
     shortfalls = ([", and not steady from one budget or criterion to the next"] if membrane.min() <= 0.01 else []) + (
         [f", and it costs the cells up to {-cell.min():.3f}, more than the goal allows (0.01)"]
         if cell.min() < -0.01 else [])
+    each_seed = []
+    for how, budgets in table.seed_changes.items():
+        membranes = [change for _, changes, _ in budgets for change in changes]
+        cells = [change for _, _, changes in budgets for change in changes]
+        every = ("higher on every seed and budget" if min(membranes) > 0 else "not higher on every seed and budget")
+        each_seed.append(
+            f"- Chosen by {CHOICE_NAMES[how]} on the held-back voxels, each seed's membrane moved by "
+            + ", ".join(f"{', '.join(f'{c:+.3f}' for c in changes)} ({label})" for label, changes, _ in budgets)
+            + f" and its cells by {min(cells):+.3f} to {max(cells):+.3f}: {every}.")
     return [f"- Chosen on the held-back voxels, the {rule} moved the membrane by {membrane.min():+.3f} to "
-            f"{membrane.max():+.3f} and the cells by {cell.min():+.3f} to {cell.max():+.3f}.",
-            f"- Even the best {rule} for the never-annotated membrane gains it at most {best[:, 0].max():+.3f} "
-            f"and costs the cells {(-best[:, 1]).min():.3f} or more.",
+            f"{membrane.max():+.3f} and the cells by {cell.min():+.3f} to {cell.max():+.3f}.", *each_seed,
+            f"- Even the best {rule} for the never-annotated membrane gains it at most {table.best[:, 0].max():+.3f} "
+            f"and costs the cells {(-table.best[:, 1]).min():.3f} or more.",
             "- " + ("That is a small share of what the goal asks (twice the old IoU)" + "".join(shortfalls)
                     + f": densify does not offer {densify_lacks}." if shortfalls
                     else "It paid on every budget with each criterion."), ""]
@@ -1697,29 +1728,30 @@ def offset_lines() -> list[str]:
     if not OFFSET_RESULTS.exists():
         return []
     record = json.loads(OFFSET_RESULTS.read_text())
-    table, gains, best, seeds = decision_table(record, "offsets")
+    offsets = decision_table(record, "offsets")
     held = sorted({run["held_out_membrane_voxels"] for budgets in record["runs"].values() for runs in budgets.values()
                    for run in runs.values()})
     held_text = str(held[0]) if len(held) == 1 else f"{held[0]} to {held[-1]}"
     lines = ["**No decision offset.** An offset added to the membrane's log-probability before the argmax turns cell "
              f"voxels into membrane voxels. On the membranes below, `{record['commands'][-1]}` trains densify's "
-             f"defaults (seeds {', '.join(map(str, seeds))}), predicts the volume as densify does and scores every "
+             f"defaults (seeds {', '.join(map(str, offsets.seeds))}), predicts the volume as densify does and scores "
+             "every "
              "offset from -2 to 3 in steps of 0.1 with that one prediction. Membrane / cell IoU on the "
              "never-annotated voxels, mean of the seeds, with each seed's offset in brackets (a run's held-back "
-             f"voxels hold {held_text} membrane voxels):", "", *table, "",
-             *decision_verdict(gains, best, "offset", "an offset")]
+             f"voxels hold {held_text} membrane voxels):", "", *offsets.lines, "",
+             *decision_verdict(offsets, "offset", "an offset")]
     if not offset_runs(record, "ridges"):
         return lines
-    table, gains, best, seeds = decision_table(record, "ridges")
+    ridges = decision_table(record, "ridges")
     thresholds = sorted(next(iter(offset_runs(record, "ridges")))[2][0]["ridges"], key=float)
     return lines + [
         "**Ridge decoding.** Non-maximum suppression, which thins an edge to one pixel, would draw a faint "
         "membrane that the model spreads over both sides of a face once, on its likelier side: a voxel becomes "
         "membrane where its membrane probability is above a threshold and at least its two neighbours along the axis "
         "where that probability falls off fastest (unless the argmax says background). The same predictions "
-        f"(seeds {', '.join(map(str, seeds))}) scored with every threshold from {thresholds[0]} to "
-        f"{thresholds[-1]} in steps of 0.05, each seed's threshold in brackets:", "", *table, "",
-        *decision_verdict(gains, best, "ridge decoding", "it")]
+        f"(seeds {', '.join(map(str, ridges.seeds))}) scored with every threshold from {thresholds[0]} to "
+        f"{thresholds[-1]} in steps of 0.05, each seed's threshold in brackets:", "", *ridges.lines, "",
+        *decision_verdict(ridges, "ridge decoding", "it")]
 
 
 def tuning_key(minutes: float, variants: Sequence[str]) -> str:
