@@ -32,7 +32,7 @@ VECTOR_FLAGS = {"avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf1
 
 
 def vector_flags() -> list[str]:
-    """Those of :data:`VECTOR_FLAGS` that this CPU has (it loads Keras: call it in a child)."""
+    """Those of :data:`VECTOR_FLAGS` that this CPU has."""
     from unet3d_keras.cpu import cpu_flags
 
     return sorted(cpu_flags() & VECTOR_FLAGS)
