@@ -1733,11 +1733,11 @@ def offset_lines() -> list[str]:
                    for run in runs.values()})
     held_text = str(held[0]) if len(held) == 1 else f"{held[0]} to {held[-1]}"
     lines = ["**No decision offset.** An offset added to the membrane's log-probability before the argmax turns cell "
-             f"voxels into membrane voxels. On the membranes below, `{record['commands'][-1]}` trains densify's "
-             f"defaults (seeds {', '.join(map(str, offsets.seeds))}), predicts the volume as densify does and scores "
-             "every "
-             "offset from -2 to 3 in steps of 0.1 with that one prediction. Membrane / cell IoU on the "
-             "never-annotated voxels, mean of the seeds, with each seed's offset in brackets (a run's held-back "
+             "voxels into membrane voxels. On the membranes below, densify's defaults were trained ("
+             + ", ".join(f"`{command}`" for command in dict.fromkeys(record["commands"]))
+             + f"; seeds {', '.join(map(str, offsets.seeds))}), each model predicted the volume as densify does, and "
+             "every offset from -2 to 3 in steps of 0.1 was scored with that one prediction. Membrane / cell IoU on "
+             "the never-annotated voxels, mean of the seeds, with each seed's offset in brackets (a run's held-back "
              f"voxels hold {held_text} membrane voxels):", "", *offsets.lines, "",
              *decision_verdict(offsets, "offset", "an offset")]
     if not offset_runs(record, "ridges"):
