@@ -1715,8 +1715,8 @@ def decision_verdict(table: DecisionTable, rule: str, densify_lacks: str) -> lis
             + f" and its cells by {min(cells):+.3f} to {max(cells):+.3f}: {every}.")
     return [f"- Chosen on the held-back voxels, the {rule} moved the membrane by {membrane.min():+.3f} to "
             f"{membrane.max():+.3f} and the cells by {cell.min():+.3f} to {cell.max():+.3f}.", *each_seed,
-            f"- Even the best {rule} for the never-annotated membrane gains it at most {table.best[:, 0].max():+.3f} "
-            f"and costs the cells {(-table.best[:, 1]).min():.3f} or more.",
+            f"- Even the best {rule} for the never-annotated membrane gains it at most {table.best[:, 0].max():+.3f}, "
+            f"with the cells {table.best[:, 1].min():+.3f} to {table.best[:, 1].max():+.3f}.",
             "- " + ("That is a small share of what the goal asks (twice the old IoU)" + "".join(shortfalls)
                     + f": densify does not offer {densify_lacks}." if shortfalls
                     else "It paid on every budget with each criterion."), ""]
