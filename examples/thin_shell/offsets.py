@@ -80,17 +80,14 @@ def one_run(volume: str, seed: int, minutes: int) -> dict:
                         show_progress=False)
     _, probabilities = predict_classes(fitted, image)
     log_p = np.log(np.maximum(probabilities, 1e-8))
-    scores = {}
+    def scored(classes: np.ndarray) -> dict:
+        return {"held_back": iou_per_class(classes, dense, fitted.held_out_mask),
+                "never_annotated": iou_per_class(classes, dense, never)}
+
     membrane = (np.arange(len(log_p)) == MEMBRANE)[:, None, None, None]
-    for offset in OFFSETS:
-        classes = np.argmax(log_p + offset * membrane, axis=0)  # log_p itself unchanged: no drift between offsets
-        scores[f"{offset:.1f}"] = {"held_back": iou_per_class(classes, dense, fitted.held_out_mask),
-                                   "never_annotated": iou_per_class(classes, dense, never)}
-    ridges = {}
-    for threshold in RIDGE_THRESHOLDS:
-        classes = ridge_classes(probabilities, threshold)
-        ridges[f"{threshold:.2f}"] = {"held_back": iou_per_class(classes, dense, fitted.held_out_mask),
-                                      "never_annotated": iou_per_class(classes, dense, never)}
+    # log_p itself unchanged: no drift between offsets
+    scores = {f"{offset:.1f}": scored(np.argmax(log_p + offset * membrane, axis=0)) for offset in OFFSETS}
+    ridges = {f"{threshold:.2f}": scored(ridge_classes(probabilities, threshold)) for threshold in RIDGE_THRESHOLDS}
     return {"steps": fitted.steps, "stop_reason": fitted.stop_reason, "held_out_voxels": fitted.held_out_voxels,
             "held_out_membrane_voxels": int(np.sum(fitted.held_out_mask & (dense == MEMBRANE))), "offsets": scores,
             "ridges": ridges}

@@ -1661,7 +1661,7 @@ class DecisionTable(NamedTuple):
     gains: np.ndarray
     best: np.ndarray
     seeds: list[int]
-    seed_changes: dict[str, list[tuple[str, list[float], list[float]]]]
+    per_seed: dict[str, list[tuple[str, list[float], list[float]]]]
 
 
 def decision_table(record: dict, field: str) -> DecisionTable:
@@ -1705,7 +1705,7 @@ def decision_verdict(table: DecisionTable, rule: str, densify_lacks: str) -> lis
         [f", and it costs the cells up to {-cell.min():.3f}, more than the goal allows (0.01)"]
         if cell.min() < -0.01 else [])
     each_seed = []
-    for how, budgets in table.seed_changes.items():
+    for how, budgets in table.per_seed.items():
         membranes = [change for _, changes, _ in budgets for change in changes]
         cells = [change for _, _, changes in budgets for change in changes]
         every = ("higher on every seed and budget" if min(membranes) > 0 else "not higher on every seed and budget")
