@@ -1642,9 +1642,11 @@ def chosen_settings(scores: dict[str, dict]) -> dict[str, str]:
 
 
 def offset_runs(record: dict, field: str) -> list[tuple[str, str, list[dict]]]:
-    """``(volume, minutes, runs in seed order)`` of offsets.py's record whose runs all scored ``field``."""
+    """``(volume, minutes, runs in seed order)`` of offsets.py's record whose runs all scored ``field``, the volumes
+    in the page's order (VOLUMES)."""
     found = []
-    for volume, budgets in record["runs"].items():
+    for volume in sorted(record["runs"], key=list(VOLUMES).index):
+        budgets = record["runs"][volume]
         for minutes in sorted(budgets, key=int):
             runs = [budgets[minutes][str(seed)] for seed in seed_order(budgets[minutes])]
             if all(field in run for run in runs):
