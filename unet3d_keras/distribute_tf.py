@@ -57,7 +57,8 @@ def get_strategy(distribution: str, devices: list[str] | None = None):
     if "TF_CONFIG" not in os.environ:
         raise ValueError(
             "training.distribution multi_worker needs the TF_CONFIG environment variable describing the "
-            'cluster, e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}'
+            'cluster, e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, '
+            '"task": {"type": "worker", "index": 0}}'
         )
     return tf.distribute.MultiWorkerMirroredStrategy()
 

@@ -203,7 +203,8 @@ def normalize_data_storage(
 
     Returns:
         ``data_storage``, or with ``return_statistics``: ``{"method": str, "mean": array,
-        "std": array, "indices": array}``: for ``"dataset"`` the mean and std have shape ``(channels,)`` and ``indices`` lists the subjects used; for
+        "std": array, "indices": array}``: for ``"dataset"`` the mean and std have shape ``(channels,)``
+        and ``indices`` lists the subjects used; for
         ``"zscore"`` they have shape ``(n_subjects, channels)`` and ``indices`` is all subjects.
     """
     if method not in NORMALIZATION_METHODS:

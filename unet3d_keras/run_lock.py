@@ -9,7 +9,8 @@ on Linux anyway. The kernel releases a ``flock`` when its process dies, however 
 file left behind by a killed process (its process id no longer runs) is stale by construction:
 the next process locks it, logs that it takes it over, and writes its own id. The file is removed
 when the holder finishes. A process that holds the lock may take it again (a command, then the
-library function it calls); only the outer holder removes it. Like the temporaries of :mod:`unet3d_keras.fileio`, this protects
+library function it calls); only the outer holder removes it. Like the temporaries of
+:mod:`unet3d_keras.fileio`, this protects
 against processes of one machine, not against writers on other machines sharing a network folder.
 """
 

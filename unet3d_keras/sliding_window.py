@@ -173,7 +173,8 @@ def sliding_window_inference(
     if not ops.is_tensor(volume):
         volume = require_channels_first(volume)
     elif len(volume.shape) != 4:
-        raise ValueError(f"expected a channels-first volume (n_channels, x, y, z), received shape {tuple(volume.shape)}")
+        raise ValueError("expected a channels-first volume (n_channels, x, y, z), received shape "
+                         f"{tuple(volume.shape)}")
     window = tuple(int(s) for s in window)
     image_shape = tuple(int(s) for s in volume.shape[1:])
     corners, pad_low, pad_high = window_grid(image_shape, window, overlap)
@@ -190,8 +191,8 @@ def sliding_window_inference(
                               (0, 2, 3, 4, 1))
         prediction = ops.cast(ops.convert_to_tensor(predict_fn(batch)), "float32")
         # The weight rides along as one more channel, so one sum holds both.
-        weighted = ops.concatenate([prediction * weights, ops.broadcast_to(weights, tuple(prediction.shape[:-1]) + (1,))],
-                                   axis=-1)
+        ones = ops.broadcast_to(weights, tuple(prediction.shape[:-1]) + (1,))
+        weighted = ops.concatenate([prediction * weights, ones], axis=-1)
         for index, corner in enumerate(chunk):
             blender.add(weighted[index], corner)
         progress.update(len(chunk))

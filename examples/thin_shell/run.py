@@ -615,7 +615,8 @@ def table(results: dict, raw: str, volume_name: str) -> list[str]:
             continue
         row = rows[name]
         held = row["held_back"]["2"]["iou"] if row.get("held_back") else None
-        label = name.rsplit(", ", 1)[0].replace("every voxel", "new, every voxel") + ("" if row.get("final_decay") or name.startswith("old") else " *")
+        label = name.rsplit(", ", 1)[0].replace("every voxel", "new, every voxel")
+        label += "" if row.get("final_decay") or name.startswith("old") else " *"
         label += " †" if class_weighting(row) != expected_weighting(name) else ""
         label += " ‡" if unmirrored_option(name, row) else ""
         label += " §" if name in marked else ""
@@ -1531,9 +1532,10 @@ def oracle_lines(olds: dict[str, list[float] | None], bounds: dict[str, float]) 
             continue
         twice = 2 * old[MEMBRANE]
         boxes = {int(box): iou[MEMBRANE] for box, iou in result["boxes"].items()}
-        parts.append(f"`{volume}` {result['whole_face'][MEMBRANE]:.3f} choosing once per face ({result['faces_wrong']} "
-                     f"of {result['faces']} faces on the wrong side) and, each voxel choosing from the w x w x w voxels "
-                     "around it, " + ", ".join(f"{iou:.3f} (w {box})" for box, iou in sorted(boxes.items())))
+        parts.append(f"`{volume}` {result['whole_face'][MEMBRANE]:.3f} choosing once per face "
+                     f"({result['faces_wrong']} of {result['faces']} faces on the wrong side) and, each voxel "
+                     "choosing from the w x w x w voxels around it, "
+                     + ", ".join(f"{iou:.3f} (w {box})" for box, iou in sorted(boxes.items())))
         enough = [box for box, iou in sorted(boxes.items()) if iou >= twice]
         verdicts.append(f"on `{volume}` twice the old IoU ({twice:.3f}) "
                         + (f"is first reached by the reader of {enough[0]} x {enough[0]} x {enough[0]} voxels"
@@ -1575,8 +1577,9 @@ def forest_lines(olds: dict[str, list[float] | None], todays: dict[str, np.ndarr
     ahead = [volume for volume, result in compared.items()
              if all(todays[volume][c] > result["iou"][c] for c in range(len(CLASSES)))]
     old_ahead = [volume for volume, result in compared.items() if olds[volume][MEMBRANE] > result["iou"][MEMBRANE]]
-    return [f"- **A classic baseline.** A random forest of {some['trees']} trees on {some['features']} filter responses "
-            "of the image (smoothing, gradient magnitude, Laplacian and Hessian eigenvalues at several scales), "
+    return [f"- **A classic baseline.** A random forest of {some['trees']} trees on {some['features']} filter "
+            "responses of the image (smoothing, gradient magnitude, Laplacian and Hessian eigenvalues at several "
+            "scales), "
             "trained on the same annotated voxels as ilastik's pixel classification is (`" + command + "`), scores "
             "the membrane (cell) on the never-annotated voxels "
             + "; ".join(f"`{volume}` {result['iou'][MEMBRANE]:.3f} ({result['iou'][1]:.3f}) in "
