@@ -36,8 +36,9 @@ voxel of other volumes, ``tuning.py`` changes the learning rate, the window or t
 training windows, ``next_slices.py`` adds the slices that densify names for annotation, ``oracle.py`` asks how much of a
 one-voxel membrane the image shows, ``forest.py`` runs the classic baseline (a random forest on filter
 responses), ``watershed.py`` redraws the membrane between the cells that a watershed finds, ``weights.py``
-pairs square-root class weights with the defaults at one budget, ``accelerator.py`` runs densify and the
-bound on a GPU;
+pairs square-root class weights with the defaults at one budget, ``self_training.py`` trains again on the
+model's surest predictions (self-training) beside the defaults, ``accelerator.py`` runs densify and the bound
+on a GPU;
 ``run.py --markdown-only`` puts their figures on the page too.
 """
 
@@ -110,6 +111,19 @@ ORACLE_RESULTS = HERE / "results_oracle.json"
 FOREST_RESULTS = HERE / "results_forest.json"
 #: watershed.py's membrane redrawn between the cells that a watershed of the model's probabilities finds.
 WATERSHED_RESULTS = HERE / "results_watershed.json"
+#: self_training.py's runs: densify's defaults, and new models trained on the surest predictions of half the budget.
+SELF_TRAINING_RESULTS = HERE / "results_self_training.json"
+#: the probability from which self_training.py makes a never-annotated voxel's predicted class its label, and the
+#: share of the budget that trains the model whose predictions these are
+SELF_TRAINING_THRESHOLD = 0.9
+SELF_TRAINING_FIRST_SHARE = 0.5
+#: balanced self-training labels this share of each class's predicted voxels instead, the surest
+SELF_TRAINING_BALANCED_SHARE = 0.5
+#: self_training.py's ways of self-training (its variants but the defaults) -> which voxels each labels
+SELF_TRAINING_WAYS = {
+    "self-training": f"each never-annotated voxel whose probability of its class is at least {SELF_TRAINING_THRESHOLD}",
+    "balanced self-training": f"the surest {100 * SELF_TRAINING_BALANCED_SHARE:.0f}% of the never-annotated voxels "
+                              "predicted as each class"}
 #: next_slices.py's runs with one slice more per axis: the slices densify names, the widest gap's, random ones.
 NEXT_SLICE_RESULTS = HERE / "results_next_slices.json"
 #: next_slices.py's first run of each seed, two slices per axis, and its ways of adding one slice per axis,
@@ -521,6 +535,29 @@ def run_two_at_a_time(jobs: Iterable[T], run: Callable[[T], R], keep: Callable[[
 
     with ThreadPoolExecutor(at_once) as pool:
         list(pool.map(one, jobs))
+
+
+def run_seed_variants(script: str, path: Path, results: dict, command: str, volume: str, minutes: int,
+                      seeds: Sequence[int], variants: Sequence[str], scores: Callable[[dict], str]) -> None:
+    """Run ``script --child VOLUME SEED MINUTES VARIANT`` for each seed and variant, two at a time (by default a
+    seed's two: they share the machine's load), one thread each (:func:`run_two_at_a_time`); file each result,
+    with the machine and ``command``, as ``results[minutes][volume][variant][seed]``, written to ``path`` after
+    each, and print it with ``scores(result)``."""
+    record = results.setdefault(str(minutes), {}).setdefault(volume, {})
+    machine = machine_name()
+
+    def run(job: tuple[int, str]) -> dict:
+        seed, variant = job
+        return run_json_process([script, "--child", volume, str(seed), str(minutes), variant],
+                                f"{volume} seed {seed} ({variant})", threads=1)
+
+    def keep(job: tuple[int, str], result: dict) -> str:
+        seed, variant = job
+        record.setdefault(variant, {})[str(seed)] = {**result, "machine": machine, "command": command}
+        return f"{volume}, {minutes} min, seed {seed} ({variant}): {result['steps']} steps; {scores(result)}"
+
+    run_two_at_a_time([(seed, variant) for seed in seeds for variant in variants], run, keep, results, path)
+    save_json(path, results)  # the command, where nothing ran
 
 
 def run_row(name: str, folder: Path, seed: int) -> tuple[dict, Path]:
@@ -1213,7 +1250,7 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
                        + ".")
     bounds = bound_membranes()
     verdict += (weight_lines(results) + bound_lines(olds) + accelerator_lines(olds, bounds) + oracle_lines(olds, bounds)
-                + forest_lines(olds, today_runs) + watershed_lines(olds) + edge_notes)
+                + forest_lines(olds, today_runs) + watershed_lines(olds) + self_training_lines(olds) + edge_notes)
     stale = any(uniform_rows(volume_results["rows"])[0] for volume_results in results.values())
     return ([f"Seed {DEFAULT_SEED} alone, in the tables' rows: the membrane IoU on the never-annotated voxels (the "
              "tables give the other classes, the options and the other seeds"
@@ -1626,6 +1663,76 @@ def watershed_lines(olds: dict[str, list[float] | None]) -> list[str]:
             + "; its setting was fixed on an earlier run). On the "
             "never-annotated voxels of " + "; ".join(parts) + ". The sides are not what is missing, the cells are: "
             "the model's probabilities show too little of the faces between them for a watershed to find most."]
+
+
+def self_training_lines(olds: dict[str, list[float] | None]) -> list[str]:
+    """self_training.py's runs, each way of self-training against densify's defaults of the same seed: a bullet, or
+    nothing where it has not run.
+
+    ``olds``: --volume name -> the old runs' IoU per class (None: not measured, the volume is left out).
+    """
+    if not SELF_TRAINING_RESULTS.exists():
+        return []
+    record = json.loads(SELF_TRAINING_RESULTS.read_text())
+    lines, paid = [], []
+    for way, labels in SELF_TRAINING_WAYS.items():
+        parts, changes, cell_changes, recalls, skews, relearnt = [], [], [], [], [], []
+        for minutes, volumes in record.items():
+            if minutes == "commands":
+                continue
+            for volume, runs in volumes.items():
+                trained = runs.get(way, {})
+                seeds = [seed for seed in seed_order(runs.get("defaults", {})) if str(seed) in trained]
+                if not olds.get(volume) or not seeds:
+                    continue
+                pairs = [(runs["defaults"][str(seed)], trained[str(seed)]) for seed in seeds]
+                changes += [new["iou"][MEMBRANE] - base["iou"][MEMBRANE] for base, new in pairs]
+                cell_changes += [new["iou"][1] - base["iou"][1] for base, new in pairs]
+                recalls += [new["membrane_recall"] for _, new in pairs]
+                skews += [new["unlabelled_membrane_share"] / new["membrane_share"] for _, new in pairs]
+                relearnt += [abs(new["iou"][MEMBRANE] - new["first_iou"][MEMBRANE]) for _, new in pairs]
+                parts.append(
+                    f"`{volume}`, {minutes} minutes: " + "; ".join(
+                        f"seed {seed} {new['iou'][MEMBRANE]:.3f} (cell {new['iou'][1]:.3f}) against "
+                        f"{base['iou'][MEMBRANE]:.3f} ({base['iou'][1]:.3f}), the first model's own "
+                        f"{new['first_iou'][MEMBRANE]:.3f} ({new['first_iou'][1]:.3f}); it labelled "
+                        f"{100 * new['labelled_share']:.0f}% of the never-annotated voxels, its membrane labels were "
+                        f"{100 * new['membrane_precision']:.0f}% right and held {100 * new['membrane_recall']:.0f}% "
+                        "of their membrane, and of the voxels it left unlabelled "
+                        f"{100 * new['unlabelled_membrane_share']:.0f}% are membrane "
+                        f"({100 * new['membrane_share']:.0f}% of all)" for seed, (base, new) in zip(seeds, pairs))
+                    + f" (twice the old IoU: {2 * olds[volume][MEMBRANE]:.3f})")
+        if not parts:
+            continue
+        pays = min(changes) > 0.01 and min(cell_changes) >= -0.01
+        paid += [way] if pays else []
+        # why it fails, where the figures say so: the sure labels miss most of the membrane, which then fills what
+        # is left unlabelled at least twice beyond its share of the volume; or the new model scores what the first did
+        if pays:
+            why = ": it paid on every seed."
+        elif max(recalls) < 0.5 and min(skews) > 2:
+            why = (": the sure labels hold the membranes that the first model already finds and leave out most of "
+                   "those it misses, so the new model sees less membrane than the image holds.")
+        elif max(relearnt) <= 0.01:
+            why = (": the new model scores the membrane as the first did, within 0.01 on every seed; it learns back "
+                   "those labels, with half the budget of the defaults.")
+        else:
+            why = "."
+        lines.append(
+            f"  - {way[0].upper()}{way[1:]}, labelling {labels}: " + "; ".join(parts) + ". The membrane moved by "
+            f"{min(changes):+.3f} to {max(changes):+.3f} and the cells by {min(cell_changes):+.3f} to "
+            f"{max(cell_changes):+.3f}" + why)
+    if not lines:
+        return []
+    return [f"- **Self-training.** A common way to learn from few annotations: the model trained for the first "
+            f"{100 * SELF_TRAINING_FIRST_SHARE:.0f}% of the budget labels the never-annotated voxels it is surest of, "
+            "and a new model trains on those labels and the annotated voxels for the rest of the budget, to its end ("
+            + ", ".join(f"`{command}`" for command in dict.fromkeys(record["commands"]))
+            + "; each run one thread, two at a time, beside densify's defaults for the whole budget or another "
+            "seed's run). Membrane IoU (cell IoU in brackets) on the never-annotated voxels, against densify's "
+            "defaults of the same seed:",
+            *lines, "  - " + ("Densify does not offer self-training." if not paid else
+                              f"{' and '.join(paid)} paid on every seed; densify does not offer it yet.")]
 
 
 #: How offsets.py chooses the setting of each decision rule for the membrane (an offset, a ridge threshold): the

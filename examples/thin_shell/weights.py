@@ -25,8 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from blending import MINUTES, one_volume  # noqa: E402
-from run import (VOLUMES, WEIGHT_RESULTS, machine_name, run_json_process, run_two_at_a_time, save_json,  # noqa: E402
-                 start_results)
+from run import VOLUMES, WEIGHT_RESULTS, run_seed_variants, start_results  # noqa: E402
 
 #: the runs to pair: name -> the fields of densify's options (DensifyOptions) that differ from its defaults
 VARIANTS = {"none": {}, "sqrt": {"class_weighting": "sqrt"},
@@ -50,24 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
 
     results, command = start_results(WEIGHT_RESULTS, __file__, argv, {})
-    record = results.setdefault(str(args.minutes), {}).setdefault(args.volume, {})
-    machine = machine_name()
-
-    def run(job: tuple[int, str]) -> dict:
-        seed, variant = job
-        return run_json_process([__file__, "--child", args.volume, str(seed), str(args.minutes), variant],
-                                f"{args.volume} seed {seed} ({variant})", threads=1)
-
-    def keep(job: tuple[int, str], result: dict) -> str:
-        seed, variant = job
-        record.setdefault(variant, {})[str(seed)] = {**result, "machine": machine, "command": command}
-        return (f"{args.volume}, {args.minutes} min, seed {seed} ({variant}): {result['steps']} steps; "
-                + "; ".join(f"{w} " + " ".join(f"{v:.3f}" for v in result[w]) for w in ("gaussian", "uniform")))
-
-    # a seed's runs side by side: they share the machine's load
-    run_two_at_a_time([(seed, variant) for seed in args.seed for variant in args.variants], run, keep, results,
-                      WEIGHT_RESULTS)
-    save_json(WEIGHT_RESULTS, results)  # the command, where nothing ran
+    run_seed_variants(__file__, WEIGHT_RESULTS, results, command, args.volume, args.minutes, args.seed, args.variants,
+                      lambda result: "; ".join(f"{w} " + " ".join(f"{v:.3f}" for v in result[w])
+                                               for w in ("gaussian", "uniform")))
     return 0
 
 
