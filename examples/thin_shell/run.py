@@ -1676,7 +1676,7 @@ def self_training_lines(olds: dict[str, list[float] | None]) -> list[str]:
     record = json.loads(SELF_TRAINING_RESULTS.read_text())
     lines, paid = [], []
     for way, labels in SELF_TRAINING_WAYS.items():
-        parts, changes, cell_changes, recalls, skews, relearnt = [], [], [], [], [], []
+        parts, changes, cell_changes, recalls, skews, over_first = [], [], [], [], [], []
         for minutes, volumes in record.items():
             if minutes == "commands":
                 continue
@@ -1690,7 +1690,7 @@ def self_training_lines(olds: dict[str, list[float] | None]) -> list[str]:
                 cell_changes += [new["iou"][1] - base["iou"][1] for base, new in pairs]
                 recalls += [new["membrane_recall"] for _, new in pairs]
                 skews += [new["unlabelled_membrane_share"] / new["membrane_share"] for _, new in pairs]
-                relearnt += [abs(new["iou"][MEMBRANE] - new["first_iou"][MEMBRANE]) for _, new in pairs]
+                over_first += [new["iou"][MEMBRANE] - new["first_iou"][MEMBRANE] for _, new in pairs]
                 parts.append(
                     f"`{volume}`, {minutes} minutes: " + "; ".join(
                         f"seed {seed} {new['iou'][MEMBRANE]:.3f} (cell {new['iou'][1]:.3f}) against "
@@ -1707,17 +1707,18 @@ def self_training_lines(olds: dict[str, list[float] | None]) -> list[str]:
         pays = min(changes) > 0.01 and min(cell_changes) >= -0.01
         paid += [way] if pays else []
         # why it fails, where the figures say so: the sure labels miss most of the membrane, which then fills what
-        # is left unlabelled at least twice beyond its share of the volume; or the new model scores what the first did
-        if pays:
-            why = ": it paid on every seed."
-        elif max(recalls) < 0.5 and min(skews) > 2:
-            why = (": the sure labels hold the membranes that the first model already finds and leave out most of "
-                   "those it misses, so the new model sees less membrane than the image holds.")
-        elif max(relearnt) <= 0.01:
-            why = (": the new model scores the membrane as the first did, within 0.01 on every seed; it learns back "
-                   "those labels, with half the budget of the defaults.")
-        else:
-            why = "."
+        # is left unlabelled at least twice beyond its share of the volume; the new model is no better than the first
+        reasons = []
+        if max(recalls) < 0.5 and min(skews) > 2:
+            reasons.append("the sure labels hold the membranes that the first model already finds and leave out most "
+                           "of those it misses, so the new model sees less membrane than the image holds")
+        if max(map(abs, over_first)) <= 0.01:
+            reasons.append("the new model scores the membrane as the first did, within 0.01 on every seed; it learns "
+                           "back those labels, with half the budget of the defaults")
+        elif max(over_first) <= 0.01:
+            reasons.append("the new model scores the membrane at most 0.01 above the first model whose labels it "
+                           f"learns ({min(over_first):+.3f} to {max(over_first):+.3f} on the seeds)")
+        why = ": it paid on every seed." if pays else ": " + "; ".join(reasons) + "." if reasons else "."
         lines.append(
             f"  - {way[0].upper()}{way[1:]}, labelling {labels}: " + "; ".join(parts) + ". The membrane moved by "
             f"{min(changes):+.3f} to {max(changes):+.3f} and the cells by {min(cell_changes):+.3f} to "
@@ -1728,9 +1729,8 @@ def self_training_lines(olds: dict[str, list[float] | None]) -> list[str]:
             f"{100 * SELF_TRAINING_FIRST_SHARE:.0f}% of the budget labels the never-annotated voxels it is surest of, "
             "and a new model trains on those labels and the annotated voxels for the rest of the budget, to its end ("
             + ", ".join(f"`{command}`" for command in dict.fromkeys(record["commands"]))
-            + "; each run one thread, two at a time, beside densify's defaults for the whole budget or another "
-            "seed's run). Membrane IoU (cell IoU in brackets) on the never-annotated voxels, against densify's "
-            "defaults of the same seed:",
+            + "; each run one thread, two runs at a time on one machine). Membrane IoU (cell IoU in brackets) on the "
+            "never-annotated voxels, against densify's defaults of the same seed and volume:",
             *lines, "  - " + ("Densify does not offer self-training." if not paid else
                               f"{' and '.join(paid)} paid on every seed; densify does not offer it yet.")]
 
