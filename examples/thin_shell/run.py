@@ -1270,7 +1270,7 @@ def sem(values: Sequence[float]) -> float:
 def paired_runs(runs: dict, variants: Sequence[str]) -> tuple[list[int], dict[str, list[dict]]]:
     """The seeds that each of ``variants`` ran (:func:`seed_order`) and each variant's runs of them, in that order.
 
-    ``runs``: weights.py's runs of one volume and budget, variant -> seed -> run.
+    ``runs``: weights.py's or self_training.py's runs of one volume and budget, variant -> seed -> run.
     """
     seeds = seed_order(set.intersection(*(set(runs.get(variant, {})) for variant in variants)))
     return seeds, {variant: [runs[variant][str(seed)] for seed in seeds] for variant in variants}
@@ -1681,13 +1681,13 @@ def self_training_lines(olds: dict[str, list[float] | None]) -> list[str]:
             if minutes == "commands":
                 continue
             for volume, runs in volumes.items():
-                trained = runs.get(way, {})
-                seeds = [seed for seed in seed_order(runs.get("defaults", {})) if str(seed) in trained]
+                seeds, paired = paired_runs(runs, ("defaults", way))
                 if not olds.get(volume) or not seeds:
                     continue
-                pairs = [(runs["defaults"][str(seed)], trained[str(seed)]) for seed in seeds]
-                changes += [new["iou"][MEMBRANE] - base["iou"][MEMBRANE] for base, new in pairs]
-                cell_changes += [new["iou"][1] - base["iou"][1] for base, new in pairs]
+                pairs = list(zip(paired["defaults"], paired[way]))
+                change = seed_changes(paired["defaults"], paired[way], "iou")
+                changes += list(change[:, MEMBRANE])
+                cell_changes += list(change[:, 1])
                 recalls += [new["membrane_recall"] for _, new in pairs]
                 skews += [new["unlabelled_membrane_share"] / new["membrane_share"] for _, new in pairs]
                 over_first += [new["iou"][MEMBRANE] - new["first_iou"][MEMBRANE] for _, new in pairs]
