@@ -87,6 +87,18 @@ def test_export_refuses_a_non_empty_output_and_a_missing_model(trained, tmp_path
     assert not (tmp_path / "new").exists()
 
 
+def test_onnx_without_tf2onnx_says_which_extra_to_install(trained, tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "tf2onnx"
+                        else find_spec(name, *args))
+    assert export_command.main(["--model", str(trained / "model.keras"), "--format", "onnx",
+                                "--output", str(tmp_path / "out")] + SETTINGS) == 2
+    assert 'exporting to ONNX needs tf2onnx and onnx (pip install -e ".[export]")' in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_folder_without_metadata_is_refused(tmp_path):
     with pytest.raises(ValueError, match="not an export folder"):
         ExportedModel.load(tmp_path)

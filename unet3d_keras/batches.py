@@ -15,7 +15,6 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .augmentation.compose import augment_sample
 from .augmentation.params import AugmentationParams
 from .checks import as_int_triple
 from .layout import resolve_data_format

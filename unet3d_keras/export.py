@@ -10,6 +10,7 @@ version. The folder is written under a temporary name and renamed when complete.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -134,7 +135,6 @@ def export_model(model: keras.Model, output: str | os.PathLike, fmt: str, attrib
 
 
 def _require_tf2onnx() -> None:
-    try:
-        import tf2onnx  # noqa: F401  # why: only ONNX exports need it ([export] extra)
-    except ImportError as error:
-        raise DataError("exporting to ONNX needs tf2onnx and onnx (pip install -e \".[export]\")") from error
+    # Only ONNX exports need it (the [export] extra); find_spec checks without importing it.
+    if importlib.util.find_spec("tf2onnx") is None:
+        raise DataError("exporting to ONNX needs tf2onnx and onnx (pip install -e \".[export]\")")

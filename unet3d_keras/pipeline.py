@@ -23,7 +23,7 @@ from .dataset import HDF5Dataset
 from . import distribute
 from .distribute import is_chief, worker_backup_dir, worker_path
 from .errors import DataError
-from .evaluation import score_report, write_scores_csv  # noqa: F401 (score_report: its home was here)
+from .evaluation import write_scores_csv
 from .model_from_config import build_model, check_model_matches_config
 from .precision import apply_mixed_precision
 from .predictor import Predictor

@@ -38,11 +38,11 @@ def _compiled_call(model: keras.Model) -> Callable[[Any], Any]:
     if backend == "torch":
         import torch  # why: only the active backend is installed for sure
 
-        def call(batch):
+        def call_without_gradients(batch):
             with torch.no_grad():
                 return model(batch, training=False)
 
-        return call
+        return call_without_gradients
     return lambda batch: model(batch, training=False)
 
 
