@@ -2015,6 +2015,179 @@ def next_slice_lines() -> list[str]:
     return lines
 
 
+class Tried(NamedTuple):
+    """One change to densify's defaults measured on the volumes of the page: what it is, the script that measured
+    it, how densify offers it, and for each volume the changes it made, run by run: IoU per class less that of
+    densify's defaults of the same seed, trained alike (runs x classes)."""
+
+    what: str
+    script: str
+    densify: str
+    changes: dict[str, np.ndarray]
+
+
+#: the row options of run.py's tables that the summary of what was tried compares with "new, 12 min"
+TRIED_ROWS = {"new without the plateau stop, 12 min": "training to the end of the budget",
+              "new with 16 base filters, 12 min": "16 base filters instead of 8"}
+NOT_OFFERED = "not offered"
+
+
+def tried_weights() -> list[Tried]:
+    """weights.py's square-root class weights against none at 12 minutes, paired by seed."""
+    if not WEIGHT_RESULTS.exists():
+        return []
+    changes = {}
+    for volume, runs in json.loads(WEIGHT_RESULTS.read_text()).get("12", {}).items():
+        seeds, paired = paired_runs(runs, ("none", "sqrt"))
+        if seeds:
+            changes[volume] = paired_gains(paired)
+    return [Tried("square-root class weights", "weights.py", "`--class-weights sqrt`", changes)] if changes else []
+
+
+def tried_rows(results: dict[str, dict]) -> list[Tried]:
+    """The 12-minute option rows of run.py's tables (TRIED_ROWS) against "new, 12 min" of the same seed, where
+    both were blended alike and weighted alike."""
+    tried = []
+    for name, what in TRIED_ROWS.items():
+        changes = {}
+        for volume, volume_results in results.items():
+            rows = volume_results["rows"]
+            defaults = dict(runs_of(rows, "new, 12 min"))
+            pairs = [(defaults[seed], row) for seed, row in runs_of(rows, name) if seed in defaults
+                     and blending_of(row) == blending_of(defaults[seed])
+                     and class_weighting(row) == class_weighting(defaults[seed])]
+            if pairs:
+                changes[volume] = seed_changes(*zip(*pairs), "iou")
+        if changes:
+            tried.append(Tried(what, "run.py", f"`{' '.join(ROWS[name][0])}`", changes))
+    return tried
+
+
+def tried_tuning() -> list[Tried]:
+    """tuning.py's 12-minute variants against the defaults of the same seeds."""
+    if not TUNING_RESULTS.exists():
+        return []
+    changes: dict[str, dict[str, list[np.ndarray]]] = {}  # variant -> volume -> its commands' changes
+    for volume, budgets in json.loads(TUNING_RESULTS.read_text())["runs"].items():
+        for budget in budgets.values():
+            variants = budget["variants"]
+            if budget["minutes"] != 12 or "defaults" not in variants:
+                continue
+            seeds = [str(seed) for seed in seed_order(variants["defaults"])]
+            defaults = [variants["defaults"][seed] for seed in seeds]
+            for name, runs in variants.items():
+                if name != "defaults" and set(runs) >= set(seeds):
+                    changes.setdefault(name, {}).setdefault(volume, []).append(
+                        seed_changes(defaults, [runs[seed] for seed in seeds], "iou"))
+    return [Tried(name, "tuning.py", "`" + " ".join(f"--set {setting}" for setting in TUNING_VARIANTS[name]) + "`",
+                  {volume: np.concatenate(each) for volume, each in volumes.items()})
+            for name, volumes in changes.items()]
+
+
+def tried_decisions() -> list[Tried]:
+    """offsets.py's decision rules at 12 minutes, each setting chosen for the best membrane IoU on the held-back
+    voxels, against the argmax of the same prediction."""
+    if not OFFSET_RESULTS.exists():
+        return []
+    record = json.loads(OFFSET_RESULTS.read_text())
+    names = {"offsets": "an offset on the membrane's log-probability", "ridges": "ridge decoding of the membrane"}
+    tried = []
+    for field, what in names.items():
+        changes = {volume: np.array([np.subtract(run[field][chosen_settings(run[field])["held-back membrane"]]
+                                                 ["never_annotated"], run["offsets"]["0.0"]["never_annotated"])
+                                     for run in runs])
+                   for volume, minutes, runs in offset_runs(record, field) if minutes == "12"}
+        if changes:
+            tried.append(Tried(what + ", set for the best held-back membrane", "offsets.py", NOT_OFFERED, changes))
+    return tried
+
+
+def tried_watershed() -> list[Tried]:
+    """watershed.py's membrane redrawn between the cells that a watershed finds, against the model's own labels."""
+    if not WATERSHED_RESULTS.exists():
+        return []
+    volumes = json.loads(WATERSHED_RESULTS.read_text())["volumes"]
+    return [Tried("a watershed finds the cells, a membrane is drawn between them", "watershed.py", NOT_OFFERED,
+                  {volume: np.array([np.subtract(result["grid"][result["setting"]]["iou"], result["model"])])
+                   for volume, result in volumes.items()})]
+
+
+def tried_self_training() -> list[Tried]:
+    """self_training.py's ways against densify's defaults of the same seeds."""
+    if not SELF_TRAINING_RESULTS.exists():
+        return []
+    record = json.loads(SELF_TRAINING_RESULTS.read_text())
+    tried = []
+    for way in SELF_TRAINING_WAYS:
+        changes: dict[str, list[np.ndarray]] = {}
+        for minutes, volumes in record.items():
+            if minutes == "commands":
+                continue
+            for volume, runs in volumes.items():
+                seeds, paired = paired_runs(runs, ("defaults", way))
+                if seeds:
+                    changes.setdefault(volume, []).append(seed_changes(paired["defaults"], paired[way], "iou"))
+        if changes:
+            tried.append(Tried(way, "self_training.py", NOT_OFFERED,
+                               {volume: np.concatenate(each) for volume, each in changes.items()}))
+    return tried
+
+
+def tried_next_slices() -> list[Tried]:
+    """next_slices.py's one slice more per axis, each way of choosing it, against two per axis of the same seed."""
+    if not NEXT_SLICE_RESULTS.exists():
+        return []
+    runs = json.loads(NEXT_SLICE_RESULTS.read_text())["runs"]
+    changes = {volume: np.array([np.subtract(seed["runs"][name]["iou"], seed["runs"][FIRST_RUN]["iou"])
+                                 for seed in record["seeds"].values() for name in ADDED_WAYS])
+               for volume, record in runs.items() if record["seeds"]}
+    steps = sorted({record["steps"] for record in runs.values()})
+    return [Tried(f"one slice more per axis annotated; {', '.join(map(str, steps))} steps, not 12 minutes",
+                  "next_slices.py", "annotate more: densify names the slices where it is least sure",
+                  changes)] if changes else []
+
+
+def tried_lines(results: dict[str, dict]) -> list[str]:
+    """A table of every change to densify's defaults measured on these volumes, each against the defaults of the
+    same seeds, and how far the largest gain is from the goal; nothing where none was measured.
+
+    ``results``: --volume name -> its results file's contents.
+    """
+    tried = (tried_weights() + tried_rows(results) + tried_tuning() + tried_decisions() + tried_watershed()
+             + tried_self_training() + tried_next_slices())
+    if not tried:
+        return []
+    volumes = [volume for volume in VOLUMES if any(volume in each.changes for each in tried)]
+
+    def cell(changes: np.ndarray | None) -> str:
+        if changes is None:
+            return "-"
+        mean = changes.mean(axis=0)
+        return f"{mean[MEMBRANE]:+.3f} / {mean[1]:+.3f} ({len(changes)})"
+
+    rows = [f"| {each.what} | `{each.script}` | " + " | ".join(cell(each.changes.get(volume)) for volume in volumes)
+            + f" | {each.densify} |" for each in tried]
+    gaps = []
+    for volume in volumes:
+        twelve = twelve_minutes(volume, results[volume]["rows"]) if volume in results else None
+        if twelve is None or twelve.today is None or not twelve.old:
+            continue
+        best = max((each for each in tried if volume in each.changes),
+                   key=lambda each: each.changes[volume][:, MEMBRANE].mean())
+        gaps.append(f"`{volume}` {2 * twelve.old[MEMBRANE] - twelve.today[MEMBRANE]:+.3f} (the most in the table: "
+                    f"{best.changes[volume][:, MEMBRANE].mean():+.3f}, {best.what})")
+    return ["What was tried beyond today's defaults: the change of the membrane / cell IoU on the never-annotated "
+            "voxels against densify's defaults of the same seed and budget (12 minutes unless the row says "
+            "otherwise; for the offset, the ridge decoding and the watershed, against the same model's own labels), "
+            "mean over the runs (how many in brackets). Each is in full under the tables below or in the sections "
+            "above. A timed run's score moves by a few hundredths from one run to the next, so a mean of one or two "
+            "runs does not tell apart changes that differ by less.", "",
+            "| tried | script | " + " | ".join(f"`{volume}`" for volume in volumes) + " | densify |",
+            "|---|---|" + "---|" * len(volumes) + "---|", *rows, "",
+            *(["What the goal still asks of the membrane beyond today's defaults at 12 minutes (twice the old IoU "
+               "less theirs): " + "; ".join(gaps) + ".", ""] if gaps else [])]
+
+
 def markdown() -> str:
     """The page section: how densify trains, then the thin-structure tables and the goal."""
     lines = [SECTION.strip(), "", USAGE.format(**weight_summaries()).rstrip(), "", *offset_lines(), *tuning_lines(),
@@ -2024,7 +2197,7 @@ def markdown() -> str:
              "Data: " + re.sub(r"\n(?!- ) *", " ", __doc__.split("\n\n")[1]), ""]
     results = {volume: json.loads((HERE / results_name).read_text())
                for volume, (_, results_name, _) in VOLUMES.items() if (HERE / results_name).exists()}
-    lines += glance_lines(results) + figure_lines(results) + summary_lines(results)
+    lines += glance_lines(results) + tried_lines(results) + figure_lines(results) + summary_lines(results)
     for volume, volume_results in results.items():
         _, results_name, heading = VOLUMES[volume]
         lines += [f"#### {heading}", "", *table(volume_results, results_name, volume)]
