@@ -9,7 +9,7 @@ from example_scripts import load_example
 
 FOLDER = Path(__file__).resolve().parents[1] / "examples" / "thin_shell"
 RESULTS = ("WEIGHT_RESULTS", "TUNING_RESULTS", "OFFSET_RESULTS", "WATERSHED_RESULTS", "SELF_TRAINING_RESULTS",
-           "NEXT_SLICE_RESULTS", "BLENDING_RESULTS")
+           "NEXT_SLICE_RESULTS", "ENSEMBLE_RESULTS", "BLENDING_RESULTS")
 
 
 @pytest.fixture
@@ -105,3 +105,7 @@ def test_the_table_takes_the_12_minute_tuning_the_held_back_choice_the_watershed
 
 def test_nothing_measured_gives_no_table(run):
     assert run.tried_lines({}) == []
+
+
+def test_a_change_that_rounds_to_zero_has_no_minus_sign(run):
+    assert [run.signed(value) for value in (-0.0004, -0.0006, 0.02, 0.0)] == ["+0.000", "-0.001", "+0.020", "+0.000"]

@@ -57,7 +57,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence, TypeVar
 
 import nibabel as nib
 import numpy as np
@@ -124,6 +124,16 @@ SELF_TRAINING_WAYS = {
     "self-training": f"each never-annotated voxel whose probability of its class is at least {SELF_TRAINING_THRESHOLD}",
     "balanced self-training": f"the surest {100 * SELF_TRAINING_BALANCED_SHARE:.0f}% of the never-annotated voxels "
                               "predicted as each class"}
+#: ensemble.py's runs: densify's defaults and a second model in the time their plateau leaves, or two models of half
+#: the budget, each pair's probabilities averaged; the second model's seed is the first's plus this
+ENSEMBLE_RESULTS = HERE / "results_ensemble.json"
+ENSEMBLE_SEED_OFFSET = 1000
+#: ensemble.py's ways (its variants) -> what each averages
+ENSEMBLE_WAYS = {"second model": "densify's defaults and a second model trained in the time that their plateau left",
+                 "two halves": "two models, each trained for half the budget"}
+#: how the table of what was tried names them
+ENSEMBLE_ROWS = {"second model": "a second model in the time the plateau leaves, the two averaged",
+                 "two halves": "two models of half the budget each, averaged"}
 #: next_slices.py's runs with one slice more per axis: the slices densify names, the widest gap's, random ones.
 NEXT_SLICE_RESULTS = HERE / "results_next_slices.json"
 #: next_slices.py's first run of each seed, two slices per axis, and its ways of adding one slice per axis,
@@ -237,7 +247,7 @@ The run **keeps the weights of its best evaluation at a decayed learning rate**:
 - **Why a plateau ends the run before the budget does.** With a few annotated slices, more training fits those slices, not the rest of the volume.
   - On the one-voxel membranes below, 12-minute runs trained to the end of their budget (`--patience 1000`) scored the membrane little higher on the never-annotated voxels than runs that the plateau ended (seeds 42, 1 and 2, under the table: -0.002, -0.005 and +0.010, mean +0.001; in an earlier session, on a slower machine, 0.011 and 0.079 lower). Seeds 42 and 1 made some 1800 more steps than the runs that the plateau ended; seed 2's plateau came late, and both of its runs made some 2290.
   - On the clear ones they scored 0.047 lower (0.626 against 0.673, seed 42) and 0.002 lower (0.600 against 0.602, seed 2, whose plateau also came late: some 2290 steps each).
-  - The same model trained on every voxel did gain from 5 to 12 minutes.
+  - The same model trained on every voxel did gain from 5 to 12 minutes.{ensemble_note}
 - **A timed run does not repeat step for step.** The learning rate follows the clock, and the evaluations are spaced by what they cost, so the plateau can come at another step. On the one-voxel membranes, seed 42, two 12-minute runs in two sessions stopped after 2624 and 1504 steps (the table and the picture below). On them, seed 2, two 12-minute runs of densify's defaults on one machine scored the membrane 0.426 (`blending.py`, ended by the plateau after 2064 steps) and 0.458 (the table's row, 2291 steps): one timed run does not tell apart settings that differ by less. `--steps N` repeats exactly.
 - **A budget buys steps, and CPUs differ.** The timed runs on this page were made on CPUs with AVX512-BF16, where the convolutions run in bfloat16 (`training.mixed_precision: auto` chooses it there). On an AMD EPYC with AVX2 only, `auto` chooses float32, and TensorFlow leaves its oneDNN kernels off, falling back on Eigen kernels whose 3D-convolution gradients are slow; the commands turn oneDNN on (`TF_ENABLE_ONEDNN_OPTS=1` unless it is set; `unet3d_keras.onednn`). Before they did, one training step (32³ windows in batches of 4) took 2.0 s on one thread (1.2 s on two; 16.4 s in bfloat16, which such a CPU only emulates), and `python examples/thin_shell/blending.py --minutes 12` on `thick` made 257 and 260 steps in its 12 minutes (seeds 42, 1), against 2544 and 2848 on the page's machine, and scored the membrane 0.680 and 0.654 (cell 0.818, 0.790) against 0.749 and 0.773 (0.860, 0.871). With oneDNN a step takes 0.65 s on two threads against 1.92 s with Eigen's kernels (2.94 times as many steps; 0.49 s against 1.26 s in an earlier run), and Keras's PyTorch backend (`KERAS_BACKEND=torch`) 0.55 s, its JAX backend 3.36 s (float32, `python benchmarks/densify_backends.py`). Side by side on that CPU, one thread each, a 5-minute `scripts/densify.py` run on the one-voxel membranes (seed 42, a one-off check) made 211 steps with oneDNN and scored the membrane 0.371 (cell 0.827), and 240 steps and 0.403 (0.811) under PyTorch; without oneDNN the same 5 minutes had made 81 steps and 0.345 (0.828) in an earlier check. On such a CPU still give densify more minutes, or `--steps N` for a known length. On a GPU the plateau, not the budget, ends a run: on one NVIDIA H200 under Keras's JAX backend (where `auto` chooses mixed_float16), densify's defaults on the one-voxel membranes stopped at their plateau after 2752 and 3680 steps, 73 and 79 s into a 5-minute budget, and scored the membrane 0.520 (mean of seeds 42, 1) against 0.502 for the 12-minute runs of the same seeds on the CPUs (`examples/thin_shell/accelerator.py`, "On a GPU" below).
 - **Seed 2 ran on a slower machine.** The runs of seed 2 (`blending.py --seed 2`, the old runs of seed 2 on `thick`, `clear` and `edges`, and the other rows of seed 2 under the tables, but for `thin`'s 5-minute ones) were made on another AMD EPYC, one with AVX512-BF16 (bfloat16, as the others), but slower: its 5-minute models made 901-920 steps against 1149-1249 for seeds 42 and 1. Its option rows on `thick`, `clear` and `edges` (square-root weights, no mirroring; and no mirroring for seed 1 on `edges`) were made a session later on a machine of the same kind and speed (900-967 steps in 5 minutes, two runs at a time; 1061 for seed 1's, which ran alone). Its row without the final decay on `edges` was made later still, on a machine like seeds 3 and 4's of `clear` (below), beside a run of `weights.py`: 758 steps in 5 minutes, against 881 for its `new, 5 min` row. Two of its old runs (`thick`, `clear`) ran out of their 5 minutes at 950 and 934 of their 960 steps, so their 12-minute runs, which did all 960, stand for 12 minutes. Densify's defaults on `thin`, seed 42, 12 minutes, trained again on that machine (a one-off check with `blending.py`'s code, Gaussian-blended) spent the budget at 2305 steps and scored the membrane 0.487 (cell 0.833), against 0.498 (cell 0.834) after 2784 steps, ended by the plateau, on the earlier one.
@@ -405,6 +415,14 @@ def sparse_labels(dense: np.ndarray) -> np.ndarray:
     return make_sparse_annotation(dense, (2, 2, 2))
 
 
+def sparse_volume(volume: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``volume`` (a key of VOLUMES) as the scripts of this folder densify it: the image and dense labels
+    (:func:`make_volume`), the annotation (:func:`sparse_labels`) and the never-annotated voxels (bool)."""
+    image, dense = make_volume(**VOLUMES[volume][0])
+    sparse = sparse_labels(dense)
+    return image, dense, sparse, sparse == IGNORE
+
+
 def write_inputs(folder: Path, volume_arguments: dict) -> None:
     """Write the files that ``run_row`` gives densify into ``folder``, for the volume made with ``volume_arguments``.
 
@@ -558,6 +576,35 @@ def run_seed_variants(script: str, path: Path, results: dict, command: str, volu
 
     run_two_at_a_time([(seed, variant) for seed in seeds for variant in variants], run, keep, results, path)
     save_json(path, results)  # the command, where nothing ran
+
+
+def seed_variants_main(script: str, doc: str, path: Path, variants: Sequence[str], default_variants: Sequence[str],
+                       one_run: Callable[[str, int, int, str], dict], scores: Callable[[dict], str],
+                       argv: list[str] | None, default_seeds: Sequence[int] = (42, 1),
+                       budgets: Sequence[int] | None = None) -> int:
+    """The command line of a script of this folder that runs variants of densify seed by seed, two at a time
+    (weights.py, self_training.py, ensemble.py): ``--volume``, ``--seed``, ``--minutes`` (one of ``budgets``
+    where given; default 12) and ``--variants`` (of ``variants``); :func:`run_seed_variants` files the results in
+    ``path``; ``doc`` is the script's docstring. Each run is a child process, ``script --child VOLUME SEED MINUTES
+    VARIANT``, that prints what ``one_run`` returns; ``scores(result)`` is what the parent prints of it."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--volume", default="thin", choices=list(VOLUMES))
+    parser.add_argument("--seed", type=int, nargs="+", default=list(default_seeds),
+                        help=f"densify's seeds (default {' '.join(map(str, default_seeds))})")
+    parser.add_argument("--minutes", type=int, default=12, choices=budgets,
+                        help="the time budget of each run (default 12)")
+    parser.add_argument("--variants", nargs="+", default=list(default_variants), choices=variants,
+                        help=f"the runs of each seed, two at a time (default: {' '.join(default_variants)})")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        volume, seed, minutes, variant = args.child
+        print(json.dumps(one_run(volume, int(seed), int(minutes), variant)), flush=True)
+        os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
+
+    results, command = start_results(path, script, argv, {})
+    run_seed_variants(script, path, results, command, args.volume, args.minutes, args.seed, args.variants, scores)
+    return 0
 
 
 def run_row(name: str, folder: Path, seed: int) -> tuple[dict, Path]:
@@ -1250,7 +1297,8 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
                        + ".")
     bounds = bound_membranes()
     verdict += (weight_lines(results) + bound_lines(olds) + accelerator_lines(olds, bounds) + oracle_lines(olds, bounds)
-                + forest_lines(olds, today_runs) + watershed_lines(olds) + self_training_lines(olds) + edge_notes)
+                + forest_lines(olds, today_runs) + watershed_lines(olds) + self_training_lines(olds)
+                + ensemble_lines(olds) + edge_notes)
     stale = any(uniform_rows(volume_results["rows"])[0] for volume_results in results.values())
     return ([f"Seed {DEFAULT_SEED} alone, in the tables' rows: the membrane IoU on the never-annotated voxels (the "
              "tables give the other classes, the options and the other seeds"
@@ -1260,6 +1308,11 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
              "| volume | intensity thresholds | old | new, 5 min | new, 12 min | "
              "another volume fully annotated, 5 / 12 min | twice old |", "|---|---|---|---|---|---|---|",
              *lines, "", *verdict, ""])
+
+
+def signed(value: float) -> str:
+    """``value`` with its sign, to 3 decimals; one that rounds to zero is +0.000, not -0.000."""
+    return f"{round(float(value), 3) + 0.0:+.3f}"
 
 
 def sem(values: Sequence[float]) -> float:
@@ -1665,6 +1718,29 @@ def watershed_lines(olds: dict[str, list[float] | None]) -> list[str]:
             "the model's probabilities show too little of the faces between them for a watershed to find most."]
 
 
+#: one way's runs of a volume and budget beside densify's defaults of the same seeds: the seeds, the defaults' runs
+#: (their scores under "iou") and the way's runs, in seed order
+Pairs = tuple[list[int], list[dict], list[dict]]
+
+
+def budget_pairs(record: dict, pair: Callable[[dict], Pairs]) -> Iterator[tuple[str, str, Pairs]]:
+    """``(minutes, volume, pair(runs))`` for each budget and volume of a record kept as ``{"commands": [...],
+    minutes: {volume: runs}}`` (self_training.py's, ensemble.py's) where ``pair`` finds a seed."""
+    for minutes, volumes in record.items():
+        if minutes == "commands":
+            continue
+        for volume, runs in volumes.items():
+            pairs = pair(runs)
+            if pairs[0]:
+                yield minutes, volume, pairs
+
+
+def self_training_pairs(runs: dict, way: str) -> Pairs:
+    """self_training.py's runs of ``way`` on one volume and budget beside its defaults of the same seeds."""
+    seeds, paired = paired_runs(runs, ("defaults", way))
+    return seeds, paired["defaults"], paired[way]
+
+
 def self_training_lines(olds: dict[str, list[float] | None]) -> list[str]:
     """self_training.py's runs, each way of self-training against densify's defaults of the same seed: a bullet, or
     nothing where it has not run.
@@ -1677,15 +1753,11 @@ def self_training_lines(olds: dict[str, list[float] | None]) -> list[str]:
     lines, paid = [], []
     for way, labels in SELF_TRAINING_WAYS.items():
         parts, changes, cell_changes, recalls, skews, over_first = [], [], [], [], [], []
-        for minutes, volumes in record.items():
-            if minutes == "commands":
-                continue
-            for volume, runs in volumes.items():
-                seeds, paired = paired_runs(runs, ("defaults", way))
-                if not olds.get(volume) or not seeds:
-                    continue
-                pairs = list(zip(paired["defaults"], paired[way]))
-                change = seed_changes(paired["defaults"], paired[way], "iou")
+        for minutes, volume, (seeds, defaults, trained) in budget_pairs(
+                record, lambda runs: self_training_pairs(runs, way)):
+            if olds.get(volume):
+                pairs = list(zip(defaults, trained))
+                change = seed_changes(defaults, trained, "iou")
                 changes += list(change[:, MEMBRANE])
                 cell_changes += list(change[:, 1])
                 recalls += [new["membrane_recall"] for _, new in pairs]
@@ -1733,6 +1805,83 @@ def self_training_lines(olds: dict[str, list[float] | None]) -> list[str]:
             "never-annotated voxels, against densify's defaults of the same seed and volume:",
             *lines, "  - " + ("Densify does not offer self-training." if not paid else
                               f"{' and '.join(paid)} paid on every seed; densify does not offer it yet.")]
+
+
+def ensemble_pairs(runs: dict, way: str) -> Pairs:
+    """ensemble.py's runs of ``way`` on one volume and budget (``runs``: variant -> seed -> run), each paired with
+    densify's defaults of the same seed: the seeds, densify's defaults' scores and the way's runs, in seed order.
+
+    The defaults are each "second model" run's first model, trained with the whole budget; a "two halves" run
+    is paired with the "second model" run of its seed, which ran beside it."""
+    seeds, paired = paired_runs(runs, ("second model", way))
+    return seeds, [{"iou": run["first_iou"]} for run in paired["second model"]], paired[way]
+
+
+def ensemble_note() -> str:
+    """USAGE's sub-bullet on a second model in the time that the plateau leaves (ensemble.py), starting with its
+    line break; empty where it has not run."""
+    if not ENSEMBLE_RESULTS.exists():
+        return ""
+    record = json.loads(ENSEMBLE_RESULTS.read_text())
+    changes, volumes = [], []
+    for _, volume, (_, defaults, averaged) in budget_pairs(record, lambda runs: ensemble_pairs(runs, "second model")):
+        changes += list(seed_changes(defaults, averaged, "iou")[:, MEMBRANE])
+        volumes += [f"`{volume}`"] if f"`{volume}`" not in volumes else []
+    if not changes:
+        return ""
+    lower = ", lower on every run" if max(changes) < 0 else ""
+    return ("\n  - A second model, trained in the time that the plateau leaves and averaged with the first, moved the "
+            f"membrane by {signed(min(changes))} to {signed(max(changes))} against the first alone{lower} "
+            f"({', '.join(volumes)}, {len(changes)} runs; under \"Two models averaged\" below).")
+
+
+def ensemble_lines(olds: dict[str, list[float] | None]) -> list[str]:
+    """ensemble.py's runs, each way of averaging two models against densify's defaults of the same seed: a bullet,
+    or nothing where it has not run.
+
+    ``olds``: --volume name -> the old runs' IoU per class (None: not measured, the volume is left out).
+    """
+    if not ENSEMBLE_RESULTS.exists():
+        return []
+    record = json.loads(ENSEMBLE_RESULTS.read_text())
+    lines, paid = [], []
+    for way, averages in ENSEMBLE_WAYS.items():
+        parts, changes, cell_changes, below_better = [], [], [], []
+        for minutes, volume, (seeds, defaults, averaged) in budget_pairs(
+                record, lambda runs: ensemble_pairs(runs, way)):
+            if olds.get(volume):
+                change = seed_changes(defaults, averaged, "iou")
+                changes += list(change[:, MEMBRANE])
+                cell_changes += list(change[:, 1])
+                below_better += [run["iou"][MEMBRANE] < max(run["first_iou"][MEMBRANE],
+                                                            run.get("second_iou", run["first_iou"])[MEMBRANE])
+                                 for run in averaged]
+                parts.append(f"`{volume}`, {minutes} minutes: " + "; ".join(
+                    f"seed {seed} {run['iou'][MEMBRANE]:.3f} (cell {run['iou'][1]:.3f}) against "
+                    f"{base['iou'][MEMBRANE]:.3f} ({base['iou'][1]:.3f}); its first model "
+                    f"{run['first_iou'][MEMBRANE]:.3f} after {run['first_steps']} steps in {run['first_seconds']} s"
+                    + (f", its second {run['second_iou'][MEMBRANE]:.3f} after {run['second_steps']} steps"
+                       if run["second_steps"] else ", no time left for a second")
+                    for seed, base, run in zip(seeds, defaults, averaged))
+                    + f" (twice the old IoU: {2 * olds[volume][MEMBRANE]:.3f})")
+        if not parts:
+            continue
+        pays = min(changes) > 0.01 and min(cell_changes) >= -0.01
+        paid += [way] if pays else []
+        why = (": it paid on every seed." if pays else ": the average scored the membrane below the better of its "
+               "two models on every seed." if all(below_better) else ".")
+        lines.append(f"  - Averaging {averages}: " + "; ".join(parts) + ". The membrane moved by "
+                     f"{signed(min(changes))} to {signed(max(changes))} and the cells by {signed(min(cell_changes))} "
+                     f"to {signed(max(cell_changes))}" + why)
+    if not lines:
+        return []
+    return ["- **Two models averaged.** Averaging the probabilities of models trained from other seeds is a common "
+            "way to use more of a budget (" + ", ".join(f"`{command}`" for command in dict.fromkeys(record["commands"]))
+            + "; each run one thread, two runs at a time on one machine; the second model's seed is the first's plus "
+            f"{ENSEMBLE_SEED_OFFSET}). Membrane IoU (cell IoU in brackets) on the never-annotated voxels, against "
+            "densify's defaults of the same seed and volume, trained with the whole budget:", *lines,
+            "  - " + ("Densify does not average models." if not paid else
+                      f"{' and '.join(paid)} paid on every seed; densify does not offer it yet.")]
 
 
 #: How offsets.py chooses the setting of each decision rule for the membrane (an offset, a ridge threshold): the
@@ -2112,23 +2261,19 @@ def tried_watershed() -> list[Tried]:
                    for volume, result in volumes.items()})]
 
 
-def tried_self_training() -> list[Tried]:
-    """self_training.py's ways against densify's defaults of the same seeds."""
-    if not SELF_TRAINING_RESULTS.exists():
+def tried_ways(script: str, path: Path, names: dict[str, str], pair: Callable[[dict, str], Pairs]) -> list[Tried]:
+    """The ways of ``script``, whose record (``path``) :func:`budget_pairs` reads, each against densify's defaults
+    of the same seeds: ``names``, way -> its row's name; ``pair(runs, way)`` pairs them."""
+    if not path.exists():
         return []
-    record = json.loads(SELF_TRAINING_RESULTS.read_text())
+    record = json.loads(path.read_text())
     tried = []
-    for way in SELF_TRAINING_WAYS:
+    for way, name in names.items():
         changes: dict[str, list[np.ndarray]] = {}
-        for minutes, volumes in record.items():
-            if minutes == "commands":
-                continue
-            for volume, runs in volumes.items():
-                seeds, paired = paired_runs(runs, ("defaults", way))
-                if seeds:
-                    changes.setdefault(volume, []).append(seed_changes(paired["defaults"], paired[way], "iou"))
+        for _, volume, (_, defaults, runs) in budget_pairs(record, lambda runs: pair(runs, way)):
+            changes.setdefault(volume, []).append(seed_changes(defaults, runs, "iou"))
         if changes:
-            tried.append(Tried(way, "self_training.py", NOT_OFFERED,
+            tried.append(Tried(name, script, NOT_OFFERED,
                                {volume: np.concatenate(each) for volume, each in changes.items()}))
     return tried
 
@@ -2154,7 +2299,9 @@ def tried_lines(results: dict[str, dict]) -> list[str]:
     ``results``: --volume name -> its results file's contents.
     """
     tried = (tried_weights() + tried_rows(results) + tried_tuning() + tried_decisions() + tried_watershed()
-             + tried_self_training() + tried_next_slices())
+             + tried_ways("self_training.py", SELF_TRAINING_RESULTS, {way: way for way in SELF_TRAINING_WAYS},
+                          self_training_pairs)
+             + tried_ways("ensemble.py", ENSEMBLE_RESULTS, ENSEMBLE_ROWS, ensemble_pairs) + tried_next_slices())
     if not tried:
         return []
     volumes = [volume for volume in VOLUMES if any(volume in each.changes for each in tried)]
@@ -2163,7 +2310,7 @@ def tried_lines(results: dict[str, dict]) -> list[str]:
         if changes is None:
             return "-"
         mean = changes.mean(axis=0)
-        return f"{mean[MEMBRANE]:+.3f} / {mean[1]:+.3f} ({len(changes)})"
+        return f"{signed(mean[MEMBRANE])} / {signed(mean[1])} ({len(changes)})"
 
     rows = [f"| {each.what} | `{each.script}` | " + " | ".join(cell(each.changes.get(volume)) for volume in volumes)
             + f" | {each.densify} |" for each in tried]
@@ -2174,8 +2321,8 @@ def tried_lines(results: dict[str, dict]) -> list[str]:
             continue
         best = max((each for each in tried if volume in each.changes),
                    key=lambda each: each.changes[volume][:, MEMBRANE].mean())
-        gaps.append(f"`{volume}` {2 * twelve.old[MEMBRANE] - twelve.today[MEMBRANE]:+.3f} (the most in the table: "
-                    f"{best.changes[volume][:, MEMBRANE].mean():+.3f}, {best.what})")
+        gaps.append(f"`{volume}` {signed(2 * twelve.old[MEMBRANE] - twelve.today[MEMBRANE])} (the most in the "
+                    f"table: {signed(best.changes[volume][:, MEMBRANE].mean())}, {best.what})")
     return ["What was tried beyond today's defaults: the change of the membrane / cell IoU on the never-annotated "
             "voxels against densify's defaults of the same seed and budget (12 minutes unless the row says "
             "otherwise; for the offset, the ridge decoding and the watershed, against the same model's own labels), "
@@ -2190,7 +2337,7 @@ def tried_lines(results: dict[str, dict]) -> list[str]:
 
 def markdown() -> str:
     """The page section: how densify trains, then the thin-structure tables and the goal."""
-    lines = [SECTION.strip(), "", USAGE.format(**weight_summaries()).rstrip(), "", *offset_lines(), *tuning_lines(),
+    lines = [SECTION.strip(), "", USAGE.format(**weight_summaries(), ensemble_note=ensemble_note()).rstrip(), "", *offset_lines(), *tuning_lines(),
              *next_slice_lines(),
              "### A thin structure: membranes around touching cells", "",
              # the docstring's wrapped lines join, its bullets stay bullets

@@ -27,9 +27,6 @@ Writes ``results_self_training.json`` (``{"commands": [...], "12": {volume: {var
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -39,8 +36,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from run import (IGNORE, MEMBRANE, SELF_TRAINING_BALANCED_SHARE, SELF_TRAINING_FIRST_SHARE,  # noqa: E402
-                 SELF_TRAINING_RESULTS, SELF_TRAINING_THRESHOLD, VOLUMES, iou_per_class, make_volume,
-                 run_seed_variants, sparse_labels, start_results)
+                 SELF_TRAINING_RESULTS, SELF_TRAINING_THRESHOLD, iou_per_class, seed_variants_main,
+                 sparse_volume)
 
 #: the runs of a seed: densify's defaults, and self-training with the labels that :func:`pseudo_labels` makes with
 #: these arguments
@@ -86,9 +83,7 @@ def one_run(volume: str, seed: int, minutes: int, variant: str) -> dict:
     from unet3d_keras.densify import fit_sparse, predict_classes
     from unet3d_keras.densify_holdout import DensifyOptions
 
-    image, dense = make_volume(**VOLUMES[volume][0])
-    sparse = sparse_labels(dense)
-    never = sparse == IGNORE
+    image, dense, sparse, never = sparse_volume(volume)
     began = time.monotonic()
     end = began + 60 * minutes
     trained = VARIANTS[variant] is not None
@@ -116,23 +111,8 @@ def one_run(volume: str, seed: int, minutes: int, variant: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--volume", default="thin", choices=list(VOLUMES))
-    parser.add_argument("--seed", type=int, nargs="+", default=[42, 1], help="densify's seeds (default 42 1)")
-    parser.add_argument("--minutes", type=int, default=12, help="the time budget of each run (default 12)")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS)[:2], choices=VARIANTS,
-                        help="the runs of each seed, two at a time (default: defaults self-training)")
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        volume, seed, minutes, variant = args.child
-        print(json.dumps(one_run(volume, int(seed), int(minutes), variant)), flush=True)
-        os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
-
-    results, command = start_results(SELF_TRAINING_RESULTS, __file__, argv, {})
-    run_seed_variants(__file__, SELF_TRAINING_RESULTS, results, command, args.volume, args.minutes, args.seed,
-                      args.variants, lambda result: "IoU " + " ".join(f"{v:.3f}" for v in result["iou"]))
-    return 0
+    return seed_variants_main(__file__, __doc__, SELF_TRAINING_RESULTS, list(VARIANTS), list(VARIANTS)[:2], one_run,
+                              lambda result: "IoU " + " ".join(f"{v:.3f}" for v in result["iou"]), argv)
 
 
 if __name__ == "__main__":

@@ -16,16 +16,13 @@ naming its machine and the command that made it); ``run.py --markdown-only`` put
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from blending import MINUTES, one_volume  # noqa: E402
-from run import VOLUMES, WEIGHT_RESULTS, run_seed_variants, start_results  # noqa: E402
+from run import WEIGHT_RESULTS, seed_variants_main  # noqa: E402
 
 #: the runs to pair: name -> the fields of densify's options (DensifyOptions) that differ from its defaults
 VARIANTS = {"none": {}, "sqrt": {"class_weighting": "sqrt"},
@@ -33,26 +30,16 @@ VARIANTS = {"none": {}, "sqrt": {"class_weighting": "sqrt"},
             "sqrt to the budget": {"class_weighting": "sqrt", "patience_epochs": 1000}}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--volume", default="thin", choices=list(VOLUMES))
-    parser.add_argument("--seed", type=int, nargs="+", default=[42, 1, 2], help="densify's seeds (default 42 1 2)")
-    parser.add_argument("--minutes", type=int, choices=MINUTES, default=MINUTES[-1],
-                        help="the time budget of each run (default 12)")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS)[:2], choices=VARIANTS,
-                        help="the runs of each seed, side by side where two (default: none sqrt)")
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        volume, seed, minutes, variant = args.child
-        print(json.dumps(one_volume(volume, int(seed), int(minutes), changes=VARIANTS[variant])), flush=True)
-        os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
+def one_run(volume: str, seed: int, minutes: int, variant: str) -> dict:
+    """blending.py's model of ``variant`` (its options, VARIANTS) on ``volume``, scored with both blendings."""
+    return one_volume(volume, seed, minutes, changes=VARIANTS[variant])
 
-    results, command = start_results(WEIGHT_RESULTS, __file__, argv, {})
-    run_seed_variants(__file__, WEIGHT_RESULTS, results, command, args.volume, args.minutes, args.seed, args.variants,
-                      lambda result: "; ".join(f"{w} " + " ".join(f"{v:.3f}" for v in result[w])
-                                               for w in ("gaussian", "uniform")))
-    return 0
+
+def main(argv: list[str] | None = None) -> int:
+    return seed_variants_main(__file__, __doc__, WEIGHT_RESULTS, list(VARIANTS), list(VARIANTS)[:2], one_run,
+                              lambda result: "; ".join(f"{w} " + " ".join(f"{v:.3f}" for v in result[w])
+                                                       for w in ("gaussian", "uniform")),
+                              argv, default_seeds=(42, 1, 2), budgets=MINUTES)
 
 
 if __name__ == "__main__":
