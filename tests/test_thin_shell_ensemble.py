@@ -108,12 +108,16 @@ def test_the_bullet_and_the_table_pair_each_way_with_the_defaults_of_its_seed(en
         "12 minutes: seed 42 0.470 (cell 0.830) against 0.490 (0.830); its first model 0.490 after 3000 steps in "
         "600 s, its second 0.430 after 400 steps; seed 1 0.480 (cell 0.820) against 0.480 (0.820); its first model "
         "0.480 after 3000 steps in 600 s, no time left for a second (twice the old IoU: 0.780). The membrane moved "
-        "by -0.020 to +0.000 and the cells by +0.000 to +0.000.")
+        "by -0.020 to +0.000 and the cells by +0.000 to +0.000: a model trained for part of the budget scored the "
+        "membrane below densify's defaults in 1 of 1 cases, and averaging with it lowered the membrane in 1 of the 1 "
+        "runs that averaged two models.")
     assert halves.startswith("  - Averaging two models, each trained for half the budget: `thin`, 12 minutes: seed 42 "
                              "0.440 (cell 0.820) against 0.490 (0.830); its first model 0.440")
     assert "seed 7" not in halves
-    assert halves.endswith("The membrane moved by -0.050 to -0.050 and the cells by -0.010 to -0.010: the average "
-                           "scored the membrane below the better of its two models on every seed.")
+    # both half-budget models of seed 42 below its defaults (0.44, 0.45 against 0.49)
+    assert halves.endswith("The membrane moved by -0.050 to -0.050 and the cells by -0.010 to -0.010: a model trained "
+                           "for part of the budget scored the membrane below densify's defaults in 2 of 2 cases, and "
+                           "averaging with it lowered the membrane in 1 of the 1 runs that averaged two models.")
     assert verdict == "  - Densify does not average models."
     assert run.ensemble_note() == (
         "\n  - A second model, trained in the time that the plateau leaves and averaged with the first, moved the "
@@ -142,5 +146,9 @@ def test_the_bullet_says_when_averaging_pays(ensemble, tmp_path, monkeypatch):
                              "1": {"second model": runs(0.5, 0.4, 0.48)}})
     assert run.ensemble_note().endswith("moved the membrane by -0.040 to -0.020 against the first alone, lower on "
                                         "every run (`thin`, 2 runs; under \"Two models averaged\" below).")
+    # no time left for a second model: nothing averaged, no cause claimed
+    write_record(run, path, {"1": {"second model": runs(0.48, None, 0.48)}})
+    assert run.ensemble_lines({"thin": [0.99, 0.8, 0.39]})[1].endswith(
+        "The membrane moved by +0.000 to +0.000 and the cells by +0.000 to +0.000.")
     path.unlink()
     assert run.ensemble_note() == "" and run.ensemble_lines({"thin": [0.99, 0.8, 0.39]}) == []
