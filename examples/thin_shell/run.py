@@ -37,8 +37,8 @@ training windows, ``next_slices.py`` adds the slices that densify names for anno
 one-voxel membrane the image shows, ``forest.py`` runs the classic baseline (a random forest on filter
 responses), ``watershed.py`` redraws the membrane between the cells that a watershed finds, ``weights.py``
 pairs square-root class weights with the defaults at one budget, ``self_training.py`` trains again on the
-model's surest predictions (self-training) beside the defaults, ``accelerator.py`` runs densify and the bound
-on a GPU;
+model's surest predictions (self-training) beside the defaults, ``ensemble.py`` averages two models trained
+within the budget, ``accelerator.py`` runs densify and the bound on a GPU;
 ``run.py --markdown-only`` puts their figures on the page too.
 """
 
