@@ -1714,10 +1714,33 @@ def watershed_lines(olds: dict[str, list[float] | None]) -> list[str]:
             "of the model's membrane probability (smoothed, seeded far from any likely membrane) finds the cells, and "
             "a membrane one voxel thick is drawn on one side of each face between two of them, the side the "
             "annotation marks where the face crosses an annotated slice, else the side where the model's probability "
-            "of membrane is higher (" + ", ".join(f"`{command}`" for command in dict.fromkeys(record["commands"]))
+            "of membrane is higher (" + commands_text(record)
             + "; its setting was fixed on an earlier run). On the "
             "never-annotated voxels of " + "; ".join(parts) + ". The sides are not what is missing, the cells are: "
             "the model's probabilities show too little of the faces between them for a watershed to find most."]
+
+
+def commands_text(record: dict) -> str:
+    """The commands that made a results file of this folder (its "commands"), each once, as the page quotes them."""
+    return ", ".join(f"`{command}`" for command in dict.fromkeys(record["commands"]))
+
+
+def pays_on_every_seed(changes: Sequence[float], cell_changes: Sequence[float]) -> bool:
+    """Whether a way paid against densify's defaults on every seed: the membrane up by more than 0.01 and the cells
+    down by at most 0.01 (the goal's allowance), seed by seed."""
+    return min(changes) > 0.01 and min(cell_changes) >= -0.01
+
+
+def moved_text(changes: Sequence[float], cell_changes: Sequence[float]) -> str:
+    """How far a way moved the membrane and the cells against densify's defaults, over the seeds."""
+    return (f"The membrane moved by {signed(min(changes))} to {signed(max(changes))} and the cells by "
+            f"{signed(min(cell_changes))} to {signed(max(cell_changes))}")
+
+
+def offer_line(paid: list[str], declined: str) -> str:
+    """The last sub-bullet of a way's bullet: ``declined`` where no way paid, else the ways that did."""
+    return "  - " + (declined if not paid else
+                     f"{' and '.join(paid)} paid on every seed; densify does not offer it yet.")
 
 
 #: one way's runs of a volume and budget beside densify's defaults of the same seeds: the seeds, the defaults' runs
@@ -1778,7 +1801,7 @@ def self_training_lines(olds: dict[str, list[float] | None]) -> list[str]:
                     + f" (twice the old IoU: {2 * olds[volume][MEMBRANE]:.3f})")
         if not parts:
             continue
-        pays = min(changes) > 0.01 and min(cell_changes) >= -0.01
+        pays = pays_on_every_seed(changes, cell_changes)
         paid += [way] if pays else []
         # why it fails, where the figures say so: the sure labels miss most of the membrane, which then fills what
         # is left unlabelled at least twice beyond its share of the volume; the new model is no better than the first
@@ -1794,19 +1817,17 @@ def self_training_lines(olds: dict[str, list[float] | None]) -> list[str]:
                            f"learns ({min(over_first):+.3f} to {max(over_first):+.3f} on the seeds)")
         why = ": it paid on every seed." if pays else ": " + "; ".join(reasons) + "." if reasons else "."
         lines.append(
-            f"  - {way[0].upper()}{way[1:]}, labelling {labels}: " + "; ".join(parts) + ". The membrane moved by "
-            f"{min(changes):+.3f} to {max(changes):+.3f} and the cells by {min(cell_changes):+.3f} to "
-            f"{max(cell_changes):+.3f}" + why)
+            f"  - {way[0].upper()}{way[1:]}, labelling {labels}: " + "; ".join(parts) + ". "
+            + moved_text(changes, cell_changes) + why)
     if not lines:
         return []
     return [f"- **Self-training.** A common way to learn from few annotations: the model trained for the first "
             f"{100 * SELF_TRAINING_FIRST_SHARE:.0f}% of the budget labels the never-annotated voxels it is surest of, "
             "and a new model trains on those labels and the annotated voxels for the rest of the budget, to its end ("
-            + ", ".join(f"`{command}`" for command in dict.fromkeys(record["commands"]))
+            + commands_text(record)
             + "; each run one thread, two runs at a time on one machine). Membrane IoU (cell IoU in brackets) on the "
             "never-annotated voxels, against densify's defaults of the same seed and volume:",
-            *lines, "  - " + ("Densify does not offer self-training." if not paid else
-                              f"{' and '.join(paid)} paid on every seed; densify does not offer it yet.")]
+            *lines, offer_line(paid, "Densify does not offer self-training.")]
 
 
 def ensemble_pairs(runs: dict, way: str) -> Pairs:
@@ -1869,24 +1890,21 @@ def ensemble_lines(olds: dict[str, list[float] | None]) -> list[str]:
                     + f" (twice the old IoU: {2 * olds[volume][MEMBRANE]:.3f})")
         if not parts:
             continue
-        pays = min(changes) > 0.01 and min(cell_changes) >= -0.01
+        pays = pays_on_every_seed(changes, cell_changes)
         paid += [way] if pays else []
         why = (": it paid on every seed." if pays else
                f": a model trained for part of the budget scored the membrane below densify's defaults in "
                f"{sum(weaker)} of {len(weaker)} cases, and averaging with it lowered the membrane in {sum(lowered)} of "
                f"the {len(lowered)} runs that averaged two models." if lowered else ".")
-        lines.append(f"  - Averaging {averages}: " + "; ".join(parts) + ". The membrane moved by "
-                     f"{signed(min(changes))} to {signed(max(changes))} and the cells by {signed(min(cell_changes))} "
-                     f"to {signed(max(cell_changes))}" + why)
+        lines.append(f"  - Averaging {averages}: " + "; ".join(parts) + ". " + moved_text(changes, cell_changes) + why)
     if not lines:
         return []
     return ["- **Two models averaged.** Averaging the probabilities of models trained from other seeds is a common "
-            "way to use more of a budget (" + ", ".join(f"`{command}`" for command in dict.fromkeys(record["commands"]))
+            "way to use more of a budget (" + commands_text(record)
             + "; each run one thread, two runs at a time on one machine; the second model's seed is the first's plus "
             f"{ENSEMBLE_SEED_OFFSET}). Membrane IoU (cell IoU in brackets) on the never-annotated voxels, against "
             "densify's defaults of the same seed and volume, trained with the whole budget:", *lines,
-            "  - " + ("Densify does not average models." if not paid else
-                      f"{' and '.join(paid)} paid on every seed; densify does not offer it yet.")]
+            offer_line(paid, "Densify does not average models.")]
 
 
 #: How offsets.py chooses the setting of each decision rule for the membrane (an offset, a ridge threshold): the
@@ -2000,7 +2018,7 @@ def offset_lines() -> list[str]:
     held_text = str(held[0]) if len(held) == 1 else f"{held[0]} to {held[-1]}"
     lines = ["**No decision offset.** An offset added to the membrane's log-probability before the argmax turns cell "
              "voxels into membrane voxels. On the membranes below, densify's defaults were trained ("
-             + ", ".join(f"`{command}`" for command in dict.fromkeys(record["commands"]))
+             + commands_text(record)
              + f"; seeds {', '.join(map(str, offsets.seeds))}), each model predicted the volume as densify does, and "
              "every offset from -2 to 3 in steps of 0.1 was scored with that one prediction. Membrane / cell IoU on "
              "the never-annotated voxels, mean of the seeds, with each seed's offset in brackets (a run's held-back "
@@ -2342,8 +2360,8 @@ def tried_lines(results: dict[str, dict]) -> list[str]:
 
 def markdown() -> str:
     """The page section: how densify trains, then the thin-structure tables and the goal."""
-    lines = [SECTION.strip(), "", USAGE.format(**weight_summaries(), ensemble_note=ensemble_note()).rstrip(), "", *offset_lines(), *tuning_lines(),
-             *next_slice_lines(),
+    lines = [SECTION.strip(), "", USAGE.format(**weight_summaries(), ensemble_note=ensemble_note()).rstrip(), "",
+             *offset_lines(), *tuning_lines(), *next_slice_lines(),
              "### A thin structure: membranes around touching cells", "",
              # the docstring's wrapped lines join, its bullets stay bullets
              "Data: " + re.sub(r"\n(?!- ) *", " ", __doc__.split("\n\n")[1]), ""]
