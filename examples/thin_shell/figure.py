@@ -4,8 +4,9 @@ For each volume of ``run.py`` (two slices per axis annotated) and each ``--seed`
 run ``scripts/densify.py`` twice with a 12-minute budget, as run.py's rows "old, 12 min" and
 "new, 12 min" do (the old densification and today's defaults), two at a time with one thread
 each; keep the written maps in ``figure_maps.npz`` and their scores in ``results_figure.json``:
-the IoU per class and the membrane's IoU apart between touching cells and on the outer surface
-that faces the background. Draw the axial slice z = 24 (between the annotated z slices 12 and
+the IoU per class, the membrane's IoU apart between touching cells and on the outer surface
+that faces the background, and how much of the membrane each finds up to one voxel (the best
+intensity thresholds too). Draw the axial slice z = 24 (between the annotated z slices 12 and
 36) of each volume, seed 42: the image, the truth, the best intensity thresholds, old and
 today's densification, to ``docs/thin_shell_slices.png``.
 
@@ -29,7 +30,7 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import (CLASSES, DEFAULT_SEED, FIGURE, FIGURE_RESULTS, HERE, IGNORE, MEMBRANE, SHAPE, VOLUMES,  # noqa: E402
                  best_thresholds, iou_per_class, machine_name, make_volume, run_row, run_two_at_a_time, save_json,
-                 sparse_labels, start_results, threshold_classes, write_inputs)
+                 sparse_labels, start_results, threshold_classes, volume_cells, write_inputs)
 
 from unet3d_keras.fileio import atomic_path  # noqa: E402
 
@@ -93,21 +94,68 @@ def membrane_ious_by_place(predicted: np.ndarray, dense: np.ndarray, never: np.n
             iou_per_class(predicted, dense, never & outside)[MEMBRANE])
 
 
+def membrane_within_one_voxel(predicted: np.ndarray, dense: np.ndarray, never: np.ndarray,
+                              regions: np.ndarray) -> dict[str, float]:
+    """The membrane found up to one voxel, on the never-annotated voxels ``never``.
+
+    Args:
+        predicted, dense: the map's classes and the true ones, ``(x, y, z)``.
+        never: the never-annotated voxels (bool, ``(x, y, z)``); matches are looked for among them only, so that
+            the annotation that the written maps keep finds nothing.
+        regions: the true cell of each voxel, 0 the background (``(x, y, z)``).
+
+    Returns:
+        ``precision``: the share of the map's membrane voxels with a true membrane voxel at most one voxel away
+        (itself or a 6-neighbour); ``recall``: the share of the true membrane voxels with a voxel of the map's
+        membrane that near; ``exact_recall``: the share that the map marks itself. The true membrane voxels that it
+        misses but has within a voxel are split by the nearest voxel of its membrane, in this order: ``across``, in
+        another cell or the background (the other side of the face); ``inward``, a voxel of the same cell that is
+        not membrane; ``gap``, only true membrane voxels (the face is drawn around a hole). ``recall`` is
+        ``exact_recall`` plus the three.
+    """
+    step = ndimage.generate_binary_structure(3, 1)
+    found, truth = (predicted == MEMBRANE) & never, (dense == MEMBRANE) & never
+    missed = truth & ~found
+    beside = {"across": np.zeros_like(missed), "inward": np.zeros_like(missed), "gap": np.zeros_like(missed)}
+    for axis in range(3):
+        for shift in (1, -1):  # the volumes' borders are background, so np.roll brings no cell round
+            marked = np.roll(found, shift, axis=axis) & missed
+            same_cell = np.roll(regions, shift, axis=axis) == regions
+            true_membrane = np.roll(truth, shift, axis=axis)
+            beside["across"] |= marked & ~same_cell & ~true_membrane
+            beside["inward"] |= marked & same_cell & ~true_membrane
+            beside["gap"] |= marked & true_membrane
+    beside["inward"] &= ~beside["across"]
+    beside["gap"] &= ~beside["across"] & ~beside["inward"]
+    count = max(np.sum(truth), 1)
+    return {"precision": float(np.sum(found & ndimage.binary_dilation(truth, step)) / max(np.sum(found), 1)),
+            "recall": float(np.sum(truth & ndimage.binary_dilation(found, step)) / count),
+            "exact_recall": float(np.sum(truth & found) / count),
+            **{name: float(np.sum(voxels) / count) for name, voxels in beside.items()}}
+
+
 def record_by_place() -> None:
-    """Add each saved map's :func:`membrane_ious_by_place` to RESULTS, and each volume's share of its
-    never-annotated membrane voxels that lie between cells."""
+    """Add each saved map's :func:`membrane_ious_by_place` and :func:`membrane_within_one_voxel` to RESULTS, each
+    volume's share of its never-annotated membrane voxels that lie between cells, and the latter of the best
+    intensity thresholds."""
     maps = dict(np.load(MAPS, allow_pickle=False))
     results = json.loads(RESULTS.read_text())
-    results["membrane_between_cells_share"] = {}
+    results["membrane_between_cells_share"], results["thresholds_within_one_voxel"] = {}, {}
     for volume, runs in results["volumes"].items():
-        _, dense = make_volume(**VOLUMES[volume][0])
-        never = sparse_labels(dense) == IGNORE
+        image, dense = make_volume(**VOLUMES[volume][0])
+        sparse = sparse_labels(dense)
+        never = sparse == IGNORE
+        regions = volume_cells(volume)
         membrane = (dense == 2) & never
         results["membrane_between_cells_share"][volume] = float(np.sum(membrane & ~near_background(dense))
                                                                 / np.sum(membrane))
+        results["thresholds_within_one_voxel"][volume] = membrane_within_one_voxel(
+            threshold_classes(image, *best_thresholds(image, sparse)), dense, never, regions)
         for name, row in runs.items():
             between, outer = membrane_ious_by_place(maps[f"{volume}/{name}"], dense, never)
-            row.update(membrane_between_cells_iou=between, membrane_outer_iou=outer)
+            row.update(membrane_between_cells_iou=between, membrane_outer_iou=outer,
+                       membrane_within_one_voxel=membrane_within_one_voxel(maps[f"{volume}/{name}"], dense, never,
+                                                                           regions))
     save_json(RESULTS, results)
 
 

@@ -410,6 +410,17 @@ def make_tissue(rng: np.random.Generator, thickness: int = 2, brightness_range: 
     return cells, membrane_mask(cells, thickness), rng.uniform(*brightness_range, cells.max() + 1)
 
 
+def volume_cells(volume: str) -> np.ndarray:
+    """The true cell of each voxel of ``volume`` (a key of VOLUMES; int, ``SHAPE``, 0 the background), drawn again
+    as :func:`make_volume` drew them."""
+    arguments = VOLUMES[volume][0]
+    cells, membrane, _ = make_tissue(np.random.default_rng(arguments.get("seed", 0)), arguments.get("thickness", 2),
+                                     arguments.get("brightness_range", (0.7, 1.1)))
+    if not np.array_equal(membrane, make_volume(**arguments)[1] == MEMBRANE):
+        raise RuntimeError(f"{volume}: the cells drawn again do not give the volume's membrane")
+    return cells
+
+
 def sparse_labels(dense: np.ndarray) -> np.ndarray:
     """Two slices per axis of ``dense`` annotated, the rest IGNORE: the annotation every row densifies."""
     from unet3d_keras.sparse import make_sparse_annotation
@@ -1186,7 +1197,22 @@ def figure_lines(results: dict[str, dict]) -> list[str]:
             "the means above as one timed run does from another: where the plateau of the held-back score ends a run "
             "varies from one run to the next. The straight grey lines are the annotated x and y slices that "
             "cross this one: the written map keeps their labels, and no score counts them.", "",
-            *between_cells_lines(drawn, record.get("membrane_between_cells_share", {}))]
+            *between_cells_lines(drawn, record.get("membrane_between_cells_share", {})),
+            *within_one_voxel_lines(drawn, record.get("thresholds_within_one_voxel", {}))]
+
+
+def old_today_pairs(runs: dict, measured: str) -> dict[int, tuple[dict, dict]]:
+    """figure.py's runs of one volume ('NAME' or 'NAME [seed N]' -> run): seed -> its old run and today's, for the
+    seeds that have both; none unless every one of those runs has the key ``measured``."""
+    news = dict(runs_of(runs, "new, 12 min"))
+    pairs = {seed: (old, news[seed]) for seed, old in runs_of(runs, "old, 12 min") if seed in news}
+    return pairs if all(measured in run for pair in pairs.values() for run in pair) else {}
+
+
+def seeds_phrase(seeds: Iterable[int]) -> str:
+    """'mean of seeds 42, 1' or 'seed 42', the seeds in the page's order."""
+    seeds = seed_order(seeds)
+    return ("mean of seeds " if len(seeds) > 1 else "seed ") + ", ".join(map(str, seeds))
 
 
 def between_cells_lines(drawn: dict, shares: dict[str, float]) -> list[str]:
@@ -1199,10 +1225,8 @@ def between_cells_lines(drawn: dict, shares: dict[str, float]) -> list[str]:
     """
     cells, seeds = [], set()
     for volume, runs in drawn.items():
-        news = dict(runs_of(runs, "new, 12 min"))
-        pairs = {seed: (old, news[seed]) for seed, old in runs_of(runs, "old, 12 min") if seed in news}
-        if volume not in shares or not pairs or any("membrane_outer_iou" not in run
-                                                    for pair in pairs.values() for run in pair):
+        pairs = old_today_pairs(runs, "membrane_outer_iou")
+        if volume not in shares or not pairs:
             return []
         seeds |= set(pairs)
         olds, new_runs = zip(*pairs.values())
@@ -1213,18 +1237,61 @@ def between_cells_lines(drawn: dict, shares: dict[str, float]) -> list[str]:
 
         cells.append((volume, means(lambda run: run["membrane_between_cells_iou"]),
                       means(lambda run: run["membrane_outer_iou"]), means(lambda run: run["iou"][2])))
-    seeds = seed_order(seeds)
     return ["Where the thin class is hard: the membrane's IoU on the never-annotated voxels that have no background "
             "voxel among their 6-neighbours (the membranes between touching cells) and on the others (the outer "
             "surface, where the tissue meets the background), in `figure.py`'s runs, 12 minutes, "
-            + ("mean of seeds " if len(seeds) > 1 else "seed ")
-            + f"{', '.join(map(str, seeds))}. The goal is measured on the whole class, as the tables do.", "",
+            f"{seeds_phrase(seeds)}. The goal is measured on the whole class, as the tables do.", "",
             "| volume | share of the membrane between cells | membrane between cells, old -> today | today / old | "
             "outer surface, old -> today | whole membrane, old -> today |", "|---|---|---|---|---|---|",
             *(f"| `{volume}` | {100 * shares[volume]:.0f}% | {between[0]:.3f} -> {between[1]:.3f} | "
               f"x{between[1] / max(between[0], 1e-9):.2f} | {outer[0]:.3f} -> {outer[1]:.3f} | "
               f"{whole[0]:.3f} -> {whole[1]:.3f} |"
               for volume, between, outer, whole in cells), ""]
+
+
+def within_one_voxel_lines(drawn: dict, thresholds: dict[str, dict]) -> list[str]:
+    """How much of the membrane the maps of figure.py find up to one voxel (its ``membrane_within_one_voxel``), old
+    against today, mean over the seeds that it ran both for, next to the best intensity thresholds; then, for the
+    one-voxel volumes, what lies beside today's misses. Nothing where figure.py has not measured it.
+
+    ``drawn``: volume -> run name ('NAME' or 'NAME [seed N]') -> run; ``thresholds``: volume -> the thresholds'
+    ``membrane_within_one_voxel``.
+    """
+    rows, misses, seeds, sides_minor = [], [], set(), True
+    for volume, runs in drawn.items():
+        pairs = old_today_pairs(runs, "membrane_within_one_voxel")
+        if volume not in thresholds or not pairs:
+            return []
+        seeds |= set(pairs)
+        olds, todays = ({key: float(np.mean([pair[which]["membrane_within_one_voxel"][key] for pair in pairs.values()]))
+                         for key in pairs[min(pairs)][which]["membrane_within_one_voxel"]} for which in (0, 1))
+        rows.append(f"| `{volume}` | " + " | ".join(f"{found['precision']:.3f} / {found['recall']:.3f}"
+                                                   for found in (thresholds[volume], olds, todays))
+                    + f" | {todays['exact_recall']:.3f} / {todays['recall'] - todays['exact_recall']:.3f} / "
+                    f"{1 - todays['recall']:.3f} |")
+        if volume in ONE_VOXEL:
+            sides_minor &= todays["across"] < (1 - todays["exact_recall"]) / 2
+            misses.append(f"`{volume}`: {100 * todays['precision']:.0f}% of its membrane voxels are on the true "
+                          f"membrane or next to it; of the true membrane it marks {100 * todays['exact_recall']:.0f}%, "
+                          f"has {100 * todays['across']:.0f}% across the face (on the other side), "
+                          f"{100 * todays['inward']:.0f}% one voxel into the cell, leaves "
+                          f"{100 * todays['gap']:.0f}% as holes in a face it draws around them, and misses "
+                          f"{100 * (1 - todays['recall']):.0f}% by more than a voxel")
+    return ["Found up to a voxel: how much of the membrane the same maps find when one voxel off counts, on the "
+            "never-annotated voxels: the share of the map's membrane voxels with a true membrane voxel at most one "
+            "voxel away (itself or a 6-neighbour), then the share of the true membrane voxels with a voxel of the "
+            "map's membrane that near (matches looked for among the never-annotated voxels only); "
+            f"{seeds_phrase(seeds)}. The last column splits today's true membrane voxels into those the map marks, "
+            "those next to a voxel that it marks and those farther from its membrane.", "",
+            "| volume | intensity thresholds | old | today | today: marked / next to a marked voxel / farther |",
+            "|---|---|---|---|---|", *rows, "",
+            *([f"What today's one-voxel membrane misses, by the voxel of its membrane beside each miss: "
+               f"{'; '.join(misses)}."
+               + (" The membrane it draws lies where the true one is, but with holes and patches missing; the "
+                  "membrane put on the wrong side of a face is the smaller part of the misses." if sides_minor else "")
+               + " Drawn over every face of the true cells, the model's own probabilities would give more (\"Finding "
+               "the cells first\" below): the cells, not the sides, are what its probabilities show too little "
+               "of.", ""] if misses else [])]
 
 
 def summary_lines(results: dict[str, dict]) -> list[str]:

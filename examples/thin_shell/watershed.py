@@ -39,8 +39,8 @@ from scipy import ndimage
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from run import (CLASSES, DEFAULT_SEED, IGNORE, MEMBRANE, ONE_VOXEL, ROOT, VOLUMES, WATERSHED_RESULTS,  # noqa: E402
-                 face_sides, iou_per_class, make_tissue, make_volume, run_process, save_json, sparse_labels,
-                 start_results, write_inputs)
+                 face_sides, iou_per_class, make_volume, run_process, save_json, sparse_labels,
+                 start_results, volume_cells, write_inputs)
 
 #: the steps of today's defaults in the page's 12-minute run on `thin` (seed 42)
 STEPS = 2624
@@ -111,14 +111,10 @@ def densify_probabilities(volume: str, steps: int, seed: int, folder: Path) -> t
 
 def measure(volume: str, steps: int, seed: int) -> dict:
     """The scores of the model, the watershed redraw and the redraw given the true cells on ``volume``."""
-    arguments = dict(VOLUMES[volume][0])
-    image, dense = make_volume(**arguments)
+    _, dense = make_volume(**VOLUMES[volume][0])
     sparse = sparse_labels(dense)
     never = sparse == IGNORE
-    cells, membrane, _ = make_tissue(np.random.default_rng(arguments.get("seed", 0)),
-                                     arguments.get("thickness", 2), arguments.get("brightness_range", (0.7, 1.1)))
-    if not np.array_equal(membrane, dense == MEMBRANE):
-        raise RuntimeError(f"{volume}: the cells drawn again do not give the volume's membrane")
+    cells = volume_cells(volume)
     with tempfile.TemporaryDirectory() as folder:
         probabilities, seconds = densify_probabilities(volume, steps, seed, Path(folder))
     foreground = probabilities[0] < 0.5
