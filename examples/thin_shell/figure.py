@@ -108,10 +108,10 @@ def membrane_within_one_voxel(predicted: np.ndarray, dense: np.ndarray, never: n
         ``precision``: the share of the map's membrane voxels with a true membrane voxel at most one voxel away
         (itself or a 6-neighbour); ``recall``: the share of the true membrane voxels with a voxel of the map's
         membrane that near; ``exact_recall``: the share that the map marks itself. The true membrane voxels that it
-        misses but has within a voxel are split by the nearest voxel of its membrane, in this order: ``across``, in
-        another cell or the background (the other side of the face); ``inward``, a voxel of the same cell that is
-        not membrane; ``gap``, only true membrane voxels (the face is drawn around a hole). ``recall`` is
-        ``exact_recall`` plus the three.
+        misses but has within a voxel are split by where its membrane lies among their 6-neighbours, in this order:
+        ``across``, in another cell or the background (the other side of the face); ``inward``, a voxel of the same
+        cell that is not membrane; ``gap``, only true membrane voxels (the face is drawn around a hole). ``recall``
+        is ``exact_recall`` plus the three.
     """
     step = ndimage.generate_binary_structure(3, 1)
     found, truth = (predicted == MEMBRANE) & never, (dense == MEMBRANE) & never
