@@ -30,7 +30,8 @@ import numpy as np
 
 from accelerator import gpu_name
 from run import (BOUND_OTHERS, BOUND_RESULTS, DEFAULT_SEED, IGNORE, VOLUMES, command_line, iou_per_class,
-                 machine_name, make_volume, other_volumes, run_json_process, save_json, sparse_labels)
+                 machine_name, make_volume, other_volumes, reply_to_parent, run_json_process, save_json,
+                 sparse_labels)
 
 
 def one_run(volume: str, minutes: float, others: int, seed: int, base_filters: int | None) -> dict:
@@ -70,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(one_run(args.volume, args.minutes, args.others, args.seed, args.base_filters)), flush=True)
-        os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
+        reply_to_parent(one_run(args.volume, args.minutes, args.others, args.seed, args.base_filters))
 
     given = argv if argv is not None else sys.argv[1:]
     result = run_json_process([__file__, "--child", *given], f"bound of {args.volume}", threads=None)

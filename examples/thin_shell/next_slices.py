@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -41,8 +40,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from run import (ADDED_WAYS, FIRST_RUN, IGNORE, MEMBRANE, NEXT_SLICE_RESULTS, VOLUMES, iou_per_class,  # noqa: E402
-                 machine_name, make_volume, run_json_process, run_two_at_a_time, save_json, sparse_labels,
-                 start_results)
+                 machine_name, make_volume, reply_to_parent, run_json_process, run_two_at_a_time, save_json,
+                 sparse_labels, start_results)
 
 
 def annotation(dense: np.ndarray, added: list[int] | None) -> np.ndarray:
@@ -143,8 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         volume, seed, steps, added, predicted_path = args.child
-        print(json.dumps(one_run(volume, int(seed), int(steps), json.loads(added), predicted_path)), flush=True)
-        os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
+        reply_to_parent(one_run(volume, int(seed), int(steps), json.loads(added), predicted_path))
 
     results, command = start_results(NEXT_SLICE_RESULTS, __file__, argv, {"runs": {}})
     # a later command's runs replace this volume's: runs of two sessions do not compare

@@ -25,8 +25,6 @@ per class on both sets of voxels; prints a summary.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -36,7 +34,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from run import (DECISION_RULES, IGNORE, MEMBRANE, OFFSET_RESULTS, VOLUMES, chosen_settings,  # noqa: E402
-                 iou_per_class, make_volume, run_json_process, run_two_at_a_time, sparse_labels, start_results)
+                 iou_per_class, make_volume, reply_to_parent, run_json_process, run_two_at_a_time, sparse_labels,
+                 start_results)
 
 OFFSETS = np.round(np.arange(-2.0, 3.01, 0.1), 1)
 #: the ridge decoding's thresholds: above 0.5 the argmax already says membrane
@@ -114,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         volume, seed, minutes = args.child
-        print(json.dumps(one_run(volume, int(seed), int(minutes))), flush=True)
-        os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
+        reply_to_parent(one_run(volume, int(seed), int(minutes)))
 
     results, _ = start_results(OFFSET_RESULTS, __file__, argv, {"runs": {}})
 

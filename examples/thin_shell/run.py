@@ -57,7 +57,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, NamedTuple, NoReturn, Sequence, TypeVar
 
 import nibabel as nib
 import numpy as np
@@ -529,6 +529,12 @@ def run_json_process(arguments: Sequence[str], what: str, threads: int | None = 
     return json.loads(run_process(arguments, what, threads).stdout.strip().splitlines()[-1])
 
 
+def reply_to_parent(result: dict) -> NoReturn:
+    """End a child process of :func:`run_json_process`: print ``result`` as the JSON line it reads, then exit."""
+    print(json.dumps(result), flush=True)
+    os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
+
+
 def command_line(script: str, argv: Sequence[str] | None) -> str:
     """The command that runs ``script`` of this folder with ``argv`` (None: the process's arguments), quoted as
     a shell needs it."""
@@ -612,8 +618,7 @@ def seed_variants_main(script: str, doc: str, path: Path, variants: Sequence[str
     args = parser.parse_args(argv)
     if args.child:
         volume, seed, minutes, variant = args.child
-        print(json.dumps(one_run(volume, int(seed), int(minutes), variant)), flush=True)
-        os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
+        reply_to_parent(one_run(volume, int(seed), int(minutes), variant))
 
     results, command = start_results(path, script, argv, {})
     run_seed_variants(script, path, results, command, args.volume, args.minutes, args.seed, args.variants, scores)

@@ -20,8 +20,6 @@ variants change;
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,8 +27,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from run import (IGNORE, TUNED, TUNING_RESULTS, TUNING_VARIANTS, VOLUMES, iou_per_class,  # noqa: E402
-                 machine_name, make_volume, run_json_process, run_two_at_a_time, sparse_labels, start_results,
-                 tuning_key)
+                 machine_name, make_volume, reply_to_parent, run_json_process, run_two_at_a_time, sparse_labels,
+                 start_results, tuning_key)
 
 
 def one_run(volume: str, seed: int, minutes: float, variant: str) -> dict:
@@ -59,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         volume, seed, minutes, variant = args.child
-        print(json.dumps(one_run(volume, int(seed), float(minutes), variant)), flush=True)
-        os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
+        reply_to_parent(one_run(volume, int(seed), float(minutes), variant))
 
     from unet3d_keras.densify import DENSIFY_DEFAULTS
 
