@@ -145,7 +145,7 @@ def record_by_place() -> None:
         image, dense = make_volume(**VOLUMES[volume][0])
         sparse = sparse_labels(dense)
         never = sparse == IGNORE
-        regions = volume_cells(volume)
+        regions = volume_cells(volume, dense)
         membrane = (dense == 2) & never
         results["membrane_between_cells_share"][volume] = float(np.sum(membrane & ~near_background(dense))
                                                                 / np.sum(membrane))

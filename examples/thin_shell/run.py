@@ -410,13 +410,13 @@ def make_tissue(rng: np.random.Generator, thickness: int = 2, brightness_range: 
     return cells, membrane_mask(cells, thickness), rng.uniform(*brightness_range, cells.max() + 1)
 
 
-def volume_cells(volume: str) -> np.ndarray:
+def volume_cells(volume: str, dense: np.ndarray) -> np.ndarray:
     """The true cell of each voxel of ``volume`` (a key of VOLUMES; int, ``SHAPE``, 0 the background), drawn again
-    as :func:`make_volume` drew them."""
+    as :func:`make_volume` drew them, and checked against the volume's dense labels ``dense``."""
     arguments = VOLUMES[volume][0]
     cells, membrane, _ = make_tissue(np.random.default_rng(arguments.get("seed", 0)), arguments.get("thickness", 2),
                                      arguments.get("brightness_range", (0.7, 1.1)))
-    if not np.array_equal(membrane, make_volume(**arguments)[1] == MEMBRANE):
+    if not np.array_equal(membrane, dense == MEMBRANE):
         raise RuntimeError(f"{volume}: the cells drawn again do not give the volume's membrane")
     return cells
 

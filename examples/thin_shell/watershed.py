@@ -114,7 +114,7 @@ def measure(volume: str, steps: int, seed: int) -> dict:
     _, dense = make_volume(**VOLUMES[volume][0])
     sparse = sparse_labels(dense)
     never = sparse == IGNORE
-    cells = volume_cells(volume)
+    cells = volume_cells(volume, dense)
     with tempfile.TemporaryDirectory() as folder:
         probabilities, seconds = densify_probabilities(volume, steps, seed, Path(folder))
     foreground = probabilities[0] < 0.5
