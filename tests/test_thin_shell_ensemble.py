@@ -44,7 +44,7 @@ def test_one_run_gives_the_second_model_the_time_left(ensemble, monkeypatch, var
 
     clock, fits = Clock(), []
     monkeypatch.setattr(ensemble, "time", clock)
-    dense = sys.modules["run"].sparse_volume("thin")[1]
+    dense = sys.modules["volume"].sparse_volume("thin")[1]
 
     def fit_sparse(image, sparse, ignore, deadline, seed, show_progress):
         fits.append((deadline, seed))

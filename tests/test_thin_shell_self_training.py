@@ -17,7 +17,7 @@ def self_training(monkeypatch):
 
 
 def test_pseudo_labels_keep_the_annotation_and_label_only_confident_voxels(self_training):
-    ignore = sys.modules["run"].IGNORE
+    ignore = sys.modules["volume"].IGNORE
     sparse = np.full((2, 3, 1), ignore, np.uint8)
     sparse[0, 0, 0] = 1
     classes = np.array([[2, 0, 1], [1, 2, 0]])[..., None]
@@ -34,7 +34,7 @@ def test_pseudo_labels_keep_the_annotation_and_label_only_confident_voxels(self_
 
 
 def test_balanced_pseudo_labels_label_the_surest_share_of_each_predicted_class(self_training):
-    ignore = sys.modules["run"].IGNORE
+    ignore = sys.modules["volume"].IGNORE
     sparse = np.full((10, 1, 1), ignore, np.uint8)
     sparse[9] = 2
     classes = np.array([0, 0, 0, 0, 2, 2, 2, 2, 1, 1])[:, None, None]
@@ -142,7 +142,7 @@ def test_the_bullet_says_when_it_pays(self_training, tmp_path, monkeypatch):
 
 
 def test_seed_variants_run_in_child_processes_and_are_filed_by_variant_and_seed(self_training, tmp_path, capsys):
-    run = sys.modules["run"]
+    processes = sys.modules["processes"]
     child = tmp_path / "child.py"
     child.write_text("import json, os, sys\n"
                      "_, _, volume, seed, minutes, variant = sys.argv\n"
@@ -151,10 +151,11 @@ def test_seed_variants_run_in_child_processes_and_are_filed_by_variant_and_seed(
                      "                  'threads': os.environ['TF_NUM_INTRAOP_THREADS']}))\n")
     path = tmp_path / "results.json"
     results = {"commands": ["the command"], "5": {"thin": {"defaults": {"9": {"steps": 0}}}}}
-    run.run_seed_variants(str(child), path, results, "the command", "thin", 12, [42, 1], ["a", "bb"],
-                          lambda result: f"volume {result['volume']}")
+    processes.run_seed_variants(str(child), path, results, "the command", "thin", 12, [42, 1], ["a", "bb"],
+                                lambda result: f"volume {result['volume']}")
+    machine = processes.machine_name()
     expected = {variant: {str(seed): {"steps": seed + len(variant), "volume": "thin", "minutes": "12", "threads": "1",
-                                      "machine": run.machine_name(), "command": "the command"} for seed in (42, 1)}
+                                      "machine": machine, "command": "the command"} for seed in (42, 1)}
                 for variant in ("a", "bb")}
     assert results["12"] == {"thin": expected}
     assert results["5"] == {"thin": {"defaults": {"9": {"steps": 0}}}}  # other budgets are kept

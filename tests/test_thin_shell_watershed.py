@@ -32,10 +32,10 @@ def test_face_sides_are_the_voxels_of_each_region_that_touch_the_other(watershed
 
 
 def test_redraw_from_the_true_cells_gives_back_the_volume(watershed):
-    run = sys.modules["run"]
-    image, dense = run.make_volume(**run.VOLUMES["thin"][0])
-    cells = run.make_tissue(np.random.default_rng(0), 1)[0]
-    unannotated = np.full(dense.shape, run.IGNORE, np.uint8)
+    volume = sys.modules["volume"]
+    image, dense = volume.make_volume(**volume.VOLUMES["thin"])
+    cells = volume.make_tissue(np.random.default_rng(0), 1)[0]
+    unannotated = np.full(dense.shape, volume.IGNORE, np.uint8)
     # Fortran order, as NIfTI arrays are read: ravel copies them
     foreground = np.asfortranarray(cells > 0)
     # no preference: each face on the side of the lower-numbered cell, as make_volume draws it
@@ -47,12 +47,12 @@ def test_redraw_from_the_true_cells_gives_back_the_volume(watershed):
     for lower_side, upper_side in upper.values():
         assert np.all(flipped.ravel()[upper_side] == 2)
     # ...unless the annotation marks the other: the two slices per axis set the faces they cross back
-    sparse = run.sparse_labels(dense)
+    sparse = volume.sparse_labels(dense)
     annotated = watershed.redraw(cells, foreground, (cells.astype(float) / cells.max()), sparse)
     marked = sparse.ravel()
 
     def clean(side, value):  # annotated somewhere, and everywhere annotated with value
-        return np.any(marked[side] != run.IGNORE) and np.all(marked[side][marked[side] != run.IGNORE] == value)
+        return np.any(marked[side] != volume.IGNORE) and np.all(marked[side][marked[side] != volume.IGNORE] == value)
 
     crossed = [pair for pair, (a, b) in upper.items() if clean(a, 2) and clean(b, 1)]
     assert len(crossed) >= 30  # of the 183 faces

@@ -1,6 +1,6 @@
 """Gaussian against uniform blending of densify's overlapping windows: one model, predicted both ways.
 
-For each volume of ``run.py`` (two slices per axis annotated) and each seed, train densify's
+For each volume of ``volume.py`` (two slices per axis annotated) and each seed, train densify's
 defaults for 5 minutes (``--minutes 12``: 12) with ``unet3d_keras.densify.fit_sparse``, then
 predict the volume twice with the same weights, each window's 8 mirrorings averaged: the
 overlapping windows blended uniformly (a plain average) and with Gaussian weights that fall off
@@ -22,8 +22,6 @@ the models trained on every voxel of another volume, under ``"other_volume"``);
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -36,6 +34,9 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+from processes import reply_to_parent, run_json_process, run_two_at_a_time, save_json, start_results  # noqa: E402
+
 MINUTES = (5, 12)
 MNI152_EPOCHS = 200
 BLENDINGS = ("uniform", "gaussian")
@@ -58,20 +59,18 @@ def one_volume(volume: str, seed: int, minutes: int, other: bool = False, change
     unannotated), as run.py's rows "every voxel of another volume annotated" do. ``changes``: fields of
     densify's options (``DensifyOptions``) that differ from its defaults.
     """
-    sys.path.insert(0, str(HERE))
-    from run import IGNORE, SHAPE, VOLUMES, after_other_volume, iou_per_class, make_volume, sparse_labels
-
     import keras
+    from volume import IGNORE, SHAPE, VOLUMES, after_other_volume, iou_per_class, make_volume, sparse_labels
 
     from unet3d_keras.densify import fit_sparse
     from unet3d_keras.densify_holdout import DensifyOptions
 
     options = DensifyOptions(**(changes or {}))
-    image, dense = make_volume(**VOLUMES[volume][0])
+    image, dense = make_volume(**VOLUMES[volume])
     sparse = sparse_labels(dense)
     never = sparse == IGNORE
     if other:
-        image, sparse = after_other_volume(image, VOLUMES[volume][0])
+        image, sparse = after_other_volume(image, VOLUMES[volume])
     began = time.monotonic()
     fitted = fit_sparse(image, sparse, IGNORE, deadline=began + 60 * minutes, seed=seed, show_progress=False,
                         options=options)
@@ -108,10 +107,7 @@ def one_mni152(seed: int) -> dict:
 
 
 def run_child(kind: str, name: str, seed: int, threads: int | None, minutes: int = MINUTES[0]) -> dict:
-    """One training in its own process (TensorFlow's threads are fixed when it starts); ``main`` has put
-    run.py on the path."""
-    from run import run_json_process
-
+    """One training in its own process (TensorFlow's threads are fixed when it starts)."""
     return run_json_process([__file__, "--child", kind, name, str(seed), str(minutes)], f"{kind} {name} seed {seed}",
                             threads)
 
@@ -134,13 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         kind, name, seed, minutes = args.child
         result = (one_mni152(int(seed)) if kind == "mni152" else
                   one_volume(name, int(seed), int(minutes), other=kind == "other"))
-        print(json.dumps(result), flush=True)
-        sys.stdout.flush()
-        os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
+        reply_to_parent(result)
 
-    sys.path.insert(0, str(HERE))  # not at the top: the MNI152 children import examples/mni152_sparse's run
-    from run import BLENDING_RESULTS as RESULTS
-    from run import run_two_at_a_time, save_json, start_results
+    from run import BLENDING_RESULTS as RESULTS  # not at the top: the MNI152 children import mni152_sparse's run
 
     results, _ = start_results(RESULTS, __file__, argv, {})
     for key in ("volumes", "other_volume", "mni152"):

@@ -29,9 +29,9 @@ import time
 import numpy as np
 
 from accelerator import gpu_name
-from run import (BOUND_OTHERS, BOUND_RESULTS, DEFAULT_SEED, IGNORE, VOLUMES, command_line, iou_per_class,
-                 machine_name, make_volume, other_volumes, reply_to_parent, run_json_process, save_json,
-                 sparse_labels)
+from processes import command_line, machine_name, reply_to_parent, run_json_process, save_json
+from run import BOUND_OTHERS, BOUND_RESULTS, DEFAULT_SEED
+from volume import IGNORE, VOLUMES, iou_per_class, make_volume, other_volumes, sparse_labels
 
 
 def one_run(volume: str, minutes: float, others: int, seed: int, base_filters: int | None) -> dict:
@@ -40,7 +40,7 @@ def one_run(volume: str, minutes: float, others: int, seed: int, base_filters: i
     from unet3d_keras.densify import fit_sparse, predict_classes
     from unet3d_keras.densify_holdout import DensifyOptions
 
-    arguments = VOLUMES[volume][0]
+    arguments = VOLUMES[volume]
     image, dense = make_volume(**arguments)
     never = sparse_labels(dense) == IGNORE
     train_image, train_labels = other_volumes(arguments, others)

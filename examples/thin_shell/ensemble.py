@@ -1,6 +1,6 @@
 """Two models averaged within densify's budget, against densify's defaults: paired runs.
 
-For each seed, on one volume of ``run.py`` (two slices per axis annotated), two at a time (two processes
+For each seed, on one volume of ``volume.py`` (two slices per axis annotated), two at a time (two processes
 with one thread each, as ``run.py`` runs its rows):
 
 - ``second model``: ``unet3d_keras.densify.fit_sparse`` with densify's defaults and the whole budget (the
@@ -31,8 +31,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import (ENSEMBLE_RESULTS, ENSEMBLE_SEED_OFFSET, ENSEMBLE_WAYS, IGNORE, iou_per_class,  # noqa: E402
-                 seed_variants_main, sparse_volume)
+from processes import seed_variants_main  # noqa: E402
+from run import ENSEMBLE_RESULTS, ENSEMBLE_SEED_OFFSET, ENSEMBLE_WAYS  # noqa: E402
+from volume import IGNORE, iou_per_class, sparse_volume  # noqa: E402
 
 #: a second model needs at least this many seconds of the budget to be trained
 SHORTEST_SECOND_MODEL = 60

@@ -1,6 +1,6 @@
 """A picture of the thin-structure experiment: one slice between the annotated ones, per volume.
 
-For each volume of ``run.py`` (two slices per axis annotated) and each ``--seed`` (default 42),
+For each volume of ``volume.py`` (two slices per axis annotated) and each ``--seed`` (default 42),
 run ``scripts/densify.py`` twice with a 12-minute budget, as run.py's rows "old, 12 min" and
 "new, 12 min" do (the old densification and today's defaults), two at a time with one thread
 each; keep the written maps in ``figure_maps.npz`` and their scores in ``results_figure.json``:
@@ -28,9 +28,10 @@ import numpy as np
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import (CLASSES, DEFAULT_SEED, FIGURE, FIGURE_RESULTS, HERE, IGNORE, MEMBRANE, SHAPE, VOLUMES,  # noqa: E402
-                 best_thresholds, iou_per_class, machine_name, make_volume, run_row, run_two_at_a_time, save_json,
-                 sparse_labels, start_results, threshold_classes, volume_cells, write_inputs)
+from processes import machine_name, run_two_at_a_time, save_json, start_results  # noqa: E402
+from run import DEFAULT_SEED, FIGURE, FIGURE_RESULTS, HERE, run_row  # noqa: E402
+from volume import (CLASSES, IGNORE, MEMBRANE, SHAPE, VOLUMES, best_thresholds, iou_per_class,  # noqa: E402
+                    make_volume, sparse_labels, threshold_classes, volume_cells, write_inputs)
 
 from unet3d_keras.fileio import atomic_path  # noqa: E402
 
@@ -56,8 +57,8 @@ def run_volumes(volumes: list[str], seeds: list[int], argv: list[str] | None) ->
         for volume in volumes:
             folders[volume] = Path(tmp) / volume
             folders[volume].mkdir()
-            write_inputs(folders[volume], VOLUMES[volume][0])
-            _, dense = make_volume(**VOLUMES[volume][0])
+            write_inputs(folders[volume], VOLUMES[volume])
+            _, dense = make_volume(**VOLUMES[volume])
             truths[volume] = dense, sparse_labels(dense) == IGNORE
 
         def run(job: tuple[str, str, int]) -> tuple[dict, Path]:
@@ -142,7 +143,7 @@ def record_by_place() -> None:
     results = json.loads(RESULTS.read_text())
     results["membrane_between_cells_share"], results["thresholds_within_one_voxel"] = {}, {}
     for volume, runs in results["volumes"].items():
-        image, dense = make_volume(**VOLUMES[volume][0])
+        image, dense = make_volume(**VOLUMES[volume])
         sparse = sparse_labels(dense)
         never = sparse == IGNORE
         regions = volume_cells(volume, dense)
@@ -177,7 +178,7 @@ def draw() -> None:
     figure, axes = plt.subplots(len(volumes), 3 + len(RUNS), figsize=(2.6 * (3 + len(RUNS)), 2.7 * len(volumes)),
                                 squeeze=False)
     for row, volume in enumerate(volumes):
-        image, dense = make_volume(**VOLUMES[volume][0])
+        image, dense = make_volume(**VOLUMES[volume])
         sparse = sparse_labels(dense)
         never = sparse == IGNORE
         classes = {"intensity thresholds": threshold_classes(image, *best_thresholds(image, sparse)),

@@ -27,8 +27,9 @@ from sklearn.ensemble import RandomForestClassifier
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import (DEFAULT_SEED, FOREST_RESULTS, IGNORE, VOLUMES, iou_per_class, make_volume, save_json,  # noqa: E402
-                 sparse_labels, start_results)
+from processes import save_json, start_results  # noqa: E402
+from run import DEFAULT_SEED, FOREST_RESULTS  # noqa: E402
+from volume import IGNORE, VOLUMES, iou_per_class, make_volume, sparse_labels  # noqa: E402
 
 #: sigmas (voxels) of the smoothing, gradient magnitude and Laplacian features, and of the Hessian's
 SIGMAS = (0.7, 1.0, 1.6, 3.5)
@@ -62,7 +63,7 @@ def filter_features(image: np.ndarray) -> np.ndarray:
 
 def classify(volume: str, seed: int) -> dict:
     """Train the forest on ``volume``'s annotated voxels, score its never-annotated ones."""
-    image, dense = make_volume(**VOLUMES[volume][0])
+    image, dense = make_volume(**VOLUMES[volume])
     sparse = sparse_labels(dense)
     annotated = sparse != IGNORE
     began = time.monotonic()

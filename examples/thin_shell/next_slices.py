@@ -1,6 +1,6 @@
 """Where to annotate next: the slices densify names against the middle of the widest gap and a random slice.
 
-For a volume of ``run.py`` (two slices per axis annotated) and each seed, densify's defaults train for
+For a volume of ``volume.py`` (two slices per axis annotated) and each seed, densify's defaults train for
 ``--steps`` steps with ``unet3d_keras.densify.fit_sparse`` and predict the volume as densify does; on a
 class that scores low, densify names, per axis, the unannotated slice where the model expects the most
 errors about it (``unet3d_keras.annotation_advice.least_certain_slices``, here for the membrane). Then
@@ -39,13 +39,14 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import (ADDED_WAYS, FIRST_RUN, IGNORE, MEMBRANE, NEXT_SLICE_RESULTS, VOLUMES, iou_per_class,  # noqa: E402
-                 machine_name, make_volume, reply_to_parent, run_json_process, run_two_at_a_time, save_json,
-                 sparse_labels, start_results)
+from processes import (machine_name, reply_to_parent, run_json_process, run_two_at_a_time, save_json,  # noqa: E402
+                       start_results)
+from run import ADDED_WAYS, FIRST_RUN, NEXT_SLICE_RESULTS  # noqa: E402
+from volume import IGNORE, MEMBRANE, VOLUMES, iou_per_class, make_volume, sparse_labels  # noqa: E402
 
 
 def annotation(dense: np.ndarray, added: list[int] | None) -> np.ndarray:
-    """Two slices per axis of ``dense`` annotated (:func:`run.sparse_labels`), and the slice ``added[axis]`` of
+    """Two slices per axis of ``dense`` annotated (:func:`volume.sparse_labels`), and the slice ``added[axis]`` of
     each axis too."""
     sparse = sparse_labels(dense)
     for axis, index in enumerate(added or []):
@@ -87,7 +88,7 @@ def one_run(volume: str, seed: int, steps: int, added: list[int] | None, predict
     from unet3d_keras.annotation_advice import least_certain_slices
     from unet3d_keras.densify import fit_sparse, predict_classes
 
-    image, dense = make_volume(**VOLUMES[volume][0])
+    image, dense = make_volume(**VOLUMES[volume])
     sparse = annotation(dense, added)
     began = time.monotonic()
     fitted = fit_sparse(image, sparse, IGNORE, steps=steps, seed=seed, show_progress=False)
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     # a later command's runs replace this volume's: runs of two sessions do not compare
     record = results["runs"][args.volume] = {"command": command, "machine": machine_name(),
                                              "steps": args.steps, "seeds": {}}
-    _, dense = make_volume(**VOLUMES[args.volume][0])
+    _, dense = make_volume(**VOLUMES[args.volume])
     runs: dict[tuple[int, str], dict] = {}
     with tempfile.TemporaryDirectory(prefix="next_slices_") as temporary:
         folder = Path(temporary)

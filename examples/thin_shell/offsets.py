@@ -1,6 +1,6 @@
 """A decision offset for the membrane, chosen on the held-back voxels: does it pay?
 
-For a volume of ``run.py`` (two slices per axis annotated) and each seed, train densify's defaults
+For a volume of ``volume.py`` (two slices per axis annotated) and each seed, train densify's defaults
 for ``--minutes`` with ``unet3d_keras.densify.fit_sparse`` and predict the volume as densify does
 (Gaussian blending, each window's 8 mirrorings averaged). Then add an offset ``b`` to
 the membrane's log-probability before the argmax, for ``b`` from -2 to 3 in steps of 0.1, and
@@ -33,9 +33,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import (DECISION_RULES, IGNORE, MEMBRANE, OFFSET_RESULTS, VOLUMES, chosen_settings,  # noqa: E402
-                 iou_per_class, make_volume, reply_to_parent, run_json_process, run_two_at_a_time, sparse_labels,
-                 start_results)
+from processes import reply_to_parent, run_json_process, run_two_at_a_time, start_results  # noqa: E402
+from run import DECISION_RULES, OFFSET_RESULTS, chosen_settings  # noqa: E402
+from volume import IGNORE, MEMBRANE, VOLUMES, iou_per_class, make_volume, sparse_labels  # noqa: E402
 
 OFFSETS = np.round(np.arange(-2.0, 3.01, 0.1), 1)
 #: the ridge decoding's thresholds: above 0.5 the argmax already says membrane
@@ -72,7 +72,7 @@ def one_run(volume: str, seed: int, minutes: int) -> dict:
     the held-back and the never-annotated voxels."""
     from unet3d_keras.densify import fit_sparse, predict_classes
 
-    image, dense = make_volume(**VOLUMES[volume][0])
+    image, dense = make_volume(**VOLUMES[volume])
     sparse = sparse_labels(dense)
     never = sparse == IGNORE
     fitted = fit_sparse(image, sparse, IGNORE, deadline=time.monotonic() + 60 * minutes, seed=seed,

@@ -1,6 +1,6 @@
 """How much of the one-voxel membranes the image shows: readers told every cell.
 
-On the one-voxel volumes of ``run.py`` (``thin``, ``clear``) the membrane between two cells lies on
+On the one-voxel volumes of ``volume.py`` (``thin``, ``clear``) the membrane between two cells lies on
 the side of the cell with the smaller number, which nothing but the image shows. These readers are
 told everything else: every cell, and so where each face between two cells lies, each cell's
 brightness, the membrane's, the blur and the noise. For each face they only choose the side that
@@ -32,8 +32,10 @@ from scipy import ndimage
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import (IGNORE, ONE_VOXEL, ORACLE_RESULTS, VOLUMES, draw_image, face_sides, iou_per_class,  # noqa: E402
-                 make_tissue, make_volume, membrane_mask, save_json, sparse_labels, start_results)
+from processes import save_json, start_results  # noqa: E402
+from run import ORACLE_RESULTS  # noqa: E402
+from volume import (IGNORE, ONE_VOXEL, VOLUMES, draw_image, face_sides, iou_per_class, make_tissue,  # noqa: E402
+                    make_volume, membrane_mask, sparse_labels)
 
 
 def read(volume: str, boxes: list[int]) -> dict:
@@ -43,7 +45,7 @@ def read(volume: str, boxes: list[int]) -> dict:
     A face whose every voxel is membrane through other faces or the background, whichever side carries it, is
     neither counted nor chosen.
     """
-    arguments = dict(VOLUMES[volume][0])
+    arguments = dict(VOLUMES[volume])
     image, dense = make_volume(**arguments)
     never = sparse_labels(dense) == IGNORE
     # make_volume's own draws, repeated: the cells and brightness behind that image

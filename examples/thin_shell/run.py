@@ -1,22 +1,9 @@
 """Thin-structure densification experiment: cells packed against each other, each wrapped in a
-membrane one or two voxels thick.
+membrane one or two voxels thick; and the page section that shows its results and those of the other
+scripts of this folder.
 
-A synthetic volume (64 x 64 x 48 voxels), two slices per axis annotated
-(`unet3d_keras.sparse.make_sparse_annotation`):
-- **Cells.** A Voronoi tessellation of 40 random seeds inside an ellipsoid makes cells that touch.
-- **Classes.** 2 (membrane) is every cell voxel with a 6-neighbour in another cell or in the
-  background: 2 voxels thick between two cells, 1 against the background. 1 is the rest of the
-  cells, 0 the background.
-- **The image** (`--volume thick`): background 0.2, each cell's interior its own brightness in
-  [0.7, 1.1], membranes 1.5, blurred (Gaussian, sigma 1 voxel), with Gaussian noise (sigma 0.2).
-  So the intensity alone confuses a membrane with bright cell interiors and blurred edges.
-- `--volume thin`: one voxel thick (between two cells, only the cell with the smaller number has
-  it) and fainter (1.3).
-- `--volume clear`: the thin membranes with a quarter of the noise (sigma 0.05).
-- `--volume edges`: the two-voxel membranes with no brightness of their own (a membrane voxel is
-  as bright as its cell, the cells drawn from [0.4, 1.2]) and a quarter of the noise. Intensity
-  alone says nothing about a membrane: only the edge between two cells of different brightness,
-  or between a cell and the background, shows it.
+The volumes and their annotation: ``volume.py`` (``python examples/thin_shell/volume.py --volume thin
+--output thin`` writes one, to try densify on it).
 
 Each row runs ``scripts/densify.py`` (the command a user runs) and scores the written map's
 per-class IoU on the never-annotated voxels; the intensity row chooses the two thresholds that
@@ -47,49 +34,40 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
-import os
 import re
-import shlex
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple, NoReturn, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import nibabel as nib
 import numpy as np
-from scipy import ndimage
-from scipy.spatial import cKDTree
 
-from unet3d_keras.cpu import cpu_flags, cpu_name
 from unet3d_keras.densify_holdout import DensifyOptions
 from unet3d_keras.fileio import write_text_atomically
-from unet3d_keras.onednn import ONEDNN_VARIABLE
+
+# this folder's modules: a script's folder is first on sys.path
+from processes import machine_name, run_process, save_json
+from volume import (CLASSES, IGNORE, MEMBRANE, ONE_VOXEL, OTHER_SEED, SHAPE, VOLUMES, best_thresholds, iou_per_class,
+                    make_volume, sparse_labels, threshold_classes, write_inputs)
+from volume import __doc__ as VOLUME_DOC
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-T = TypeVar("T")  # a job of run_two_at_a_time
-R = TypeVar("R")  # its result
-#: --volume NAME -> (make_volume arguments, results file, heading of its table)
-VOLUMES: dict[str, tuple[dict, str, str]] = {
-    "thick": ({}, "results.json", "Membranes two voxels thick between cells (intensity 1.5)"),
-    "thin": ({"thickness": 1, "membrane_value": 1.3}, "results_thin.json",
-             "Membranes one voxel thick, fainter (intensity 1.3; `--volume thin`)"),
-    "clear": ({"thickness": 1, "membrane_value": 1.3, "noise": 0.05}, "results_clear.json",
+#: --volume NAME -> (results file, heading of its table)
+VOLUME_TABLES: dict[str, tuple[str, str]] = {
+    "thick": ("results.json", "Membranes two voxels thick between cells (intensity 1.5)"),
+    "thin": ("results_thin.json", "Membranes one voxel thick, fainter (intensity 1.3; `--volume thin`)"),
+    "clear": ("results_clear.json",
               "Membranes one voxel thick, intensity 1.3, a quarter of the noise (sigma 0.05; `--volume clear`)"),
-    "edges": ({"membrane_value": None, "noise": 0.05, "brightness_range": (0.4, 1.2)}, "results_edges.json",
+    "edges": ("results_edges.json",
               "Membranes two voxels thick with no brightness of their own, a quarter of the noise (`--volume edges`)"),
 }
 #: how the text of USAGE names each volume
 PLAIN_NAMES = {"thick": "two-voxel membranes", "thin": "one-voxel membranes", "clear": "clear membranes",
                "edges": "two-voxel membranes with no brightness of their own"}
-#: the volumes whose membranes are one voxel thick, on one side of each face: where a face's side is the question
-ONE_VOXEL = [name for name, (arguments, _, _) in VOLUMES.items() if arguments.get("thickness") == 1]
-SHAPE = (64, 64, 48)
-IGNORE = 255
 DEFAULT_SEED = 42
 DEFAULT_WEIGHTING = DensifyOptions().class_weighting
 OLD = ("--steps", "960", "--holdout", "0", "--class-weights", "none", "--no-mirror", "--window-weighting", "uniform",
@@ -172,7 +150,6 @@ DENSE_ROWS = ("every voxel annotated, 5 min", "every voxel annotated, 12 min")
 #: one along the last axis, which is left unannotated: what full annotation gives on voxels that
 #: the model never saw (the rows above score voxels that they trained on).
 OTHER_ROWS = ("every voxel of another volume annotated, 5 min", "every voxel of another volume annotated, 12 min")
-OTHER_SEED = 1
 #: name -> (extra densify arguments, minutes)
 ROWS: dict[str, tuple[tuple[str, ...], float]] = {  # in the order that keeps two workers busy
     "new, 12 min": ((), 12.0),
@@ -199,8 +176,6 @@ ROWS: dict[str, tuple[tuple[str, ...], float]] = {  # in the order that keeps tw
 OPTION_ROWS = list(ROWS)[6:]
 TABLE = ["old, 5 min", "old, 12 min", "new, 5 min", "new, 12 min", "new without mirroring, 5 min",
          "new without mirroring, 12 min", *OPTION_ROWS]
-CLASSES = ("background", "cell", "membrane")
-MEMBRANE = CLASSES.index("membrane")
 DOCS = FIGURE.with_name("sparse_annotation.md")
 #: The page's section that this script writes (to the end of the page); examples/mni152_sparse/run.py keeps it.
 SECTION = "\n## Densify: training length, held-back scores and thin classes\n"
@@ -281,7 +256,7 @@ The run **keeps the weights of its best evaluation at a decayed learning rate**:
 
   ![dense_check.png of a run on the one-voxel membranes: the outer surface is sure, the membranes between cells are not](thin_shell_check.png)
 
-  The picture: the `_check.png` of a run on the one-voxel membranes below (`--volume thin`, two slices per axis annotated), `mkdir thin && python -c "import sys; sys.path.insert(0, 'examples/thin_shell'); from pathlib import Path; from run import VOLUMES, write_inputs; write_inputs(Path('thin'), VOLUMES['thin'][0])"`, then `python scripts/densify.py --image thin/image.nii.gz --labels thin/sparse.nii.gz --output thin/densified.nii.gz --steps 640` (x86_64 with AVX2, 2 cores, float32: 379 s of training; held-back membrane IoU 0.388), reduced to 256 colours. Another machine or thread count may name other slices. The tissue's outer surface is sure; the membranes between the cells are where the model hesitates, the share of the class that the tables below find hard.
+  The picture: the `_check.png` of a run on the one-voxel membranes below (`--volume thin`, two slices per axis annotated), `python examples/thin_shell/volume.py --volume thin --output thin`, then `python scripts/densify.py --image thin/image.nii.gz --labels thin/sparse.nii.gz --output thin/densified.nii.gz --steps 640` (x86_64 with AVX2, 2 cores, float32: 379 s of training; held-back membrane IoU 0.388), reduced to 256 colours. Another machine or thread count may name other slices. The tissue's outer surface is sure; the membranes between the cells are where the model hesitates, the share of the class that the tables below find hard.
 
 #### Thin and rare classes
 
@@ -317,312 +292,8 @@ By default (the first two were already the old densification's):
 '''
 
 
-def make_cells(rng: np.random.Generator) -> np.ndarray:
-    """The cell of each voxel (int, ``SHAPE``): 1 to 40, a Voronoi tessellation of 40 points drawn from ``rng``
-    inside an ellipsoid; 0 outside it (background)."""
-    grid = np.indices(SHAPE).reshape(3, -1).T.astype(float)
-    centre = (np.asarray(SHAPE) - 1) / 2
-    radii = np.asarray(SHAPE) * 0.42
-    inside = (((grid - centre) / radii) ** 2).sum(axis=1) < 1
-    seeds = []
-    while len(seeds) < 40:
-        point = rng.uniform(0, SHAPE)
-        if (((point - centre) / radii) ** 2).sum() < 1:
-            seeds.append(point)
-    _, cell = cKDTree(np.asarray(seeds)).query(grid)
-    return np.where(inside, cell + 1, 0).reshape(SHAPE)
-
-
-def membrane_mask(cells: np.ndarray, thickness: int = 2, carrier: np.ndarray | None = None) -> np.ndarray:
-    """The membrane voxels (bool, ``cells.shape``): the cell voxels with a 6-neighbour in the background, or in
-    another cell that does not leave the membrane to them.
-
-    ``thickness`` 2: both sides of a boundary between cells are membrane. 1: only the side of the cell that
-    ``carrier[a, b]`` names for cells ``a`` and ``b`` (a symmetric table, ``(cells.max() + 1,) * 2``; default the
-    one with the smaller number), so that every membrane is one voxel thick.
-    """
-    if carrier is None:
-        count = cells.max() + 1
-        carrier = np.minimum.outer(np.arange(count), np.arange(count))
-    membrane = np.zeros(cells.shape, bool)
-    for axis in range(3):
-        for shift in (1, -1):
-            neighbour = np.roll(cells, shift, axis=axis)
-            other = (neighbour != cells) & ((neighbour == 0) | (thickness == 2) | (carrier[cells, neighbour] == cells))
-            membrane |= (cells > 0) & other
-    return membrane
-
-
-def face_sides(regions: np.ndarray) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
-    """For each pair of touching regions ``a < b`` (6-neighbours; 0 is no region): the flat indices of a's voxels
-    that touch b and of b's voxels that touch a."""
-    flat = regions.ravel()
-    voxels, others = [], []
-    for axis in range(3):
-        for shift in (1, -1):
-            neighbour = np.roll(regions, shift, axis=axis).ravel()  # the volume's border is background
-            touching = np.flatnonzero((flat > 0) & (neighbour > 0) & (neighbour != flat))
-            voxels.append(touching)
-            others.append(neighbour[touching])
-    voxel, other = np.concatenate(voxels), np.concatenate(others)
-    own = flat[voxel]
-    rows = np.unique(np.stack([np.minimum(own, other), np.maximum(own, other), voxel]), axis=1)
-    pairs, which = np.unique(rows[:2], axis=1, return_inverse=True)
-    sides = {}
-    for index, (a, b) in enumerate(pairs.T.tolist()):
-        members = rows[2, which.ravel() == index]
-        sides[(a, b)] = (members[flat[members] == a], members[flat[members] == b])
-    return sides
-
-
-def draw_image(cells: np.ndarray, brightness: np.ndarray, membrane: np.ndarray, membrane_value: float | None,
-               blur: float) -> np.ndarray:
-    """The image before noise (float64, ``cells.shape``): background 0.2, each cell ``brightness[cell]``, the
-    membrane ``membrane_value`` (None: its cell's), blurred by a Gaussian of ``blur`` voxels."""
-    image = np.where(cells > 0, brightness[cells], 0.2)
-    if membrane_value is not None:
-        image = np.where(membrane, membrane_value, image)
-    return ndimage.gaussian_filter(image, blur)
-
-
-def make_volume(seed: int = 0, thickness: int = 2, membrane_value: float | None = 1.5, blur: float = 1.0,
-                noise: float = 0.2, brightness_range: tuple[float, float] = (0.7, 1.1)
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """The image (float32) and dense labels (uint8) of the synthetic tissue, ``SHAPE``.
-
-    ``thickness`` 2: both sides of a boundary between cells are membrane; 1: only the side of
-    the cell with the smaller number (so that every membrane is one voxel thick).
-    ``membrane_value`` None: a membrane voxel has its cell's brightness (drawn from ``brightness_range``),
-    so that only the edge between two cells of different brightness shows it.
-    """
-    rng = np.random.default_rng(seed)
-    cells, membrane, brightness = make_tissue(rng, thickness, brightness_range)
-    dense = np.where(membrane, 2, np.where(cells > 0, 1, 0)).astype(np.uint8)
-    image = draw_image(cells, brightness, membrane, membrane_value, blur) + rng.normal(0, noise, SHAPE)
-    return image.astype(np.float32), dense
-
-
-def make_tissue(rng: np.random.Generator, thickness: int = 2, brightness_range: tuple[float, float] = (0.7, 1.1)
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """What :func:`make_volume` draws before the image: the cells (:func:`make_cells`), their membrane
-    (:func:`membrane_mask`) and each cell's brightness (``(cells.max() + 1,)``, drawn from ``brightness_range``)."""
-    cells = make_cells(rng)
-    return cells, membrane_mask(cells, thickness), rng.uniform(*brightness_range, cells.max() + 1)
-
-
-def volume_cells(volume: str, dense: np.ndarray) -> np.ndarray:
-    """The true cell of each voxel of ``volume`` (a key of VOLUMES; int, ``SHAPE``, 0 the background), drawn again
-    as :func:`make_volume` drew them, and checked against the volume's dense labels ``dense``."""
-    arguments = VOLUMES[volume][0]
-    cells, membrane, _ = make_tissue(np.random.default_rng(arguments.get("seed", 0)), arguments.get("thickness", 2),
-                                     arguments.get("brightness_range", (0.7, 1.1)))
-    if not np.array_equal(membrane, dense == MEMBRANE):
-        raise RuntimeError(f"{volume}: the cells drawn again do not give the volume's membrane")
-    return cells
-
-
-def sparse_labels(dense: np.ndarray) -> np.ndarray:
-    """Two slices per axis of ``dense`` annotated, the rest IGNORE: the annotation every row densifies."""
-    from unet3d_keras.sparse import make_sparse_annotation
-
-    return make_sparse_annotation(dense, (2, 2, 2))
-
-
-def sparse_volume(volume: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``volume`` (a key of VOLUMES) as the scripts of this folder densify it: the image and dense labels
-    (:func:`make_volume`), the annotation (:func:`sparse_labels`) and the never-annotated voxels (bool)."""
-    image, dense = make_volume(**VOLUMES[volume][0])
-    sparse = sparse_labels(dense)
-    return image, dense, sparse, sparse == IGNORE
-
-
-def write_inputs(folder: Path, volume_arguments: dict) -> None:
-    """Write the files that ``run_row`` gives densify into ``folder``, for the volume made with ``volume_arguments``.
-
-    image.nii.gz and sparse.nii.gz (two slices per axis); dense.nii.gz (every voxel annotated but
-    one); other_image.nii.gz and other_labels.nii.gz (another volume made alike, every voxel
-    annotated, stacked before this one, which is left unannotated).
-    """
-    image, dense = make_volume(**volume_arguments)
-    nib.save(nib.Nifti1Image(image, np.eye(4)), folder / "image.nii.gz")
-    nib.save(nib.Nifti1Image(sparse_labels(dense), np.eye(4)), folder / "sparse.nii.gz")
-    # densify refuses a map without an unannotated voxel: leave one background corner out.
-    almost_dense = dense.copy()
-    almost_dense[0, 0, 0] = IGNORE
-    nib.save(nib.Nifti1Image(almost_dense, np.eye(4)), folder / "dense.nii.gz")
-    stacked_image, stacked_labels = after_other_volume(image, volume_arguments)
-    nib.save(nib.Nifti1Image(stacked_image, np.eye(4)), folder / "other_image.nii.gz")
-    nib.save(nib.Nifti1Image(stacked_labels, np.eye(4)), folder / "other_labels.nii.gz")
-
-
-def other_volumes(volume_arguments: dict, count: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` other volumes made alike (seeds OTHER_SEED, OTHER_SEED + 1, ...) stacked along the last axis:
-    the image ``(x, y, count z)`` and its dense labels."""
-    made = [make_volume(seed=OTHER_SEED + i, **volume_arguments) for i in range(count)]
-    return np.concatenate([image for image, _ in made], axis=2), np.concatenate([dense for _, dense in made], axis=2)
-
-
-def after_other_volume(image: np.ndarray, volume_arguments: dict) -> tuple[np.ndarray, np.ndarray]:
-    """``image`` stacked after another volume made alike (:func:`other_volumes`) along the last axis,
-    ``(x, y, 2 z)``, and its labels: the other volume's, every voxel annotated, then IGNORE over ``image``."""
-    other_image, other_dense = other_volumes(volume_arguments)
-    return (np.concatenate([other_image, image], axis=2),
-            np.concatenate([other_dense, np.full(SHAPE, IGNORE, np.uint8)], axis=2))
-
-
-def iou_per_class(predicted: np.ndarray, truth: np.ndarray, where: np.ndarray) -> list[float]:
-    p, t = predicted[where], truth[where]
-    return [float(np.sum((p == c) & (t == c)) / max(np.sum((p == c) | (t == c)), 1)) for c in range(3)]
-
-
-def best_thresholds(image: np.ndarray, sparse: np.ndarray) -> tuple[float, float]:
-    """The two thresholds (background < cell < membrane) of the best mean IoU on the annotated voxels."""
-    annotated = sparse != IGNORE
-    values, truth = image[annotated], sparse[annotated]
-    levels = np.quantile(values, np.linspace(0.01, 0.99, 99))
-    best, pair = -1.0, (levels[0], levels[-1])
-    for i, low in enumerate(levels):
-        for high in levels[i + 1:]:
-            predicted = np.where(values >= high, 2, np.where(values >= low, 1, 0))
-            score = np.mean(iou_per_class(predicted, truth, np.ones(len(values), bool)))
-            if score > best:
-                best, pair = score, (float(low), float(high))
-    return pair
-
-
-def threshold_classes(image: np.ndarray, low: float, high: float) -> np.ndarray:
-    """The classes ``(x, y, z)`` of ``image`` cut at two thresholds: background < low <= cell < high <= membrane."""
-    return np.where(image >= high, 2, np.where(image >= low, 1, 0)).astype(np.uint8)
-
-
 def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)
-
-
-def run_process(arguments: Sequence[str], what: str, threads: int | None = 1) -> subprocess.CompletedProcess:
-    """Run ``python ARGUMENTS`` in its own process (TensorFlow fixes its threads when it starts) with ``threads``
-    threads (None: TensorFlow's choice) and capture its output.
-
-    Raises:
-        RuntimeError: the process failed; names ``what`` and ends with the end of its errors.
-    """
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    env.setdefault(ONEDNN_VARIABLE, "1")  # the kernels that scripts/densify.py runs on (unet3d_keras.onednn)
-    if threads:
-        env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS=str(threads))
-    done = subprocess.run([sys.executable, *arguments], capture_output=True, text=True, env=env)
-    if done.returncode:
-        raise RuntimeError(f"{what}: {done.stderr[-2000:]}")
-    return done
-
-
-def machine_name() -> str:
-    """This machine as the results of this folder's scripts name it: its processor's model, the bfloat16
-    instructions that make its steps fast, if any, and its number of cores."""
-    flags = cpu_flags()
-    fast = [name for flag, name in (("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX-BF16")) if flag in flags]
-    return f"{cpu_name()}{' with ' + ' and '.join(fast) if fast else ''}, {os.cpu_count()} cores"
-
-
-def run_json_process(arguments: Sequence[str], what: str, threads: int | None = 1) -> dict:
-    """:func:`run_process`, then the JSON object that the last line of its output holds."""
-    return json.loads(run_process(arguments, what, threads).stdout.strip().splitlines()[-1])
-
-
-def reply_to_parent(result: dict) -> NoReturn:
-    """End a child process of :func:`run_json_process`: print ``result`` as the JSON line it reads, then exit."""
-    print(json.dumps(result), flush=True)
-    os._exit(0)  # TensorFlow's dataset threads can hold up a normal exit
-
-
-def command_line(script: str, argv: Sequence[str] | None) -> str:
-    """The command that runs ``script`` of this folder with ``argv`` (None: the process's arguments), quoted as
-    a shell needs it."""
-    return shlex.join(["python", f"examples/thin_shell/{Path(script).name}",
-                       *(argv if argv is not None else sys.argv[1:])])
-
-
-def save_json(path: Path, results: dict) -> None:
-    """Write ``results`` to ``path`` as the scripts of this folder keep them, all at once."""
-    write_text_atomically(path, json.dumps(results, indent=1) + "\n")
-
-
-def start_results(path: Path, script: str, argv: Sequence[str] | None, empty: dict) -> tuple[dict, str]:
-    """The results that a script of this folder keeps in ``path`` (``empty`` where there are none yet), with the
-    :func:`command_line` that runs it added to their "commands"; and that command."""
-    command = command_line(script, argv)
-    results = json.loads(path.read_text()) if path.exists() else empty
-    results.setdefault("commands", []).append(command)
-    return results, command
-
-
-def run_two_at_a_time(jobs: Iterable[T], run: Callable[[T], R], keep: Callable[[T, R], str], results: dict,
-                      path: Path, at_once: int = 2) -> None:
-    """``run`` each job (a child process each, see :func:`run_json_process`), two (``at_once``) at a time; after
-    each, ``keep(job, result)`` files its result in ``results`` and returns a line to print, and ``results`` is
-    written to ``path``, so that a failed run loses only itself."""
-    lock = threading.Lock()  # keep and the write see one run at a time
-
-    def one(job: T) -> None:
-        result = run(job)
-        with lock:
-            line = keep(job, result)
-            save_json(path, results)
-        print(line, flush=True)
-
-    with ThreadPoolExecutor(at_once) as pool:
-        list(pool.map(one, jobs))
-
-
-def run_seed_variants(script: str, path: Path, results: dict, command: str, volume: str, minutes: int,
-                      seeds: Sequence[int], variants: Sequence[str], scores: Callable[[dict], str]) -> None:
-    """Run ``script --child VOLUME SEED MINUTES VARIANT`` for each seed and variant, two at a time (by default a
-    seed's two: they share the machine's load), one thread each (:func:`run_two_at_a_time`); file each result,
-    with the machine and ``command``, as ``results[minutes][volume][variant][seed]``, written to ``path`` after
-    each, and print it with ``scores(result)``."""
-    record = results.setdefault(str(minutes), {}).setdefault(volume, {})
-    machine = machine_name()
-
-    def run(job: tuple[int, str]) -> dict:
-        seed, variant = job
-        return run_json_process([script, "--child", volume, str(seed), str(minutes), variant],
-                                f"{volume} seed {seed} ({variant})", threads=1)
-
-    def keep(job: tuple[int, str], result: dict) -> str:
-        seed, variant = job
-        record.setdefault(variant, {})[str(seed)] = {**result, "machine": machine, "command": command}
-        return f"{volume}, {minutes} min, seed {seed} ({variant}): {result['steps']} steps; {scores(result)}"
-
-    run_two_at_a_time([(seed, variant) for seed in seeds for variant in variants], run, keep, results, path)
-    save_json(path, results)  # the command, where nothing ran
-
-
-def seed_variants_main(script: str, doc: str, path: Path, variants: Sequence[str], default_variants: Sequence[str],
-                       one_run: Callable[[str, int, int, str], dict], scores: Callable[[dict], str],
-                       argv: list[str] | None, default_seeds: Sequence[int] = (42, 1),
-                       budgets: Sequence[int] | None = None) -> int:
-    """The command line of a script of this folder that runs variants of densify seed by seed, two at a time
-    (weights.py, self_training.py, ensemble.py): ``--volume``, ``--seed``, ``--minutes`` (one of ``budgets``
-    where given; default 12) and ``--variants`` (of ``variants``); :func:`run_seed_variants` files the results in
-    ``path``; ``doc`` is the script's docstring. Each run is a child process, ``script --child VOLUME SEED MINUTES
-    VARIANT``, that prints what ``one_run`` returns; ``scores(result)`` is what the parent prints of it."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--volume", default="thin", choices=list(VOLUMES))
-    parser.add_argument("--seed", type=int, nargs="+", default=list(default_seeds),
-                        help=f"densify's seeds (default {' '.join(map(str, default_seeds))})")
-    parser.add_argument("--minutes", type=int, default=12, choices=budgets,
-                        help="the time budget of each run (default 12)")
-    parser.add_argument("--variants", nargs="+", default=list(default_variants), choices=variants,
-                        help=f"the runs of each seed, two at a time (default: {' '.join(default_variants)})")
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        volume, seed, minutes, variant = args.child
-        reply_to_parent(one_run(volume, int(seed), int(minutes), variant))
-
-    results, command = start_results(path, script, argv, {})
-    run_seed_variants(script, path, results, command, args.volume, args.minutes, args.seed, args.variants, scores)
-    return 0
 
 
 def run_row(name: str, folder: Path, seed: int) -> tuple[dict, Path]:
@@ -1333,7 +1004,7 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
             today_runs[volume] = twelve.today
             gaussian = twelve.today[2]
             today.append((volume, gaussian / twelve.old[2], gaussian / bound_today if bound_today else None))
-        arguments = VOLUMES[volume][0]
+        arguments = VOLUMES[volume]
         if "membrane_value" in arguments and arguments["membrane_value"] is None:
             edge_notes.append(
                 f"- **Edges alone.** On `{volume}`, whose membranes have no brightness of their own, intensity "
@@ -2436,12 +2107,12 @@ def markdown() -> str:
              *offset_lines(), *tuning_lines(), *next_slice_lines(),
              "### A thin structure: membranes around touching cells", "",
              # the docstring's wrapped lines join, its bullets stay bullets
-             "Data: " + re.sub(r"\n(?!- ) *", " ", __doc__.split("\n\n")[1]), ""]
+             "Data: " + re.sub(r"\n(?!- ) *", " ", VOLUME_DOC.split("\n\n")[1]), ""]
     results = {volume: json.loads((HERE / results_name).read_text())
-               for volume, (_, results_name, _) in VOLUMES.items() if (HERE / results_name).exists()}
+               for volume, (results_name, _) in VOLUME_TABLES.items() if (HERE / results_name).exists()}
     lines += glance_lines(results) + tried_lines(results) + figure_lines(results) + summary_lines(results)
     for volume, volume_results in results.items():
-        _, results_name, heading = VOLUMES[volume]
+        results_name, heading = VOLUME_TABLES[volume]
         lines += [f"#### {heading}", "", *table(volume_results, results_name, volume)]
     lines += ["#### The MNI152 rows", "", *mni152_lines()]
     return "\n".join(lines)
@@ -2485,7 +2156,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown_only:
         write_section()
         return 0
-    volume_arguments, results_name, _ = VOLUMES[args.volume]
+    volume_arguments, (results_name, _) = VOLUMES[args.volume], VOLUME_TABLES[args.volume]
     results_path = HERE / results_name
     command = "python examples/thin_shell/run.py" + (f" --volume {args.volume}" if args.volume != "thick" else "") + (
         f" --seed {' '.join(map(str, args.seed))}" if args.seed != [DEFAULT_SEED] else "") + (

@@ -2,7 +2,7 @@
 
 For each seed, the runs of the same budget train two at a time (two processes with one thread each, as
 ``run.py`` runs its rows; by default each seed's defaults and self-training side by side) on one volume
-of ``run.py`` (two slices per axis annotated):
+of ``volume.py`` (two slices per axis annotated):
 
 - ``defaults``: ``unet3d_keras.densify.fit_sparse`` with densify's defaults for the whole budget;
 - ``self-training``: the same for the first half of the budget (``run.SELF_TRAINING_FIRST_SHARE``);
@@ -35,9 +35,10 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import (IGNORE, MEMBRANE, SELF_TRAINING_BALANCED_SHARE, SELF_TRAINING_FIRST_SHARE,  # noqa: E402
-                 SELF_TRAINING_RESULTS, SELF_TRAINING_THRESHOLD, iou_per_class, seed_variants_main,
-                 sparse_volume)
+from processes import seed_variants_main  # noqa: E402
+from run import (SELF_TRAINING_BALANCED_SHARE, SELF_TRAINING_FIRST_SHARE, SELF_TRAINING_RESULTS,  # noqa: E402
+                 SELF_TRAINING_THRESHOLD)
+from volume import IGNORE, MEMBRANE, iou_per_class, sparse_volume  # noqa: E402
 
 #: the runs of a seed: densify's defaults, and self-training with the labels that :func:`pseudo_labels` makes with
 #: these arguments

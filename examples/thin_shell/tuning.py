@@ -1,7 +1,7 @@
 """Densify's training settings, each changed alone, side by side in one session.
 
 The variants (``run.TUNING_VARIANTS``) change the learning rate, the window, the batch, or rotate the training
-windows. For a volume of ``run.py`` (two slices per axis annotated) and each seed, train densify's defaults and
+windows. For a volume of ``volume.py`` (two slices per axis annotated) and each seed, train densify's defaults and
 each variant of ``run.TUNING_VARIANTS`` for ``--minutes`` with ``unet3d_keras.densify.fit_sparse``, predict the
 volume as densify does and score the IoU per class on the never-annotated voxels. The runs of one
 command share a machine and a session, so that their steps and scores compare; the tables' rows
@@ -26,9 +26,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import (IGNORE, TUNED, TUNING_RESULTS, TUNING_VARIANTS, VOLUMES, iou_per_class,  # noqa: E402
-                 machine_name, make_volume, reply_to_parent, run_json_process, run_two_at_a_time, sparse_labels,
-                 start_results, tuning_key)
+from processes import machine_name, reply_to_parent, run_json_process, run_two_at_a_time, start_results  # noqa: E402
+from run import TUNED, TUNING_RESULTS, TUNING_VARIANTS, tuning_key  # noqa: E402
+from volume import IGNORE, VOLUMES, iou_per_class, make_volume, sparse_labels  # noqa: E402
 
 
 def one_run(volume: str, seed: int, minutes: float, variant: str) -> dict:
@@ -36,7 +36,7 @@ def one_run(volume: str, seed: int, minutes: float, variant: str) -> dict:
     never-annotated voxels."""
     from unet3d_keras.densify import fit_sparse, predict_classes
 
-    image, dense = make_volume(**VOLUMES[volume][0])
+    image, dense = make_volume(**VOLUMES[volume])
     sparse = sparse_labels(dense)
     began = time.monotonic()
     fitted = fit_sparse(image, sparse, IGNORE, overrides=TUNING_VARIANTS[variant], deadline=began + 60 * minutes,

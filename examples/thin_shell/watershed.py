@@ -38,9 +38,10 @@ from scipy import ndimage
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import (CLASSES, DEFAULT_SEED, IGNORE, MEMBRANE, ONE_VOXEL, ROOT, VOLUMES, WATERSHED_RESULTS,  # noqa: E402
-                 face_sides, iou_per_class, make_volume, run_process, save_json, sparse_labels,
-                 start_results, volume_cells, write_inputs)
+from processes import run_process, save_json, start_results  # noqa: E402
+from run import DEFAULT_SEED, ROOT, WATERSHED_RESULTS  # noqa: E402
+from volume import (CLASSES, IGNORE, MEMBRANE, ONE_VOXEL, VOLUMES, face_sides, iou_per_class, make_volume,  # noqa: E402
+                    sparse_labels, volume_cells, write_inputs)
 
 #: the steps of today's defaults in the page's 12-minute run on `thin` (seed 42)
 STEPS = 2624
@@ -99,7 +100,7 @@ def cells_found(basins: np.ndarray, cells: np.ndarray) -> int:
 def densify_probabilities(volume: str, steps: int, seed: int, folder: Path) -> tuple[np.ndarray, float]:
     """Run scripts/densify.py on ``volume`` (two slices per axis) with ``--probabilities``: the probabilities
     ``(3, x, y, z)`` and the seconds the run took."""
-    write_inputs(folder, VOLUMES[volume][0])
+    write_inputs(folder, VOLUMES[volume])
     began = time.monotonic()
     run_process([str(ROOT / "scripts" / "densify.py"), "--image", str(folder / "image.nii.gz"),
                  "--labels", str(folder / "sparse.nii.gz"), "--output", str(folder / "dense.nii.gz"),
@@ -111,7 +112,7 @@ def densify_probabilities(volume: str, steps: int, seed: int, folder: Path) -> t
 
 def measure(volume: str, steps: int, seed: int) -> dict:
     """The scores of the model, the watershed redraw and the redraw given the true cells on ``volume``."""
-    _, dense = make_volume(**VOLUMES[volume][0])
+    _, dense = make_volume(**VOLUMES[volume])
     sparse = sparse_labels(dense)
     never = sparse == IGNORE
     cells = volume_cells(volume, dense)

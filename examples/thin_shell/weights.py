@@ -3,7 +3,7 @@
 For each seed, densify's defaults and the same with ``--class-weights sqrt`` are trained side by
 side (two processes with one thread each, as ``run.py`` runs its rows; ``--variants`` picks the runs,
 among them the weights trained to the end of the budget, ``--patience 1000``) with
-``unet3d_keras.densify.fit_sparse`` on one volume of ``run.py`` (two slices per axis annotated), and
+``unet3d_keras.densify.fit_sparse`` on one volume of ``volume.py`` (two slices per axis annotated), and
 both are scored on the never-annotated voxels with either blending of the windows
 (``blending.one_volume``). Running each pair at once gives both the same machine and the same load,
 so their steps and scores compare within a seed.
@@ -22,7 +22,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from blending import MINUTES, one_volume  # noqa: E402
-from run import WEIGHT_RESULTS, seed_variants_main  # noqa: E402
+from processes import seed_variants_main  # noqa: E402
+from run import WEIGHT_RESULTS  # noqa: E402
 
 #: the runs to pair: name -> the fields of densify's options (DensifyOptions) that differ from its defaults
 VARIANTS = {"none": {}, "sqrt": {"class_weighting": "sqrt"},
