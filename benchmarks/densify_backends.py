@@ -42,11 +42,11 @@ def one_backend(short: int, long: int, policy: str) -> dict:
     """Training seconds of densify's ``short`` and ``long`` step runs under the active backend."""
     sys.path.insert(0, str(ROOT / "examples" / "thin_shell"))
     import keras
-    from run import IGNORE, VOLUMES, make_volume, sparse_labels
+    from volume import IGNORE, VOLUMES, make_volume, sparse_labels
 
     from unet3d_keras.densify import fit_sparse
 
-    image, dense = make_volume(**VOLUMES["thin"][0])
+    image, dense = make_volume(**VOLUMES["thin"])
     sparse = sparse_labels(dense)
     seconds = {}
     for steps in (short, long):

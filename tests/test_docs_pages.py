@@ -15,9 +15,10 @@ PAGE = ROOT / "docs" / "sparse_annotation.md"
 
 def test_the_sparse_annotation_page_is_what_its_generators_write(monkeypatch):
     page = PAGE.read_text(encoding="utf-8")
-    thin_shell = load_example("thin_shell_run", ROOT / "examples" / "thin_shell" / "run.py", monkeypatch)
+    thin_shell = load_example("thin_shell_page", ROOT / "examples" / "thin_shell" / "page.py", monkeypatch)
     section = thin_shell.markdown()
-    assert page.endswith("\n\n" + section), "edit examples/thin_shell/run.py, then run it with --markdown-only"
+    assert page.endswith("\n\n" + section), (
+        "edit examples/thin_shell/page.py, then run examples/thin_shell/run.py --markdown-only")
     mni152 = load_example("mni152_run", ROOT / "examples" / "mni152_sparse" / "run.py", monkeypatch)
     results = mni152.load_results(ROOT / "examples" / "mni152_sparse" / "results.json")
     assert mni152.markdown(results) + mni152.kept_sections(PAGE.parent) == page, (

@@ -17,6 +17,11 @@ def ensemble(monkeypatch):
     return load_example("thin_shell_ensemble", FOLDER / "ensemble.py", monkeypatch)
 
 
+@pytest.fixture
+def page(monkeypatch):
+    return load_example("thin_shell_page", FOLDER / "page.py", monkeypatch)
+
+
 def test_the_average_of_the_probabilities_decides_and_names_the_class_values(ensemble):
     first = np.array([[0.6, 0.2], [0.3, 0.5], [0.1, 0.3]])[:, :, None, None]  # (classes, 2, 1, 1)
     second = np.array([[0.2, 0.1], [0.3, 0.2], [0.5, 0.7]])[:, :, None, None]
@@ -83,7 +88,7 @@ def runs(first: float, second: float | None, averaged: float, cells: tuple[float
     return run
 
 
-def write_record(run, path: Path, seeds: dict[str, dict[str, dict]]) -> None:
+def write_record(path: Path, seeds: dict[str, dict[str, dict]]) -> None:
     record = {}
     for seed, variants in seeds.items():
         for variant, one in variants.items():
@@ -91,15 +96,14 @@ def write_record(run, path: Path, seeds: dict[str, dict[str, dict]]) -> None:
     path.write_text(json.dumps({"commands": ["python examples/thin_shell/ensemble.py"], "12": {"thin": record}}))
 
 
-def test_the_bullet_and_the_table_pair_each_way_with_the_defaults_of_its_seed(ensemble, tmp_path, monkeypatch):
-    run = sys.modules["run"]
+def test_the_bullet_and_the_table_pair_each_way_with_the_defaults_of_its_seed(page, tmp_path, monkeypatch):
     path = tmp_path / "results_ensemble.json"
-    monkeypatch.setattr(run, "ENSEMBLE_RESULTS", path)
-    write_record(run, path, {
+    monkeypatch.setattr(page, "ENSEMBLE_RESULTS", path)
+    write_record(path, {
         "42": {"second model": runs(0.49, 0.43, 0.47, (0.83, 0.83)), "two halves": runs(0.44, 0.45, 0.44)},
         "1": {"second model": runs(0.48, None, 0.48)},  # no time left: nothing averaged, no change
         "7": {"two halves": runs(0.40, 0.41, 0.46)}})  # no defaults of its seed: left out
-    head, second, halves, verdict = run.ensemble_lines({"thin": [0.99, 0.8, 0.39], "clear": None})
+    head, second, halves, verdict = page.ensemble_lines({"thin": [0.99, 0.8, 0.39], "clear": None})
     assert head.startswith("- **Two models averaged.** Averaging the probabilities of models trained from other seeds")
     assert "(`python examples/thin_shell/ensemble.py`; each run one thread" in head
     assert "the second model's seed is the first's plus 1000" in head
@@ -119,36 +123,35 @@ def test_the_bullet_and_the_table_pair_each_way_with_the_defaults_of_its_seed(en
                            "for part of the budget scored the membrane below densify's defaults in 2 of 2 cases, and "
                            "averaging with it lowered the membrane in 1 of the 1 runs that averaged two models.")
     assert verdict == "  - Densify does not average models."
-    assert run.ensemble_note() == (
+    assert page.ensemble_note() == (
         "\n  - A second model, trained in the time that the plateau leaves and averaged with the first, moved the "
         "membrane by -0.020 to +0.000 against the first alone (`thin`, 2 runs; under \"Two models averaged\" below).")
 
     for name in ("WEIGHT_RESULTS", "TUNING_RESULTS", "OFFSET_RESULTS", "WATERSHED_RESULTS", "SELF_TRAINING_RESULTS",
                  "NEXT_SLICE_RESULTS"):  # the table of what was tried, from these runs alone
-        monkeypatch.setattr(run, name, tmp_path / "absent.json")
-    lines = run.tried_lines({})
+        monkeypatch.setattr(page, name, tmp_path / "absent.json")
+    lines = page.tried_lines({})
     assert ("| a second model in the time the plateau leaves, the two averaged | `ensemble.py` | -0.010 / +0.000 (2) "
             "| not offered |") in lines
     assert ("| two models of half the budget each, averaged | `ensemble.py` | -0.050 / -0.010 (1) | not offered |"
             in lines)
 
 
-def test_the_bullet_says_when_averaging_pays(ensemble, tmp_path, monkeypatch):
-    run = sys.modules["run"]
+def test_the_bullet_says_when_averaging_pays(page, tmp_path, monkeypatch):
     path = tmp_path / "results_ensemble.json"
-    monkeypatch.setattr(run, "ENSEMBLE_RESULTS", path)
-    write_record(run, path, {"42": {"second model": runs(0.49, 0.47, 0.52)}})
-    _, second, verdict = run.ensemble_lines({"thin": [0.99, 0.8, 0.39]})
+    monkeypatch.setattr(page, "ENSEMBLE_RESULTS", path)
+    write_record(path, {"42": {"second model": runs(0.49, 0.47, 0.52)}})
+    _, second, verdict = page.ensemble_lines({"thin": [0.99, 0.8, 0.39]})
     assert second.endswith(": it paid on every seed.")
     assert verdict == "  - second model paid on every seed; densify does not offer it yet."
-    assert run.ensemble_lines({"thin": None}) == []
-    write_record(run, path, {"42": {"second model": runs(0.49, 0.47, 0.45)},
+    assert page.ensemble_lines({"thin": None}) == []
+    write_record(path, {"42": {"second model": runs(0.49, 0.47, 0.45)},
                              "1": {"second model": runs(0.5, 0.4, 0.48)}})
-    assert run.ensemble_note().endswith("moved the membrane by -0.040 to -0.020 against the first alone, lower on "
+    assert page.ensemble_note().endswith("moved the membrane by -0.040 to -0.020 against the first alone, lower on "
                                         "every run (`thin`, 2 runs; under \"Two models averaged\" below).")
     # no time left for a second model: nothing averaged, no cause claimed
-    write_record(run, path, {"1": {"second model": runs(0.48, None, 0.48)}})
-    assert run.ensemble_lines({"thin": [0.99, 0.8, 0.39]})[1].endswith(
+    write_record(path, {"1": {"second model": runs(0.48, None, 0.48)}})
+    assert page.ensemble_lines({"thin": [0.99, 0.8, 0.39]})[1].endswith(
         "The membrane moved by +0.000 to +0.000 and the cells by +0.000 to +0.000.")
     path.unlink()
-    assert run.ensemble_note() == "" and run.ensemble_lines({"thin": [0.99, 0.8, 0.39]}) == []
+    assert page.ensemble_note() == "" and page.ensemble_lines({"thin": [0.99, 0.8, 0.39]}) == []

@@ -16,8 +16,8 @@ def figure(monkeypatch):
 
 
 @pytest.fixture
-def run(monkeypatch):
-    return load_example("thin_shell_run", FOLDER / "run.py", monkeypatch)
+def page(monkeypatch):
+    return load_example("thin_shell_page", FOLDER / "page.py", monkeypatch)
 
 
 def two_cells():
@@ -71,14 +71,14 @@ def found(precision, recall, exact, across=0.0, inward=0.0, gap=0.0):
                                           "across": across, "inward": inward, "gap": gap}}
 
 
-def test_the_page_gives_each_volume_found_up_to_a_voxel_and_what_lies_beside_the_thin_misses(run):
+def test_the_page_gives_each_volume_found_up_to_a_voxel_and_what_lies_beside_the_thin_misses(page):
     drawn = {"thin": {"old, 12 min": found(0.98, 0.60, 0.40), "new, 12 min": found(0.96, 0.80, 0.50, 0.1, 0.1, 0.1),
                       "old, 12 min [seed 1]": found(0.96, 0.70, 0.50),
                       "new, 12 min [seed 1]": found(0.98, 0.90, 0.70, 0.0, 0.1, 0.1),
                       "new, 12 min [seed 2]": found(0.0, 0.0, 0.0)},  # no old run of seed 2: left out
              "thick": {"old, 12 min": found(0.9, 0.9, 0.8), "new, 12 min": found(1.0, 1.0, 0.9, 0.05, 0.05, 0.0)}}
     thresholds = {"thin": {"precision": 0.6, "recall": 0.5}, "thick": {"precision": 0.85, "recall": 0.86}}
-    lines = run.within_one_voxel_lines(drawn, thresholds)
+    lines = page.within_one_voxel_lines(drawn, thresholds)
     assert "mean of seeds 42, 1." in lines[0]
     assert "| `thin` | 0.600 / 0.500 | 0.970 / 0.650 | 0.970 / 0.850 | 0.600 / 0.250 / 0.150 |" in lines
     assert "| `thick` | 0.850 / 0.860 | 0.900 / 0.900 | 1.000 / 1.000 | 0.900 / 0.100 / 0.000 |" in lines
@@ -90,13 +90,13 @@ def test_the_page_gives_each_volume_found_up_to_a_voxel_and_what_lies_beside_the
     assert "the wrong side of a face is the smaller part of the misses" in sentence
     # most of the misses across the face: the page does not say otherwise
     drawn["thin"]["new, 12 min"] = drawn["thin"]["new, 12 min [seed 1]"] = found(0.98, 0.90, 0.50, 0.3, 0.05, 0.05)
-    sentence = next(line for line in run.within_one_voxel_lines(drawn, thresholds)
+    sentence = next(line for line in page.within_one_voxel_lines(drawn, thresholds)
                     if line.startswith("What today's one-voxel membrane misses"))
     assert "has 30% across the face" in sentence and "smaller part" not in sentence
 
 
-def test_the_page_leaves_the_table_out_until_figure_py_measured_every_map(run):
+def test_the_page_leaves_the_table_out_until_figure_py_measured_every_map(page):
     drawn = {"thin": {"old, 12 min": found(0.98, 0.60, 0.40), "new, 12 min": {"iou": [1, 1, 1]}}}
-    assert run.within_one_voxel_lines(drawn, {"thin": {"precision": 0.6, "recall": 0.5}}) == []
-    assert run.within_one_voxel_lines({"thin": {"old, 12 min": found(0.98, 0.60, 0.40),
+    assert page.within_one_voxel_lines(drawn, {"thin": {"precision": 0.6, "recall": 0.5}}) == []
+    assert page.within_one_voxel_lines({"thin": {"old, 12 min": found(0.98, 0.60, 0.40),
                                                 "new, 12 min": found(0.98, 0.60, 0.40)}}, {}) == []

@@ -16,8 +16,8 @@ def offsets(monkeypatch):
 
 
 @pytest.fixture
-def run(monkeypatch):
-    return load_example("thin_shell_run", FOLDER / "run.py", monkeypatch)
+def page(monkeypatch):
+    return load_example("thin_shell_page", FOLDER / "page.py", monkeypatch)
 
 
 def faint_plates() -> np.ndarray:
@@ -54,7 +54,7 @@ def scored(membranes: list[float], cells: list[float], held: list[float]) -> dic
             for index, (m, c, h) in enumerate(zip(membranes, cells, held))}
 
 
-def test_the_ridge_table_chooses_each_seeds_threshold_on_its_held_back_voxels(run, tmp_path, monkeypatch):
+def test_the_ridge_table_chooses_each_seeds_threshold_on_its_held_back_voxels(page, tmp_path, monkeypatch):
     argmax = {"0.0": {"held_back": [0.99, 0.8, 0.5], "never_annotated": [0.99, 0.80, 0.40]}}
     seed_42 = {"steps": 100, "held_out_membrane_voxels": 200, "offsets": argmax,
                "ridges": scored([0.42, 0.46, 0.41], [0.80, 0.78, 0.79], [0.50, 0.60, 0.55])}
@@ -64,9 +64,9 @@ def test_the_ridge_table_chooses_each_seeds_threshold_on_its_held_back_voxels(ru
     record = {"commands": ["python examples/thin_shell/offsets.py"],
               "runs": {"thin": {"5": {"42": old, "1": old}, "12": {"42": seed_42, "1": seed_1}}}}
     (tmp_path / "offsets.json").write_text(json.dumps(record))
-    monkeypatch.setattr(run, "OFFSET_RESULTS", tmp_path / "offsets.json")
+    monkeypatch.setattr(page, "OFFSET_RESULTS", tmp_path / "offsets.json")
 
-    lines = run.offset_lines()
+    lines = page.offset_lines()
     ridge = next(index for index, line in enumerate(lines) if line.startswith("**Ridge decoding.**"))
     assert "(seeds 42, 1) scored with every threshold from 0.10 to 0.30" in lines[ridge]
     assert lines[ridge + 2].startswith("| volume, budget | no ridge decoding | chosen on the held-back voxels")
@@ -88,10 +88,10 @@ def test_the_ridge_table_chooses_each_seeds_threshold_on_its_held_back_voxels(ru
         "more than the goal allows (0.01): densify does not offer it."]
 
 
-def test_a_rule_that_pays_on_every_budget_is_said_to(run):
-    table = run.DecisionTable([], np.array([[0.02, 0.0], [0.03, -0.005]]), np.array([[0.05, -0.02]]), [42, 1],
+def test_a_rule_that_pays_on_every_budget_is_said_to(page):
+    table = page.DecisionTable([], np.array([[0.02, 0.0], [0.03, -0.005]]), np.array([[0.05, -0.02]]), [42, 1],
                               {"held-back mean": [("`thin`, 5 min", [0.03, -0.01], [0.0, -0.01])]})
-    assert run.decision_verdict(table, "offset", "an offset") == [
+    assert page.decision_verdict(table, "offset", "an offset") == [
         "- Chosen on the held-back voxels, the offset moved the membrane by +0.020 to +0.030 and the cells by -0.005 "
         "to +0.000.",
         "- Chosen by the best mean IoU of the classes on the held-back voxels, each seed's membrane moved by +0.030, "

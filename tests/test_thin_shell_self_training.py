@@ -16,6 +16,11 @@ def self_training(monkeypatch):
     return load_example("thin_shell_self_training", FOLDER / "self_training.py", monkeypatch)
 
 
+@pytest.fixture
+def page(monkeypatch):
+    return load_example("thin_shell_page", FOLDER / "page.py", monkeypatch)
+
+
 def test_pseudo_labels_keep_the_annotation_and_label_only_confident_voxels(self_training):
     ignore = sys.modules["volume"].IGNORE
     sparse = np.full((2, 3, 1), ignore, np.uint8)
@@ -80,19 +85,18 @@ def record_of(seeds: dict[str, dict]) -> dict:
 
 
 def test_the_variants_are_the_ways_that_the_page_describes(self_training):
-    assert list(self_training.VARIANTS) == ["defaults", *sys.modules["run"].SELF_TRAINING_WAYS]
+    assert list(self_training.VARIANTS) == ["defaults", *sys.modules["experiments"].SELF_TRAINING_WAYS]
 
 
-def test_the_bullet_gives_each_seed_and_why_self_training_fails(self_training, tmp_path, monkeypatch):
-    run = sys.modules["run"]
+def test_the_bullet_gives_each_seed_and_why_self_training_fails(page, tmp_path, monkeypatch):
     path = tmp_path / "self.json"
-    monkeypatch.setattr(run, "SELF_TRAINING_RESULTS", path)
+    monkeypatch.setattr(page, "SELF_TRAINING_RESULTS", path)
     balanced = pair((0.48, 0.45), (0.82, 0.8), recall=0.6, unlabelled=0.07, way="balanced self-training",
                     first=0.455)
     path.write_text(json.dumps(record_of({"1": {**pair((0.48, 0.38), (0.82, 0.83)), **balanced},
                                           "42": pair((0.47, 0.37), (0.83, 0.82)),
                                           "7": {"defaults": pair((0.4, 0.4), (0.8, 0.8))["defaults"]}})))
-    head, plain, balanced, verdict = run.self_training_lines({"thin": [0.99, 0.8, 0.39], "thick": None})
+    head, plain, balanced, verdict = page.self_training_lines({"thin": [0.99, 0.8, 0.39], "thick": None})
     assert head.startswith("- **Self-training.** A common way to learn from few annotations: the model trained for "
                            "the first 50% of the budget labels")
     assert "(`python examples/thin_shell/self_training.py`; each run one thread" in head
@@ -118,27 +122,25 @@ def test_the_bullet_gives_each_seed_and_why_self_training_fails(self_training, t
     assert verdict == "  - Densify does not offer self-training."
 
 
-def test_the_bullet_claims_no_cause_that_its_figures_do_not_show(self_training, tmp_path, monkeypatch):
-    run = sys.modules["run"]
+def test_the_bullet_claims_no_cause_that_its_figures_do_not_show(page, tmp_path, monkeypatch):
     path = tmp_path / "self.json"
-    monkeypatch.setattr(run, "SELF_TRAINING_RESULTS", path)
+    monkeypatch.setattr(page, "SELF_TRAINING_RESULTS", path)
     # membrane 1.5 times its share among the unlabelled voxels (not twice), the new model 0.02 above its first
     path.write_text(json.dumps(record_of({"42": pair((0.47, 0.40), (0.83, 0.83), unlabelled=0.12, first=0.38)})))
-    _, plain, _ = run.self_training_lines({"thin": [0.99, 0.8, 0.39]})
+    _, plain, _ = page.self_training_lines({"thin": [0.99, 0.8, 0.39]})
     assert plain.endswith("The membrane moved by -0.070 to -0.070 and the cells by +0.000 to +0.000.")
 
 
-def test_the_bullet_says_when_it_pays(self_training, tmp_path, monkeypatch):
-    run = sys.modules["run"]
+def test_the_bullet_says_when_it_pays(page, tmp_path, monkeypatch):
     path = tmp_path / "self.json"
-    monkeypatch.setattr(run, "SELF_TRAINING_RESULTS", path)
+    monkeypatch.setattr(page, "SELF_TRAINING_RESULTS", path)
     path.write_text(json.dumps(record_of({"42": pair((0.47, 0.50), (0.83, 0.825))})))
-    _, plain, verdict = run.self_training_lines({"thin": [0.99, 0.8, 0.39]})
+    _, plain, verdict = page.self_training_lines({"thin": [0.99, 0.8, 0.39]})
     assert plain.endswith(": it paid on every seed.")
     assert verdict == "  - self-training paid on every seed; densify does not offer it yet."
-    assert run.self_training_lines({"thin": None}) == []
-    monkeypatch.setattr(run, "SELF_TRAINING_RESULTS", tmp_path / "absent.json")
-    assert run.self_training_lines({"thin": [0.99, 0.8, 0.39]}) == []
+    assert page.self_training_lines({"thin": None}) == []
+    monkeypatch.setattr(page, "SELF_TRAINING_RESULTS", tmp_path / "absent.json")
+    assert page.self_training_lines({"thin": [0.99, 0.8, 0.39]}) == []
 
 
 def test_seed_variants_run_in_child_processes_and_are_filed_by_variant_and_seed(self_training, tmp_path, capsys):

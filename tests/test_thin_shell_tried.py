@@ -1,4 +1,4 @@
-"""examples/thin_shell/run.py: the page's table of what was tried beyond densify's defaults, from each script's
+"""examples/thin_shell/page.py: the page's table of what was tried beyond densify's defaults, from each script's
 results."""
 
 import json
@@ -13,29 +13,29 @@ RESULTS = ("WEIGHT_RESULTS", "TUNING_RESULTS", "OFFSET_RESULTS", "WATERSHED_RESU
 
 
 @pytest.fixture
-def run(monkeypatch, tmp_path):
-    """run.py with every results file it reads for the table absent, until a test writes one."""
-    module = load_example("thin_shell_run", FOLDER / "run.py", monkeypatch)
+def page(monkeypatch, tmp_path):
+    """page.py with every results file it reads for the table absent, until a test writes one."""
+    module = load_example("thin_shell_page", FOLDER / "page.py", monkeypatch)
     for name in RESULTS:
         monkeypatch.setattr(module, name, tmp_path / f"{name.lower()}.json")
     return module
 
 
-def write(run, name: str, record: dict) -> None:
-    getattr(run, name).write_text(json.dumps(record))
+def write(page, name: str, record: dict) -> None:
+    getattr(page, name).write_text(json.dumps(record))
 
 
 def row(iou, weighting="gaussian", weights="none"):
     return {"iou": iou, "window_weighting": weighting, "class_weights": weights}
 
 
-def test_the_table_pairs_each_change_with_the_defaults_of_its_seed_and_gives_the_goals_gap(run):
-    write(run, "WEIGHT_RESULTS", {"commands": [], "12": {"thin": {
+def test_the_table_pairs_each_change_with_the_defaults_of_its_seed_and_gives_the_goals_gap(page):
+    write(page, "WEIGHT_RESULTS", {"commands": [], "12": {"thin": {
         "none": {"42": {"gaussian": [0.99, 0.80, 0.40]}, "1": {"gaussian": [0.99, 0.82, 0.44]}},
         "sqrt": {"42": {"gaussian": [0.99, 0.79, 0.45]}, "1": {"gaussian": [0.99, 0.80, 0.47]}}}}})
-    write(run, "SELF_TRAINING_RESULTS", {"commands": [], "12": {"clear": {
+    write(page, "SELF_TRAINING_RESULTS", {"commands": [], "12": {"clear": {
         "defaults": {"42": {"iou": [1.0, 0.88, 0.66]}}, "self-training": {"42": {"iou": [1.0, 0.85, 0.55]}}}}})
-    write(run, "BLENDING_RESULTS", {"volumes": {"12": {"thin": {"42": {"uniform": [0.99, 0.82, 0.46],
+    write(page, "BLENDING_RESULTS", {"volumes": {"12": {"thin": {"42": {"uniform": [0.99, 0.82, 0.46],
                                                                        "gaussian": [0.99, 0.82, 0.48]}}}}})
     rows = {"new, 12 min": row([0.99, 0.80, 0.40]), "new, 12 min [seed 1]": row([0.99, 0.82, 0.44]),
             "old, 12 min": row([0.99, 0.78, 0.30], "uniform"),
@@ -45,7 +45,7 @@ def test_the_table_pairs_each_change_with_the_defaults_of_its_seed_and_gives_the
             # weighted otherwise: left out, and with it the whole row
             "new with 16 base filters, 12 min [seed 1]": row([0.99, 0.90, 0.90], weights="sqrt")}
 
-    lines = run.tried_lines({"thin": {"rows": rows}})
+    lines = page.tried_lines({"thin": {"rows": rows}})
     assert lines[0].startswith("What was tried beyond today's defaults: the change of the membrane / cell IoU")
     assert lines[1:9] == [
         "", "| tried | script | `thin` | `clear` | densify |", "|---|---|---|---|---|",
@@ -58,11 +58,11 @@ def test_the_table_pairs_each_change_with_the_defaults_of_its_seed_and_gives_the
     assert lines[9:] == [""]
 
 
-def test_the_table_takes_the_12_minute_tuning_the_held_back_choice_the_watershed_and_more_slices(run):
+def test_the_table_takes_the_12_minute_tuning_the_held_back_choice_the_watershed_and_more_slices(page):
     def iou(membrane, cell):
         return {"iou": [1.0, cell, membrane]}
 
-    write(run, "TUNING_RESULTS", {"runs": {"thin": {
+    write(page, "TUNING_RESULTS", {"runs": {"thin": {
         "5 min": {"minutes": 5.0, "variants": {"defaults": {"42": iou(0.3, 0.8)},
                                                "learning rate 0.001": {"42": iou(0.9, 0.9)}}},
         "12 min: a": {"minutes": 12.0, "variants": {
@@ -77,16 +77,16 @@ def test_the_table_takes_the_12_minute_tuning_the_held_back_choice_the_watershed
               "ridges": {"0.2": {"held_back": [0.99, 0.80, 0.55], "never_annotated": [0.99, 0.78, 0.43]},
                          "0.3": {"held_back": [0.99, 0.80, 0.52], "never_annotated": [0.99, 0.79, 0.47]}}}
     five_minutes = {"offsets": {"0.0": argmax}, "ridges": {"0.2": argmax}}
-    write(run, "OFFSET_RESULTS", {"commands": [], "runs": {"thin": {"5": {"42": five_minutes},
+    write(page, "OFFSET_RESULTS", {"commands": [], "runs": {"thin": {"5": {"42": five_minutes},
                                                                     "12": {"42": scored}}}})
-    write(run, "WATERSHED_RESULTS", {"volumes": {"clear": {
+    write(page, "WATERSHED_RESULTS", {"volumes": {"clear": {
         "setting": "a", "model": [1.0, 0.85, 0.65],
         "grid": {"a": {"iou": [1.0, 0.80, 0.60]}, "b": {"iou": [1.0, 0.9, 0.9]}}}}})
-    write(run, "NEXT_SLICE_RESULTS", {"runs": {"thin": {"steps": 640, "seeds": {"42": {"runs": {
+    write(page, "NEXT_SLICE_RESULTS", {"runs": {"thin": {"steps": 640, "seeds": {"42": {"runs": {
         "two per axis": iou(0.40, 0.80), "least sure": iou(0.43, 0.80), "widest gap": iou(0.42, 0.81),
         "random": iou(0.41, 0.80)}}}}}})
 
-    lines = run.tried_lines({})
+    lines = page.tried_lines({})
     assert lines[2:11] == [
         "| tried | script | `thin` | `clear` | densify |", "|---|---|---|---|---|",
         # seeds 42 and 1 of one command, seed 2 of another: +0.02, -0.04, +0.03
@@ -103,9 +103,9 @@ def test_the_table_takes_the_12_minute_tuning_the_held_back_choice_the_watershed
     assert lines[11:] == []  # no volume's table: no gap to give
 
 
-def test_nothing_measured_gives_no_table(run):
-    assert run.tried_lines({}) == []
+def test_nothing_measured_gives_no_table(page):
+    assert page.tried_lines({}) == []
 
 
-def test_a_change_that_rounds_to_zero_has_no_minus_sign(run):
-    assert [run.signed(value) for value in (-0.0004, -0.0006, 0.02, 0.0)] == ["+0.000", "-0.001", "+0.020", "+0.000"]
+def test_a_change_that_rounds_to_zero_has_no_minus_sign(page):
+    assert [page.signed(value) for value in (-0.0004, -0.0006, 0.02, 0.0)] == ["+0.000", "-0.001", "+0.020", "+0.000"]

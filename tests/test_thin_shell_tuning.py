@@ -10,17 +10,23 @@ FOLDER = Path(__file__).resolve().parents[1] / "examples" / "thin_shell"
 
 
 @pytest.fixture
-def run(monkeypatch):
-    return load_example("thin_shell_run", FOLDER / "run.py", monkeypatch)
+def experiments(monkeypatch):
+    return load_example("thin_shell_experiments", FOLDER / "experiments.py", monkeypatch)
 
 
-def test_a_command_with_other_variants_keeps_the_runs_of_the_same_budget(run):
-    key = run.tuning_key(12.0, ["rotations of the cube", "defaults"])
+@pytest.fixture
+def page(monkeypatch):
+    return load_example("thin_shell_page", FOLDER / "page.py", monkeypatch)
+
+
+def test_a_command_with_other_variants_keeps_the_runs_of_the_same_budget(experiments):
+    key = experiments.tuning_key(12.0, ["rotations of the cube", "defaults"])
     assert key == "12 min: defaults, rotations of the cube"
-    assert run.tuning_key(12, ["defaults", "rotations of the cube"]) == key  # the order given does not matter
-    assert run.tuning_key(12, ["defaults", "batches of 8"]) != key
-    assert run.tuning_key(5, ["defaults", "rotations of the cube"]) != key
-    assert set(run.TUNING_TOPICS) == set(run.TUNING_VARIANTS) - {"defaults"}  # every variant heads its table
+    assert experiments.tuning_key(12, ["defaults", "rotations of the cube"]) == key  # the order given does not matter
+    assert experiments.tuning_key(12, ["defaults", "batches of 8"]) != key
+    assert experiments.tuning_key(5, ["defaults", "rotations of the cube"]) != key
+    # every variant heads its table
+    assert set(experiments.TUNING_TOPICS) == set(experiments.TUNING_VARIANTS) - {"defaults"}
 
 
 def budget(minutes: float, membranes: dict[str, list[float]], cells: dict[str, list[float]]) -> dict:
@@ -33,17 +39,18 @@ def budget(minutes: float, membranes: dict[str, list[float]], cells: dict[str, l
             "defaults": {"initial_learning_rate": 0.002, "patch_shape": [32, 32, 32], "batch_size": 4}}
 
 
-def test_each_command_gets_a_table_headed_by_what_its_variants_change(run, tmp_path, monkeypatch):
+def test_each_command_gets_a_table_headed_by_what_its_variants_change(experiments, page, tmp_path, monkeypatch):
     tuned = budget(5, {"defaults": [0.40, 0.50], "learning rate 0.001": [0.42, 0.52], "batches of 8": [0.30, 0.56]},
                    {"defaults": [0.80, 0.80], "learning rate 0.001": [0.82, 0.80], "batches of 8": [0.70, 0.80]})
     rotated = budget(12, {"defaults": [0.40, 0.50], "rotations of the cube": [0.38, 0.54]},
                      {"defaults": [0.80, 0.80], "rotations of the cube": [0.82, 0.82]})
-    results = {"commands": [], "runs": {"thin": {run.tuning_key(5, list(tuned["variants"])): tuned,
-                                                 run.tuning_key(12, list(rotated["variants"])): rotated}}}
+    key = experiments.tuning_key
+    results = {"commands": [], "runs": {"thin": {key(5, list(tuned["variants"])): tuned,
+                                                 key(12, list(rotated["variants"])): rotated}}}
     (tmp_path / "tuning.json").write_text(json.dumps(results))
-    monkeypatch.setattr(run, "TUNING_RESULTS", tmp_path / "tuning.json")
+    monkeypatch.setattr(page, "TUNING_RESULTS", tmp_path / "tuning.json")
 
-    lines = run.tuning_lines()
+    lines = page.tuning_lines()
     first, second = (index for index, line in enumerate(lines) if line.startswith("**"))
     assert lines[first].startswith("**The learning rate and the batch.** `python examples/thin_shell/tuning.py "
                                    "--minutes 5` (test machine, ")

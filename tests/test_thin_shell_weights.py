@@ -1,4 +1,4 @@
-"""examples/thin_shell/run.py: the page's summary of the class weights, computed from weights.py's paired runs."""
+"""examples/thin_shell/page.py: the page's summary of the class weights, computed from weights.py's paired runs."""
 
 import json
 from pathlib import Path
@@ -10,8 +10,8 @@ FOLDER = Path(__file__).resolve().parents[1] / "examples" / "thin_shell"
 
 
 @pytest.fixture
-def run(monkeypatch):
-    return load_example("thin_shell_run", FOLDER / "run.py", monkeypatch)
+def page(monkeypatch):
+    return load_example("thin_shell_page", FOLDER / "page.py", monkeypatch)
 
 
 def paired(membranes: list[tuple[float, float]], cells: list[tuple[float, float]], plateaued: list[bool]) -> dict:
@@ -22,7 +22,7 @@ def paired(membranes: list[tuple[float, float]], cells: list[tuple[float, float]
             for index, variant in enumerate(("none", "sqrt"))}
 
 
-def test_the_summary_gives_each_volumes_paired_gains_and_what_the_weights_cost(run, tmp_path, monkeypatch):
+def test_the_summary_gives_each_volumes_paired_gains_and_what_the_weights_cost(page, tmp_path, monkeypatch):
     edges = paired([(0.50, 0.49), (0.50, 0.48), (0.50, 0.47)], [(0.80, 0.79), (0.80, 0.79), (0.80, 0.76)],
                    [True, False, True])
     thin = paired([(0.40, 0.42), (0.40, 0.39), (0.40, 0.45)], [(0.80, 0.81)] * 3, [True, True, True])
@@ -30,9 +30,9 @@ def test_the_summary_gives_each_volumes_paired_gains_and_what_the_weights_cost(r
     clear = paired([(0.6, 0.7)], [(0.8, 0.8)], [False])  # one seed: no spread to give
     record = {"commands": [], "12": {"edges": edges, "thin": thin, "clear": clear}}
     (tmp_path / "weights.json").write_text(json.dumps(record))
-    monkeypatch.setattr(run, "WEIGHT_RESULTS", tmp_path / "weights.json")
+    monkeypatch.setattr(page, "WEIGHT_RESULTS", tmp_path / "weights.json")
 
-    summary = run.weight_summaries()
+    summary = page.weight_summaries()
     bullets = summary["weights_at_12_minutes"].split("\n")
     assert bullets == [
         # thick has not run; the one-seed clear counts as not measured either
@@ -52,12 +52,12 @@ def test_the_summary_gives_each_volumes_paired_gains_and_what_the_weights_cost(r
         " and up to 0.020 at 12 minutes (mean of 3 seeds), and on the two-voxel membranes with no brightness of "
         "their own they cost the membrane 0.020 too, lower on every one of 3 seeds")
     assert "they cost the cells up to 0.025 with each window predicted once (clear membranes, 2 seeds) and up to " \
-           "0.020 at 12 minutes" in run.USAGE.format(**summary, ensemble_note="")
+           "0.020 at 12 minutes" in page.USAGE.format(**summary, ensemble_note="")
 
 
-def test_without_paired_runs_the_summary_names_the_commands_to_run(run, tmp_path, monkeypatch):
-    monkeypatch.setattr(run, "WEIGHT_RESULTS", tmp_path / "absent.json")
-    summary = run.weight_summaries()
+def test_without_paired_runs_the_summary_names_the_commands_to_run(page, tmp_path, monkeypatch):
+    monkeypatch.setattr(page, "WEIGHT_RESULTS", tmp_path / "absent.json")
+    summary = page.weight_summaries()
     assert summary["weights_why"] == ""
     assert summary["weights_at_12_minutes"].split("\n")[-1] == (
         "  - two-voxel membranes with no brightness of their own: not measured yet "

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from blending import run_child
 from processes import command_line, machine_name, run_json_process, run_two_at_a_time, save_json
-from run import ACCELERATOR_RESULTS, BOUND_OTHERS, DEFAULT_SEED
+from experiments import ACCELERATOR_RESULTS, BOUND_OTHERS, DEFAULT_SEED
 from volume import VOLUMES
 
 HERE = Path(__file__).resolve().parent

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
+from experiments import BLENDING_RESULTS as RESULTS  # noqa: E402
 from processes import reply_to_parent, run_json_process, run_two_at_a_time, save_json, start_results  # noqa: E402
 
 MINUTES = (5, 12)
@@ -131,8 +132,6 @@ def main(argv: list[str] | None = None) -> int:
         result = (one_mni152(int(seed)) if kind == "mni152" else
                   one_volume(name, int(seed), int(minutes), other=kind == "other"))
         reply_to_parent(result)
-
-    from run import BLENDING_RESULTS as RESULTS  # not at the top: the MNI152 children import mni152_sparse's run
 
     results, _ = start_results(RESULTS, __file__, argv, {})
     for key in ("volumes", "other_volume", "mni152"):

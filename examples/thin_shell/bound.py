@@ -30,7 +30,7 @@ import numpy as np
 
 from accelerator import gpu_name
 from processes import command_line, machine_name, reply_to_parent, run_json_process, save_json
-from run import BOUND_OTHERS, BOUND_RESULTS, DEFAULT_SEED
+from experiments import BOUND_OTHERS, BOUND_RESULTS, DEFAULT_SEED
 from volume import IGNORE, VOLUMES, iou_per_class, make_volume, other_volumes, sparse_labels
 
 
