@@ -1918,7 +1918,25 @@ def markdown() -> str:
         results_name, heading = VOLUME_TABLES[volume]
         lines += [f"#### {heading}", "", *table(volume_results, results_name, volume)]
     lines += ["#### The MNI152 rows", "", *mni152_lines()]
-    return "\n".join(lines)
+    text = "\n".join(lines)
+    head, body = text.split("\n", 1)
+    return "\n".join([head, "", "In this section:", "", *contents_lines(body), body])
+
+
+def heading_anchor(title: str) -> str:
+    """The anchor that GitHub gives a heading of this title: lower case, no punctuation, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+
+
+def contents_lines(text: str) -> list[str]:
+    """A list of the ### and #### headings of ``text``, each a link to its heading, the #### ones under theirs."""
+    lines = []
+    for line in text.splitlines():
+        marks = len(line) - len(line.lstrip("#"))
+        if marks in (3, 4) and line[marks:marks + 1] == " ":
+            title = line[marks + 1:]
+            lines.append("  " * (marks - 3) + f"- [{title}](#{heading_anchor(title)})")
+    return lines
 
 
 def write_section() -> None:
