@@ -36,7 +36,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from unet3d_keras.errors import DataError
-from unet3d_keras.fileio import check_writable_folder, remove_stale_temporary_files, temporary_path
+from unet3d_keras.fileio import check_writable_folder, made_folder, remove_stale_temporary_files, temporary_path
 from unet3d_keras.modalities import BRATS_MODALITIES, BRATS_TRUTH_NAMES, brats_modality_names
 from unet3d_keras.run_lock import run_folder_lock
 from unet3d_keras.subject_images import check_subject_geometry, read_subject_images
@@ -369,17 +369,11 @@ def convert_brats_data(
     subject_ids, file_tuples = find_brats_subjects(brats_folder, MODALITIES, include_truth=require_truth)
     for subject_id, files in zip(subject_ids, file_tuples):  # headers only: fast, before anything is written
         check_subject_headers(subject_id, files)
-    created = not os.path.isdir(out_folder)
-    os.makedirs(out_folder, exist_ok=True)
-    try:
-        check_writable_folder(out_folder)
-        with run_folder_lock(out_folder, "output folder"):  # a second run would convert the same subjects
-            return _convert_subjects(subject_ids, file_tuples, out_folder, overwrite,
-                                     no_bias_correction_modalities, bias_correction, require_truth, **n4_options)
-    except BaseException:
-        if created and not os.listdir(out_folder):  # a run that wrote nothing leaves nothing
-            os.rmdir(out_folder)
-        raise
+    check_writable_folder(out_folder)  # or, where it is still to be made, its nearest existing parent
+    # a run that wrote nothing leaves no folder; a second run would convert the same subjects
+    with made_folder(out_folder), run_folder_lock(out_folder, "output folder"):
+        return _convert_subjects(subject_ids, file_tuples, out_folder, overwrite,
+                                 no_bias_correction_modalities, bias_correction, require_truth, **n4_options)
 
 
 def _convert_subjects(subject_ids, file_tuples, out_folder, overwrite, no_bias_correction_modalities,

@@ -150,3 +150,26 @@ def test_nifti_images_are_written_together_or_not_at_all(tmp_path):
     save_images_atomically([other, other], [labels, plain])
     assert labels.read_bytes()[:2] == b"\x1f\x8b" and plain.read_bytes()[:2] != b"\x1f\x8b"
     np.testing.assert_array_equal(np.asarray(nib.load(plain).dataobj), 0)
+
+
+def test_an_output_folder_is_made_and_taken_back_only_while_empty(tmp_path):
+    kept = tmp_path / "kept"
+    with fileio.made_folder(kept / "a" / "b") as folder:
+        (folder / "map.nii.gz").write_text("written")
+    assert (kept / "a" / "b" / "map.nii.gz").read_text() == "written"
+
+    with pytest.raises(ValueError, match="bad labels"):
+        with fileio.made_folder(tmp_path / "new" / "deeper"):
+            raise ValueError("bad labels")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["kept"]  # both folders it made are gone
+
+    with pytest.raises(ValueError):
+        with fileio.made_folder(kept / "a" / "c"):  # a and kept were there before: only c goes
+            raise ValueError
+    assert sorted(path.name for path in (kept / "a").iterdir()) == ["b"]
+
+    with pytest.raises(KeyboardInterrupt):
+        with fileio.made_folder(tmp_path / "partial" / "out") as folder:
+            (folder / "half.tmp").write_text("")
+            raise KeyboardInterrupt
+    assert (tmp_path / "partial" / "out" / "half.tmp").exists()  # not empty: kept, with its parents

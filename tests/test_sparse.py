@@ -380,19 +380,22 @@ def test_make_sparse_labels_nested_placement(sparse_case):
 
 def test_make_sparse_labels_then_densify_end_to_end(sparse_case):
     folder, affine, dense = sparse_case
-    made = run_script("make_sparse_labels.py", folder / "dense.nii.gz", folder / "sparse.nii.gz", "--slices", 3, 3, 3)
+    # both scripts make their output folders
+    made = run_script("make_sparse_labels.py", folder / "dense.nii.gz", folder / "labels" / "sparse.nii.gz",
+                      "--slices", 3, 3, 3)
     assert made.returncode == 0, made.stderr
-    sparse_image = nib.load(folder / "sparse.nii.gz")
+    sparse_image = nib.load(folder / "labels" / "sparse.nii.gz")
     sparse = np.asarray(sparse_image.dataobj)
     np.testing.assert_allclose(sparse_image.affine, affine)
     assert 0.2 < np.mean(sparse != 255) < 0.5
 
-    result = run_script("densify.py", "--image", folder / "image.nii.gz", "--labels", folder / "sparse.nii.gz",
-                        "--output", folder / "dense_pred.nii.gz", "--steps", 128, "--quiet",
+    result = run_script("densify.py", "--image", folder / "image.nii.gz",
+                        "--labels", folder / "labels" / "sparse.nii.gz",
+                        "--output", folder / "out" / "run 1" / "dense_pred.nii.gz", "--steps", 128, "--quiet",
                         "--set", "model.n_base_filters=4", "--set", "training.patch_shape=[16,16,16]")
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stdout
-    output = nib.load(folder / "dense_pred.nii.gz")
+    output = nib.load(folder / "out" / "run 1" / "dense_pred.nii.gz")
     labels = np.asarray(output.dataobj)
     assert labels.shape == dense.shape
     np.testing.assert_allclose(output.affine, affine)
@@ -422,14 +425,14 @@ def test_densify_keeps_to_max_minutes_on_a_64x64x32_volume(tmp_path):
     assert np.asarray(nib.load(tmp_path / "dense.nii.gz").dataobj).shape == (64, 64, 32)
 
 
-def _densify_error(folder, *extra):
+def _densify_error(folder, *extra, output="out.nii.gz"):
     before = sorted(p.name for p in folder.iterdir())
     from importlib import util
 
     spec = util.spec_from_file_location("densify_script", ROOT / "scripts" / "densify.py")
     module = util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    status = module.main(["--image", str(folder / "image.nii.gz"), "--output", str(folder / "out.nii.gz"), *extra])
+    status = module.main(["--image", str(folder / "image.nii.gz"), "--output", str(folder / output), *extra])
     assert status == 2
     assert sorted(p.name for p in folder.iterdir()) == before  # nothing written
     return status
@@ -440,6 +443,12 @@ def test_densify_bad_inputs(sparse_case, capsys):
     nib.save(nib.Nifti1Image(dense[:-1], affine), folder / "short.nii.gz")
     _densify_error(folder, "--labels", str(folder / "short.nii.gz"))
     assert "short.nii.gz" in capsys.readouterr().err
+    _densify_error(folder, "--labels", str(folder / "short.nii.gz"), output="new/deeper/out.nii.gz")
+    assert "short.nii.gz" in capsys.readouterr().err  # and the folders made for the output are gone again
+    (folder / "a_file").write_text("")
+    _densify_error(folder, "--labels", str(folder / "short.nii.gz"), output="a_file/out.nii.gz")
+    assert "a_file: cannot write to the output folder: " in capsys.readouterr().err
+    (folder / "a_file").unlink()
 
     shifted = affine.copy()
     shifted[0, 3] += 5

@@ -4,7 +4,8 @@ A process killed at any point leaves either the old complete file or the new
 complete one, never a truncated file under the real name. Files that belong
 together are renamed all or none (:func:`atomic_paths`). The temporary names
 (``.{name}.tmp-{pid}[suffix]``), the clean-up of those left by killed writers,
-the flush to disk and the check that a folder is writable all live here.
+the flush to disk, the check that a folder is writable and the making of an
+output folder that a failed command takes back all live here.
 """
 
 from __future__ import annotations
@@ -263,6 +264,29 @@ def check_writable_folder(folder: str | os.PathLike, what: str = "output folder"
         where = "" if probe == folder.absolute() else f" (in {probe})"
         raise DataError(f"{folder}: cannot write to the {what}{where}: {error.strerror or error}") from None
     return folder
+
+
+@contextmanager
+def made_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """Make ``folder`` and its missing parents for the ``with`` block; if the block fails, remove those it made
+    that are still empty, so that a command that fails leaves no folder behind.
+
+    Yields:
+        ``folder`` as a :class:`~pathlib.Path`.
+    """
+    folder = Path(folder)
+    absolute = folder.absolute()
+    missing = [path for path in (absolute, *absolute.parents) if not path.exists()]  # deepest first
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        for path in missing:
+            try:
+                path.rmdir()
+            except OSError:  # something was written into it: keep it and its parents
+                break
+        raise
 
 
 def _probe_write(folder: Path) -> None:

@@ -60,7 +60,7 @@ from ..checks import require_integer_values
 from ..cli import base_parser, run
 from ..densify_holdout import CLASS_WEIGHTINGS, SAMPLINGS, DensifyOptions, low_classes
 from ..errors import DataError
-from ..fileio import check_writable_folder, write_text_atomically
+from ..fileio import check_writable_folder, made_folder, write_text_atomically
 from ..inference_io import save_images_atomically
 from ..run_lock import run_folder_lock
 from ..sparse import annotated_classes, check_label_range
@@ -81,7 +81,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image", action="append", required=True, metavar="IMG",
                         help="image of the volume (repeat for several channels, same grid)")
     parser.add_argument("--labels", required=True, metavar="SPARSE", help="sparse label map (NIfTI)")
-    parser.add_argument("--output", required=True, metavar="OUT", help="dense label map to write (.nii or .nii.gz)")
+    parser.add_argument("--output", required=True, metavar="OUT",
+                        help="dense label map to write (.nii or .nii.gz; its folder is made if missing)")
     parser.add_argument("--ignore-label", type=int, default=255, help="value of unannotated voxels (default 255)")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="time bound of the whole run (default 10; with --steps, none)")
@@ -129,12 +130,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def check_paths(args: argparse.Namespace) -> Path:
-    """The output path, checked before any work: a NIfTI name in an existing folder, not an input."""
+    """The output path, checked before any work: a NIfTI name in a folder that can be written (or made), not an
+    input."""
     output = Path(args.output)
     if not str(output).endswith(NIFTI_SUFFIXES):
         raise DataError(f"{output}: the output must be a NIfTI file name ending in .nii or .nii.gz")
-    if not output.parent.resolve().is_dir():
-        raise DataError(f"{output}: the output folder {output.parent} does not exist")
     check_writable_folder(output.parent)  # before minutes of training
     inputs = input_paths(args)
     if output.resolve() in inputs:
@@ -232,10 +232,12 @@ def read_inputs(images: list[str], labels: str, ignore_label: int,
 
 
 def work(args: argparse.Namespace) -> int:
-    """Check the arguments, then densify under the output folder's lock; returns the exit status."""
+    """Check the arguments, then densify under the output folder's lock (the folder made if missing, and taken
+    back if the run fails); returns the exit status."""
     output = check_paths(args)
     options = densify_options(args)
-    with run_folder_lock(output.parent, "output folder"):  # one densification at a time writes into a folder
+    # one densification at a time writes into a folder
+    with made_folder(output.parent), run_folder_lock(output.parent, "output folder"):
         return _densify_into(args, output, options)
 
 

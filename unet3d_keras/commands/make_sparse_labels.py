@@ -22,6 +22,7 @@ import numpy as np
 from ..checks import require_integer_values
 from ..cli import base_parser, run
 from ..errors import DataError
+from ..fileio import check_writable_folder, made_folder
 from ..inference_io import save_image_atomically
 from ..sparse import make_sparse_annotation
 from ..utils.utils import read_image
@@ -30,7 +31,8 @@ from ..utils.utils import read_image
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = base_parser(__doc__.splitlines()[0], with_config=False)
     parser.add_argument("dense", help="dense label map (NIfTI)")
-    parser.add_argument("sparse", help="sparse label map to write (.nii or .nii.gz)")
+    parser.add_argument("sparse",
+                        help="sparse label map to write (.nii or .nii.gz; its folder is made if missing)")
     parser.add_argument("--slices", type=int, nargs=3, default=(4, 4, 4), metavar=("KX", "KY", "KZ"),
                         help="slices kept across the x, y and z axes (default 4 4 4)")
     placement = parser.add_mutually_exclusive_group()
@@ -46,8 +48,7 @@ def work(args: argparse.Namespace) -> int:
     output = Path(args.sparse)
     if not str(output).endswith((".nii", ".nii.gz")):
         raise DataError(f"{output}: the output must be a NIfTI file name ending in .nii or .nii.gz")
-    if not output.parent.resolve().is_dir():
-        raise DataError(f"{output}: the output folder {output.parent} does not exist")
+    check_writable_folder(output.parent)
     if output.resolve() == Path(args.dense).resolve():
         raise DataError(f"{output}: the output would overwrite the dense input; choose another name")
     image = read_image(args.dense, interpolation="nearest")
@@ -70,7 +71,8 @@ def work(args: argparse.Namespace) -> int:
     dtype = np.uint8 if sparse.max() <= 255 and sparse.min() >= 0 else np.int32
     out = nib.Nifti1Image(sparse.astype(dtype), original.affine, original.header)
     out.set_data_dtype(dtype)
-    save_image_atomically(out, output)
+    with made_folder(output.parent):
+        save_image_atomically(out, output)
     print(f"wrote {output}: {np.mean(sparse != args.ignore_label) * 100:.2f}% of the voxels annotated "
           f"({args.slices[0]}, {args.slices[1]}, {args.slices[2]} slices across x, y, z)")
     return 0
