@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 from blending import run_child
-from processes import command_line, machine_name, run_json_process, run_two_at_a_time, save_json
 from experiments import ACCELERATOR_RESULTS, BOUND_OTHERS, DEFAULT_SEED
+from processes import command_line, machine_name, run_json_process, run_two_at_a_time, save_json
 from volume import VOLUMES
 
 HERE = Path(__file__).resolve().parent

@@ -29,8 +29,8 @@ import time
 import numpy as np
 
 from accelerator import gpu_name
-from processes import command_line, machine_name, reply_to_parent, run_json_process, save_json
 from experiments import BOUND_OTHERS, BOUND_RESULTS, DEFAULT_SEED
+from processes import command_line, machine_name, reply_to_parent, run_json_process, save_json
 from volume import IGNORE, VOLUMES, iou_per_class, make_volume, other_volumes, sparse_labels
 
 

@@ -31,8 +31,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from processes import seed_variants_main  # noqa: E402
 from experiments import ENSEMBLE_RESULTS, ENSEMBLE_SEED_OFFSET, ENSEMBLE_WAYS  # noqa: E402
+from processes import seed_variants_main  # noqa: E402
 from volume import IGNORE, iou_per_class, sparse_volume  # noqa: E402
 
 #: a second model needs at least this many seconds of the budget to be trained

@@ -28,8 +28,8 @@ import numpy as np
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from processes import machine_name, run_two_at_a_time, save_json, start_results  # noqa: E402
 from experiments import DEFAULT_SEED, FIGURE, FIGURE_RESULTS, HERE  # noqa: E402
+from processes import machine_name, run_two_at_a_time, save_json, start_results  # noqa: E402
 from run import run_row  # noqa: E402
 from volume import (CLASSES, IGNORE, MEMBRANE, SHAPE, VOLUMES, best_thresholds, iou_per_class,  # noqa: E402
                     make_volume, sparse_labels, threshold_classes, volume_cells, write_inputs)

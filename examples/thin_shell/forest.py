@@ -27,8 +27,8 @@ from sklearn.ensemble import RandomForestClassifier
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from processes import save_json, start_results  # noqa: E402
 from experiments import DEFAULT_SEED, FOREST_RESULTS  # noqa: E402
+from processes import save_json, start_results  # noqa: E402
 from volume import IGNORE, VOLUMES, iou_per_class, make_volume, sparse_labels  # noqa: E402
 
 #: sigmas (voxels) of the smoothing, gradient magnitude and Laplacian features, and of the Hessian's

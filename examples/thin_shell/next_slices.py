@@ -39,9 +39,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from experiments import ADDED_WAYS, FIRST_RUN, NEXT_SLICE_RESULTS  # noqa: E402
 from processes import (machine_name, reply_to_parent, run_json_process, run_two_at_a_time, save_json,  # noqa: E402
                        start_results)
-from experiments import ADDED_WAYS, FIRST_RUN, NEXT_SLICE_RESULTS  # noqa: E402
 from volume import IGNORE, MEMBRANE, VOLUMES, iou_per_class, make_volume, sparse_labels  # noqa: E402
 
 

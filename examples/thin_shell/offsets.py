@@ -33,8 +33,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from processes import reply_to_parent, run_json_process, run_two_at_a_time, start_results  # noqa: E402
 from experiments import DECISION_RULES, OFFSET_RESULTS, chosen_settings  # noqa: E402
+from processes import reply_to_parent, run_json_process, run_two_at_a_time, start_results  # noqa: E402
 from volume import IGNORE, MEMBRANE, VOLUMES, iou_per_class, make_volume, sparse_labels  # noqa: E402
 
 OFFSETS = np.round(np.arange(-2.0, 3.01, 0.1), 1)

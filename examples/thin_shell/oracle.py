@@ -32,8 +32,8 @@ from scipy import ndimage
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from processes import save_json, start_results  # noqa: E402
 from experiments import ORACLE_RESULTS  # noqa: E402
+from processes import save_json, start_results  # noqa: E402
 from volume import (IGNORE, ONE_VOXEL, VOLUMES, draw_image, face_sides, iou_per_class, make_tissue,  # noqa: E402
                     make_volume, membrane_mask, sparse_labels)
 

@@ -35,9 +35,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from processes import seed_variants_main  # noqa: E402
 from experiments import (SELF_TRAINING_BALANCED_SHARE, SELF_TRAINING_FIRST_SHARE, SELF_TRAINING_RESULTS,  # noqa: E402
                          SELF_TRAINING_THRESHOLD)
+from processes import seed_variants_main  # noqa: E402
 from volume import IGNORE, MEMBRANE, iou_per_class, sparse_volume  # noqa: E402
 
 #: the runs of a seed: densify's defaults, and self-training with the labels that :func:`pseudo_labels` makes with

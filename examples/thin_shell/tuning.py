@@ -26,8 +26,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from processes import machine_name, reply_to_parent, run_json_process, run_two_at_a_time, start_results  # noqa: E402
 from experiments import TUNED, TUNING_RESULTS, TUNING_VARIANTS, tuning_key  # noqa: E402
+from processes import machine_name, reply_to_parent, run_json_process, run_two_at_a_time, start_results  # noqa: E402
 from volume import IGNORE, VOLUMES, iou_per_class, make_volume, sparse_labels  # noqa: E402
 
 

@@ -38,8 +38,8 @@ from scipy import ndimage
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from processes import run_process, save_json, start_results  # noqa: E402
 from experiments import DEFAULT_SEED, ROOT, WATERSHED_RESULTS  # noqa: E402
+from processes import run_process, save_json, start_results  # noqa: E402
 from volume import (CLASSES, IGNORE, MEMBRANE, ONE_VOXEL, VOLUMES, face_sides, iou_per_class, make_volume,  # noqa: E402
                     sparse_labels, volume_cells, write_inputs)
 

@@ -22,8 +22,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from blending import MINUTES, one_volume  # noqa: E402
-from processes import seed_variants_main  # noqa: E402
 from experiments import WEIGHT_RESULTS  # noqa: E402
+from processes import seed_variants_main  # noqa: E402
 
 #: the runs to pair: name -> the fields of densify's options (DensifyOptions) that differ from its defaults
 VARIANTS = {"none": {}, "sqrt": {"class_weighting": "sqrt"},
