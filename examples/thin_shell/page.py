@@ -1940,7 +1940,7 @@ def contents_lines(text: str) -> list[str]:
 
 
 def write_section() -> None:
-    """Replace this script's section of docs/sparse_annotation.md (or add it at the end)."""
+    """Replace the section of docs/sparse_annotation.md (or add it at the end)."""
     page = DOCS.read_text(encoding="utf-8")
     if SECTION in page:
         page = page[: page.index(SECTION)]
