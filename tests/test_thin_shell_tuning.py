@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from example_scripts import load_example
 
@@ -72,3 +73,14 @@ def test_each_command_gets_a_table_headed_by_what_its_variants_change(experiment
         "- Against the defaults, rotations of the cube moved the membrane by +0.010 (each seed -0.020, +0.040) and "
         "the cells by +0.020 (each seed +0.020, +0.020).",
         "- None scored the membrane higher than the defaults on every seed: the defaults stay."]
+
+
+def test_a_move_that_rounds_to_zero_has_no_minus_sign(page):
+    # variant x seed x class: IoU less the defaults' of the same seed
+    changes = {"depth 4": np.array([[0.0, -0.010, 0.0060], [0.0, -0.006, -0.0066]]),
+               "depth 2": np.array([[0.0, -0.020, -0.0510], [0.0, -0.020, -0.0470]])}
+    assert page.moved_lines(changes) == ("- Against the defaults, the variants moved the membrane by -0.049 to +0.000 "
+                                         "and the cells by -0.020 to -0.008.")
+    assert page.moved_lines({"depth 4": changes["depth 4"]}) == (
+        "- Against the defaults, depth 4 moved the membrane by +0.000 (each seed +0.006, -0.007) and the cells by "
+        "-0.008 (each seed -0.010, -0.006).")

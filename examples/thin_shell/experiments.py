@@ -87,12 +87,16 @@ TUNING_VARIANTS: dict[str, tuple[str, ...]] = {
                                     "prediction.overlap=8"),
     # the 48 rotations and reflections of each training window, where the defaults only flip it
     "rotations of the cube": ("augment.permute=true",),
+    # the U-Net's levels (densify's: 3): one pooling less or one more
+    "depth 2": ("model.depth=2",),
+    "depth 4": ("model.depth=4",),
 }
 #: What each variant of TUNING_VARIANTS changes, for the heading of its table.
 TUNING_TOPICS = {"learning rate 0.001": "the learning rate", "learning rate 0.005": "the learning rate",
                  "batches of 8": "the batch", "24³ windows": "the window",
                  "16³ windows in batches of 8": "the window",
-                 "rotations of the cube": "rotations of the training windows"}
+                 "rotations of the cube": "rotations of the training windows",
+                 "depth 2": "the depth of the U-Net", "depth 4": "the depth of the U-Net"}
 #: The training settings (of densify's config) that TUNING_VARIANTS change: tuning.py records their defaults.
 TUNED = ("initial_learning_rate", "patch_shape", "batch_size")
 #: figure.py's old and today's 12-minute runs of each volume and seed: their scores, and the picture of seed 42's.

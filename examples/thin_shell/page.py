@@ -1598,13 +1598,13 @@ def moved_lines(changes: dict[str, np.ndarray]) -> str:
     """
     means = np.array([change.mean(axis=0) for change in changes.values()])  # variant x class
     if len(changes) > 1:
-        return (f"- Against the defaults, the variants moved the membrane by {means[:, MEMBRANE].min():+.3f} to "
-                f"{means[:, MEMBRANE].max():+.3f} and the cells by {means[:, 1].min():+.3f} to "
-                f"{means[:, 1].max():+.3f}.")
+        return (f"- Against the defaults, the variants moved the membrane by {signed(means[:, MEMBRANE].min())} to "
+                f"{signed(means[:, MEMBRANE].max())} and the cells by {signed(means[:, 1].min())} to "
+                f"{signed(means[:, 1].max())}.")
     ((name, each),) = changes.items()
-    return (f"- Against the defaults, {name} moved the membrane by {means[0, MEMBRANE]:+.3f} (each seed "
-            f"{', '.join(f'{gain:+.3f}' for gain in each[:, MEMBRANE])}) and the cells by {means[0, 1]:+.3f} (each "
-            f"seed {', '.join(f'{gain:+.3f}' for gain in each[:, 1])}).")
+    return (f"- Against the defaults, {name} moved the membrane by {signed(means[0, MEMBRANE])} (each seed "
+            f"{', '.join(map(signed, each[:, MEMBRANE]))}) and the cells by {signed(means[0, 1])} (each "
+            f"seed {', '.join(map(signed, each[:, 1]))}).")
 
 
 def tuning_lines() -> list[str]:
