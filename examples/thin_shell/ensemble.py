@@ -5,7 +5,7 @@ with one thread each, as ``run.py`` runs its rows):
 
 - ``second model``: ``unet3d_keras.densify.fit_sparse`` with densify's defaults and the whole budget (the
   plateau of its held-back score often ends it early); then, where at least a minute is left, a second
-  model with another seed (``run.ENSEMBLE_SEED_OFFSET`` added), as densify trains, until the budget's end.
+  model with another seed (``experiments.ENSEMBLE_SEED_OFFSET`` added), as densify trains, until the budget's end.
   The run records the first model's scores (densify's defaults), the second's, and those of the two
   models' probabilities averaged;
 - ``two halves``: a model for the first half of the budget and one with another seed for the rest, their

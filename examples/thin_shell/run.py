@@ -20,13 +20,14 @@ the model did not see.
 Results go to examples/thin_shell/results*.json (rows already there are kept unless rerun).
 ``blending.py`` scores today's models with both blendings of the windows, ``figure.py`` draws a slice,
 ``offsets.py`` tries a decision offset and ridge decoding for the membrane, ``bound.py`` trains long on every
-voxel of other volumes, ``tuning.py`` changes the learning rate, the window or the batch, or rotates the
-training windows, ``next_slices.py`` adds the slices that densify names for annotation, ``oracle.py`` asks how much of a
-one-voxel membrane the image shows, ``forest.py`` runs the classic baseline (a random forest on filter
-responses), ``watershed.py`` redraws the membrane between the cells that a watershed finds, ``weights.py``
-pairs square-root class weights with the defaults at one budget, ``self_training.py`` trains again on the
-model's surest predictions (self-training) beside the defaults, ``ensemble.py`` averages two models trained
-within the budget, ``accelerator.py`` runs densify and the bound on a GPU;
+voxel of other volumes, ``tuning.py`` changes the learning rate, the window, the batch or the depth, or
+rotates the training windows, ``next_slices.py`` adds the slices that densify names for annotation,
+``oracle.py`` asks how much of a one-voxel membrane the image shows, ``forest.py`` runs the classic baseline
+(a random forest on filter responses), ``watershed.py`` redraws the membrane between the cells that a
+watershed finds, ``weights.py`` pairs square-root class weights with the defaults at one budget,
+``self_training.py`` trains again on the model's surest predictions (self-training) beside the defaults,
+``ensemble.py`` averages two models trained within the budget, ``accelerator.py`` runs densify and the bound
+on a GPU;
 ``run.py --markdown-only`` puts their figures on the page too (``page.py``).
 """
 

@@ -5,13 +5,13 @@ For each seed, the runs of the same budget train two at a time (two processes wi
 of ``volume.py`` (two slices per axis annotated):
 
 - ``defaults``: ``unet3d_keras.densify.fit_sparse`` with densify's defaults for the whole budget;
-- ``self-training``: the same for the first half of the budget (``run.SELF_TRAINING_FIRST_SHARE``);
+- ``self-training``: the same for the first half of the budget (``experiments.SELF_TRAINING_FIRST_SHARE``);
   then every never-annotated voxel whose predicted probability is at least
-  ``run.SELF_TRAINING_THRESHOLD`` (0.9) takes the predicted class as its label, and a new model trains
+  ``experiments.SELF_TRAINING_THRESHOLD`` (0.9) takes the predicted class as its label, and a new model trains
   from scratch on the annotated voxels and those for the rest of the budget, to its end (the held-back
   tiles would hold pseudo-labels too, so their plateau does not stop it);
 - ``balanced self-training``: the same, but each class labels the surest half
-  (``run.SELF_TRAINING_BALANCED_SHARE``) of the voxels predicted as it, so that no class is left
+  (``experiments.SELF_TRAINING_BALANCED_SHARE``) of the voxels predicted as it, so that no class is left
   unlabelled more than another (class-balanced self-training, Zou et al. 2018).
 
 Each is predicted as densify predicts (``predict_classes``) and scored on the never-annotated voxels;

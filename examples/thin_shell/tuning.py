@@ -1,19 +1,19 @@
 """Densify's training settings, each changed alone, side by side in one session.
 
-The variants (``run.TUNING_VARIANTS``) change the learning rate, the window, the batch, or rotate the training
-windows. For a volume of ``volume.py`` (two slices per axis annotated) and each seed, train densify's defaults and
-each variant of ``run.TUNING_VARIANTS`` for ``--minutes`` with ``unet3d_keras.densify.fit_sparse``, predict the
-volume as densify does and score the IoU per class on the never-annotated voxels. The runs of one
-command share a machine and a session, so that their steps and scores compare; the tables' rows
-come from several sessions.
+The variants (``experiments.TUNING_VARIANTS``) change the learning rate, the window, the batch or the
+U-Net's depth, or rotate the training windows. For a volume of ``volume.py`` (two slices per axis annotated)
+and each seed, train densify's defaults and each variant for ``--minutes`` with
+``unet3d_keras.densify.fit_sparse``, predict the volume as densify does and score the IoU per class on the
+never-annotated voxels. The runs of one command share a machine and a session, so that their steps and scores
+compare; the tables' rows come from several sessions.
 
     python examples/thin_shell/tuning.py [--volume thin] [--seed 42 1] [--minutes 5]
 
 Each training runs in its own process with one thread, two at a time (as ``run.py`` does).
 Writes ``results_tuning.json``: ``{"runs": {volume: {key: {"command", "machine", "minutes", "defaults", "variants":
-{variant: {seed: run}}}}}, "commands": [...]}``, the key naming the budget and the variants (``run.tuning_key``: a
-later command with the same ones replaces their runs), "defaults" being densify's training settings that the
-variants change;
+{variant: {seed: run}}}}}, "commands": [...]}``, the key naming the budget and the variants
+(``experiments.tuning_key``: a later command with the same ones replaces their runs), "defaults" being
+densify's training settings that the variants change;
 ``run.py --markdown-only`` puts it on the page.
 """
 
