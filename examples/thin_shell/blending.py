@@ -61,15 +61,13 @@ def one_volume(volume: str, seed: int, minutes: int, other: bool = False, change
     densify's options (``DensifyOptions``) that differ from its defaults.
     """
     import keras
-    from volume import IGNORE, SHAPE, VOLUMES, after_other_volume, iou_per_class, make_volume, sparse_labels
+    from volume import IGNORE, SHAPE, VOLUMES, after_other_volume, iou_per_class, sparse_volume
 
     from unet3d_keras.densify import fit_sparse
     from unet3d_keras.densify_holdout import DensifyOptions
 
     options = DensifyOptions(**(changes or {}))
-    image, dense = make_volume(**VOLUMES[volume])
-    sparse = sparse_labels(dense)
-    never = sparse == IGNORE
+    image, dense, sparse, never = sparse_volume(volume)
     if other:
         image, sparse = after_other_volume(image, VOLUMES[volume])
     began = time.monotonic()

@@ -32,7 +32,7 @@ from experiments import DEFAULT_SEED, FIGURE, FIGURE_RESULTS, HERE  # noqa: E402
 from processes import machine_name, run_two_at_a_time, save_json, start_results  # noqa: E402
 from run import run_row  # noqa: E402
 from volume import (CLASSES, IGNORE, MEMBRANE, SHAPE, VOLUMES, best_thresholds, iou_per_class,  # noqa: E402
-                    make_volume, sparse_labels, threshold_classes, volume_cells, write_inputs)
+                    make_volume, sparse_labels, sparse_volume, threshold_classes, volume_cells, write_inputs)
 
 from unet3d_keras.fileio import atomic_path  # noqa: E402
 
@@ -144,9 +144,7 @@ def record_by_place() -> None:
     results = json.loads(RESULTS.read_text())
     results["membrane_between_cells_share"], results["thresholds_within_one_voxel"] = {}, {}
     for volume, runs in results["volumes"].items():
-        image, dense = make_volume(**VOLUMES[volume])
-        sparse = sparse_labels(dense)
-        never = sparse == IGNORE
+        image, dense, sparse, never = sparse_volume(volume)
         regions = volume_cells(volume, dense)
         membrane = (dense == 2) & never
         results["membrane_between_cells_share"][volume] = float(np.sum(membrane & ~near_background(dense))
@@ -179,9 +177,7 @@ def draw() -> None:
     figure, axes = plt.subplots(len(volumes), 3 + len(RUNS), figsize=(2.6 * (3 + len(RUNS)), 2.7 * len(volumes)),
                                 squeeze=False)
     for row, volume in enumerate(volumes):
-        image, dense = make_volume(**VOLUMES[volume])
-        sparse = sparse_labels(dense)
-        never = sparse == IGNORE
+        image, dense, sparse, never = sparse_volume(volume)
         classes = {"intensity thresholds": threshold_classes(image, *best_thresholds(image, sparse)),
                    **{title: maps[f"{volume}/{name}"] for name, title in RUNS.items()}}
         panels = [(f"--volume {volume}", image, "gray"), ("truth", dense, ""),

@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from experiments import DECISION_RULES, OFFSET_RESULTS, chosen_settings  # noqa: E402
 from processes import reply_to_parent, run_json_process, run_two_at_a_time, start_results  # noqa: E402
-from volume import IGNORE, MEMBRANE, VOLUMES, iou_per_class, make_volume, sparse_labels  # noqa: E402
+from volume import IGNORE, MEMBRANE, VOLUMES, iou_per_class, sparse_volume  # noqa: E402
 
 OFFSETS = np.round(np.arange(-2.0, 3.01, 0.1), 1)
 #: the ridge decoding's thresholds: above 0.5 the argmax already says membrane
@@ -72,9 +72,7 @@ def one_run(volume: str, seed: int, minutes: int) -> dict:
     the held-back and the never-annotated voxels."""
     from unet3d_keras.densify import fit_sparse, predict_classes
 
-    image, dense = make_volume(**VOLUMES[volume])
-    sparse = sparse_labels(dense)
-    never = sparse == IGNORE
+    image, dense, sparse, never = sparse_volume(volume)
     fitted = fit_sparse(image, sparse, IGNORE, deadline=time.monotonic() + 60 * minutes, seed=seed,
                         show_progress=False)
     _, probabilities = predict_classes(fitted, image)

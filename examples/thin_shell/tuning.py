@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from experiments import TUNED, TUNING_RESULTS, TUNING_VARIANTS, tuning_key  # noqa: E402
 from processes import machine_name, reply_to_parent, run_json_process, run_two_at_a_time, start_results  # noqa: E402
-from volume import IGNORE, VOLUMES, iou_per_class, make_volume, sparse_labels  # noqa: E402
+from volume import IGNORE, VOLUMES, iou_per_class, sparse_volume  # noqa: E402
 
 
 def one_run(volume: str, seed: int, minutes: float, variant: str) -> dict:
@@ -36,15 +36,14 @@ def one_run(volume: str, seed: int, minutes: float, variant: str) -> dict:
     never-annotated voxels."""
     from unet3d_keras.densify import fit_sparse, predict_classes
 
-    image, dense = make_volume(**VOLUMES[volume])
-    sparse = sparse_labels(dense)
+    image, dense, sparse, never = sparse_volume(volume)
     began = time.monotonic()
     fitted = fit_sparse(image, sparse, IGNORE, overrides=TUNING_VARIANTS[variant], deadline=began + 60 * minutes,
                         seed=seed, show_progress=False)
     predicted, _ = predict_classes(fitted, image)
     return {"steps": fitted.steps, "stop_reason": fitted.stop_reason, "plateaued": fitted.plateaued,
             "seconds": round(time.monotonic() - began),
-            "iou": iou_per_class(predicted, dense, sparse == IGNORE), "held_back": fitted.scores["iou"]}
+            "iou": iou_per_class(predicted, dense, never), "held_back": fitted.scores["iou"]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,8 +40,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from experiments import DEFAULT_SEED, ROOT, WATERSHED_RESULTS  # noqa: E402
 from processes import run_process, save_json, start_results  # noqa: E402
-from volume import (CLASSES, IGNORE, MEMBRANE, ONE_VOXEL, VOLUMES, face_sides, iou_per_class, make_volume,  # noqa: E402
-                    sparse_labels, volume_cells, write_inputs)
+from volume import (CLASSES, IGNORE, MEMBRANE, ONE_VOXEL, VOLUMES, face_sides, iou_per_class,  # noqa: E402
+                    sparse_volume, volume_cells, write_inputs)
 
 #: the steps of today's defaults in the page's 12-minute run on `thin` (seed 42)
 STEPS = 2624
@@ -112,9 +112,7 @@ def densify_probabilities(volume: str, steps: int, seed: int, folder: Path) -> t
 
 def measure(volume: str, steps: int, seed: int) -> dict:
     """The scores of the model, the watershed redraw and the redraw given the true cells on ``volume``."""
-    _, dense = make_volume(**VOLUMES[volume])
-    sparse = sparse_labels(dense)
-    never = sparse == IGNORE
+    _, dense, sparse, never = sparse_volume(volume)
     cells = volume_cells(volume, dense)
     with tempfile.TemporaryDirectory() as folder:
         probabilities, seconds = densify_probabilities(volume, steps, seed, Path(folder))
