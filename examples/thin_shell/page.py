@@ -1918,9 +1918,8 @@ def markdown() -> str:
         results_name, heading = VOLUME_TABLES[volume]
         lines += [f"#### {heading}", "", *table(volume_results, results_name, volume)]
     lines += ["#### The MNI152 rows", "", *mni152_lines()]
-    text = "\n".join(lines)
-    head, body = text.split("\n", 1)
-    return "\n".join([head, "", "In this section:", "", *contents_lines(body), body])
+    body = "\n".join(lines[1:])
+    return "\n".join([lines[0], "", "In this section:", "", *contents_lines(body), body])
 
 
 def heading_anchor(title: str) -> str:
