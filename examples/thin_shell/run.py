@@ -49,8 +49,8 @@ import numpy as np
 from experiments import DEFAULT_SEED, DENSE_ROWS, HERE, OTHER_ROWS, ROOT, ROWS, VOLUME_TABLES
 from page import write_section
 from processes import machine_name, run_process, save_json
-from volume import (CLASSES, IGNORE, SHAPE, VOLUMES, best_thresholds, iou_per_class, make_volume, sparse_labels,
-                    threshold_classes, write_inputs)
+from volume import (CLASSES, SHAPE, VOLUMES, best_thresholds, iou_per_class, sparse_volume, threshold_classes,
+                    write_inputs)
 
 
 def slug(name: str) -> str:
@@ -108,15 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown_only:
         write_section()
         return 0
-    volume_arguments, (results_name, _) = VOLUMES[args.volume], VOLUME_TABLES[args.volume]
+    results_name, _ = VOLUME_TABLES[args.volume]
     results_path = HERE / results_name
     command = "python examples/thin_shell/run.py" + (f" --volume {args.volume}" if args.volume != "thick" else "") + (
         f" --seed {' '.join(map(str, args.seed))}" if args.seed != [DEFAULT_SEED] else "") + (
         " --rows " + " ".join(f'"{r}"' for r in args.rows) if args.rows != list(ROWS) else "")
 
-    image, dense = make_volume(**volume_arguments)
-    sparse = sparse_labels(dense)
-    never = sparse == IGNORE
+    image, dense, sparse, never = sparse_volume(args.volume)
     results = json.loads(results_path.read_text()) if results_path.exists() else {"rows": {}}
     commands = results.setdefault("commands", [results.pop("command")] if "command" in results else [])
     if command not in commands:
@@ -130,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"] = machine_name()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        write_inputs(folder, volume_arguments)
+        write_inputs(folder, VOLUMES[args.volume])
 
         def one(run: tuple[str, int]) -> None:
             name, seed = run
