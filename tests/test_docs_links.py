@@ -2,6 +2,7 @@
 ``#anchor`` a heading of the page it points to, as GitHub names headings (github-slugger: lower case,
 punctuation dropped, each space a hyphen, a repeated heading's anchor suffixed -1, -2, ...)."""
 
+import functools
 import re
 from pathlib import Path
 
@@ -24,7 +25,8 @@ def outside_code(text: str) -> list[str]:
     return lines
 
 
-def anchors(page: Path) -> set[str]:
+@functools.cache  # a page is read once, however many links point into it
+def anchors(page: Path) -> frozenset[str]:
     """The anchors GitHub gives the headings of ``page``."""
     found, seen = set(), {}
     for line in outside_code(page.read_text(encoding="utf-8")):
@@ -34,7 +36,7 @@ def anchors(page: Path) -> set[str]:
             count = seen.get(slug, 0)
             seen[slug] = count + 1
             found.add(slug if count == 0 else f"{slug}-{count}")
-    return found
+    return frozenset(found)
 
 
 def test_the_anchors_follow_githubs_rule():
