@@ -23,123 +23,17 @@ from experiments import (ACCELERATOR_RESULTS, ADDED_WAYS, BLENDING_RESULTS, BOUN
 from volume import CLASSES, MEMBRANE, ONE_VOXEL, OTHER_SEED, VOLUMES
 from volume import __doc__ as VOLUME_DOC
 
-#: how the text of USAGE names each volume
+#: how page_usage.md names each volume
 PLAIN_NAMES = {"thick": "two-voxel membranes", "thin": "one-voxel membranes", "clear": "clear membranes",
                "edges": "two-voxel membranes with no brightness of their own"}
 DOCS = FIGURE.with_name("sparse_annotation.md")
 #: The page's section that this module writes (to the end of the page); examples/mni152_sparse/run.py keeps it.
 SECTION = "\n## Densify: training length, held-back scores and thin classes\n"
 
-USAGE = '''### How densify trains, stops and reports
-
-`python scripts/densify.py --image t1.nii.gz --labels sparse.nii.gz --output dense.nii.gz` trains a small 3D U-Net (depth 3, 8 base filters) on the annotated voxels of that one volume for at most 10 minutes, then writes:
-- `dense.nii.gz`, the dense label map on the image's grid; annotated voxels keep their own labels;
-- `dense_scores.json`, the IoU and Dice of each class on annotated voxels held back from training;
-- `dense_scores.png`, a picture of those scores and of the training loss, epoch by epoch;
-- `dense_check.png`, a picture of the slices where the model is least sure of a class (below, "Where to look next"): the image and the model's probability of the class.
-
-| option | default | what it does |
-|---|---|---|
-| `--max-minutes M` | 10 | the time budget of the whole run, prediction included; a plateau of the held-back score ends training sooner |
-| `--steps N` | off | trains exactly N steps (a cosine decay over them, the last weights kept): the same seed gives the same map. `--max-minutes`, if given too, still bounds the run, and a warning says when it cut training short |
-| `--holdout SHARE` | 0.1 | the share of each annotated slice held back to score and stop training; `0` trains on every annotated voxel and reports no scores |
-| `--patience EPOCHS` | 40 | epochs of 16 steps with no gain of 0.002 in the mean IoU of the foreground classes on the held-back voxels that make a plateau |
-| `--decay-epochs EPOCHS` | 20 | after a plateau, the learning rate falls to zero over these epochs and the run stops; `0` stops at the plateau |
-| `--seed SEED` | 42 (the config's) | draws the held-back tiles, the windows and the initial weights |
-| `--sampling` | `class_first` | window centres: a class first, then one of its voxels; `uniform`: any annotated voxel |
-| `--class-weights` | `none` | `sqrt` or `balanced` weighs the cross-entropy by the training voxels' class counts |
-| `--no-mirror` | off | predicts each window once instead of averaging its 8 mirrorings: 8 times faster |
-| `--window-weighting` | `gaussian` | how overlapping windows are blended; `uniform`: a plain average |
-| `--predict-annotated` | off | writes the model's labels on the annotated voxels too, to see where it disagrees with the annotation |
-| `--probabilities` | off | also writes each class's probability (float32, the model's own on every voxel) next to the output, `dense_probability_<label value>.nii.gz` (`.nii` for a `.nii` output; 4 bytes a voxel per class), to overlay in a viewer where the model is unsure |
-
-"Old" in the tables below is the densification before these options: a fixed 60 epochs of 16 steps, no held-back voxels, no class weights, elastic deformation, each window predicted once, windows blended uniformly. It already drew windows class first and trained with the per-class Dice term, as today's defaults do. It is `--steps 960 --holdout 0 --class-weights none --no-mirror --window-weighting uniform --set augment.elastic=true`.
-
-#### Held-back voxels
-
-- **Tiles.** Each annotated slice is cut into square tiles, half the training window's side: 16 x 16 voxels for the default 32³ window, a quarter of the shortest side on small volumes. Each plane loses `--holdout` of its tiles, drawn with `--seed`. Tiles, not scattered voxels, so that a held-back voxel is not surrounded by training voxels of its own slice.
-- **Other annotations.** A plane counts as an annotated slice when at least half of its voxels are annotated. Other annotated voxels (scribbles, partial slices) are held back in cubes of the same side.
-- **Every class trains.** A class that would have no training voxel left keeps all of its voxels.
-- **When they are scored.** After the first epoch, then as often as costs at most about a fifth of the training time; in windows centred on them, whichever the blending.
-
-#### Length, and the weights kept
-
-Training runs until the budget is spent, or until a plateau and its final decay end it, whichever comes first. Until a plateau, the learning rate follows a cosine decay over the time budget.
-
-The run **keeps the weights of its best evaluation at a decayed learning rate**: at most a quarter of the initial one (`unet3d_keras.densify_monitor.KEEP_RATE_SHARE`). If no evaluation was made at such a rate, it keeps its last weights. There is no refit.
-
-- **Why not the best of all evaluations.** The held-back voxels are few (249 membrane voxels on the one-voxel membranes below). While the rate is high, their score wanders by about 0.02 from one evaluation to the next, so the best of all evaluations tends to be an early, lucky one.
-  - Keeping the best of all evaluations, a 12-minute run on the one-voxel membranes stopped at its plateau and kept weights with membrane IoU 0.400. That is below the 0.435 of a 5-minute run whose rate had decayed.
-  - With the final decay but still the best of all evaluations, runs kept the weights of epoch 9 or 12 (of some 70) and scored 0.380 and 0.384.
-- **Why a plateau ends the run before the budget does.** With a few annotated slices, more training fits those slices, not the rest of the volume.
-  - On the one-voxel membranes below, 12-minute runs trained to the end of their budget (`--patience 1000`) scored the membrane little higher on the never-annotated voxels than runs that the plateau ended (seeds 42, 1 and 2, under the table: -0.002, -0.005 and +0.010, mean +0.001; in an earlier session, on a slower machine, 0.011 and 0.079 lower). Seeds 42 and 1 made some 1800 more steps than the runs that the plateau ended; seed 2's plateau came late, and both of its runs made some 2290.
-  - On the clear ones they scored 0.047 lower (0.626 against 0.673, seed 42) and 0.002 lower (0.600 against 0.602, seed 2, whose plateau also came late: some 2290 steps each).
-  - The same model trained on every voxel did gain from 5 to 12 minutes.{ensemble_note}
-- **A timed run does not repeat step for step.** The learning rate follows the clock, and the evaluations are spaced by what they cost, so the plateau can come at another step. On the one-voxel membranes, seed 42, two 12-minute runs in two sessions stopped after 2624 and 1504 steps (the table and the picture below). On them, seed 2, two 12-minute runs of densify's defaults on one machine scored the membrane 0.426 (`blending.py`, ended by the plateau after 2064 steps) and 0.458 (the table's row, 2291 steps): one timed run does not tell apart settings that differ by less. `--steps N` repeats exactly.
-- **A budget buys steps, and CPUs differ.** The timed runs on this page were made on CPUs with AVX512-BF16, where the convolutions run in bfloat16 (`training.mixed_precision: auto` chooses it there). On an AMD EPYC with AVX2 only, `auto` chooses float32, and TensorFlow leaves its oneDNN kernels off, falling back on Eigen kernels whose 3D-convolution gradients are slow; the commands turn oneDNN on (`TF_ENABLE_ONEDNN_OPTS=1` unless it is set; `unet3d_keras.onednn`). Before they did, one training step (32³ windows in batches of 4) took 2.0 s on one thread (1.2 s on two; 16.4 s in bfloat16, which such a CPU only emulates), and `python examples/thin_shell/blending.py --minutes 12` on `thick` made 257 and 260 steps in its 12 minutes (seeds 42, 1), against 2544 and 2848 on the page's machine, and scored the membrane 0.680 and 0.654 (cell 0.818, 0.790) against 0.749 and 0.773 (0.860, 0.871). With oneDNN a step takes 0.65 s on two threads against 1.92 s with Eigen's kernels (2.94 times as many steps; 0.49 s against 1.26 s in an earlier run), and Keras's PyTorch backend (`KERAS_BACKEND=torch`) 0.55 s, its JAX backend 3.36 s (float32, `python benchmarks/densify_backends.py`). Side by side on that CPU, one thread each, a 5-minute `scripts/densify.py` run on the one-voxel membranes (seed 42, a one-off check) made 211 steps with oneDNN and scored the membrane 0.371 (cell 0.827), and 240 steps and 0.403 (0.811) under PyTorch; without oneDNN the same 5 minutes had made 81 steps and 0.345 (0.828) in an earlier check. On such a CPU still give densify more minutes, or `--steps N` for a known length. On a GPU the plateau, not the budget, ends a run: on one NVIDIA H200 under Keras's JAX backend (where `auto` chooses mixed_float16), densify's defaults on the one-voxel membranes stopped at their plateau after 2752 and 3680 steps, 73 and 79 s into a 5-minute budget, and scored the membrane 0.520 (mean of seeds 42, 1) against 0.502 for the 12-minute runs of the same seeds on the CPUs (`examples/thin_shell/accelerator.py`, "On a GPU" below).
-- **Seed 2 ran on a slower machine.** The runs of seed 2 (`blending.py --seed 2`, the old runs of seed 2 on `thick`, `clear` and `edges`, and the other rows of seed 2 under the tables, but for `thin`'s 5-minute ones) were made on another AMD EPYC, one with AVX512-BF16 (bfloat16, as the others), but slower: its 5-minute models made 901-920 steps against 1149-1249 for seeds 42 and 1. Its option rows on `thick`, `clear` and `edges` (square-root weights, no mirroring; and no mirroring for seed 1 on `edges`) were made a session later on a machine of the same kind and speed (900-967 steps in 5 minutes, two runs at a time; 1061 for seed 1's, which ran alone). Its row without the final decay on `edges` was made later still, on a machine like seeds 3 and 4's of `clear` (below), beside a run of `weights.py`: 758 steps in 5 minutes, against 881 for its `new, 5 min` row. Two of its old runs (`thick`, `clear`) ran out of their 5 minutes at 950 and 934 of their 960 steps, so their 12-minute runs, which did all 960, stand for 12 minutes. Densify's defaults on `thin`, seed 42, 12 minutes, trained again on that machine (a one-off check with `blending.py`'s code, Gaussian-blended) spent the budget at 2305 steps and scored the membrane 0.487 (cell 0.833), against 0.498 (cell 0.834) after 2784 steps, ended by the plateau, on the earlier one.
-- **Seeds 3 and 4 of `clear` ran on a machine like seed 2's,** in a later session: an AMD EPYC with AVX512-BF16 whose 5-minute runs made 892-923 steps (the old and new rows of seeds 3 and 4 under `clear`'s table, and `weights.py --volume clear`). Their old runs ran out of their 5 minutes at 892 and 893 of their 960 steps, so their 12-minute runs, which did all 960, stand for 12 minutes.
-- **Seeds 3 and 4 of `thick` and `edges` ran on such a machine too,** in a later session (an AMD EPYC with AVX512-BF16): their old runs under both tables and `weights.py --volume thick --seed 3 4` and `--volume edges --seed 3 4`. `edges`' old 5-minute runs ran out at 897 of their 960 steps, so there too the 12-minute old runs, which did all 960, stand for 12 minutes. The paired 12-minute runs of densify's defaults made 1744 and 1968 steps on `thick` (seeds 42, 1, 2: 1728-2187) and 2227 and 1968 on `edges` (2271-2297).
-- **The hour-long bounds of seed 1 ran on such machines too** (an AMD EPYC with AVX512-BF16, in later sessions than seed 42's), on every thread of 2 cores as seed 42's: `bound.py --seed 1` made 10385 steps in its hour, against 16753 for seed 42's; `bound.py --others 8 --seed 1`, in a session after that, 5201, against 12689 for seed 42's; `bound.py --base-filters 16 --seed 1`, in a later session still, 6081, against 12426 for seed 42's. Both bounds on 16 other volumes (`bound.py --others 16`, seeds 42 and 1) ran on such a machine, in a later session still: 5105 and 5281 steps, about as many as the seed-1 bound on 8 volumes (5201) and 30-43% of the other seed-42 bounds' 12426-16753.
-
-#### Prediction
-
-- **Mirroring.** The volume is predicted as the average over the 8 mirrorings of each window: flipped along every combination of axes, predicted, flipped back (`unet3d_keras.tta.mirrored`). The held-back scores at the end are those of the same averaged prediction.
-  - It costs seconds on these volumes. When the 8 predictions would take more than a quarter of the time left in the budget, the run predicts each window once and warns.
-  - Measured on one model of each one-voxel volume below, trained 12 minutes with the defaults (seed 42) and predicted both ways with `unet3d_keras.densify.predict_classes` (a one-off check, not one of this script's rows):
-    - fainter membranes: membrane IoU 0.439 -> 0.455, cell 0.815 -> 0.829;
-    - clear membranes: membrane 0.635 -> 0.664, cell 0.872 -> 0.885;
-    - background unchanged.
-- **Blending.** Windows overlap by 16 voxels, half the default 32³ window. Their predictions are blended with weights that fall off from each window's centre: nnU-Net's importance map, a Gaussian of a standard deviation of an eighth of the window (`unet3d_keras.sliding_window.gaussian_importance_map`). So a voxel is decided mostly by the windows that see it with the most context around it. It costs no time: the same windows, weighted.
-  - Measured on the same models blended both ways (`examples/thin_shell/blending.py`: one 5-minute and one 12-minute model per volume and seed, seeds 42, 1 and 2; the lines under each table below):
-    - it raised the membrane on 23 of the 24 models, the one-voxel membranes most (on all 12, by 0.013 to 0.028), and moved the cells by -0.014 to +0.010;
-    - on the membranes with no brightness of their own, it lowered the cells on 5 of the 6 models (by 0.003 to 0.014; +0.001 on the sixth) and moved the membrane of the 12-minute models little (0.653 -> 0.658, mean of 3 seeds: +0.005, -0.006 and +0.014).
-  - On the 12 models trained 12 minutes on every voxel of another volume (`blending.py --other`, the bound under each table), it raised the membrane on all 12 (by 0.006 to 0.031) and moved the cells by -0.004 to +0.008.
-  - On MNI152 it raised grey and white matter on all 3 seeds (under the MNI152 rows).
-
-#### Progress and scores
-
-- **Progress.** The progress bar shows the loss, the training time left when the run has a time budget (`05:12 left to train`: the budget less the time kept for the prediction; a plateau can end training sooner), and the held-back IoU per class of the latest evaluation (`held-back IoU 0:0.99 1:0.93 2:0.61`).
-- **Scores.** At the end the command prints the IoU and Dice of each class on the held-back voxels, with the weights it kept. It writes them, with the steps, the stop reason and the history of evaluations, to `<output name>_scores.json` next to the output (`dense.nii.gz` -> `dense_scores.json`), and draws the held-back IoU of each class and the training loss by epoch in `dense_scores.png`, marking the epoch whose weights it kept and their final scores.
-- **Warning.** It warns about every class whose IoU is below half the median IoU of the other classes, and suggests annotating more of it, training longer (unless training stopped on a plateau of the held-back score: past a plateau, a longer run did not help, as measured under the tables below) and the next step up in class weighting.
-- **Where to look next.** With the warning it names, along each axis, the slice where the model expects the most errors about that class on the unannotated voxels, by its own averaged probabilities, among the slices less than half annotated (`unet3d_keras.annotation_advice`): `where the model is least sure of class 2, to check and annotate next: slices x 32, y 33, z 21 (voxel indices from 0; ...)`. The JSON names them for every class but the first (`next_slices`). `dense_check.png` draws those slices of each class warned about but the first (at most 4, those whose slices hold the most expected errors; when none is warned about, of the class whose slices hold the most): the image with the annotated voxels tinted, and the model's probability of the class, in the voxels' proportions. Like the printed line, it leaves out slices where the model expects under half a voxel wrong. How they fared against other slices, as the place of the map's errors and as the next annotation, is measured under "Thin and rare classes" ("Where to look next").
-
-  ![dense_check.png of a run on the one-voxel membranes: the outer surface is sure, the membranes between cells are not](thin_shell_check.png)
-
-  The picture: the `_check.png` of a run on the one-voxel membranes below (`--volume thin`, two slices per axis annotated), `python examples/thin_shell/volume.py --volume thin --output thin`, then `python scripts/densify.py --image thin/image.nii.gz --labels thin/sparse.nii.gz --output thin/densified.nii.gz --steps 640` (x86_64 with AVX2, 2 cores, float32: 379 s of training; held-back membrane IoU 0.388), reduced to 256 colours. Another machine or thread count may name other slices. The tissue's outer surface is sure; the membranes between the cells are where the model hesitates, the share of the class that the tables below find hard.
-
-#### Thin and rare classes
-
-By default (the first two were already the old densification's):
-- **Windows centred on each class in turn.** `--sampling class_first` draws each window's class first, so that a thin class is the centre of its share of the windows whatever its voxel count.
-- **A Dice term per class.** The default loss (`training.loss: cross_entropy_dice`) averages the Dice of each class, so a thin class counts as much as a large one. `--set training.loss=cross_entropy` drops it.
-- **No elastic deformation.** It interpolates the intensities but not the labels (nearest neighbour), which shifts a one-voxel structure off its labels. `--set augment.elastic=true` turns it on.
-
-**Class weights are an option, not the default.** `--class-weights` weighs the cross-entropy by the training voxels' class counts:
-- `none` (default);
-- `sqrt`: the square root of the inverse-frequency weights, scaled to a mean of 1 over the annotated voxels;
-- `balanced`: `unet3d_keras.losses.balanced_class_weights`.
-
-`--set training.class_weights=[...]` wins over it. Why not by default: what weights gave the thin class was about the spread between seeds or less; they cost the cells up to 0.025 with each window predicted once (clear membranes, 2 seeds){weights_why}; and on MNI152 they cost grey matter 0.005, whether each window is predicted once (0.917 against 0.922) or mirrored (0.920 against 0.925). `--class-weights sqrt` remains for a thin class that matters more than the others.
-
-<details><summary>Class weights, measured</summary>
-
-- **Each window predicted once** (before mirroring was the default):
-  - one-voxel membranes below (5 seeds, 5 minutes, one session): square-root weights moved the membrane IoU from 0.426 to 0.436, less than the seeds' spread, and cost the cells 0.016 (0.811 to 0.795, lower on every seed);
-  - two-voxel and clear membranes (2 seeds each): the membrane went from 0.724 to 0.727 and from 0.619 to 0.598, the cells from 0.839 to 0.841 and from 0.868 to 0.843;
-  - MNI152, 4 slices per axis (3 seeds): grey and white matter scored 0.917/0.916 with them against 0.922/0.920 without;
-  - balanced weights cost the one-voxel membranes' cells 0.06 (one seed).
-- **Mirrored prediction** (the tables below, 5 minutes):
-  - one-voxel membranes: square-root weights lift the membrane from 0.447 to 0.478 (5 seeds in one session, higher on 4: the mean paired gain, 0.031, is two standard errors) at a cost of 0.008 to the cells (0.823 to 0.815);
-  - clear membranes: with seeds 42, 1 the membrane went from 0.611 to 0.572 and the cells from 0.867 to 0.851 in one session, and from 0.613 to 0.623 and from 0.868 to 0.864 when measured again in the next; with seed 2 as well (on the slower machine above), from 0.590 to 0.604 and from 0.860 to 0.856, higher on all three seeds (by 0.014, 0.006, 0.023), but by less than the seeds' spread (0.115) and against the first session's -0.039;
-  - two-voxel membranes (seeds 42, 1, 2): from 0.711 to 0.722 (by 0.006, -0.001, 0.029), their cells from 0.834 to 0.830;
-  - two-voxel membranes with no brightness of their own (`--volume edges`; seeds 42, 1, 2): from 0.591 to 0.589 (by -0.032, 0.021, 0.004), their cells from 0.772 to 0.763.
-- **Mirrored prediction, 12 minutes** (`weights.py`: each seed's two runs side by side, one thread each; in full under the thin structure's goal below), the weights' mean paired gain:
-{weights_at_12_minutes}
-- **MNI152, 4 slices per axis, mirrored** (3 seeds, 200 epochs of 16 steps: a one-off check with `unet3d_keras.densify.fit_sparse`, not one of the example's rows): grey and white matter scored 0.920/0.921 with them against 0.925/0.922 without (seeds 1, 2, 42: 0.911/0.910, 0.916/0.919, 0.931/0.935 against 0.920/0.914, 0.925/0.924, 0.930/0.928).
-
-</details>
-'''
+#: the section's prose on how densify trains, with str.format fields for figures from the results files
+USAGE = HERE / "page_usage.md"
+#: the section's last subsection: which runs were made on slower machines
+MACHINES = HERE / "page_machines.md"
 
 
 def weighting_in(arguments: Sequence[str], default: str) -> str:
@@ -918,7 +812,7 @@ def plateau_counts(paired: dict[str, list[dict]]) -> dict[str, int]:
 
 
 def weight_summaries() -> dict[str, str]:
-    """USAGE's fields, from weights.py's paired runs at 12 minutes (so that the summary agrees with the bullets
+    """page_usage.md's fields, from weights.py's paired runs at 12 minutes (so that the summary agrees with the bullets
     under the goal): ``weights_at_12_minutes``, a bullet per volume; ``weights_why``, what the weights cost."""
     minutes = "12"
     record = json.loads(WEIGHT_RESULTS.read_text()) if WEIGHT_RESULTS.exists() else {}
@@ -1409,7 +1303,7 @@ def ensemble_pairs(runs: dict, way: str) -> Pairs:
 
 
 def ensemble_note() -> str:
-    """USAGE's sub-bullet on a second model in the time that the plateau leaves (ensemble.py), starting with its
+    """page_usage.md's sub-bullet on a second model in the time that the plateau leaves (ensemble.py), starting with its
     line break; empty where it has not run."""
     if not ENSEMBLE_RESULTS.exists():
         return ""
@@ -1906,7 +1800,7 @@ def tried_lines(results: dict[str, dict]) -> list[str]:
 
 def markdown() -> str:
     """The page section: how densify trains, then the thin-structure tables and the goal."""
-    lines = [SECTION.strip(), "", USAGE.format(**weight_summaries(), ensemble_note=ensemble_note()).rstrip(), "",
+    lines = [SECTION.strip(), "", usage_text().rstrip(), "",
              *offset_lines(), *tuning_lines(), *next_slice_lines(),
              "### A thin structure: membranes around touching cells", "",
              # the docstring's wrapped lines join, its bullets stay bullets
@@ -1917,9 +1811,14 @@ def markdown() -> str:
     for volume, volume_results in results.items():
         results_name, heading = VOLUME_TABLES[volume]
         lines += [f"#### {heading}", "", *table(volume_results, results_name, volume)]
-    lines += ["#### The MNI152 rows", "", *mni152_lines()]
+    lines += ["#### The MNI152 rows", "", *mni152_lines(), MACHINES.read_text(encoding="utf-8").rstrip(), ""]
     body = "\n".join(lines[1:])
     return "\n".join([lines[0], "", "In this section:", "", *contents_lines(body), body])
+
+
+def usage_text() -> str:
+    """The section's opening subsections (page_usage.md), its fields filled from weights.py's and ensemble.py's runs."""
+    return USAGE.read_text(encoding="utf-8").format(**weight_summaries(), ensemble_note=ensemble_note())
 
 
 def heading_anchor(title: str) -> str:
