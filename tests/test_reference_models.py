@@ -137,6 +137,9 @@ def test_convert_model_command_writes_the_same_model(reference_files, tmp_path, 
     assert "exists" in capsys.readouterr().err and output.read_bytes() == before
     assert convert_model.main([str(path), str(tmp_path / "model.h5")]) == 2
     assert ".keras" in capsys.readouterr().err
+    (tmp_path / "folder.keras").mkdir()
+    assert convert_model.main([str(path), str(tmp_path / "folder.keras"), "--overwrite"]) == 2
+    assert f"{tmp_path / 'folder.keras'}: a folder of that name is in the way of the output" in capsys.readouterr().err
 
 
 def test_instance_normalization_matches_keras_contrib_formula():

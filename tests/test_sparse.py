@@ -376,6 +376,10 @@ def test_make_sparse_labels_nested_placement(sparse_case):
     both = run_script("make_sparse_labels.py", folder / "dense.nii.gz", folder / "both.nii.gz", "--random", "--nested")
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
     assert not (folder / "both.nii.gz").exists()
+    (folder / "taken.nii.gz").mkdir()
+    taken = run_script("make_sparse_labels.py", folder / "dense.nii.gz", folder / "taken.nii.gz")
+    assert taken.returncode == 2 and "taken.nii.gz: a folder of that name is in the way of the output" in taken.stderr
+    assert not any((folder / "taken.nii.gz").iterdir())
 
 
 def test_make_sparse_labels_then_densify_end_to_end(sparse_case):
@@ -469,6 +473,16 @@ def test_densify_bad_inputs(sparse_case, capsys):
     nib.save(nib.Nifti1Image(make_sparse_annotation(dense, (2, 2, 2)), affine), folder / "sparse.nii.gz")
     _densify_error(folder, "--labels", str(folder / "sparse.nii.gz"), "--ignore-label", "2")
     assert "--ignore-label 2 collides with a real label" in capsys.readouterr().err
+
+    # a folder where densify would write a file: refused before training, which would end in "Is a directory"
+    for folder_name, what, extra in (("taken.nii.gz", "output", ()), ("out_scores.json", "scores file", ()),
+                                     ("out_probability_1.nii.gz", "probability file", ("--probabilities",))):
+        (folder / folder_name).mkdir()
+        _densify_error(folder, "--labels", str(folder / "sparse.nii.gz"), "--steps", "1", *extra,
+                       output="taken.nii.gz" if what == "output" else "out.nii.gz")
+        message = f"{folder / folder_name}: a folder of that name is in the way of the {what}; move it or choose"
+        assert message in capsys.readouterr().err
+        (folder / folder_name).rmdir()
 
     _densify_error(folder, "--labels", str(folder / "dense.nii.gz"))
     assert "no voxel has the ignore value 255, so every voxel is already annotated" in capsys.readouterr().err

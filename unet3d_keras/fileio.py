@@ -266,6 +266,22 @@ def check_writable_folder(folder: str | os.PathLike, what: str = "output folder"
     return folder
 
 
+def check_output_file(path: str | os.PathLike, what: str = "output") -> Path:
+    """Raise :class:`~unet3d_keras.errors.DataError` naming ``path`` unless a file can be written there.
+
+    Like :func:`check_writable_folder` on its folder, and ``path`` must not be a folder itself: both
+    checked before long work, which would otherwise end in "Is a directory" when the file is written.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: a folder of that name is in the way of the {what}; move it or choose another output")
+    check_writable_folder(path.parent)
+    return path
+
+
 @contextmanager
 def made_folder(folder: str | os.PathLike) -> Iterator[Path]:
     """Make ``folder`` and its missing parents for the ``with`` block; if the block fails, remove those it made

@@ -17,7 +17,7 @@ from typing import Sequence
 
 from ..cli import base_parser, run
 from ..errors import DataError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, check_output_file
 from ..reference_files import hdf5_keras_major_version
 from ..reference_models import read_reference_model
 
@@ -38,6 +38,7 @@ def work(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{source}: model file not found")
     if output.suffix != ".keras":
         raise DataError(f"{output}: the output must be a Keras model file name ending in .keras")
+    check_output_file(output)
     if output.exists() and not args.overwrite:
         raise FileExistsError(f"{output}: exists; pass --overwrite to replace it")
     if not output.parent.resolve().is_dir():

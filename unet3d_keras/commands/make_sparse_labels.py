@@ -22,7 +22,7 @@ import numpy as np
 from ..checks import require_integer_values
 from ..cli import base_parser, run
 from ..errors import DataError
-from ..fileio import check_writable_folder, made_folder
+from ..fileio import check_output_file, made_folder
 from ..inference_io import save_image_atomically
 from ..sparse import make_sparse_annotation
 from ..utils.utils import read_image
@@ -48,7 +48,7 @@ def work(args: argparse.Namespace) -> int:
     output = Path(args.sparse)
     if not str(output).endswith((".nii", ".nii.gz")):
         raise DataError(f"{output}: the output must be a NIfTI file name ending in .nii or .nii.gz")
-    check_writable_folder(output.parent)
+    check_output_file(output)
     if output.resolve() == Path(args.dense).resolve():
         raise DataError(f"{output}: the output would overwrite the dense input; choose another name")
     image = read_image(args.dense, interpolation="nearest")
