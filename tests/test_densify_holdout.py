@@ -418,6 +418,19 @@ def test_mirroring_is_dropped_with_a_warning_when_it_would_take_a_quarter_of_the
     assert kept.mirror
 
 
+def test_a_deadline_that_leaves_no_step_says_so_and_still_scores(case):
+    import time
+
+    from unet3d_keras.densify import fit_sparse
+
+    image, sparse = case
+    fitted = fit_sparse(image, sparse, 255, TINY, deadline=time.monotonic(), seed=1, show_progress=False)
+    assert fitted.steps == 0 and fitted.epochs == 0
+    assert fitted.stop_reason == "no time left to train before the prediction"
+    assert len(fitted.scores["iou"]) == 3  # the untrained weights, scored on the held-back voxels
+    assert all(0 <= iou <= 1 for iou in fitted.scores["iou"])
+
+
 def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, capsys):
     import nibabel as nib
 
@@ -487,6 +500,12 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
             in capsys.readouterr().err)
     assert main([*argv[:6], "--output", str(tmp_path / "bad.nii.gz"), "--decay-epochs", "-1"]) == 2
     assert "--decay-epochs: expected 0 or more epochs, received -1" in capsys.readouterr().err
+    # a budget that leaves no time to train: refused after the attempt, and nothing written
+    rushed = [*argv[:4], "--output", str(tmp_path / "rushed" / "dense.nii.gz"), "--max-minutes", "0.0001", "--quiet",
+              *argv[10:]]
+    assert main(rushed) == 2
+    assert "--max-minutes 0.0001: the budget left no time to train" in capsys.readouterr().err
+    assert not (tmp_path / "rushed").exists()
 
 
 def test_predict_annotated_and_probabilities_write_the_models_own_on_every_voxel(case, tmp_path, capsys,

@@ -330,6 +330,8 @@ def fit_sparse(
         reason = plateau + ", then the time budget ran out during the learning-rate decay"
     elif budget.out_of_time:
         reason = "time budget spent"
+    elif budget.steps == 0:  # the deadline came before the first step (the prediction's share is kept)
+        reason = "no time left to train before the prediction"
     else:
         reason = f"{budget.steps} steps done"
     scores = monitor.evaluate(mirrored(model_predict_fn(model)) if mirror else None) if monitor.windows else None

@@ -261,6 +261,10 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
                      max_seconds=None if minutes is None else 60 * minutes, seed=args.seed,
                      show_progress=not args.quiet, steps=args.steps, options=options,
                      keep_annotations=not args.predict_annotated)
+    if result.fitted.steps == 0:  # an untrained model's map: not worth a file
+        raise DataError(f"--max-minutes {minutes}: the budget left no time to train once the prediction of the volume "
+                        f"was set aside ({result.total_seconds:.0f} s in all); nothing was written, give it more "
+                        "minutes")
     dense = nib.Nifti1Image(result.labels.astype(np.uint8), label_image.affine, label_image.header)
     dense.set_data_dtype(np.uint8)  # annotated_classes holds every class to 0-255
     maps = [probability_image(probability, label_image) for probability in result.probabilities] if written else []
