@@ -186,7 +186,7 @@ def predict_with(*extra: str, config_sections: dict | None = None) -> Callable[[
     return build
 
 
-DENSIFY_FAST = ["--max-minutes", "0.05", "--set", "model.depth=2", "--set", "model.n_base_filters=2",
+DENSIFY_FAST = ["--steps", "2", "--set", "model.depth=2", "--set", "model.n_base_filters=2",
                 "--set", "training.batch_size=1", "--set", "training.mixed_precision=off", "--quiet"]
 
 
