@@ -266,11 +266,9 @@ def check_writable_folder(folder: str | os.PathLike, what: str = "output folder"
     return folder
 
 
-def check_output_file(path: str | os.PathLike, what: str = "output") -> Path:
-    """Raise :class:`~unet3d_keras.errors.DataError` naming ``path`` unless a file can be written there.
-
-    Like :func:`check_writable_folder` on its folder, and ``path`` must not be a folder itself: both
-    checked before long work, which would otherwise end in "Is a directory" when the file is written.
+def check_no_folder_in_the_way(path: str | os.PathLike, what: str = "output") -> Path:
+    """Raise :class:`~unet3d_keras.errors.DataError` naming ``path`` if it is a folder, where a file is to be
+    written: checked before long work, which would otherwise end in "Is a directory".
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -278,6 +276,17 @@ def check_output_file(path: str | os.PathLike, what: str = "output") -> Path:
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{path}: a folder of that name is in the way of the {what}; move it or choose another output")
+    return path
+
+
+def check_output_file(path: str | os.PathLike, what: str = "output") -> Path:
+    """Raise :class:`~unet3d_keras.errors.DataError` naming ``path`` unless a file can be written there:
+    :func:`check_no_folder_in_the_way`, then :func:`check_writable_folder` on its folder.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = check_no_folder_in_the_way(path, what)
     check_writable_folder(path.parent)
     return path
 

@@ -14,12 +14,28 @@ from scipy import ndimage
 
 from .channel_statistics import safe_std
 from .errors import DataError
-from .fileio import atomic_paths, naming_errors
+from .fileio import atomic_paths, check_output_file, naming_errors
 from .hdf5_store import REFERENCE_NORMALIZATION
 from .normalize import normalize_data, normalize_data_storage
 from .subject_images import read_subject_images
 from .subjects import find_subjects
 from .utils.utils import read_image_header
+
+#: The file names that nibabel reads and writes as NIfTI-1.
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def check_nifti_output(path: str | os.PathLike, what: str = "output") -> Path:
+    """``path`` checked before any work: a NIfTI file name (.nii or .nii.gz) where a file can be written
+    (:func:`~unet3d_keras.fileio.check_output_file`); :class:`DataError` naming it otherwise.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    if not str(path).endswith(NIFTI_SUFFIXES):
+        raise DataError(f"{path}: the {what} must be a NIfTI file name ending in .nii or .nii.gz")
+    return check_output_file(path, what)
 
 
 def save_image_atomically(image: nib.spatialimages.SpatialImage, path: str | os.PathLike) -> None:
@@ -83,7 +99,7 @@ def output_names(output_basename: str, subject: str, n_images: int = 1) -> list[
     except (KeyError, IndexError, ValueError) as error:
         raise ValueError(f"output basename {output_basename!r}: only the placeholder {{subject}} is known "
                          f"({type(error).__name__}: {error})") from None
-    if "{subject}" not in output_basename or not name.endswith((".nii", ".nii.gz")):
+    if "{subject}" not in output_basename or not name.endswith(NIFTI_SUFFIXES):
         raise ValueError(f"output basename {output_basename!r}: must contain {{subject}} (one file per subject) "
                          "and end in .nii or .nii.gz, e.g. '{subject}.nii.gz'")
     return [name] if n_images == 1 else [f"{i + 1}_{name}" for i in range(n_images)]
@@ -195,7 +211,7 @@ def input_subjects(
     subjects, failures = [], []
     for root, dirs, names in sorted(os.walk(folder)):
         dirs.sort()
-        if not any(n.endswith((".nii", ".nii.gz")) for n in names):
+        if not any(n.endswith(NIFTI_SUFFIXES) for n in names):
             continue
         try:
             if all(os.path.isfile(os.path.join(root, f"{m}.nii.gz")) for m in modalities):

@@ -60,8 +60,8 @@ from ..checks import require_integer_values
 from ..cli import base_parser, run
 from ..densify_holdout import CLASS_WEIGHTINGS, SAMPLINGS, DensifyOptions, low_classes
 from ..errors import DataError
-from ..fileio import check_output_file, made_folder, write_text_atomically
-from ..inference_io import save_images_atomically
+from ..fileio import check_no_folder_in_the_way, made_folder, write_text_atomically
+from ..inference_io import NIFTI_SUFFIXES, check_nifti_output, save_images_atomically
 from ..run_lock import run_folder_lock
 from ..sparse import annotated_classes, check_label_range
 from ..subject_images import read_subject_images
@@ -70,7 +70,6 @@ from ..utils.patches import WEIGHTINGS
 if TYPE_CHECKING:  # why: ..densify loads Keras, which the command only imports once the inputs are valid
     from ..densify import SparseModel
 
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
 #: The most classes that the picture of the slices to check shows (each takes two rows of panels).
 MAX_CLASSES_DRAWN = 4
 
@@ -132,10 +131,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def check_paths(args: argparse.Namespace) -> Path:
     """The output path, checked before any work: a NIfTI name in a folder that can be written (or made), neither an
     input nor a folder, and no file written next to it an input or a folder."""
-    output = Path(args.output)
-    if not str(output).endswith(NIFTI_SUFFIXES):
-        raise DataError(f"{output}: the output must be a NIfTI file name ending in .nii or .nii.gz")
-    check_output_file(output)  # before minutes of training
+    output = check_nifti_output(args.output)  # before minutes of training
     inputs = input_paths(args)
     if output.resolve() in inputs:
         raise DataError(f"{output}: the output would overwrite an input file; choose another name")
@@ -150,7 +146,7 @@ def check_paths(args: argparse.Namespace) -> Path:
                        (check_picture_path(output), "picture of the slices to check")):
         if path.resolve() in inputs:
             raise DataError(f"{path}: the {what} would overwrite an input file; choose another output")
-        check_output_file(path, what)
+        check_no_folder_in_the_way(path, what)  # in the output's folder, checked above
     return output
 
 
@@ -250,7 +246,7 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
     for path in written:
         if path.resolve() in inputs:
             raise DataError(f"{path}: the probability file would overwrite an input file; choose another output")
-        check_output_file(path, "probability file")
+        check_no_folder_in_the_way(path, "probability file")
     # why: densify loads Keras, which only pays once the inputs are known to be valid
     from ..densify import densify
 

@@ -22,8 +22,8 @@ import numpy as np
 from ..checks import require_integer_values
 from ..cli import base_parser, run
 from ..errors import DataError
-from ..fileio import check_output_file, made_folder
-from ..inference_io import save_image_atomically
+from ..fileio import made_folder
+from ..inference_io import check_nifti_output, save_image_atomically
 from ..sparse import make_sparse_annotation
 from ..utils.utils import read_image
 
@@ -45,10 +45,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def work(args: argparse.Namespace) -> int:
-    output = Path(args.sparse)
-    if not str(output).endswith((".nii", ".nii.gz")):
-        raise DataError(f"{output}: the output must be a NIfTI file name ending in .nii or .nii.gz")
-    check_output_file(output)
+    output = check_nifti_output(args.sparse)
     if output.resolve() == Path(args.dense).resolve():
         raise DataError(f"{output}: the output would overwrite the dense input; choose another name")
     image = read_image(args.dense, interpolation="nearest")
