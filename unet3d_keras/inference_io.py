@@ -18,11 +18,8 @@ from .fileio import atomic_paths, check_output_file, naming_errors
 from .hdf5_store import REFERENCE_NORMALIZATION
 from .normalize import normalize_data, normalize_data_storage
 from .subject_images import read_subject_images
-from .subjects import find_subjects
+from .subjects import NIFTI_SUFFIXES, find_subjects
 from .utils.utils import read_image_header
-
-#: The file names that nibabel reads and writes as NIfTI-1.
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
 def check_nifti_output(path: str | os.PathLike, what: str = "output") -> Path:

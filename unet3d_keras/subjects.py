@@ -36,11 +36,13 @@ __all__ = [
     "find_generic_subjects",
     "find_subjects",
     "find_subject_file",
+    "NIFTI_SUFFIXES",
 ]
 
 PathLike = str | os.PathLike
 
-_NIFTI_SUFFIXES = (".nii.gz", ".nii")
+#: The file names that nibabel reads and writes as NIfTI-1.
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
 # The separator before the image name: "_" in the 2017-2021 releases, "-" from 2023 on.
 _SEPARATORS = ("_", "-")
 
@@ -64,7 +66,7 @@ def find_subject_file(subject_folder: PathLike, names: Sequence[str]) -> str | N
     for name in names:
         matches = [
             entry for entry in entries
-            if any(entry.endswith(f"{separator}{name}{suffix}") for suffix in _NIFTI_SUFFIXES
+            if any(entry.endswith(f"{separator}{name}{suffix}") for suffix in NIFTI_SUFFIXES
                    for separator in _SEPARATORS)
             and os.path.isfile(os.path.join(subject_folder, entry))
         ]

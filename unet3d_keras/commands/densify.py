@@ -61,10 +61,11 @@ from ..cli import base_parser, run
 from ..densify_holdout import CLASS_WEIGHTINGS, SAMPLINGS, DensifyOptions, low_classes
 from ..errors import DataError
 from ..fileio import check_no_folder_in_the_way, made_folder, write_text_atomically
-from ..inference_io import NIFTI_SUFFIXES, check_nifti_output, save_images_atomically
+from ..inference_io import check_nifti_output, save_images_atomically
 from ..run_lock import run_folder_lock
 from ..sparse import annotated_classes, check_label_range
 from ..subject_images import read_subject_images
+from ..subjects import NIFTI_SUFFIXES
 from ..utils.patches import WEIGHTINGS
 
 if TYPE_CHECKING:  # why: ..densify loads Keras, which the command only imports once the inputs are valid
