@@ -398,7 +398,7 @@ def test_make_sparse_labels_then_densify_end_to_end(sparse_case):
                         "--output", folder / "out" / "run 1" / "dense_pred.nii.gz", "--steps", 128, "--quiet",
                         "--set", "model.n_base_filters=4", "--set", "training.patch_shape=[16,16,16]")
     assert result.returncode == 0, result.stderr
-    assert "wrote" in result.stdout
+    assert "wrote" in result.stdout and "no voxel is annotated 0" not in result.stdout
     output = nib.load(folder / "out" / "run 1" / "dense_pred.nii.gz")
     labels = np.asarray(output.dataobj)
     assert labels.shape == dense.shape
@@ -520,6 +520,20 @@ def test_densify_reads_labels_simpleitk_reads_and_writes_them_on_their_grid(spar
     assert written.shape == dense.shape and written.get_data_dtype() == np.uint8
     annotated = sparse != 255
     np.testing.assert_array_equal(np.asarray(written.dataobj)[annotated], sparse[annotated])  # in the same order
+
+
+def test_densify_warns_when_no_background_is_annotated(sparse_case):
+    folder, affine, dense = sparse_case
+    sparse = make_sparse_annotation(dense, (3, 3, 3))
+    sparse[sparse == 0] = 255  # only the structure painted, as a newcomer might
+    nib.save(nib.Nifti1Image(sparse, affine), folder / "painted.nii.gz")
+    result = run_script("densify.py", "--image", folder / "image.nii.gz", "--labels", folder / "painted.nii.gz",
+                        "--output", folder / "out.nii.gz", "--steps", 2, "--quiet", "--set", "model.n_base_filters=2",
+                        "--set", "model.depth=2", "--set", "training.patch_shape=[16,16,16]")
+    assert result.returncode == 0, result.stderr
+    assert (f"warning: {folder / 'painted.nii.gz'}: no voxel is annotated 0, the background: every voxel of the "
+            "output will get one of the annotated classes [1, 2]; annotate some background too") in result.stdout
+    assert set(np.unique(np.asarray(nib.load(folder / "out.nii.gz").dataobj)).tolist()) <= {1, 2}
 
 
 def test_train_script_learns_from_sparse_truth_with_the_masked_loss(tmp_path):

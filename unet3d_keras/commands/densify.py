@@ -253,6 +253,9 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
 
     annotated = float(np.mean(sparse != args.ignore_label))
     print(f"{args.labels}: {sparse.shape} voxels, classes {classes}, {100 * annotated:.2f}% annotated")
+    if 0 not in classes:  # e.g. only the structure was painted: the map would have no background at all
+        print(f"warning: {args.labels}: no voxel is annotated 0, the background: every voxel of the output will get "
+              f"one of the annotated classes {classes}; annotate some background too if the volume has any")
     minutes = args.max_minutes if args.max_minutes is not None or args.steps is not None else 10.0
     result = densify(images, sparse, args.ignore_label, overrides=args.overrides,
                      max_seconds=None if minutes is None else 60 * minutes, seed=args.seed,
