@@ -20,7 +20,7 @@ def index_map_of(shape=(40, 36, 28), slices=(2, 2, 2)):
     dense[8:30, 6:30, 5:22] = 1
     dense[12:26, 10:24, 9:18] = 2
     sparse = make_sparse_annotation(dense, slices)
-    return np.where(sparse == 255, UNANNOTATED, sparse).astype(np.int32), dense
+    return np.where(sparse == 255, UNANNOTATED, sparse.astype(np.int32)), dense
 
 
 def test_hold_out_takes_whole_tiles_of_each_annotated_slice_with_the_seed():
