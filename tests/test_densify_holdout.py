@@ -53,6 +53,31 @@ def test_hold_out_leaves_every_class_some_training_voxels():
         assert not held.mask[6, 2, 2] and held.mask.any()
 
 
+def test_hold_out_holds_back_a_tile_of_a_small_class_that_no_drawn_tile_holds():
+    """A lesion a few tiles wide, missed by the 10% of tiles drawn, still gets a tile held back (the largest
+    that holds at most a third of its voxels), so that the run can score it; one tile wide, it trains whole."""
+    index_map = np.full((32, 32, 16), UNANNOTATED, np.int32)
+    index_map[:, :, 8] = 0
+    index_map[4:10, 4:8, 8] = 1  # 16 voxels in the tile of side 4 (1, 1), 8 in (2, 1)
+    index_map[4:8, 8, 8] = 1  # and 4 in (1, 2): 28 in all; (1, 1) holds over a third
+    index_map[20:23, 20:23, 8] = 2  # 9 voxels, all in tile (5, 5)
+    lesion = index_map == 1
+    topped_up = 0
+    for seed in range(40):
+        held = hold_out(index_map, 0.1, 4, np.random.default_rng(seed))
+        np.testing.assert_array_equal(held.groups, hold_out(index_map, 0.1, 4, np.random.default_rng(seed)).groups)
+        assert np.any(held.mask & lesion) and np.any(~held.mask & lesion)
+        assert not np.any(held.mask & (index_map == 2))  # its one tile must teach it
+        held_tiles = {(x // 4, y // 4) for x, y in np.argwhere((held.mask & lesion)[:, :, 8])}
+        if held_tiles == {(2, 1)}:
+            topped_up += 1
+            block = held.groups[8:12, 4:8, 8]  # the whole tile, background too, is one held-back group
+            assert len(np.unique(block)) == 1 and block[0, 0] >= 0
+    # 6 or 7 of the plane's 64 tiles are drawn: they miss the lesion's 3 tiles in about 70% of the seeds
+    assert topped_up > 20
+    assert not hold_out(index_map, 0.0, 4, np.random.default_rng(0)).mask.any()
+
+
 def test_class_scores_known_answer():
     truth = np.array([0, 0, 0, 1, 1, 2, 2, 2])
     predicted = np.array([0, 0, 1, 1, 2, 2, 2, 0])
@@ -137,6 +162,22 @@ def test_the_low_class_warning_suggests_the_next_weighting(weighting, advice, pl
                                           "y": {"index": 4, "expected_errors": 2.0},
                                           "z": {"index": 1, "expected_errors": 2.2}}
     assert set(report["next_slices"]) == {"1", "4"}
+
+
+def test_a_class_with_no_held_back_voxel_is_reported_as_such(capsys):
+    from argparse import Namespace
+    from types import SimpleNamespace
+
+    from unet3d_keras.commands.densify import report_scores
+
+    fitted = SimpleNamespace(steps=10, epochs=1, kept_epoch=1, stop_reason="10 steps done", train_seconds=1.0,
+                             plateaued=False, held_out_voxels=30, config=SimpleNamespace(seed=42),
+                             score_history=[], mirror=True, window_weighting="gaussian",
+                             scores={"iou": [0.99, None], "dice": [0.99, None], "voxels": [30, 0]})
+    report = report_scores(fitted, [0, 3], Namespace(holdout=0.1, class_weights="none", sampling="class_first"), {})
+    assert report["scores"]["3"] == {"iou": None, "dice": None, "voxels": 0} and report["low_classes"] == []
+    assert capsys.readouterr().out == ("held-back annotated voxels: class, voxels, IoU, Dice\n  0: 30, 0.990, 0.990\n"
+                                       "  3: 0, -, - (none held back: its voxels lie in too few tiles to spare one)\n")
 
 
 def test_the_picture_shows_the_classes_warned_about_else_the_least_sure():
@@ -452,9 +493,10 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
     assert report["class_weights"] == "none" and report["sampling"] == "class_first" and report["mirror"] is True
     assert report["window_weighting"] == "gaussian"
     for value, scores in report["scores"].items():
-        line = f"  {value}: {scores['voxels']}, " + ("-, -" if scores["iou"] is None else
+        line = f"  {value}: {scores['voxels']}, " + ("-, - (none held back: its voxels lie in too few tiles to spare "
+                                                     "one)" if scores["iou"] is None else
                                                      f"{scores['iou']:.3f}, {scores['dice']:.3f}")
-        assert line in out
+        assert line + "\n" in out
     iou = [report["scores"][str(c)]["iou"] for c in (0, 1, 2)]
     assert report["low_classes"] == [c for c in (0, 1, 2) if c in [[0, 1, 2][p] for p in low_classes(iou)]]
     assert out.count("warning: class") == len(report["low_classes"])

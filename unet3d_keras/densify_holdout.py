@@ -4,8 +4,9 @@ A share of each annotated slice (``DensifyOptions.holdout``, 10% by default) is 
 training, as square in-plane tiles chosen with the seed: tiles rather than scattered voxels, so
 that a held-back voxel is not surrounded by training voxels of the same slice and its score
 says something about voxels nobody annotated. Voxels outside any fully annotated plane (a
-scribble, a partial slice) are held back the same way in cubic blocks. A class none of whose
-voxels would be left for training keeps all of them.
+scribble, a partial slice) are held back the same way in cubic blocks. A class that no drawn tile
+holds (a small lesion often is in none) gets one of its tiles held back, so that it is scored too;
+a class none of whose voxels would be left for training keeps all of them.
 
 :class:`~unet3d_keras.densify_monitor.HeldOutMonitor` scores them during training. This module
 does not load Keras, so the command can check its options first.
@@ -164,8 +165,12 @@ def hold_out(index_map: np.ndarray, share: float, tile: int, rng: np.random.Gene
         members.append(coords)
         units.append(np.ravel_multi_index([c // tile for c in coords],
                                           [math.ceil(s / tile) for s in index_map.shape]))
+    tile_ids = np.full(index_map.shape, -1, dtype=np.int64)  # every annotated voxel's tile, numbered across units
+    n_tiles = 0
     for coords, tiles in zip(members, units):
         unique, inverse = np.unique(tiles, return_inverse=True)
+        tile_ids[coords] = n_tiles + inverse.ravel()
+        n_tiles += len(unique)
         expected = share * len(unique)
         count = int(expected) + int(rng.random() < expected - int(expected))
         if count == 0:
@@ -175,6 +180,8 @@ def hold_out(index_map: np.ndarray, share: float, tile: int, rng: np.random.Gene
         local[chosen] = n_groups + np.arange(count)
         n_groups += count
         groups[coords] = local[inverse.ravel()]
+    if share > 0:
+        n_groups = _hold_each_class(index_map[annotated], tile_ids, groups, annotated, n_groups, rng)
     mask = groups >= 0
     for position in np.unique(index_map[annotated]):
         of_class = index_map == position
@@ -182,6 +189,38 @@ def hold_out(index_map: np.ndarray, share: float, tile: int, rng: np.random.Gene
             mask[of_class] = False
     groups[~mask] = -1
     return HeldOut(mask=mask, groups=groups, n_groups=n_groups)
+
+
+#: A class that no drawn tile holds gets one of its tiles held back only if that tile holds at most
+#: this share of its annotated voxels: the rest must still teach it.
+_TOP_UP_SHARE = 1 / 3
+
+
+def _hold_each_class(labels: np.ndarray, tile_ids: np.ndarray, groups: np.ndarray, annotated: np.ndarray,
+                     n_groups: int, rng: np.random.Generator) -> int:
+    """Hold back, in ``groups``, one tile of each class that no held-back tile holds; returns the group count.
+
+    A small class (a lesion a few tiles wide) is often in none of the tiles drawn: without it, the
+    run could neither score it nor see it stop improving. Of the tiles holding at most
+    :data:`_TOP_UP_SHARE` of the class's annotated voxels, the one holding the most is held back
+    (``rng`` breaks ties); a class with no such tile keeps all of its voxels for training.
+    """
+    held_labels = labels[groups[annotated] >= 0]
+    class_tiles = tile_ids[annotated]
+    for position in np.unique(labels):
+        if np.any(held_labels == position):
+            continue
+        tiles, counts = np.unique(class_tiles[labels == position], return_counts=True)
+        eligible = counts <= _TOP_UP_SHARE * counts.sum()
+        if not eligible.any():
+            continue
+        tiles, counts = tiles[eligible], counts[eligible]
+        order = rng.permutation(len(tiles))  # breaks ties
+        chosen = tiles[order[np.argmax(counts[order])]]  # the most voxels to score the class on
+        groups[tile_ids == chosen] = n_groups
+        n_groups += 1
+        held_labels = labels[groups[annotated] >= 0]
+    return n_groups
 
 
 def class_scores(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> dict[str, list]:

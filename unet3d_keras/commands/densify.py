@@ -408,7 +408,8 @@ def report_scores(fitted: SparseModel, classes: list[int], args: argparse.Namesp
                         for c, i, d, n in zip(classes, scores["iou"], scores["dice"], scores["voxels"])}
     print("held-back annotated voxels: class, voxels, IoU, Dice")
     for c, i, d, n in zip(classes, scores["iou"], scores["dice"], scores["voxels"]):
-        print(f"  {c}: {n}, " + (f"{i:.3f}, {d:.3f}" if i is not None else "-, -"))
+        print(f"  {c}: {n}, " + (f"{i:.3f}, {d:.3f}" if i is not None else
+                                 "-, - (none held back: its voxels lie in too few tiles to spare one)"))
     # Past a plateau, a longer run did not help the never-annotated voxels (docs/sparse_annotation.md).
     remedy = ("annotate more of it (the held-back score had stopped improving: a longer run would not help)"
               if fitted.plateaued else "annotate more of it or train longer")
