@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from unet3d_keras.densify_holdout import (DensifyOptions, annotated_planes, class_scores, class_weights_for, hold_out,
-                                          low_classes)
+from unet3d_keras.densify_holdout import (DensifyOptions, annotated_planes, chosen_weighting, class_scores,
+                                          class_weights_for, hold_out, low_classes)
 from unet3d_keras.losses import balanced_class_weights
 from unet3d_keras.sparse import make_sparse_annotation
 
@@ -107,6 +107,13 @@ def test_class_weights_for():
     weights = np.asarray(class_weights_for(counts, "sqrt"))
     np.testing.assert_allclose(weights / weights[0], np.sqrt([1, 10, 90]))
     assert np.dot(weights, counts) == pytest.approx(sum(counts))  # mean weight 1 over the voxels
+    # auto: square-root weights once a class holds under 2% of the voxels, none at 2% or more
+    assert chosen_weighting([900, 70, 30], "auto") == "none" and class_weights_for([900, 70, 30], "auto") is None
+    rare = [980, 21, 19]
+    assert chosen_weighting(rare, "auto") == "sqrt"
+    assert class_weights_for(rare, "auto") == pytest.approx(class_weights_for(rare, "sqrt"))
+    assert chosen_weighting([980, 20], "auto") == "none"
+    assert [chosen_weighting(rare, w) for w in ("none", "sqrt", "balanced")] == ["none", "sqrt", "balanced"]
     with pytest.raises(ValueError, match="class_weighting"):
         DensifyOptions(class_weighting="inverse")
     with pytest.raises(ValueError, match="holdout"):
@@ -121,8 +128,9 @@ def test_the_densify_command_defaults_are_densify_options_defaults():
     args = parse_args(["--image", "image.nii.gz", "--labels", "sparse.nii.gz", "--output", "dense.nii.gz"])
     assert densify_options(args) == DensifyOptions()
     assert args.window_weighting == "gaussian"
-    # No class weights unless asked: measured in docs/sparse_annotation.md (thin shell, MNI152).
-    assert args.class_weights == "none" and class_weights_for([900, 90, 10], args.class_weights) is None
+    # No class weights unless a class is rare: measured in docs/sparse_annotation.md (thin shell, MNI152, lesion).
+    assert args.class_weights == "auto" and class_weights_for([900, 70, 30], args.class_weights) is None
+    assert class_weights_for([990, 9, 1], args.class_weights) == pytest.approx(class_weights_for([990, 9, 1], "sqrt"))
 
 
 @pytest.mark.parametrize("weighting, advice", [("none", ", or try --class-weights sqrt"),
@@ -138,7 +146,7 @@ def test_the_low_class_warning_suggests_the_next_weighting(weighting, advice, pl
 
     fitted = SimpleNamespace(steps=10, epochs=1, kept_epoch=1, stop_reason="10 steps done", train_seconds=1.0,
                              plateaued=plateaued, held_out_voxels=30, config=SimpleNamespace(seed=42),
-                             score_history=[], mirror=True, window_weighting="gaussian",
+                             score_history=[], mirror=True, window_weighting="gaussian", class_weighting=weighting,
                              scores={"iou": [0.99, 0.85, 0.2], "dice": [0.99, 0.9, 0.33], "voxels": [10, 10, 10]})
     args = Namespace(holdout=0.1, class_weights=weighting, sampling="class_first")
     probabilities = np.zeros((3, 6, 5, 4), np.float32)
@@ -172,7 +180,7 @@ def test_a_class_with_no_held_back_voxel_is_reported_as_such(capsys):
 
     fitted = SimpleNamespace(steps=10, epochs=1, kept_epoch=1, stop_reason="10 steps done", train_seconds=1.0,
                              plateaued=False, held_out_voxels=30, config=SimpleNamespace(seed=42),
-                             score_history=[], mirror=True, window_weighting="gaussian",
+                             score_history=[], mirror=True, window_weighting="gaussian", class_weighting="none",
                              scores={"iou": [0.99, None], "dice": [0.99, None], "voxels": [30, 0]})
     report = report_scores(fitted, [0, 3], Namespace(holdout=0.1, class_weights="none", sampling="class_first"), {})
     assert report["scores"]["3"] == {"iou": None, "dice": None, "voxels": 0} and report["low_classes"] == []
@@ -490,7 +498,8 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
     assert (tmp_path / "dense_scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((tmp_path / "dense_scores.json").read_text())
     assert report["steps"] == 20 and report["classes"] == [0, 1, 2] and report["holdout"] == 0.2
-    assert report["class_weights"] == "none" and report["sampling"] == "class_first" and report["mirror"] is True
+    # auto's choice, recorded: class 2, 2.6% of the annotated voxels, keeps under 2% of them once a fifth is held back
+    assert report["class_weights"] == "sqrt" and report["sampling"] == "class_first" and report["mirror"] is True
     assert report["window_weighting"] == "gaussian"
     for value, scores in report["scores"].items():
         line = f"  {value}: {scores['voxels']}, " + ("-, - (none held back: its voxels lie in too few tiles to spare "

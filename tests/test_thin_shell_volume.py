@@ -73,3 +73,14 @@ def test_the_command_writes_nothing_into_a_folder_that_holds_one_of_its_files(vo
     with pytest.raises(SystemExit):
         volume.main(["--output", str(tmp_path / "sparse.nii.gz")])
     assert "sparse.nii.gz: not a folder" in capsys.readouterr().err
+
+
+def test_densify_default_class_weighting_chooses_the_page_s_default_on_every_volume(volume, monkeypatch):
+    from unet3d_keras.densify_holdout import DensifyOptions, chosen_weighting
+
+    experiments = load_example("thin_shell_experiments", FOLDER / "experiments.py", monkeypatch)
+    for name in volume.VOLUMES:
+        _, _, sparse, never = volume.sparse_volume(name)
+        counts = np.bincount(sparse[~never])
+        assert counts.min() > 0.09 * counts.sum()  # the membranes, the rarest class, at 9% and more
+        assert chosen_weighting(counts, DensifyOptions().class_weighting) == experiments.DEFAULT_WEIGHTING == "none"

@@ -29,7 +29,7 @@ from .model_from_config import build_model
 from .precision import apply_mixed_precision
 from .predict_functions import model_predict_fn
 from .predictor import Predictor
-from .densify_holdout import DensifyOptions, class_weights_for, hold_out
+from .densify_holdout import DensifyOptions, chosen_weighting, class_weights_for, hold_out
 from .densify_monitor import HeldOutMonitor
 from .schedule import TimeBudget, TimeCosine, cosine_learning_rate
 from .sparse import annotated_classes
@@ -177,6 +177,8 @@ class SparseModel:
         mirror: predictions (and ``scores``) average the 8 mirrorings of each window.
         window_weighting: blending of the overlapping windows of a volume's prediction
             (``"gaussian"`` or ``"uniform"``).
+        class_weighting: the class weighting trained with (``"auto"`` resolved: ``"none"``,
+            ``"balanced"`` or ``"sqrt"``).
     """
 
     model: keras.Model
@@ -196,6 +198,7 @@ class SparseModel:
     held_out_mask: np.ndarray | None = None
     mirror: bool = False
     window_weighting: str = "uniform"
+    class_weighting: str = "none"
 
 
 def fit_sparse(
@@ -265,7 +268,8 @@ def fit_sparse(
     held_out = hold_out(index_map, options.holdout, tile, np.random.default_rng(config.seed), _UNANNOTATED)
     train_map = np.where(held_out.mask, _UNANNOTATED, index_map)
     counts = np.bincount(train_map[train_map != _UNANNOTATED].ravel(), minlength=len(classes))
-    weights = class_weights_for(counts, options.class_weighting)
+    weighting = chosen_weighting(counts, options.class_weighting)
+    weights = class_weights_for(counts, weighting)
     if weights is not None:  # the user's --set training.class_weights comes later and wins
         weight_text = "[" + ",".join(f"{w:.6g}" for w in weights) + "]"
         config = densify_config(classes, sparse.shape, len(images), ignore_label,
@@ -276,8 +280,9 @@ def fit_sparse(
     apply_mixed_precision(config.training.mixed_precision)
     model = build_model(config, task)
     logger.info("sparse training: %s voxels, classes %s, %d annotated voxels for training (%.1f%%), %d held back, "
-                "window %s, class weights %s", sparse.shape, classes, int(counts.sum()),
-                100 * counts.sum() / sparse.size, int(held_out.mask.sum()), patch, task.class_weights)
+                "window %s, class weights %s (%s)", sparse.shape, classes, int(counts.sum()),
+                100 * counts.sum() / sparse.size, int(held_out.mask.sum()), patch, task.class_weights,
+                weighting if weighting == options.class_weighting else f"{options.class_weighting}: {weighting}")
 
     sampler = ClassFirstPatchSampler(volume, train_map, len(classes), _UNANNOTATED, patch,
                                      config.training.batch_size, config.augment, config.seed,
@@ -343,7 +348,7 @@ def fit_sparse(
                        score_history=monitor.history, held_out_voxels=int(held_out.mask.sum()),
                        held_out_mask=held_out.mask[tuple(slice(0, s) for s in sparse.shape)] if monitor.windows
                        else None, mirror=mirror,
-                       window_weighting=options.window_weighting)
+                       window_weighting=options.window_weighting, class_weighting=weighting)
 
 
 def predict_classes(fitted: SparseModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -78,7 +78,7 @@ def one_volume(volume: str, seed: int, minutes: int, other: bool = False, change
     predicted = {weighting: labels[..., -SHAPE[2]:] for weighting, labels in predict_both_ways(fitted, image).items()}
     return {"steps": fitted.steps, "stop_reason": fitted.stop_reason, "plateaued": fitted.plateaued,
             "mirror": fitted.mirror, "seconds": seconds,
-            "class_weighting": options.class_weighting, "patience_epochs": options.patience_epochs,
+            "class_weighting": fitted.class_weighting, "patience_epochs": options.patience_epochs,
             "policy": keras.config.dtype_policy().name,
             **{weighting: iou_per_class(labels, dense, never) for weighting, labels in predicted.items()}}
 

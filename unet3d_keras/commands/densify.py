@@ -3,7 +3,7 @@
     unet3d-densify --image IMG [--image IMG2 ...] --labels SPARSE --output OUT
         [--ignore-label 255] [--max-minutes M | --steps N] [--holdout 0.1] [--patience 40]
         [--decay-epochs 20]
-        [--class-weights none|balanced|sqrt] [--sampling class_first|uniform] [--seed N]
+        [--class-weights auto|none|balanced|sqrt] [--sampling class_first|uniform] [--seed N]
         [--predict-annotated] [--no-mirror] [--window-weighting gaussian|uniform] [--probabilities]
         [--set section.key=value ...]
 
@@ -58,7 +58,7 @@ import numpy as np
 from ..annotation_advice import AXES, least_certain_slices, slices_to_check
 from ..checks import require_integer_values
 from ..cli import base_parser, run
-from ..densify_holdout import CLASS_WEIGHTINGS, SAMPLINGS, DensifyOptions, low_classes
+from ..densify_holdout import CLASS_WEIGHTINGS, RARE_CLASS_SHARE, SAMPLINGS, DensifyOptions, low_classes
 from ..errors import DataError
 from ..fileio import check_no_folder_in_the_way, made_folder, write_text_atomically
 from ..inference_io import check_nifti_output, save_images_atomically
@@ -100,9 +100,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "0: stop at once)")
     parser.add_argument("--class-weights", choices=CLASS_WEIGHTINGS, default=defaults.class_weighting,
                         help="cross-entropy class weights from the annotated voxel counts: sqrt (the square root "
-                             "of inverse-frequency weights), balanced (inverse frequency) or none (default "
-                             f"{defaults.class_weighting}; the Dice term and class-first windows already give "
-                             "each class its share)")
+                             "of inverse-frequency weights), balanced (inverse frequency), none (the Dice term and "
+                             "class-first windows already give each class its share) or auto: sqrt when a class "
+                             f"holds under {RARE_CLASS_SHARE:.0%} of the training voxels, else none (default "
+                             f"{defaults.class_weighting})")
     parser.add_argument("--sampling", choices=SAMPLINGS, default=defaults.sampling,
                         help="window centres: a class first, then one of its voxels (default), or any annotated "
                              "voxel")
@@ -394,7 +395,7 @@ def report_scores(fitted: SparseModel, classes: list[int], args: argparse.Namesp
     report = {"classes": classes, "steps": fitted.steps, "epochs": fitted.epochs, "kept_epoch": fitted.kept_epoch,
               "stop_reason": fitted.stop_reason, "train_seconds": round(fitted.train_seconds, 1),
               "holdout": args.holdout, "held_out_voxels": fitted.held_out_voxels,
-              "class_weights": args.class_weights, "sampling": args.sampling, "mirror": fitted.mirror,
+              "class_weights": fitted.class_weighting, "sampling": args.sampling, "mirror": fitted.mirror,
               "window_weighting": fitted.window_weighting, "seed": fitted.config.seed,
               "scores": None, "low_classes": [], "history": fitted.score_history,
               "next_slices": {str(c): {axis: {"index": index, "expected_errors": round(errors, 1)}
@@ -418,7 +419,7 @@ def report_scores(fitted: SparseModel, classes: list[int], args: argparse.Namesp
     for position in low_classes(scores["iou"]):
         report["low_classes"].append(classes[position])
         print(f"warning: class {classes[position]} scores IoU {scores['iou'][position]:.3f} on the held-back voxels, "
-              f"below half the median of the other classes: {remedy}" + stronger.get(args.class_weights, ""))
+              f"below half the median of the other classes: {remedy}" + stronger.get(fitted.class_weighting, ""))
         if position:
             print(f"  where the model is least sure of class {classes[position]}, to check and annotate next: "
                   f"{slice_list(next_slices[classes[position]], classes[position])}")
