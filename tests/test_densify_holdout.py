@@ -133,6 +133,16 @@ def test_the_densify_command_defaults_are_densify_options_defaults():
     assert class_weights_for([990, 9, 1], args.class_weights) == pytest.approx(class_weights_for([990, 9, 1], "sqrt"))
 
 
+def test_the_densify_help_names_the_share_that_makes_a_class_rare(capsys):
+    from unet3d_keras.commands.densify import parse_args
+
+    with pytest.raises(SystemExit) as done:
+        parse_args(["--help"])
+    assert done.value.code == 0
+    assert "or auto: sqrt when a class holds under 2% of the training voxels, else none" in " ".join(
+        capsys.readouterr().out.split())
+
+
 @pytest.mark.parametrize("weighting, advice", [("none", ", or try --class-weights sqrt"),
                                                ("sqrt", ", or try --class-weights balanced"), ("balanced", "")])
 @pytest.mark.parametrize("plateaued, remedy", [

@@ -98,11 +98,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--decay-epochs", type=int, default=defaults.decay_epochs, metavar="EPOCHS",
                         help=f"epochs of that final decay to a zero learning rate (default {defaults.decay_epochs}; "
                              "0: stop at once)")
+    # %% in the help: argparse %-formats it
     parser.add_argument("--class-weights", choices=CLASS_WEIGHTINGS, default=defaults.class_weighting,
                         help="cross-entropy class weights from the annotated voxel counts: sqrt (the square root "
                              "of inverse-frequency weights), balanced (inverse frequency), none (the Dice term and "
                              "class-first windows already give each class its share) or auto: sqrt when a class "
-                             f"holds under {RARE_CLASS_SHARE:.0%} of the training voxels, else none (default "
+                             f"holds under {RARE_CLASS_SHARE:.0%}% of the training voxels, else none (default "
                              f"{defaults.class_weighting})")
     parser.add_argument("--sampling", choices=SAMPLINGS, default=defaults.sampling,
                         help="window centres: a class first, then one of its voxels (default), or any annotated "
