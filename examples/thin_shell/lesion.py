@@ -25,10 +25,11 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from experiments import ROOT  # noqa: E402
 from processes import machine_name, run_process, run_two_at_a_time, start_results  # noqa: E402
+from volume import IGNORE, iou_per_class, sparse_labels  # noqa: E402
 
 RESULTS = HERE / "results_lesion.json"
-DENSIFY = HERE.parents[1] / "scripts" / "densify.py"
 SHAPE = (64, 64, 48)
 LESIONS = (((16, 30, 22), 6.0), ((40, 30, 36), 5.5), ((30, 42, 24), 6.0))  # centre, radius
 
@@ -65,14 +66,14 @@ def one_run(folder: Path, weighting: str, seed: int, minutes: float, dense: np.n
     import nibabel as nib
 
     output = folder / f"{weighting}_{seed}" / "dense.nii.gz"
-    run_process([str(DENSIFY), "--image", str(folder / "image.nii.gz"), "--labels", str(folder / "sparse.nii.gz"),
-                 "--output", str(output), "--seed", str(seed), "--max-minutes", str(minutes),
+    run_process([str(ROOT / "scripts" / "densify.py"), "--image", str(folder / "image.nii.gz"),
+                 "--labels", str(folder / "sparse.nii.gz"), "--output", str(output), "--seed", str(seed),
+                 "--max-minutes", str(minutes),
                  "--class-weights", weighting, "--quiet"], f"lesion, {weighting}, seed {seed}")
     report = json.loads(output.with_name("dense_scores.json").read_text())
-    never = sparse == 255
-    truth, predicted = dense[never] == 1, np.asarray(nib.load(output).dataobj)[never] == 1
+    predicted = np.asarray(nib.load(output).dataobj)
     return {"steps": report["steps"], "stop_reason": report["stop_reason"],
-            "lesion_iou": float(np.sum(truth & predicted) / max(np.sum(truth | predicted), 1)),
+            "lesion_iou": iou_per_class(predicted, dense, sparse == IGNORE)[1],
             "held_back": report["scores"]["1"], "warned": 1 in report["low_classes"]}
 
 
@@ -85,10 +86,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import nibabel as nib
 
-    from unet3d_keras.sparse import make_sparse_annotation
-
     image, dense = make_lesion_volume()
-    sparse = make_sparse_annotation(dense, (2, 2, 2))
+    sparse = sparse_labels(dense)
     results, _ = start_results(RESULTS, __file__, argv, {"runs": {}})
     results["machine"] = machine_name()
     with tempfile.TemporaryDirectory() as temporary:
