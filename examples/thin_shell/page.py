@@ -20,6 +20,9 @@ from experiments import (ACCELERATOR_RESULTS, ADDED_WAYS, BLENDING_RESULTS, BOUN
                          OPTION_ROWS, ORACLE_RESULTS, OTHER_ROWS, ROOT, ROWS, SELF_TRAINING_FIRST_SHARE,
                          SELF_TRAINING_RESULTS, SELF_TRAINING_WAYS, TABLE, TUNING_RESULTS, TUNING_TOPICS,
                          TUNING_VARIANTS, VOLUME_TABLES, WATERSHED_RESULTS, WEIGHT_RESULTS, chosen_settings)
+from lesion import LOGIT_STEPS, SIZE_SCALES, SIZE_STEPS
+from lesion import RESULTS as LESION_RESULTS
+from lesion import setting_key as lesion_setting
 from volume import CLASSES, MEMBRANE, ONE_VOXEL, OTHER_SEED, VOLUMES
 from volume import __doc__ as VOLUME_DOC
 
@@ -848,6 +851,71 @@ def weight_summaries() -> dict[str, str]:
     cost, count = max(cell_costs, default=(0.0, 0))
     why = (f" and up to {cost:.3f} at {minutes} minutes (mean of {count} seeds)" if cost > 0 else "") + "".join(losses)
     return {"weights_at_12_minutes": "\n".join(bullets)[:-1] + ".", "weights_why": why}
+
+
+def three_figures(value: float) -> str:
+    """``value`` to 3 significant figures, written out in full from 1000 on: 2.09, 572, 1,280,000."""
+    rounded = float(f"{value:.3g}")
+    return f"{rounded:,.0f}" if rounded >= 1000 else f"{rounded:g}"
+
+
+def lesion_fields() -> dict[str, str]:
+    """page_usage.md's fields from lesion.py's runs: ``lesion_sizes``, the table of its fixed-length runs on lesions of
+    each size and what they show; ``lesion_logits``, the largest logit of its ``--logits`` runs."""
+    record = json.loads(LESION_RESULTS.read_text()) if LESION_RESULTS.exists() else {}
+    command = "python examples/thin_shell/lesion.py --seed 1 3 5 42 --steps {steps} --scale {scale:g}"
+    rows, missed, gains, seeds = [], [], [], [1, 3, 5, 42]
+    for scale in SIZE_SCALES:
+        setting = lesion_setting(scale, 0, SIZE_STEPS)
+        runs = record.get("runs", {}).get(setting, {})
+        if "none" not in runs:
+            rows.append(f"| x{scale:g} | not measured yet (`{command.format(steps=SIZE_STEPS, scale=scale)}`) "
+                        "| | | | |")
+            continue
+        seeds = sorted(map(int, runs["none"]))
+        none = [runs["none"][str(seed)] for seed in seeds]
+        sqrt = [runs["sqrt"][str(seed)] for seed in seeds if str(seed) in runs.get("sqrt", {})]
+        choices = [run["auto"] for run in none]
+        chosen = ", ".join(f"`{choice}`" + ("" if choices.count(choice) == len(choices) else " (seed" + (
+            "s " if choices.count(choice) > 1 else " ") + ", ".join(str(seed) for seed, other in zip(seeds, choices)
+                                                                     if other == choice) + ")")
+                           for choice in dict.fromkeys(choices))
+        shares = [run["training_share"] for run in none]
+        rows.append(f"| x{scale:g} | {record['lesion_share'][setting]:.1%} | {min(shares):.2%} to {max(shares):.2%} "
+                    f"| {chosen} | " + ", ".join(f"{run['lesion_iou']:.3f}" for run in none) + " | "
+                    + (", ".join(f"{run['lesion_iou']:.3f}" for run in sqrt) if sqrt else "-") + " |")
+        missed.append(f"x{scale:g} {sum(run['lesion_iou'] < 0.1 for run in none)} of {len(none)}")
+        if len(sqrt) == len(none):
+            gains.append(f"x{scale:g} " + ", ".join(signed(b["lesion_iou"] - a["lesion_iou"])
+                                                     for a, b in zip(none, sqrt) if a["lesion_iou"] >= 0.1))
+    machines = sorted({record["machine"][key] for key in record.get("machine", {})
+                       if key.endswith(f"{SIZE_STEPS} steps")})
+    sizes = [f"`{command.format(steps=SIZE_STEPS, scale=SIZE_SCALES[0])}` and the same with `--scale "
+             + ", ".join(f"{scale:g}" for scale in SIZE_SCALES[1:]) + f"` ({', '.join(machines)}; one thread each, "
+             f"two at a time) train {SIZE_STEPS} steps, a fixed and repeatable length, on the lesion volume with the "
+             "lesions' radii times the scale (the rest of the volume unchanged), without weights and with "
+             "square-root weights. The lesion's IoU on the never-annotated voxels, seeds "
+             + ", ".join(map(str, seeds)) + ":", "",
+             "| lesions' radii | lesions' share of the annotated voxels | of the voxels trained on (each seed's "
+             "held-back tiles left out) | `auto` chooses | lesion IoU without weights, each seed | with square-root "
+             "weights |", "|---|---|---|---|---|---|", *rows, "",
+             "- Runs without weights that learned no lesion (IoU below 0.1): " + "; ".join(missed) + "."]
+    if gains:
+        sizes.append("- Square-root weights against none, on the seeds that learned the lesion without them: "
+                     + "; ".join(gains) + ".")
+    logits = record.get("logits", {})
+    if {"none", "sqrt"} <= set(logits):
+        seed = min(map(int, logits["none"]))
+        logit_text = (f"`python examples/thin_shell/lesion.py --logits --seed {seed}` trains densify's model on the "
+                      f"lesions as drawn (1% of the annotated voxels) for {', '.join(map(str, LOGIT_STEPS))} steps, "
+                      "from its initial weights each time, and reads the largest of its outputs before the softmax "
+                      "(the logits) on three windows: without weights "
+                      + ", ".join(three_figures(logits["none"][str(seed)][str(n)]) for n in LOGIT_STEPS)
+                      + "; with square-root weights "
+                      + ", ".join(three_figures(logits["sqrt"][str(seed)][str(n)]) for n in LOGIT_STEPS) + ".")
+    else:
+        logit_text = "Not measured yet: `python examples/thin_shell/lesion.py --logits --seed 5`."
+    return {"lesion_sizes": "\n".join(sizes), "lesion_logits": logit_text}
 
 
 def weight_lines(results: dict[str, dict]) -> list[str]:
@@ -1818,7 +1886,8 @@ def markdown() -> str:
 
 def usage_text() -> str:
     """The section's opening subsections (page_usage.md), its fields filled from weights.py's and ensemble.py's runs."""
-    return USAGE.read_text(encoding="utf-8").format(**weight_summaries(), ensemble_note=ensemble_note())
+    return USAGE.read_text(encoding="utf-8").format(**weight_summaries(), **lesion_fields(),
+                                                    ensemble_note=ensemble_note())
 
 
 def heading_anchor(title: str) -> str:
