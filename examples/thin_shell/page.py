@@ -875,11 +875,12 @@ def lesion_fields() -> dict[str, str]:
         seeds = sorted(map(int, runs["none"]))
         none = [runs["none"][str(seed)] for seed in seeds]
         sqrt = [runs["sqrt"][str(seed)] for seed in seeds if str(seed) in runs.get("sqrt", {})]
-        choices = [run["auto"] for run in none]
-        chosen = ", ".join(f"`{choice}`" + ("" if choices.count(choice) == len(choices) else " (seed" + (
-            "s " if choices.count(choice) > 1 else " ") + ", ".join(str(seed) for seed, other in zip(seeds, choices)
-                                                                     if other == choice) + ")")
-                           for choice in dict.fromkeys(choices))
+        seeds_of: dict[str, list[str]] = {}  # auto's choice -> the seeds it chose it for
+        for seed, run in zip(seeds, none):
+            seeds_of.setdefault(run["auto"], []).append(str(seed))
+        chosen = ", ".join(f"`{choice}`" if len(chosen_for) == len(seeds) else
+                           f"`{choice}` (seed{'s' if len(chosen_for) > 1 else ''} {', '.join(chosen_for)})"
+                           for choice, chosen_for in seeds_of.items())
         shares = [run["training_share"] for run in none]
         rows.append(f"| x{scale:g} | {record['lesion_share'][setting]:.1%} | {min(shares):.2%} to {max(shares):.2%} "
                     f"| {chosen} | " + ", ".join(f"{run['lesion_iou']:.3f}" for run in none) + " | "
