@@ -44,7 +44,7 @@ LOGIT_STEPS = (1, 4, 16, 64)
 #: larger ones (``--scale``), to see how rare a class must be to need weights.
 DEFAULT_MINUTES = 5.0
 SIZE_STEPS = 640
-SIZE_SCALES = (1.0, 1.3, 1.6, 2.0)
+SIZE_SCALES = (1.0, 1.07, 1.15, 1.3, 1.6, 2.0)
 
 
 def setting_key(scale: float, minutes: float, steps: int | None) -> str:

@@ -10,6 +10,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
+from unet3d_keras.densify_holdout import RARE_CLASS_SHARE
 from unet3d_keras.fileio import write_text_atomically
 
 # this folder's modules: a script's folder is first on sys.path
@@ -865,6 +866,7 @@ def lesion_fields() -> dict[str, str]:
     record = json.loads(LESION_RESULTS.read_text()) if LESION_RESULTS.exists() else {}
     command = "python examples/thin_shell/lesion.py --seed 1 3 5 42 --steps {steps} --scale {scale:g}"
     rows, missed, gains, seeds = [], [], [], [1, 3, 5, 42]
+    lost_shares, learned_shares = [], []  # the lesion's training shares of the runs without weights
     for scale in SIZE_SCALES:
         setting = lesion_setting(scale, 0, SIZE_STEPS)
         runs = record.get("runs", {}).get(setting, {})
@@ -886,6 +888,8 @@ def lesion_fields() -> dict[str, str]:
                     f"| {chosen} | " + ", ".join(f"{run['lesion_iou']:.3f}" for run in none) + " | "
                     + (", ".join(f"{run['lesion_iou']:.3f}" for run in sqrt) if sqrt else "-") + " |")
         missed.append(f"x{scale:g} {sum(run['lesion_iou'] < 0.1 for run in none)} of {len(none)}")
+        for run in none:
+            (lost_shares if run["lesion_iou"] < 0.1 else learned_shares).append(run["training_share"])
         if len(sqrt) == len(none):
             gains.append(f"x{scale:g} " + ", ".join(signed(b["lesion_iou"] - a["lesion_iou"])
                                                      for a, b in zip(none, sqrt) if a["lesion_iou"] >= 0.1))
@@ -901,6 +905,14 @@ def lesion_fields() -> dict[str, str]:
              "held-back tiles left out) | `auto` chooses | lesion IoU without weights, each seed | with square-root "
              "weights |", "|---|---|---|---|---|---|", *rows, "",
              "- Runs without weights that learned no lesion (IoU below 0.1): " + "; ".join(missed) + "."]
+    if lost_shares:
+        most = max(lost_shares)
+        above = sorted(share for share in learned_shares if share > most)
+        sizes.append(f"- Without weights, the lesion was lost only where it was {most:.2%} or less of the voxels a run "
+                     f"trained on: by {len(lost_shares)} of the {len(lost_shares) + len(learned_shares) - len(above)} "
+                     "such runs. "
+                     + (f"Every run above that learned it ({above[0]:.2%} to {above[-1]:.2%}). " if above else "")
+                     + f"`auto` gives square-root weights below {RARE_CLASS_SHARE:.0%}.")
     if gains:
         sizes.append("- Square-root weights against none, on the seeds that learned the lesion without them: "
                      + "; ".join(gains) + ".")
