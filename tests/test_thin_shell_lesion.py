@@ -133,9 +133,14 @@ def test_the_page_tables_the_runs_of_each_size_and_the_logits(monkeypatch, tmp_p
         "radius x1, 640 steps": {
             "none": {"1": run(0.88, 0.0094, "sqrt"), "3": run(0.0, 0.0096, "sqrt")},
             "sqrt": {"1": run(0.86, 0.0094, "sqrt"), "3": run(0.89, 0.0096, "sqrt")}},
-        "radius x1.3, 640 steps": {"none": {"3": run(0.9, 0.0211, "none"), "1": run(0.92, 0.0164, "sqrt")}}},
-        "lesion_share": {"radius x1, 640 steps": 0.0104, "radius x1.3, 640 steps": 0.021},
-        "machine": {"radius x1, 640 steps": "CPU A", "radius x1.3, 640 steps": "CPU A", "radius x1, 5 min": "CPU B"},
+        "radius x1.3, 640 steps": {"none": {"3": run(0.9, 0.0211, "none"), "1": run(0.92, 0.0164, "sqrt")}},
+        # timed: a bullet for a grown lesion (not x1: the page's table of 5-minute runs is written by hand)
+        "radius x1, 5 min": {"none": {"1": run(0.5, 0.0094, "sqrt")}},
+        "radius x1.3, 5 min": {"none": {"42": run(0.0, 0.0164, "sqrt"), "5": run(0.93, 0.0212, "none")},
+                               "sqrt": {"5": run(0.94, 0.0212, "none")}}},
+        "lesion_share": {"radius x1, 640 steps": 0.0104, "radius x1.3, 640 steps": 0.021, "radius x1.3, 5 min": 0.021},
+        "machine": {"radius x1, 640 steps": "CPU A", "radius x1.3, 640 steps": "CPU A", "radius x1, 5 min": "CPU B",
+                    "radius x1.3, 5 min": "CPU C"},
         "logits": {"none": {"5": {"1": 2.094, "4": 572.4, "16": 1281234.0, "64": 5.6e6}},
                    "sqrt": {"5": {"1": 1.27, "4": 1.34, "16": 112.0, "64": 145.0}}}}
     (tmp_path / "lesion.json").write_text(json.dumps(record))
@@ -161,7 +166,11 @@ def test_the_page_tables_the_runs_of_each_size_and_the_logits(monkeypatch, tmp_p
         "of the 2 such runs. Every run above that learned it (1.64% to 2.11%). `auto` gives square-root weights below "
         "2%.",
         # compared on seed 1 only: seed 3 learned no lesion without them
-        "- Square-root weights against none, on the seeds that learned the lesion without them: x1 -0.020."]
+        "- Square-root weights against none, on the seeds that learned the lesion without them: x1 -0.020.",
+        # seeds in ascending order; square-root weights for the seeds that have them
+        "- Timed as a user runs it, `--max-minutes 5` (`python examples/thin_shell/lesion.py --seed 5 42 --scale 1.3`, "
+        "CPU C): on the lesions of x1.3 (2.1% of the annotated voxels), `auto` chose `none` (seed 5), `sqrt` "
+        "(seed 42); the lesion's IoU without weights 0.930, 0.000, with square-root weights 0.940 (seed 5)."]
     assert fields["lesion_logits"].endswith(
         "on three windows: without weights 2.09, 572, 1,280,000, 5,600,000; with square-root weights 1.27, 1.34, 112, "
         "145.")

@@ -21,7 +21,7 @@ from experiments import (ACCELERATOR_RESULTS, ADDED_WAYS, BLENDING_RESULTS, BOUN
                          OPTION_ROWS, ORACLE_RESULTS, OTHER_ROWS, ROOT, ROWS, SELF_TRAINING_FIRST_SHARE,
                          SELF_TRAINING_RESULTS, SELF_TRAINING_WAYS, TABLE, TUNING_RESULTS, TUNING_TOPICS,
                          TUNING_VARIANTS, VOLUME_TABLES, WATERSHED_RESULTS, WEIGHT_RESULTS, chosen_settings)
-from lesion import LOGIT_STEPS, SIZE_SCALES, SIZE_STEPS
+from lesion import DEFAULT_MINUTES, LOGIT_STEPS, SIZE_SCALES, SIZE_STEPS
 from lesion import RESULTS as LESION_RESULTS
 from lesion import setting_key as lesion_setting
 from volume import CLASSES, MEMBRANE, ONE_VOXEL, OTHER_SEED, VOLUMES
@@ -876,13 +876,9 @@ def lesion_fields() -> dict[str, str]:
             continue
         seeds = sorted(map(int, runs["none"]))
         none = [runs["none"][str(seed)] for seed in seeds]
-        sqrt = [runs["sqrt"][str(seed)] for seed in seeds if str(seed) in runs.get("sqrt", {})]
-        seeds_of: dict[str, list[str]] = {}  # auto's choice -> the seeds it chose it for
-        for seed, run in zip(seeds, none):
-            seeds_of.setdefault(run["auto"], []).append(str(seed))
-        chosen = ", ".join(f"`{choice}`" if len(chosen_for) == len(seeds) else
-                           f"`{choice}` (seed{'s' if len(chosen_for) > 1 else ''} {', '.join(chosen_for)})"
-                           for choice, chosen_for in seeds_of.items())
+        sqrt_seeds = [seed for seed in seeds if str(seed) in runs.get("sqrt", {})]
+        sqrt = [runs["sqrt"][str(seed)] for seed in sqrt_seeds]
+        chosen = auto_choices(seeds, none)
         shares = [run["training_share"] for run in none]
         rows.append(f"| x{scale:g} | {record['lesion_share'][setting]:.1%} | {min(shares):.2%} to {max(shares):.2%} "
                     f"| {chosen} | " + ", ".join(f"{run['lesion_iou']:.3f}" for run in none) + " | "
@@ -916,6 +912,7 @@ def lesion_fields() -> dict[str, str]:
     if gains:
         sizes.append("- Square-root weights against none, on the seeds that learned the lesion without them: "
                      + "; ".join(gains) + ".")
+    sizes.extend(lesion_timed_lines(record))
     logits = record.get("logits", {})
     if {"none", "sqrt"} <= set(logits):
         seed = min(map(int, logits["none"]))
@@ -929,6 +926,44 @@ def lesion_fields() -> dict[str, str]:
     else:
         logit_text = "Not measured yet: `python examples/thin_shell/lesion.py --logits --seed 5`."
     return {"lesion_sizes": "\n".join(sizes), "lesion_logits": logit_text}
+
+
+def auto_choices(seeds: Sequence[int], runs: Sequence[dict]) -> str:
+    """What ``--class-weights auto`` chose in lesion.py's ``runs`` of ``seeds``: ```sqrt``` where it chose one for
+    all, else each choice with its seeds: ```none` (seeds 1, 3), `sqrt` (seed 5)``."""
+    seeds_of: dict[str, list[str]] = {}  # auto's choice -> the seeds it chose it for
+    for seed, run in zip(seeds, runs):
+        seeds_of.setdefault(run["auto"], []).append(str(seed))
+    return ", ".join(f"`{choice}`" if len(chosen_for) == len(seeds) else
+                     f"`{choice}` (seed{'s' if len(chosen_for) > 1 else ''} {', '.join(chosen_for)})"
+                     for choice, chosen_for in seeds_of.items())
+
+
+def lesion_timed_lines(record: dict) -> list[str]:
+    """A bullet for each grown lesion (``SIZE_SCALES`` but the first) that lesion.py also ran for its default
+    minutes, the way a user runs densify: each seed's lesion IoU without and with weights, and ``auto``'s choice.
+
+    ``record``: results_lesion.json's contents.
+    """
+    lines = []
+    for scale in SIZE_SCALES[1:]:
+        setting = lesion_setting(scale, DEFAULT_MINUTES, None)
+        runs = record.get("runs", {}).get(setting, {})
+        if "none" not in runs:
+            continue
+        seeds = sorted(map(int, runs["none"]))
+        none = [runs["none"][str(seed)] for seed in seeds]
+        sqrt_seeds = [seed for seed in seeds if str(seed) in runs.get("sqrt", {})]
+        sqrt = [runs["sqrt"][str(seed)] for seed in sqrt_seeds]
+        lines.append(f"- Timed as a user runs it, `--max-minutes {DEFAULT_MINUTES:g}` (`python examples/thin_shell/"
+                     f"lesion.py --seed {' '.join(map(str, seeds))} --scale {scale:g}`, {record['machine'][setting]}): "
+                     f"on the lesions of x{scale:g} ({record['lesion_share'][setting]:.1%} of the annotated voxels), "
+                     f"`auto` chose {auto_choices(seeds, none)}; the lesion's IoU without weights "
+                     + ", ".join(f"{run['lesion_iou']:.3f}" for run in none) + ", with square-root weights "
+                     + (", ".join(f"{run['lesion_iou']:.3f}" for run in sqrt) if sqrt else "not run")
+                     + (f" (seed{'s' if len(sqrt_seeds) > 1 else ''} {', '.join(map(str, sqrt_seeds))})"
+                        if sqrt and sqrt_seeds != seeds else "") + ".")
+    return lines
 
 
 def weight_lines(results: dict[str, dict]) -> list[str]:
