@@ -929,8 +929,8 @@ def lesion_fields() -> dict[str, str]:
 
 
 def auto_choices(seeds: Sequence[int], runs: Sequence[dict]) -> str:
-    """What ``--class-weights auto`` chose in lesion.py's ``runs`` of ``seeds``: ```sqrt``` where it chose one for
-    all, else each choice with its seeds: ```none` (seeds 1, 3), `sqrt` (seed 5)``."""
+    """What ``--class-weights auto`` chose in lesion.py's ``runs`` of ``seeds``, as markdown: the choice alone where
+    every seed got it, else each choice with its seeds (`` `none` (seeds 1, 3), `sqrt` (seed 5) ``)."""
     seeds_of: dict[str, list[str]] = {}  # auto's choice -> the seeds it chose it for
     for seed, run in zip(seeds, runs):
         seeds_of.setdefault(run["auto"], []).append(str(seed))
