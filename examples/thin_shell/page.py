@@ -21,7 +21,7 @@ from experiments import (ACCELERATOR_RESULTS, ADDED_WAYS, BLENDING_RESULTS, BOUN
                          OPTION_ROWS, ORACLE_RESULTS, OTHER_ROWS, ROOT, ROWS, SELF_TRAINING_FIRST_SHARE,
                          SELF_TRAINING_RESULTS, SELF_TRAINING_WAYS, TABLE, TUNING_RESULTS, TUNING_TOPICS,
                          TUNING_VARIANTS, VOLUME_TABLES, WATERSHED_RESULTS, WEIGHT_RESULTS, chosen_settings)
-from lesion import DEFAULT_MINUTES, LOGIT_STEPS, SIZE_SCALES, SIZE_STEPS
+from lesion import DEFAULT_MINUTES, LOGIT_STEPS, SIZE_SCALES, SIZE_STEPS, lesion_ious
 from lesion import RESULTS as LESION_RESULTS
 from lesion import setting_key as lesion_setting
 from volume import CLASSES, MEMBRANE, ONE_VOXEL, OTHER_SEED, VOLUMES
@@ -874,15 +874,11 @@ def lesion_fields() -> dict[str, str]:
             rows.append(f"| x{scale:g} | not measured yet (`{command.format(steps=SIZE_STEPS, scale=scale)}`) "
                         "| | | | |")
             continue
-        seeds = sorted(map(int, runs["none"]))
-        none = [runs["none"][str(seed)] for seed in seeds]
-        sqrt_seeds = [seed for seed in seeds if str(seed) in runs.get("sqrt", {})]
-        sqrt = [runs["sqrt"][str(seed)] for seed in sqrt_seeds]
+        seeds, none, _, sqrt = lesion_runs(runs)
         chosen = auto_choices(seeds, none)
         shares = [run["training_share"] for run in none]
         rows.append(f"| x{scale:g} | {record['lesion_share'][setting]:.1%} | {min(shares):.2%} to {max(shares):.2%} "
-                    f"| {chosen} | " + ", ".join(f"{run['lesion_iou']:.3f}" for run in none) + " | "
-                    + (", ".join(f"{run['lesion_iou']:.3f}" for run in sqrt) if sqrt else "-") + " |")
+                    f"| {chosen} | {lesion_ious(none)} | {lesion_ious(sqrt) if sqrt else '-'} |")
         missed.append(f"x{scale:g} {sum(run['lesion_iou'] < 0.1 for run in none)} of {len(none)}")
         for run in none:
             (lost_shares if run["lesion_iou"] < 0.1 else learned_shares).append(run["training_share"])
@@ -928,6 +924,20 @@ def lesion_fields() -> dict[str, str]:
     return {"lesion_sizes": "\n".join(sizes), "lesion_logits": logit_text}
 
 
+def lesion_runs(runs: dict) -> tuple[list[int], list[dict], list[int], list[dict]]:
+    """One setting's runs in results_lesion.json (``{weighting: {seed: run}}``, with runs without weights): their
+    seeds in ascending order and those runs; the seeds also run with square-root weights and those runs."""
+    seeds = sorted(map(int, runs["none"]))
+    sqrt_seeds = [seed for seed in seeds if str(seed) in runs.get("sqrt", {})]
+    none = [runs["none"][str(seed)] for seed in seeds]
+    return seeds, none, sqrt_seeds, [runs["sqrt"][str(seed)] for seed in sqrt_seeds]
+
+
+def seed_list(seeds: Sequence[int | str]) -> str:
+    """'seed 5' or 'seeds 1, 3'."""
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+
 def auto_choices(seeds: Sequence[int], runs: Sequence[dict]) -> str:
     """What ``--class-weights auto`` chose in lesion.py's ``runs`` of ``seeds``, as markdown: the choice alone where
     every seed got it, else each choice with its seeds (`` `none` (seeds 1, 3), `sqrt` (seed 5) ``)."""
@@ -935,7 +945,7 @@ def auto_choices(seeds: Sequence[int], runs: Sequence[dict]) -> str:
     for seed, run in zip(seeds, runs):
         seeds_of.setdefault(run["auto"], []).append(str(seed))
     return ", ".join(f"`{choice}`" if len(chosen_for) == len(seeds) else
-                     f"`{choice}` (seed{'s' if len(chosen_for) > 1 else ''} {', '.join(chosen_for)})"
+                     f"`{choice}` ({seed_list(chosen_for)})"
                      for choice, chosen_for in seeds_of.items())
 
 
@@ -951,18 +961,13 @@ def lesion_timed_lines(record: dict) -> list[str]:
         runs = record.get("runs", {}).get(setting, {})
         if "none" not in runs:
             continue
-        seeds = sorted(map(int, runs["none"]))
-        none = [runs["none"][str(seed)] for seed in seeds]
-        sqrt_seeds = [seed for seed in seeds if str(seed) in runs.get("sqrt", {})]
-        sqrt = [runs["sqrt"][str(seed)] for seed in sqrt_seeds]
+        seeds, none, sqrt_seeds, sqrt = lesion_runs(runs)
         lines.append(f"- Timed as a user runs it, `--max-minutes {DEFAULT_MINUTES:g}` (`python examples/thin_shell/"
                      f"lesion.py --seed {' '.join(map(str, seeds))} --scale {scale:g}`, {record['machine'][setting]}): "
                      f"on the lesions of x{scale:g} ({record['lesion_share'][setting]:.1%} of the annotated voxels), "
-                     f"`auto` chose {auto_choices(seeds, none)}; the lesion's IoU without weights "
-                     + ", ".join(f"{run['lesion_iou']:.3f}" for run in none) + ", with square-root weights "
-                     + (", ".join(f"{run['lesion_iou']:.3f}" for run in sqrt) if sqrt else "not run")
-                     + (f" (seed{'s' if len(sqrt_seeds) > 1 else ''} {', '.join(map(str, sqrt_seeds))})"
-                        if sqrt and sqrt_seeds != seeds else "") + ".")
+                     f"`auto` chose {auto_choices(seeds, none)}; the lesion's IoU without weights {lesion_ious(none)}, "
+                     f"with square-root weights {lesion_ious(sqrt) if sqrt else 'not run'}"
+                     + (f" ({seed_list(sqrt_seeds)})" if sqrt and sqrt_seeds != seeds else "") + ".")
     return lines
 
 
