@@ -391,6 +391,58 @@ def test_the_kept_weights_are_the_best_at_a_decayed_learning_rate():
     assert monitor.best_epoch == 1  # the plateau is still measured against the best of all
 
 
+def test_no_plateau_is_waited_for_when_no_foreground_voxel_is_held_back():
+    import keras
+
+    from unet3d_keras.densify_monitor import HeldOutMonitor
+
+    # A lesion crossing one annotated slice only, inside one tile: none of its voxels can be held back, and
+    # the plateau of the mean foreground IoU would read 0 at every evaluation (a plateau from the first).
+    dense = np.zeros((64, 64, 48), np.uint8)
+    dense[44:51, 20:27, 20:27] = 1
+    sparse = make_sparse_annotation(dense, (2, 2, 2))
+    lesion_only = np.where(sparse == 255, UNANNOTATED, sparse.astype(np.int32))
+    both = index_map_of()[0]
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    options = DensifyOptions(patience_epochs=2, decay_epochs=0)
+    stopped = {}
+    for name, index_map, n_classes in (("lesion only", lesion_only, 2), ("both", both, 3)):
+        held_out = hold_out(index_map, 0.1, 16, np.random.default_rng(3), UNANNOTATED)
+        assert held_out.mask.any() and (name == "both") == bool(np.any(index_map[held_out.mask] > 0))
+        monitor = HeldOutMonitor(np.zeros((1, *index_map.shape), np.float32), index_map, held_out, n_classes,
+                                 (16, 16, 16), options, stop_on_plateau=True)
+        monitor.set_model(model)
+        monitor.set_params({"steps": 16})
+        model.stop_training = False
+        # the scores never change: only a scored foreground class makes that a plateau
+        monitor.evaluate = lambda n=n_classes: {"iou": [0.9] + [None if n == 2 else 0.5] * (n - 1),
+                                                "dice": [0.9] * n, "voxels": [1] * n}
+        for epoch in range(6):
+            monitor.on_epoch_end(epoch)
+            if model.stop_training:
+                break
+        stopped[name] = (model.stop_training, monitor.stopped_on_plateau, epoch + 1)
+    assert stopped == {"lesion only": (False, False, 6), "both": (True, True, 3)}
+
+
+def test_a_timed_run_with_no_foreground_voxel_held_back_says_it_trains_to_its_budget(caplog):
+    import time
+
+    from unet3d_keras.densify import fit_sparse
+
+    dense = np.zeros((24, 20, 18), np.uint8)
+    dense[12:15, 8:11, 3:6] = 1  # crosses the annotated slice z = 4 only, inside one 4 x 4 tile
+    sparse = make_sparse_annotation(dense, (2, 2, 2))
+    image = (dense + np.random.default_rng(0).normal(0, 0.3, dense.shape)).astype(np.float32)
+    with caplog.at_level("WARNING", logger="unet3d_keras.densify"):
+        fitted = fit_sparse(image, sparse, 255, TINY, deadline=time.monotonic() + 6, seed=1, show_progress=False,
+                            options=DensifyOptions(patience_epochs=1, decay_epochs=0, mirror=False))
+    assert fitted.scores["voxels"][1] == 0 and fitted.scores["iou"][1] is None
+    assert fitted.stop_reason == "time budget spent" and not fitted.plateaued
+    assert "no voxel of a foreground class is held back" in caplog.text
+    assert "training runs to the time budget" in caplog.text
+
+
 def test_a_timed_run_uses_its_budget(case):
     from unet3d_keras.densify import MIRROR_SHARE_MAX, PREDICTION_MARGIN, PREDICTION_SLACK_SECONDS, densify
 

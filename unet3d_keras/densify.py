@@ -323,6 +323,9 @@ def fit_sparse(
                              budget=budget, class_names=[str(c) for c in classes],
                              schedule=schedule if timed else None)
     monitor.set_model(model)  # it scores the final weights even when no step fits the deadline
+    if timed and monitor.windows and not monitor.watches_foreground:
+        logger.warning("no voxel of a foreground class is held back (each class's annotated voxels lie in too few "
+                       "tiles to spare one): no held-back score to stop on, training runs to the time budget")
     if time.monotonic() < train_until:
         model.fit(sampler, epochs=fit_epochs, callbacks=[budget, schedule, monitor], verbose=0, shuffle=False)
     progress.close()

@@ -4,7 +4,8 @@
 after epochs (one window per held-back tile, so an evaluation costs one model call per tile),
 shows the per-class IoU in the progress bar and, once the mean foreground IoU has not improved
 for ``patience_epochs`` epochs, has :class:`~unet3d_keras.schedule.TimeCosine` decay the
-learning rate to zero over ``decay_epochs`` epochs and then stops. It keeps the weights of the
+learning rate to zero over ``decay_epochs`` epochs and then stops (with no foreground voxel held
+back there is nothing to watch, and it does not stop). It keeps the weights of the
 best evaluation made at a decayed learning rate (at most :data:`KEEP_RATE_SHARE` of the
 initial one), or the last weights.
 """
@@ -81,6 +82,11 @@ class HeldOutMonitor(keras.callbacks.Callback):
             local = coords - corner
             inside = np.all((local >= 0) & (local < patch), axis=1)
             self.windows.append((corner, local[inside], index_map.ravel()[flat[inside]]))
+        scored = [classes for _, _, classes in self.windows]
+        #: The plateau is measured on the mean foreground IoU: with no foreground voxel held back (a
+        #: lesion whose annotated voxels lie in one tile) it would read 0 at every evaluation, a
+        #: plateau from the first, so a time-bounded run then trains to its budget instead.
+        self.watches_foreground = bool(scored) and bool(np.any(np.concatenate(scored) > 0))
         self.volume = volume
         self.patch = patch
         self.history: list[dict] = []
@@ -130,7 +136,7 @@ class HeldOutMonitor(keras.callbacks.Callback):
         if decay_done:
             self.stopped_on_plateau = True
             self.model.stop_training = True
-        elif (self.stop_on_plateau and not self.decay_start
+        elif (self.stop_on_plateau and self.watches_foreground and not self.decay_start
               and epoch + 1 - self.best_epoch >= self.options.patience_epochs):
             if self.schedule is not None and self.options.decay_epochs:
                 # A plateau at a high learning rate is not the end: in examples/thin_shell, weights
