@@ -144,7 +144,8 @@ def test_the_densify_help_names_the_share_that_makes_a_class_rare(capsys):
 
 
 @pytest.mark.parametrize("weighting, advice", [("none", ", or try --class-weights sqrt"),
-                                               ("sqrt", ", or try --class-weights balanced"), ("balanced", "")])
+                                               ("sqrt", ", or try --class-weights balanced"), ("balanced", ""),
+                                               ("set", "")])
 @pytest.mark.parametrize("plateaued, remedy", [
     (False, "annotate more of it or train longer"),
     (True, "annotate more of it (the held-back score had stopped improving: a longer run would not help)")])
@@ -155,7 +156,8 @@ def test_the_low_class_warning_suggests_the_next_weighting(weighting, advice, pl
     from unet3d_keras.commands.densify import least_sure_slices, report_scores
 
     fitted = SimpleNamespace(steps=10, epochs=1, kept_epoch=1, stop_reason="10 steps done", train_seconds=1.0,
-                             plateaued=plateaued, held_out_voxels=30, config=SimpleNamespace(seed=42),
+                             plateaued=plateaued, held_out_voxels=30,
+                             config=SimpleNamespace(seed=42, training=SimpleNamespace(class_weights=(1.0, 2.0, 3.0))),
                              score_history=[], mirror=True, window_weighting="gaussian", class_weighting=weighting,
                              scores={"iou": [0.99, 0.85, 0.2], "dice": [0.99, 0.9, 0.33], "voxels": [10, 10, 10]})
     args = Namespace(holdout=0.1, class_weights=weighting, sampling="class_first")
@@ -167,6 +169,7 @@ def test_the_low_class_warning_suggests_the_next_weighting(weighting, advice, pl
     annotated[0] = True  # an annotated x slice: its voxels do not count, and it is never named
     report = report_scores(fitted, [0, 1, 4], args, least_sure_slices(probabilities, [0, 1, 4], annotated))
     assert report["low_classes"] == [4] and report["class_weights"] == weighting
+    assert report["class_weight_values"] == (1.0, 2.0, 3.0)
     out = capsys.readouterr().out
     assert ("warning: class 4 scores IoU 0.200 on the held-back voxels, below half the median of the other "
             "classes: " + remedy + advice + "\n  where the model is least sure of class 4, to check and annotate "
@@ -189,7 +192,8 @@ def test_a_class_with_no_held_back_voxel_is_reported_as_such(capsys):
     from unet3d_keras.commands.densify import report_scores
 
     fitted = SimpleNamespace(steps=10, epochs=1, kept_epoch=1, stop_reason="10 steps done", train_seconds=1.0,
-                             plateaued=False, held_out_voxels=30, config=SimpleNamespace(seed=42),
+                             plateaued=False, held_out_voxels=30,
+                             config=SimpleNamespace(seed=42, training=SimpleNamespace(class_weights=None)),
                              score_history=[], mirror=True, window_weighting="gaussian", class_weighting="none",
                              scores={"iou": [0.99, None], "dice": [0.99, None], "voxels": [30, 0]})
     report = report_scores(fitted, [0, 3], Namespace(holdout=0.1, class_weights="none", sampling="class_first"), {})
@@ -312,7 +316,8 @@ def test_steps_give_a_fixed_reproducible_run_with_held_back_scores(case):
     # --set training.class_weights wins over the option.
     manual = fit_sparse(image, sparse, 255, [*TINY, "training.class_weights=[1,2,3]"], steps=1, seed=5,
                         show_progress=False, options=options)
-    assert manual.config.training.class_weights == (1.0, 2.0, 3.0)
+    assert manual.config.training.class_weights == (1.0, 2.0, 3.0) and manual.class_weighting == "set"
+    assert first.fitted.class_weighting == "balanced"
 
 
 def test_a_plateau_stops_a_timed_run(case):
@@ -563,6 +568,8 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
     # auto's choice, recorded: class 2, 2.6% of the annotated voxels, keeps under 2% of them once a fifth is held back
     assert report["class_weights"] == "sqrt" and report["sampling"] == "class_first" and report["mirror"] is True
     assert report["window_weighting"] == "gaussian"
+    weights = report["class_weight_values"]  # the square-root weights trained with: the rarest class weighs most
+    assert len(weights) == 3 and weights[2] == max(weights) > weights[0] > 0
     for value, scores in report["scores"].items():
         line = f"  {value}: {scores['voxels']}, " + ("-, - (none held back: its voxels lie in too few tiles to spare "
                                                      "one)" if scores["iou"] is None else

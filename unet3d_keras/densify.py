@@ -23,13 +23,13 @@ import keras
 import numpy as np
 from tqdm.auto import tqdm
 
-from .config import Config, ConfigError, apply_overrides, config_from_dict
+from .config import Config, ConfigError, apply_overrides, config_from_dict, parse_override
 from .errors import DataError
 from .model_from_config import build_model
 from .precision import apply_mixed_precision
 from .predict_functions import model_predict_fn
 from .predictor import Predictor
-from .densify_holdout import DensifyOptions, chosen_weighting, class_weights_for, hold_out
+from .densify_holdout import USER_SET_WEIGHTS, DensifyOptions, chosen_weighting, class_weights_for, hold_out
 from .densify_monitor import HeldOutMonitor
 from .schedule import TimeBudget, TimeCosine, cosine_learning_rate
 from .sparse import annotated_classes
@@ -178,7 +178,8 @@ class SparseModel:
         window_weighting: blending of the overlapping windows of a volume's prediction
             (``"gaussian"`` or ``"uniform"``).
         class_weighting: the class weighting trained with (``"auto"`` resolved: ``"none"``,
-            ``"balanced"`` or ``"sqrt"``).
+            ``"balanced"`` or ``"sqrt"``; ``"set"``, :data:`~unet3d_keras.densify_holdout.USER_SET_WEIGHTS`,
+            when the overrides set ``training.class_weights``). ``config`` holds the weights.
     """
 
     model: keras.Model
@@ -270,7 +271,9 @@ def fit_sparse(
     counts = np.bincount(train_map[train_map != _UNANNOTATED].ravel(), minlength=len(classes))
     weighting = chosen_weighting(counts, options.class_weighting)
     weights = class_weights_for(counts, weighting)
-    if weights is not None:  # the user's --set training.class_weights comes later and wins
+    if any(parse_override(text)[0] == ["training", "class_weights"] for text in overrides):
+        weighting, weights = USER_SET_WEIGHTS, None  # the user's own weights win over the option
+    if weights is not None:
         weight_text = "[" + ",".join(f"{w:.6g}" for w in weights) + "]"
         config = densify_config(classes, sparse.shape, len(images), ignore_label,
                                 [f"training.class_weights={weight_text}", *overrides], seed)
@@ -282,7 +285,8 @@ def fit_sparse(
     logger.info("sparse training: %s voxels, classes %s, %d annotated voxels for training (%.1f%%), %d held back, "
                 "window %s, class weights %s (%s)", sparse.shape, classes, int(counts.sum()),
                 100 * counts.sum() / sparse.size, int(held_out.mask.sum()), patch, task.class_weights,
-                weighting if weighting == options.class_weighting else f"{options.class_weighting}: {weighting}")
+                weighting if weighting in (options.class_weighting, USER_SET_WEIGHTS)
+                else f"{options.class_weighting}: {weighting}")
 
     sampler = ClassFirstPatchSampler(volume, train_map, len(classes), _UNANNOTATED, patch,
                                      config.training.batch_size, config.augment, config.seed,

@@ -24,9 +24,11 @@ from .utils.patches import WEIGHTINGS
 
 __all__ = ["DensifyOptions", "HeldOut", "hold_out", "annotated_planes", "class_scores", "low_classes",
            "foreground_mean", "class_weights_for", "chosen_weighting", "CLASS_WEIGHTINGS", "RARE_CLASS_SHARE",
-           "SAMPLINGS"]
+           "SAMPLINGS", "USER_SET_WEIGHTS"]
 
 CLASS_WEIGHTINGS = ("auto", "none", "balanced", "sqrt")
+#: The class weighting a run reports when ``--set training.class_weights=[...]`` gave the weights.
+USER_SET_WEIGHTS = "set"
 #: ``"auto"`` class weighting is ``"sqrt"`` when a class holds less than this share of the training voxels,
 #: else ``"none"``. Without weights, small lesions (examples/thin_shell/lesion.py, 640 steps) were missed altogether
 #: by 4 of the 6 runs that trained on them as 1.13% or less of the voxels, which square-root weights learned; all

@@ -396,7 +396,9 @@ def report_scores(fitted: SparseModel, classes: list[int], args: argparse.Namesp
     report = {"classes": classes, "steps": fitted.steps, "epochs": fitted.epochs, "kept_epoch": fitted.kept_epoch,
               "stop_reason": fitted.stop_reason, "train_seconds": round(fitted.train_seconds, 1),
               "holdout": args.holdout, "held_out_voxels": fitted.held_out_voxels,
-              "class_weights": fitted.class_weighting, "sampling": args.sampling, "mirror": fitted.mirror,
+              "class_weights": fitted.class_weighting,
+              "class_weight_values": fitted.config.training.class_weights, "sampling": args.sampling,
+              "mirror": fitted.mirror,
               "window_weighting": fitted.window_weighting, "seed": fitted.config.seed,
               "scores": None, "low_classes": [], "history": fitted.score_history,
               "next_slices": {str(c): {axis: {"index": index, "expected_errors": round(errors, 1)}
