@@ -115,6 +115,8 @@ def test_patch_not_divisible_by_the_depth(tmp_path):
         (["data.training_modalities=[t1, dwi]"], "data.training_modalities: ['dwi'] not in data.all_modalities"),
         (["data.source=brats"], "data.data_dir: needed when data.source is 'brats'"),
         (["split.data_split=1.0"], "split.data_split: the training fraction must be between 0 and 1"),
+        (["seed=-1"], "seed: expected a whole number from 0 to 4294967295, received -1"),
+        (["seed=4294967296"], "seed: expected a whole number from 0 to 4294967295, received 4294967296"),
         (["training.patch_shape=[16, 16, 16]", "training.validation_patch_overlap=16"],
          "training.validation_patch_overlap: 16 must be smaller than the patch size"),
         (["training.patch_shape=[16, 16, 16]", "prediction.overlap=16"],

@@ -502,6 +502,9 @@ def test_densify_bad_inputs(sparse_case, capsys):
         _densify_error(folder, "--labels", str(folder / "sparse.nii.gz"), "--max-minutes", minutes)
         assert (f"--max-minutes: expected a positive, finite number of minutes, received {float(minutes)}"
                 in capsys.readouterr().err)
+    for seed in ("-1", "4294967296"):  # Keras's seeds are 0 to 2**32 - 1: refused before the inputs are read
+        _densify_error(folder, "--labels", str(folder / "sparse.nii.gz"), "--seed", seed)
+        assert f"--seed: expected a whole number from 0 to 4294967295, received {seed}" in capsys.readouterr().err
 
 
 def test_densify_reads_labels_simpleitk_reads_and_writes_them_on_their_grid(sparse_case):

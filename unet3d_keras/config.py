@@ -49,6 +49,8 @@ def validate(config: Config) -> Config:
         ``config`` itself, for chaining.
     """
     data, model, training = config.data, config.model, config.training
+    # keras.utils.set_random_seed takes 0 to 2**32 - 1; a run would otherwise fail there, minutes in
+    _check(0 <= config.seed < 2**32, f"seed: expected a whole number from 0 to {2**32 - 1}, received {config.seed}")
     labels = data.labels
     _check(len(labels) > 0, "data.labels: at least one label value is needed")
     _check(len(set(labels)) == len(labels), f"data.labels: values must be unique, received {list(labels)}")

@@ -145,6 +145,8 @@ def check_paths(args: argparse.Namespace) -> Path:
         raise DataError(f"--max-minutes: expected a positive, finite number of minutes, received {args.max_minutes}")
     if args.steps is not None and args.steps < 1:
         raise DataError(f"--steps: expected a positive number of steps, received {args.steps}")
+    if args.seed is not None and not 0 <= args.seed < 2**32:
+        raise DataError(f"--seed: expected a whole number from 0 to {2**32 - 1}, received {args.seed}")
     for path, what in ((scores_path(output), "scores file"), (scores_path(output, ".png"), "scores file"),
                        (check_picture_path(output), "picture of the slices to check")):
         if path.resolve() in inputs:
