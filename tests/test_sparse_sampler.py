@@ -1,0 +1,47 @@
+"""Densify's training windows: drawn class first, each holding the annotated voxel it was drawn for."""
+
+import numpy as np
+import pytest
+
+from unet3d_keras.augmentation.params import AugmentationParams
+from unet3d_keras.sparse_sampler import ClassFirstPatchSampler
+
+UNANNOTATED = -1
+
+
+@pytest.mark.parametrize("patch", [(8, 8, 8), (8, 12, 32), (32, 32, 32)])
+def test_every_window_holds_the_voxel_it_was_drawn_for(patch):
+    # Two annotated voxels only, far apart: a window that left its voxel out would hold no label at all.
+    shape = (48, 41, 40)
+    index_map = np.full(shape, UNANNOTATED, np.int32)
+    index_map[20, 17, 19] = 1
+    index_map[3, 38, 2] = 0  # near a corner: the clipped windows too
+    images = np.zeros((1, *shape), np.float32)
+    sampler = ClassFirstPatchSampler(images, index_map, 2, UNANNOTATED, patch, batch_size=8,
+                                     augmentation=AugmentationParams(), seed=3, steps_per_epoch=8)
+    drawn = np.zeros(2, int)
+    for index in range(len(sampler)):
+        x, y = sampler[index]
+        assert x.shape == (8, *patch, 1) and y.shape == (8, *patch, 2)
+        labelled = y.reshape(8, -1, 2).sum(axis=1)  # annotated voxels of each class in each window
+        assert np.all(labelled.sum(axis=1) >= 1)
+        drawn += labelled.max(axis=0) > 0
+    assert np.all(drawn > 0)  # both classes were drawn
+
+
+def test_the_window_moves_by_up_to_a_quarter_of_its_side():
+    shape = (64, 64, 64)
+    index_map = np.full(shape, UNANNOTATED, np.int32)
+    index_map[32, 32, 32] = 1
+    index_map[5, 5, 5] = 0  # its windows never reach the marked voxel
+    images = np.zeros((1, *shape), np.float32)
+    images[0, 32, 32, 32] = 1.0  # marks the voxel: where it lands in the window tells the window's shift
+    for patch in ((32, 32, 32), (8, 16, 12)):
+        sampler = ClassFirstPatchSampler(images, index_map, 2, UNANNOTATED, patch, batch_size=16,
+                                         augmentation=AugmentationParams(), seed=0, steps_per_epoch=8)
+        offsets = np.concatenate([np.argwhere(sampler[i][0][..., 0] == 1.0)[:, 1:] for i in range(8)])
+        shift = np.asarray(patch) // 2 - offsets
+        # every shift from -side/4 to +side/4 occurs, and no other
+        for axis, side in enumerate(patch):
+            assert set(shift[:, axis]) <= set(range(-(side // 4), side // 4 + 1))
+            assert shift[:, axis].min() < 0 < shift[:, axis].max()
