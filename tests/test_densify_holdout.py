@@ -676,8 +676,10 @@ def test_predict_annotated_and_probabilities_write_the_models_own_on_every_voxel
     np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=1e-5)
     np.testing.assert_array_equal(np.argmax(probabilities, axis=0), model)
 
-    # a full disk on the last probability file: the label map and every probability file stay as they were
-    before = {path: path.read_bytes() for path in [tmp_path / "model.nii", *paths]}
+    # a full disk on the last probability file: the label map, every probability file, the scores and the
+    # pictures stay as they were
+    sidecars = [tmp_path / name for name in ("model_scores.json", "model_scores.png", "model_check.png")]
+    before = {path: path.read_bytes() for path in [tmp_path / "model.nii", *paths, *sidecars]}
     real_save, saved = nib.save, []
 
     def save_until_the_disk_is_full(image, filename):
@@ -690,6 +692,23 @@ def test_predict_annotated_and_probabilities_write_the_models_own_on_every_voxel
     assert main([*common, "--output", str(tmp_path / "model.nii"), "--probabilities", "--seed", "4"]) != 0
     assert f"{paths[2]}" in capsys.readouterr().err
     assert len(saved) == 4 and all(path.read_bytes() == data for path, data in before.items())
+    assert not [path.name for path in tmp_path.iterdir() if ".tmp-" in path.name]
+    monkeypatch.undo()
+    # and on the last picture, written after them all
+    import unet3d_keras.visualize as visualize
+
+    real_write, pictures = visualize.write_png, []
+
+    def write_until_the_disk_is_full(figure, path, dpi=100):
+        pictures.append(path)
+        if len(pictures) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(figure, path, dpi)
+
+    monkeypatch.setattr(visualize, "write_png", write_until_the_disk_is_full)
+    assert main([*common, "--output", str(tmp_path / "model.nii"), "--probabilities", "--seed", "4"]) != 0
+    assert f"{sidecars[2]}" in capsys.readouterr().err
+    assert len(pictures) == 2 and all(path.read_bytes() == data for path, data in before.items())
     assert not [path.name for path in tmp_path.iterdir() if ".tmp-" in path.name]
     monkeypatch.undo()
 

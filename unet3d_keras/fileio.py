@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from .errors import DataError
 
@@ -108,6 +108,23 @@ def atomic_paths(paths: Sequence[str | os.PathLike], suffixes: Sequence[str] | N
         _replace_together(temporaries, paths)
     finally:
         _remove_temporaries(temporaries)
+
+
+def write_together(paths: Sequence[str | os.PathLike], writers: Sequence[Callable[[Path], object]],
+                   suffixes: Sequence[str] | None = None) -> None:
+    """Write files that belong together, all or none (:func:`atomic_paths`).
+
+    Args:
+        paths: The files to (re)write.
+        writers: One per path: writes the file to the temporary path it is given.
+        suffixes: As for :func:`atomic_paths`.
+    """
+    if len(writers) != len(paths):
+        raise ValueError(f"{len(writers)} writers for {len(paths)} paths")
+    with atomic_paths(paths, suffixes) as temporaries:
+        for write, path, tmp in zip(writers, paths, temporaries):
+            with naming_errors(path, tmp):
+                write(tmp)
 
 
 def _remove_temporaries(temporaries: Sequence[Path]) -> None:

@@ -4,6 +4,7 @@ put back on a subject's own grid and written atomically.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Sequence
@@ -14,7 +15,7 @@ from scipy import ndimage
 
 from .channel_statistics import safe_std
 from .errors import DataError
-from .fileio import atomic_paths, check_output_file, naming_errors
+from .fileio import check_output_file, write_together
 from .hdf5_store import REFERENCE_NORMALIZATION
 from .normalize import normalize_data, normalize_data_storage
 from .subject_images import read_subject_images
@@ -45,18 +46,18 @@ def save_images_atomically(images: Sequence[nib.spatialimages.SpatialImage], pat
     """Write NIfTI images that belong together: all or none.
 
     Each is written to a temporary name beside its path; only when every one is written are they renamed
-    (:func:`~unet3d_keras.fileio.atomic_paths`), so that a failure (a full disk, a rename refused) leaves
+    (:func:`~unet3d_keras.fileio.write_together`), so that a failure (a full disk, a rename refused) leaves
     the earlier files of all ``paths`` as they were.
     """
     if len(images) != len(paths):
         raise ValueError(f"{len(images)} images for {len(paths)} paths")
-    # nibabel picks compression from the name: the temporary keeps the target's extension.
-    suffixes = [".nii.gz" if str(path).endswith(".gz") else os.path.splitext(str(path))[1] or ".nii.gz"
-                for path in paths]
-    with atomic_paths(paths, suffixes) as temporaries:
-        for image, path, tmp in zip(images, paths, temporaries):
-            with naming_errors(path, tmp):
-                nib.save(image, tmp)
+    write_together(paths, [functools.partial(nib.save, image) for image in images], list(map(nifti_suffix, paths)))
+
+
+def nifti_suffix(path: str | os.PathLike) -> str:
+    """The suffix of ``path``'s temporary name: nibabel picks compression from the name, so it keeps the target's
+    extension (``.nii.gz`` or ``.nii``)."""
+    return ".nii.gz" if str(path).endswith(".gz") else os.path.splitext(str(path))[1] or ".nii.gz"
 
 
 def resample_to_grid(

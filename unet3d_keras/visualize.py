@@ -191,10 +191,21 @@ def densify_check_figure(
 
 def save_figure(figure, path: str | os.PathLike, dpi: int = 100) -> None:
     """Save a matplotlib figure as PNG under a temporary name, rename it, and close the figure."""
-    import matplotlib.pyplot as plt  # why: matplotlib is heavy and needed only for pictures
-
     try:
         with atomic_path(path, suffix=".png") as tmp:
-            figure.savefig(tmp, dpi=dpi)
+            write_png(figure, tmp, dpi)
     finally:
-        plt.close(figure)
+        close_figure(figure)
+
+
+def write_png(figure, path: str | os.PathLike, dpi: int = 100) -> None:
+    """Write a matplotlib figure as PNG to ``path`` itself (e.g. a temporary of
+    :func:`~unet3d_keras.fileio.write_together`); the figure stays open."""
+    figure.savefig(path, dpi=dpi, format="png")
+
+
+def close_figure(figure) -> None:
+    """Release a figure of this module once it is written."""
+    import matplotlib.pyplot as plt  # why: matplotlib is heavy and needed only for pictures
+
+    plt.close(figure)

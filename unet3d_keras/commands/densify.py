@@ -38,14 +38,16 @@ first (at most 4, those with the most expected errors), or else for the class wh
 most. --probabilities also writes each class's probability (float32, the model's own on every
 voxel, annotated or not, averaged and blended as the labels were; 4 bytes a voxel per class) to
 OUT's name with ``_probability_<label value>`` and OUT's suffix (e.g. ``dense_probability_2.nii.gz``),
-to overlay in a viewer where the model is unsure. The label map and these files are written together:
-a failure while writing them (a full disk) leaves the older files of those names as they were.
+to overlay in a viewer where the model is unsure. The label map, these files, the scores and the pictures
+are written together: a failure while writing them (a full disk) leaves the older files of those names as
+they were.
 --set changes the defaults of unet3d_keras.densify.DENSIFY_DEFAULTS (e.g. --set model.n_base_filters=8).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 from pathlib import Path
@@ -60,8 +62,8 @@ from ..checks import require_integer_values
 from ..cli import base_parser, run
 from ..densify_holdout import CLASS_WEIGHTINGS, RARE_CLASS_SHARE, SAMPLINGS, DensifyOptions, low_classes
 from ..errors import DataError
-from ..fileio import check_no_folder_in_the_way, made_folder, write_text_atomically
-from ..inference_io import check_nifti_output, save_images_atomically
+from ..fileio import check_no_folder_in_the_way, made_folder, write_together
+from ..inference_io import check_nifti_output, nifti_suffix
 from ..run_lock import run_folder_lock
 from ..sparse import annotated_classes, check_label_range
 from ..subject_images import read_subject_images
@@ -180,9 +182,9 @@ def densify_options(args: argparse.Namespace) -> DensifyOptions:
 def output_sibling(output: Path, tail: str) -> Path:
     """A file next to ``output`` named after it: ``dense.nii.gz`` and ``_scores.json`` -> ``dense_scores.json``."""
     name = output.name
-    for nifti_suffix in NIFTI_SUFFIXES[::-1]:
-        if name.endswith(nifti_suffix):
-            name = name[: -len(nifti_suffix)]
+    for known_suffix in NIFTI_SUFFIXES[::-1]:
+        if name.endswith(known_suffix):
+            name = name[: -len(known_suffix)]
             break
     return output.with_name(name + tail)
 
@@ -272,10 +274,39 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
     dense = nib.Nifti1Image(result.labels.astype(np.uint8), label_image.affine, label_image.header)
     dense.set_data_dtype(np.uint8)  # annotated_classes holds every class to 0-255
     maps = [probability_image(probability, label_image) for probability in result.probabilities] if written else []
-    # all or none: a failure on the last probability file leaves no new label map beside old probabilities
-    save_images_atomically([dense, *maps], [output, *written])
-    counts = {c: int(np.sum(result.labels == c)) for c in classes}
     fitted = result.fitted
+    annotated_voxels = sparse != args.ignore_label
+    # Everything is computed before anything is written (a volume too large for the slice analysis writes no map).
+    next_slices = least_sure_slices(result.probabilities, classes, annotated_voxels)
+    report = report_scores(fitted, classes, args, next_slices)
+    # why: matplotlib is heavy; imported after the run, it delays neither the start nor an argument error
+    from ..visualize import close_figure, densify_check_figure, densify_history_figure, write_png
+
+    final_iou = None if fitted.scores is None else fitted.scores["iou"]
+    shown, left_out = classes_to_check(classes, report["low_classes"], next_slices)
+    names = ", ".join(name for _, name, _ in shown)
+    what = (f"the slices where the model is least sure of class {names}" if shown else
+            "no slice to check: every slice is at least half annotated, or the model expects no error in the others")
+    figures = [densify_history_figure(fitted.score_history, fitted.history, [str(c) for c in classes],
+                                      fitted.kept_epoch, final_iou, title=f"{output.name}: {fitted.stop_reason}")]
+    try:
+        figures.append(densify_check_figure(images[0], result.probabilities, annotated_voxels, shown,
+                                            spacing=nib.affines.voxel_sizes(label_image.affine),
+                                            title=f"{output.name}: {what}"))
+        scores_file, history_picture, check_picture = (scores_path(output), scores_path(output, ".png"),
+                                                       check_picture_path(output))
+        text = json.dumps(report, indent=1) + "\n"
+        # all or none: a failure on the last file (a full disk) leaves no new label map beside old probabilities,
+        # scores or pictures, which would describe another run
+        write_together([output, *written, scores_file, history_picture, check_picture],
+                       [functools.partial(nib.save, image) for image in [dense, *maps]]
+                       + [lambda tmp: tmp.write_text(text, encoding="utf-8")]
+                       + [functools.partial(write_png, figure) for figure in figures],
+                       [nifti_suffix(path) for path in [output, *written]] + ["", ".png", ".png"])
+    finally:
+        for figure in figures:
+            close_figure(figure)
+    counts = {c: int(np.sum(result.labels == c)) for c in classes}
     print(f"wrote {output}: {_count(fitted.steps, 'step')} ({_count(result.epochs, 'epoch')}) in "
           f"{result.train_seconds:.0f} s of training, {result.total_seconds:.0f} s in all, stopped: "
           f"{fitted.stop_reason}; kept the weights of epoch {fitted.kept_epoch}; voxels per class {counts}")
@@ -284,30 +315,9 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
               f"{probability_paths(output, ['<label value>'])[0]}")
     if args.steps is not None and fitted.steps < args.steps:
         print(f"warning: --max-minutes {minutes} stopped training after {fitted.steps} of the {args.steps} steps")
-    annotated_voxels = sparse != args.ignore_label
-    next_slices = least_sure_slices(result.probabilities, classes, annotated_voxels)
-    report = report_scores(fitted, classes, args, next_slices)
-    scores_file = scores_path(output)
-    write_text_atomically(scores_file, json.dumps(report, indent=1) + "\n")
     print(f"wrote {scores_file}")
-    # why: matplotlib is heavy; imported after the run, it delays neither the start nor an argument error
-    from ..visualize import densify_check_figure, densify_history_figure, save_figure
-
-    final_iou = None if fitted.scores is None else fitted.scores["iou"]
-    picture = scores_path(output, ".png")
-    save_figure(densify_history_figure(fitted.score_history, fitted.history, [str(c) for c in classes],
-                                       fitted.kept_epoch, final_iou, title=f"{output.name}: {fitted.stop_reason}"),
-                picture)
-    print(f"wrote {picture}")
-    shown, left_out = classes_to_check(classes, report["low_classes"], next_slices)
-    picture = check_picture_path(output)
-    names = ", ".join(name for _, name, _ in shown)
-    what = (f"the slices where the model is least sure of class {names}" if shown else
-            "no slice to check: every slice is at least half annotated, or the model expects no error in the others")
-    save_figure(densify_check_figure(images[0], result.probabilities, annotated_voxels, shown,
-                                     spacing=nib.affines.voxel_sizes(label_image.affine),
-                                     title=f"{output.name}: {what}"), picture)
-    print(f"wrote {picture} ({what})")
+    print(f"wrote {history_picture}")
+    print(f"wrote {check_picture} ({what})")
     if left_out:
         print(f"  left out of it: class {', '.join(map(str, left_out))} (it shows at most {MAX_CLASSES_DRAWN} of the "
               "classes warned about, those with the most expected errors)")
