@@ -17,7 +17,7 @@ The label values are those found in SPARSE, whole numbers from 0 to 255; the sma
 the background.
 
 A share of each annotated slice (--holdout, 10%) is held back from training, in square tiles
-chosen with the seed. Training runs until --max-minutes (default 10, prediction included) is
+chosen with the seed. Training runs until --max-minutes (default 10, reading and prediction included) is
 spent or the mean foreground IoU of the held-back voxels has not improved for --patience epochs
 of 16 steps and a final --decay-epochs epochs have decayed the learning rate to zero, then keeps
 the weights of its best evaluation at a decayed learning rate (at most a quarter of the initial
@@ -50,6 +50,7 @@ import argparse
 import functools
 import json
 import math
+import time
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Sequence
@@ -87,7 +88,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="dense label map to write (.nii or .nii.gz; its folder is made if missing)")
     parser.add_argument("--ignore-label", type=int, default=255, help="value of unannotated voxels (default 255)")
     parser.add_argument("--max-minutes", type=float, default=None,
-                        help="time bound of the whole run (default 10; with --steps, none)")
+                        help="time bound of the whole run, from reading the inputs to the prediction; writing the "
+                             "files takes seconds more (default 10; with --steps, none)")
     parser.add_argument("--steps", type=int, default=None, metavar="N",
                         help="train exactly N steps (reproducible) instead of until the budget or a plateau")
     defaults = DensifyOptions()
@@ -238,14 +240,15 @@ def read_inputs(images: list[str], labels: str, ignore_label: int,
 def work(args: argparse.Namespace) -> int:
     """Check the arguments, then densify under the output folder's lock (the folder made if missing, and taken
     back if the run fails); returns the exit status."""
+    started = time.monotonic()  # --max-minutes bounds the whole run, reading the inputs and loading Keras too
     output = check_paths(args)
     options = densify_options(args)
     # one densification at a time writes into a folder
     with made_folder(output.parent), run_folder_lock(output.parent, "output folder"):
-        return _densify_into(args, output, options)
+        return _densify_into(args, output, options, started)
 
 
-def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOptions) -> int:
+def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOptions, started: float) -> int:
     images, sparse, label_image = read_inputs(args.image, args.labels, args.ignore_label, args.clip_outliers)
     classes = annotated_classes(sparse, args.ignore_label, args.labels)  # fails fast, before Keras loads
     written = probability_paths(output, classes) if args.probabilities else []
@@ -264,12 +267,12 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
               f"one of the annotated classes {classes}; annotate some background too if the volume has any")
     minutes = args.max_minutes if args.max_minutes is not None or args.steps is not None else 10.0
     result = densify(images, sparse, args.ignore_label, overrides=args.overrides,
-                     max_seconds=None if minutes is None else 60 * minutes, seed=args.seed,
-                     show_progress=not args.quiet, steps=args.steps, options=options,
+                     max_seconds=None if minutes is None else 60 * minutes - (time.monotonic() - started),
+                     seed=args.seed, show_progress=not args.quiet, steps=args.steps, options=options,
                      keep_annotations=not args.predict_annotated)
     if result.fitted.steps == 0:  # an untrained model's map: not worth a file
         raise DataError(f"--max-minutes {minutes}: the budget left no time to train once the prediction of the volume "
-                        f"was set aside ({result.total_seconds:.0f} s in all); nothing was written, give it more "
+                        f"was set aside ({time.monotonic() - started:.0f} s in all); nothing was written, give it more "
                         "minutes")
     dense = nib.Nifti1Image(result.labels.astype(np.uint8), label_image.affine, label_image.header)
     dense.set_data_dtype(np.uint8)  # annotated_classes holds every class to 0-255
@@ -308,7 +311,7 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
             close_figure(figure)
     counts = {c: int(np.sum(result.labels == c)) for c in classes}
     print(f"wrote {output}: {_count(fitted.steps, 'step')} ({_count(result.epochs, 'epoch')}) in "
-          f"{result.train_seconds:.0f} s of training, {result.total_seconds:.0f} s in all, stopped: "
+          f"{result.train_seconds:.0f} s of training, {time.monotonic() - started:.0f} s in all, stopped: "
           f"{fitted.stop_reason}; kept the weights of epoch {fitted.kept_epoch}; voxels per class {counts}")
     if written:
         print(f"wrote the probability of each class ({', '.join(map(str, classes))}) to "
