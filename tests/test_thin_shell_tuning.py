@@ -75,6 +75,25 @@ def test_each_command_gets_a_table_headed_by_what_its_variants_change(experiment
         "- None scored the membrane higher than the defaults on every seed: the defaults stay."]
 
 
+def test_runs_of_smaller_windows_made_before_the_quarter_side_shift_are_noted(experiments, page, tmp_path,
+                                                                              monkeypatch):
+    old = budget(5, {"defaults": [0.40, 0.50], "24³ windows": [0.38, 0.46]},
+                 {"defaults": [0.80, 0.80], "24³ windows": [0.80, 0.80]})
+    new = {**budget(12, {"defaults": [0.40, 0.50], "24³ windows": [0.38, 0.46]},
+                    {"defaults": [0.80, 0.80], "24³ windows": [0.80, 0.80]}),
+           "window_shift": "a quarter of the window's side"}
+    key = experiments.tuning_key
+    results = {"commands": [], "runs": {"thin": {key(5, list(old["variants"])): old,
+                                                 key(12, list(new["variants"])): new}}}
+    (tmp_path / "tuning.json").write_text(json.dumps(results))
+    monkeypatch.setattr(page, "TUNING_RESULTS", tmp_path / "tuning.json")
+    notes = [line for line in page.tuning_lines() if "moved each training window by up to 8 voxels" in line]
+    # only the earlier command's runs, which tuning.py did not mark
+    assert notes == ["- The runs of 24³ windows moved each training window by up to 8 voxels around the voxel drawn, "
+                     "as densify then did for every window (a 16³ window left that voxel out of about 1 in 6); it now "
+                     "moves a window by up to a quarter of its side, so they would not repeat step for step."]
+
+
 def test_a_move_that_rounds_to_zero_has_no_minus_sign(page):
     # variant x seed x class: IoU less the defaults' of the same seed
     changes = {"depth 4": np.array([[0.0, -0.010, 0.0060], [0.0, -0.006, -0.0066]]),

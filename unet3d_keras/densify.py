@@ -179,7 +179,8 @@ class SparseModel:
             (``"gaussian"`` or ``"uniform"``).
         class_weighting: the class weighting trained with (``"auto"`` resolved: ``"none"``,
             ``"balanced"`` or ``"sqrt"``; ``"set"``, :data:`~unet3d_keras.densify_holdout.USER_SET_WEIGHTS`,
-            when the overrides set ``training.class_weights``). ``config`` holds the weights.
+            when the overrides set ``training.class_weights``).
+        class_weight_values: the cross-entropy weight of each class trained with (None: all 1).
     """
 
     model: keras.Model
@@ -200,6 +201,7 @@ class SparseModel:
     mirror: bool = False
     window_weighting: str = "uniform"
     class_weighting: str = "none"
+    class_weight_values: tuple[float, ...] | None = None
 
 
 def fit_sparse(
@@ -355,7 +357,8 @@ def fit_sparse(
                        score_history=monitor.history, held_out_voxels=int(held_out.mask.sum()),
                        held_out_mask=held_out.mask[tuple(slice(0, s) for s in sparse.shape)] if monitor.windows
                        else None, mirror=mirror,
-                       window_weighting=options.window_weighting, class_weighting=weighting)
+                       window_weighting=options.window_weighting, class_weighting=weighting,
+                       class_weight_values=task.class_weights)
 
 
 def predict_classes(fitted: SparseModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

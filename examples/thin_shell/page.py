@@ -1649,6 +1649,9 @@ def tuning_lines() -> list[str]:
             better = [name for name, change in changes.items() if (change[:, MEMBRANE] > 0).all()]
             topics = list(dict.fromkeys(TUNING_TOPICS[name] for name in changes))
             heading = ", ".join(topics[:-1]) + " and " * (len(topics) > 1) + topics[-1]
+            # runs before the sampler moved a window by up to a quarter of its side (tuning.py now records it)
+            shifted = [name for name in runs if "window_shift" not in budget
+                       and any(o.startswith("training.patch_shape") for o in TUNING_VARIANTS[name])]
             lines += [
                 f"**{heading[0].upper() + heading[1:]}.** `{budget['command']}` ({budget['machine']}, two "
                 f"runs at a time with one thread each) trained densify's defaults (learning rate "
@@ -1659,6 +1662,10 @@ def tuning_lines() -> list[str]:
                 "| settings | membrane / cell IoU | membrane, each seed | steps, each seed | runs that a plateau "
                 "ended before the budget |", "|---|---|---|---|---|", *rows, "",
                 moved_lines(changes),
+                *([f"- The runs of {' and '.join(shifted)} moved each training window by up to 8 voxels around the "
+                   "voxel drawn, as densify then did for every window (a 16³ window left that voxel out of about 1 in "
+                   "6); it now moves a window by up to a quarter of its side, so they would not repeat step for step."]
+                  if shifted else []),
                 "- " + (f"Higher on every seed: {', '.join(better)}." if better else
                         "None scored the membrane higher than the defaults on every seed: the defaults stay."), ""]
     return lines

@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     # a later command's runs replace those of this budget and these variants: runs of two sessions do not compare
     budget = results["runs"].setdefault(args.volume, {})[tuning_key(args.minutes, args.variants)] = {
         "command": command, "machine": machine_name(), "minutes": args.minutes,
-        "defaults": {key: training[key] for key in TUNED}, "variants": {}}
+        "defaults": {key: training[key] for key in TUNED}, "variants": {},
+        # the sampler's rule since it stopped moving every window by up to 8 voxels (the page notes earlier runs)
+        "window_shift": "a quarter of the window's side"}
 
     def what(variant_seed: tuple[str, int]) -> str:
         return f"{args.volume}, {args.minutes:g} min, {variant_seed[0]}, seed {variant_seed[1]}"

@@ -412,7 +412,7 @@ def report_scores(fitted: SparseModel, classes: list[int], args: argparse.Namesp
               "stop_reason": fitted.stop_reason, "train_seconds": round(fitted.train_seconds, 1),
               "holdout": args.holdout, "held_out_voxels": fitted.held_out_voxels,
               "class_weights": fitted.class_weighting,
-              "class_weight_values": fitted.config.training.class_weights, "sampling": args.sampling,
+              "class_weight_values": fitted.class_weight_values, "sampling": args.sampling,
               "mirror": fitted.mirror,
               "window_weighting": fitted.window_weighting, "seed": fitted.config.seed,
               "scores": None, "low_classes": [], "history": fitted.score_history,
