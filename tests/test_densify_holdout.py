@@ -153,7 +153,8 @@ def test_the_low_class_warning_suggests_the_next_weighting(weighting, advice, pl
     from argparse import Namespace
     from types import SimpleNamespace
 
-    from unet3d_keras.commands.densify import least_sure_slices, report_scores
+    from unet3d_keras.annotation_advice import least_sure_slices
+    from unet3d_keras.commands.densify import report_scores
 
     fitted = SimpleNamespace(steps=10, epochs=1, kept_epoch=1, stop_reason="10 steps done", train_seconds=1.0,
                              plateaued=plateaued, held_out_voxels=30, config=SimpleNamespace(seed=42),
@@ -203,7 +204,7 @@ def test_a_class_with_no_held_back_voxel_is_reported_as_such(capsys):
 
 
 def test_the_picture_shows_the_classes_warned_about_else_the_least_sure():
-    from unet3d_keras.commands.densify import MAX_CLASSES_DRAWN, classes_to_check
+    from unet3d_keras.annotation_advice import MAX_CLASSES_DRAWN, classes_to_check
 
     classes = [0, 1, 4, 6]
     next_slices = {1: [(3, 5.0), (None, 0.0), (1, 2.5)], 4: [(0, 4.0), (2, 3.0), (7, 0.4)],
@@ -235,7 +236,7 @@ def test_the_picture_shows_the_classes_warned_about_else_the_least_sure():
 
 
 def test_the_slices_to_check_next_read_as_a_user_reads_them():
-    from unet3d_keras.commands.densify import slice_list
+    from unet3d_keras.annotation_advice import slice_list
 
     assert slice_list([(31, 140.5), (20, 119.6), (25, 90.0)], 2) == (
         "slices x 31, y 20, z 25 (voxel indices from 0; the model itself expects about 141, 120 and 90 of their "

@@ -40,16 +40,8 @@ from .utils.patches import compute_patch_indices
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "DENSIFY_DEFAULTS",
-    "STEPS_PER_EPOCH",
-    "DensifyResult",
-    "SparseModel",
-    "densify_config",
-    "fit_sparse",
-    "predict_classes",
-    "densify",
-]
+__all__ = ["DENSIFY_DEFAULTS", "STEPS_PER_EPOCH", "DensifyResult", "SparseModel", "densify_config", "fit_sparse",
+           "predict_classes", "densify"]
 
 #: What ``densify`` changes from the repository's config.yaml: a model and schedule sized for
 #: one small volume. Any key can still be overridden with ``--set``.

@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Sequence
 import nibabel as nib
 import numpy as np
 
-from ..annotation_advice import AXES, least_certain_slices, slices_to_check
+from ..annotation_advice import AXES, MAX_CLASSES_DRAWN, classes_to_check, least_sure_slices, slice_list
 from ..checks import require_integer_values
 from ..cli import base_parser, run
 from ..densify_holdout import CLASS_WEIGHTINGS, RARE_CLASS_SHARE, SAMPLINGS, DensifyOptions, low_classes
@@ -73,9 +73,6 @@ from ..utils.patches import WEIGHTINGS
 
 if TYPE_CHECKING:  # why: ..densify loads Keras, which the command only imports once the inputs are valid
     from ..densify import SparseModel
-
-#: The most classes that the picture of the slices to check shows (each takes two rows of panels).
-MAX_CLASSES_DRAWN = 4
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -327,54 +324,6 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
     return 0
 
 
-def classes_to_check(classes: list[int], low_classes: list[int],
-                     next_slices: dict[int, list[tuple[int | None, float]]]
-                     ) -> tuple[list[tuple[int, str, list[int | None]]], list[int]]:
-    """The classes that the picture of the slices to check shows, as ``densify_check_figure`` takes them.
-
-    Those warned about, but the first class, and at most :data:`MAX_CLASSES_DRAWN` of them (those whose
-    named slices hold the most expected errors); when none is, the foreground class whose named
-    slices hold the most. Only slices worth checking (``slices_to_check``) count, and a class with
-    none is never shown.
-
-    Args:
-        classes: the label value of each class.
-        low_classes: the label values warned about.
-        next_slices: per foreground label value, :func:`least_sure_slices`' choice.
-
-    Returns:
-        ``(shown, left_out)``: per class shown, ``(position, label value as text, slice index or None per
-        axis)``, in the order of the label values; the label values warned about, with slices worth
-        checking, that were left out.
-    """
-    checked = {c: slices_to_check(chosen) for c, chosen in next_slices.items()}
-    worth = {c: sum(errors for index, (_, errors) in zip(checked[c], chosen) if index is not None)
-             for c, chosen in next_slices.items() if any(index is not None for index in checked[c])}
-    warned = [c for c in low_classes if c in worth]
-    # most expected errors first; of equal sums, the lower label value
-    ranked = sorted(warned or worth, key=lambda c: (-worth[c], c))
-    picked = sorted(ranked[:MAX_CLASSES_DRAWN] if warned else ranked[:1])
-    left_out = [c for c in warned if c not in picked]
-    return [(classes.index(c), str(c), checked[c]) for c in picked], left_out
-
-
-def least_sure_slices(probabilities: np.ndarray, classes: list[int], annotated: np.ndarray
-                      ) -> dict[int, list[tuple[int | None, float]]]:
-    """Per foreground class, :func:`~unet3d_keras.annotation_advice.least_certain_slices` of the volume.
-
-    Args:
-        probabilities: ``(n_classes, x, y, z)`` the volume's softmax outputs.
-        classes: the label value of each class.
-        annotated: bool ``(x, y, z)``, True where the label map was annotated.
-
-    Returns:
-        Label value -> per axis ``(slice index or None, expected errors)``, for every class but the first.
-    """
-    winners = np.argmax(probabilities, axis=0)  # once for all classes
-    return {c: least_certain_slices(probabilities, position, annotated, winners)
-            for position, c in enumerate(classes) if position}
-
-
 def probability_image(probability: np.ndarray, label_image: nib.Nifti1Image) -> nib.Nifti1Image:
     """A class's probability ``(x, y, z)`` float32 as a NIfTI image on the grid of the label map.
 
@@ -442,24 +391,6 @@ def report_scores(fitted: SparseModel, classes: list[int], args: argparse.Namesp
             print(f"  where the model is least sure of class {classes[position]}, to check and annotate next: "
                   f"{slice_list(next_slices[classes[position]], classes[position])}")
     return report
-
-
-def slice_list(chosen: Sequence[tuple[int | None, float]], label: int) -> str:
-    """``least_certain_slices``' choice for class ``label`` as a user reads it: "slices x 31, y 20, z 25 (...)".
-
-    An axis whose every slice is at least half annotated, or where the model expects less than half a
-    voxel wrong, is left out.
-    """
-    named = [(axis, index, math.floor(errors + 0.5)) for axis, index, (_, errors) in
-             zip(AXES, slices_to_check(chosen), chosen) if index is not None]
-    if not named:
-        return ("none: every slice is at least half annotated" if all(index is None for index, _ in chosen) else
-                "none: the model expects no error about it in the slices not yet annotated")
-    counts = [str(errors) for _, _, errors in named]
-    counts = counts[0] if len(counts) == 1 else f"{', '.join(counts[:-1])} and {counts[-1]}"
-    return (f"slice{'s' * (len(named) > 1)} " + ", ".join(f"{axis} {index}" for axis, index, _ in named)
-            + f" (voxel indices from 0; the model itself expects about {counts} of "
-            f"{'their' if len(named) > 1 else 'the'} unannotated voxels to be wrong about class {label})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
