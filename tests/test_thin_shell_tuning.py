@@ -90,7 +90,7 @@ def test_runs_of_smaller_windows_made_before_the_quarter_side_shift_are_noted(ex
     notes = [line for line in page.tuning_lines() if "moved each training window by up to 8 voxels" in line]
     # only the earlier command's runs, which tuning.py did not mark
     assert notes == ["- The runs of 24³ windows moved each training window by up to 8 voxels around the voxel drawn, "
-                     "as densify then did for every window (a 16³ window left that voxel out of about 1 in 6); it now "
+                     "as densify then did for every window (a 16³ window left that voxel out of up to 1 in 6); it now "
                      "moves a window by up to a quarter of its side, so they would not repeat step for step."]
 
 

@@ -1663,7 +1663,7 @@ def tuning_lines() -> list[str]:
                 "ended before the budget |", "|---|---|---|---|---|", *rows, "",
                 moved_lines(changes),
                 *([f"- The runs of {' and '.join(shifted)} moved each training window by up to 8 voxels around the "
-                   "voxel drawn, as densify then did for every window (a 16³ window left that voxel out of about 1 in "
+                   "voxel drawn, as densify then did for every window (a 16³ window left that voxel out of up to 1 in "
                    "6); it now moves a window by up to a quarter of its side, so they would not repeat step for step."]
                   if shifted else []),
                 "- " + (f"Higher on every seed: {', '.join(better)}." if better else
