@@ -12,6 +12,7 @@ from unet3d_keras.config import (
     config_from_args,
     load_config,
     save_config,
+    sets_key,
 )
 
 
@@ -154,6 +155,14 @@ def test_overrides_parse_yaml_values():
 def test_bad_overrides(text, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(None, [text])
+
+
+def test_sets_key_reads_the_key_of_each_override():
+    overrides = ["model.depth=2", " prediction.overlap = 4", "training.class_weights=[1, 2]"]
+    assert sets_key(overrides, "prediction.overlap") and sets_key(overrides, "training.class_weights")
+    assert not sets_key(overrides, "prediction.batch_size") and not sets_key(overrides, "model")
+    assert not sets_key(["training.patch_shape_extra=1"], "training.patch_shape")  # a key, not a prefix
+    assert not sets_key([], "model.depth")
 
 
 def test_missing_and_malformed_files(tmp_path):

@@ -238,6 +238,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def sets_key(overrides: Sequence[str], key: str) -> bool:
+    """Whether one of the ``section.key=value`` overrides sets ``key`` (e.g. ``"training.class_weights"``)."""
+    return any(parse_override(text)[0] == key.split(".") for text in overrides)
+
+
 def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict:
     """Return a copy of the raw mapping (read-only mappings and tuples become dicts and lists)
     with ``--set`` overrides applied."""

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 from tqdm.auto import tqdm
 
-from .config import Config, ConfigError, apply_overrides, config_from_dict, parse_override
+from .config import Config, ConfigError, apply_overrides, config_from_dict, sets_key
 from .errors import DataError
 from .model_from_config import build_model
 from .precision import apply_mixed_precision
@@ -129,7 +129,7 @@ def densify_config(classes: Sequence[int], image_shape: Sequence[int], n_channel
         if all(isinstance(p, int) and p > 0 for p in patch):
             patch = [min(max(p // factor * factor, factor), s) for p, s in zip(patch, padded)]
             raw["training"] = {**raw["training"], "patch_shape": patch}
-            if not any(o.strip().startswith("prediction.overlap") for o in overrides):
+            if not sets_key(overrides, "prediction.overlap"):
                 # A window cut down to a small image keeps a proportionate overlap.
                 raw["prediction"] = {**raw.get("prediction", {}),
                                      "overlap": min(raw.get("prediction", {}).get("overlap", 16), min(patch) // 2)}
@@ -265,7 +265,7 @@ def fit_sparse(
     counts = np.bincount(train_map[train_map != _UNANNOTATED].ravel(), minlength=len(classes))
     weighting = chosen_weighting(counts, options.class_weighting)
     weights = class_weights_for(counts, weighting)
-    if any(parse_override(text)[0] == ["training", "class_weights"] for text in overrides):
+    if sets_key(overrides, "training.class_weights"):
         weighting, weights = USER_SET_WEIGHTS, None  # the user's own weights win over the option
     if weights is not None:
         weight_text = "[" + ",".join(f"{w:.6g}" for w in weights) + "]"

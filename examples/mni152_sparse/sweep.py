@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from unet3d_keras.config import sets_key
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run  # noqa: E402 (examples/mni152_sparse/run.py)
@@ -54,7 +56,7 @@ def trial_list(names: list[str] | None, slices: list[int], seeds: list[int]) -> 
 
 def _precision_setting(settings: list[str], default: str) -> list[str]:
     """Pin the precision so that a GPU (float16 under ``auto``) trains as the CPU would."""
-    if any(s.startswith("training.mixed_precision=") for s in settings):
+    if sets_key(settings, "training.mixed_precision"):
         return settings
     return [*settings, f"training.mixed_precision={default}"]
 

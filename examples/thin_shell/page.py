@@ -10,6 +10,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
+from unet3d_keras.config import sets_key
 from unet3d_keras.densify_holdout import RARE_CLASS_SHARE
 from unet3d_keras.fileio import write_text_atomically
 
@@ -1651,7 +1652,7 @@ def tuning_lines() -> list[str]:
             heading = ", ".join(topics[:-1]) + " and " * (len(topics) > 1) + topics[-1]
             # runs before the sampler moved a window by up to a quarter of its side (tuning.py now records it)
             shifted = [name for name in runs if "window_shift" not in budget
-                       and any(o.startswith("training.patch_shape") for o in TUNING_VARIANTS[name])]
+                       and sets_key(TUNING_VARIANTS[name], "training.patch_shape")]
             lines += [
                 f"**{heading[0].upper() + heading[1:]}.** `{budget['command']}` ({budget['machine']}, two "
                 f"runs at a time with one thread each) trained densify's defaults (learning rate "
