@@ -685,41 +685,27 @@ def test_predict_annotated_and_probabilities_write_the_models_own_on_every_voxel
     np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=1e-5)
     np.testing.assert_array_equal(np.argmax(probabilities, axis=0), model)
 
-    # a full disk on the last probability file: the label map, every probability file, the scores and the
-    # pictures stay as they were
-    sidecars = [tmp_path / name for name in ("model_scores.json", "model_scores.png", "model_check.png")]
-    before = {path: path.read_bytes() for path in [tmp_path / "model.nii", *paths, *sidecars]}
-    real_save, saved = nib.save, []
-
-    def save_until_the_disk_is_full(image, filename):
-        saved.append(filename)
-        if len(saved) == 4:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_save(image, filename)
-
-    monkeypatch.setattr(nib, "save", save_until_the_disk_is_full)
-    assert main([*common, "--output", str(tmp_path / "model.nii"), "--probabilities", "--seed", "4"]) != 0
-    assert f"{paths[2]}" in capsys.readouterr().err
-    assert len(saved) == 4 and all(path.read_bytes() == data for path, data in before.items())
-    assert not [path.name for path in tmp_path.iterdir() if ".tmp-" in path.name]
-    monkeypatch.undo()
-    # and on the last picture, written after them all
+    # a full disk on the last probability file, then on the last picture (written after them all): the label map,
+    # every probability file, the scores and the pictures stay as they were
     import unet3d_keras.visualize as visualize
 
-    real_write, pictures = visualize.write_png, []
+    sidecars = [tmp_path / name for name in ("model_scores.json", "model_scores.png", "model_check.png")]
+    before = {path: path.read_bytes() for path in [tmp_path / "model.nii", *paths, *sidecars]}
+    for module, name, failing, named in ((nib, "save", 4, paths[2]), (visualize, "write_png", 2, sidecars[2])):
+        real, calls = getattr(module, name), []
 
-    def write_until_the_disk_is_full(figure, path, dpi=100):
-        pictures.append(path)
-        if len(pictures) == 2:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_write(figure, path, dpi)
+        def write_until_the_disk_is_full(what, path, *rest, real=real, calls=calls, failing=failing):
+            calls.append(path)
+            if len(calls) == failing:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real(what, path, *rest)
 
-    monkeypatch.setattr(visualize, "write_png", write_until_the_disk_is_full)
-    assert main([*common, "--output", str(tmp_path / "model.nii"), "--probabilities", "--seed", "4"]) != 0
-    assert f"{sidecars[2]}" in capsys.readouterr().err
-    assert len(pictures) == 2 and all(path.read_bytes() == data for path, data in before.items())
-    assert not [path.name for path in tmp_path.iterdir() if ".tmp-" in path.name]
-    monkeypatch.undo()
+        monkeypatch.setattr(module, name, write_until_the_disk_is_full)
+        assert main([*common, "--output", str(tmp_path / "model.nii"), "--probabilities", "--seed", "4"]) != 0
+        assert f"{named}" in capsys.readouterr().err
+        assert len(calls) == failing and all(path.read_bytes() == data for path, data in before.items())
+        assert not [path.name for path in tmp_path.iterdir() if ".tmp-" in path.name]
+        monkeypatch.undo()
 
     # a probability file that would replace an input is refused before any work
     (tmp_path / "x_probability_1.nii.gz").write_bytes((tmp_path / "image.nii.gz").read_bytes())

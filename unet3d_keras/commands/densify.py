@@ -148,8 +148,7 @@ def check_paths(args: argparse.Namespace) -> Path:
         raise DataError(f"--steps: expected a positive number of steps, received {args.steps}")
     if args.seed is not None and not 0 <= args.seed < 2**32:
         raise DataError(f"--seed: expected a whole number from 0 to {2**32 - 1}, received {args.seed}")
-    for path, what in ((scores_path(output), "scores file"), (scores_path(output, ".png"), "scores file"),
-                       (check_picture_path(output), "picture of the slices to check")):
+    for path, what in zip(report_paths(output), ("scores file", "scores file", "picture of the slices to check")):
         if path.resolve() in inputs:
             raise DataError(f"{path}: the {what} would overwrite an input file; choose another output")
         check_no_folder_in_the_way(path, what)  # in the output's folder, checked above
@@ -197,6 +196,12 @@ def scores_path(output: Path, suffix: str = ".json") -> Path:
 def check_picture_path(output: Path) -> Path:
     """The picture of the slices to check next to ``output``: ``dense.nii.gz`` -> ``dense_check.png``."""
     return output_sibling(output, "_check.png")
+
+
+def report_paths(output: Path) -> tuple[Path, Path, Path]:
+    """The files every run writes beside ``output``: the scores, their picture and the picture of the slices to
+    check."""
+    return scores_path(output), scores_path(output, ".png"), check_picture_path(output)
 
 
 def probability_paths(output: Path, classes: Sequence[int]) -> list[Path]:
@@ -293,8 +298,7 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
         figures.append(densify_check_figure(images[0], result.probabilities, annotated_voxels, shown,
                                             spacing=nib.affines.voxel_sizes(label_image.affine),
                                             title=f"{output.name}: {what}"))
-        scores_file, history_picture, check_picture = (scores_path(output), scores_path(output, ".png"),
-                                                       check_picture_path(output))
+        scores_file, history_picture, check_picture = report_paths(output)
         text = json.dumps(report, indent=1) + "\n"
         # all or none: a failure on the last file (a full disk) leaves no new label map beside old probabilities,
         # scores or pictures, which would describe another run
