@@ -655,13 +655,27 @@ def test_predict_annotated_and_probabilities_write_the_models_own_on_every_voxel
     nib.save(labels, tmp_path / "sparse.nii.gz")
     common = ["--image", str(tmp_path / "image.nii.gz"), "--labels", str(tmp_path / "sparse.nii.gz"),
               "--steps", "6", "--seed", "3", "--quiet", *[item for setting in TINY for item in ("--set", setting)]]
+    # an earlier run's probability file is left as it was, and named: it does not describe the new map
+    earlier = {name: (tmp_path / "image.nii.gz").read_bytes() for name in ("kept_probability_7.nii.gz",
+                                                                            "kept_probability_x.nii.gz")}
+    for name, data in earlier.items():
+        (tmp_path / name).write_bytes(data)
     assert main([*common, "--output", str(tmp_path / "kept.nii.gz")]) == 0
-    assert ": 6 steps (1 epoch) in " in capsys.readouterr().out
-    assert not list(tmp_path.glob("kept_probability_*"))
+    out = capsys.readouterr().out
+    assert ": 6 steps (1 epoch) in " in out
+    assert (f"warning: {tmp_path / 'kept_probability_7.nii.gz'}: probability files of an earlier run, left as they "
+            "were; they do not describe this map (remove them, or pass --probabilities to write this run's)\n") in out
+    assert "kept_probability_x" not in out  # not a class's file
+    assert {path.name: path.read_bytes() for path in tmp_path.glob("kept_probability_*")} == earlier
+    for name in ("model_probability_5.nii", "model_probability_6.nii.gz"):  # a class this run lacks; another suffix
+        (tmp_path / name).write_bytes(earlier["kept_probability_7.nii.gz"])
     assert main([*common, "--output", str(tmp_path / "model.nii"), "--predict-annotated", "--probabilities"]) == 0
     paths = [tmp_path / f"model_probability_{c}.nii" for c in (0, 1, 2)]
+    out = capsys.readouterr().out
     assert (f"wrote the probability of each class (0, 1, 2) to {tmp_path / 'model_probability_<label value>.nii'}\n"
-            in capsys.readouterr().out)
+            in out)
+    assert (f"warning: {tmp_path / 'model_probability_5.nii'}: probability files of an earlier run, left as they "
+            "were; they do not describe this map (remove them)\n") in out
     kept = np.asarray(nib.load(tmp_path / "kept.nii.gz").dataobj)
     model = np.asarray(nib.load(tmp_path / "model.nii").dataobj)
     library = densify(image, sparse, 255, TINY, steps=6, seed=3, show_progress=False, keep_annotations=False)

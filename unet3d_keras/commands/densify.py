@@ -38,7 +38,8 @@ first (at most 4, those with the most expected errors), or else for the class wh
 most. --probabilities also writes each class's probability (float32, the model's own on every
 voxel, annotated or not, averaged and blended as the labels were; 4 bytes a voxel per class) to
 OUT's name with ``_probability_<label value>`` and OUT's suffix (e.g. ``dense_probability_2.nii.gz``),
-to overlay in a viewer where the model is unsure. The label map, these files, the scores and the pictures
+to overlay in a viewer where the model is unsure; an earlier run's probability files that a run does not
+replace are left as they were, and named in a warning. The label map, these files, the scores and the pictures
 are written together: a failure while writing them (a full disk) leaves the older files of those names as
 they were.
 --set changes the defaults of unet3d_keras.densify.DENSIFY_DEFAULTS (e.g. --set model.n_base_filters=8).
@@ -50,6 +51,7 @@ import argparse
 import functools
 import json
 import math
+import re
 import time
 from pathlib import Path
 from types import MappingProxyType
@@ -211,6 +213,13 @@ def probability_paths(output: Path, classes: Sequence[int]) -> list[Path]:
     return [output_sibling(output, f"_probability_{c}{suffix}") for c in classes]
 
 
+def earlier_probability_files(output: Path, written: Sequence[Path]) -> list[Path]:
+    """The probability files next to ``output`` that this run did not write (an earlier run's, of a class or with
+    ``--probabilities`` no longer asked for), sorted."""
+    pattern = re.escape(probability_paths(output, ["@"])[0].name).replace("@", r"\d+")
+    return sorted(path for path in output.parent.glob("*") if re.fullmatch(pattern, path.name) and path not in written)
+
+
 def read_inputs(images: list[str], labels: str, ignore_label: int,
                 clip_outliers: bool = False) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Image]:
     """The images ``(C, x, y, z)`` float32, the sparse labels ``(x, y, z)`` and their image, checked.
@@ -317,6 +326,11 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
     if written:
         print(f"wrote the probability of each class ({', '.join(map(str, classes))}) to "
               f"{probability_paths(output, ['<label value>'])[0]}")
+    earlier = earlier_probability_files(output, written)
+    if earlier:  # not removed: they are the user's files, but they would be read as this map's
+        remedy = "remove them" if written else "remove them, or pass --probabilities to write this run's"
+        print(f"warning: {', '.join(map(str, earlier))}: probability files of an earlier run, left as they were; they "
+              f"do not describe this map ({remedy})")
     if args.steps is not None and fitted.steps < args.steps:
         print(f"warning: --max-minutes {minutes} stopped training after {fitted.steps} of the {args.steps} steps")
     print(f"wrote {scores_file}")
