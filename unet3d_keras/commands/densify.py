@@ -307,15 +307,15 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
         figures.append(densify_check_figure(images[0], result.probabilities, annotated_voxels, shown,
                                             spacing=nib.affines.voxel_sizes(label_image.affine),
                                             title=f"{output.name}: {what}"))
-        scores_file, history_picture, check_picture = report_paths(output)
+        reports = scores_file, history_picture, check_picture = report_paths(output)
         text = json.dumps(report, indent=1) + "\n"
         # all or none: a failure on the last file (a full disk) leaves no new label map beside old probabilities,
         # scores or pictures, which would describe another run
-        write_together([output, *written, scores_file, history_picture, check_picture],
+        write_together([output, *written, *reports],
                        [functools.partial(nib.save, image) for image in [dense, *maps]]
                        + [lambda tmp: tmp.write_text(text, encoding="utf-8")]
                        + [functools.partial(write_png, figure) for figure in figures],
-                       [nifti_suffix(path) for path in [output, *written]] + ["", ".png", ".png"])
+                       [nifti_suffix(path) for path in [output, *written]] + [path.suffix for path in reports])
     finally:
         for figure in figures:
             close_figure(figure)
