@@ -281,6 +281,7 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
                      max_seconds=None if minutes is None else 60 * minutes - (time.monotonic() - started),
                      seed=args.seed, show_progress=not args.quiet, steps=args.steps, options=options,
                      keep_annotations=not args.predict_annotated)
+    predicted = time.monotonic() - started  # what --max-minutes bounds; writing the files comes after it
     if result.fitted.steps == 0:  # an untrained model's map: not worth a file
         raise DataError(f"--max-minutes {minutes}: the budget left no time to train once the prediction of the volume "
                         f"was set aside ({time.monotonic() - started:.0f} s in all); nothing was written, give it more "
@@ -320,8 +321,10 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
         for figure in figures:
             close_figure(figure)
     counts = {c: int(np.sum(result.labels == c)) for c in classes}
+    budget = "" if minutes is None else f" (budget {60 * minutes:.0f} s)"
     print(f"wrote {output}: {_count(fitted.steps, 'step')} ({_count(result.epochs, 'epoch')}) in "
-          f"{result.train_seconds:.0f} s of training, {time.monotonic() - started:.0f} s in all, stopped: "
+          f"{result.train_seconds:.0f} s of training, {predicted:.0f} s to the end of the prediction{budget}, "
+          f"{time.monotonic() - started:.0f} s in all, stopped: "
           f"{fitted.stop_reason}; kept the weights of epoch {fitted.kept_epoch}; voxels per class {counts}")
     if written:
         print(f"wrote the probability of each class ({', '.join(map(str, classes))}) to "
