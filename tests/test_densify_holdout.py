@@ -637,6 +637,19 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
     assert not (tmp_path / "rushed").exists()
 
 
+def test_earlier_probability_files_are_those_of_this_output_only(tmp_path):
+    from unet3d_keras.commands.densify import earlier_probability_files
+
+    names = ["a@b_probability_1.nii.gz", "a@b_probability_12.nii.gz", "a7b_probability_1.nii.gz",
+             "a@b_probability_x.nii.gz", "a@b_probability_1.nii", "a@b_scores.json"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    output = tmp_path / "a@b.nii.gz"  # an "@" in the output's own name is not the class's place
+    assert earlier_probability_files(output, []) == [tmp_path / names[0], tmp_path / names[1]]
+    assert earlier_probability_files(output, [tmp_path / names[1]]) == [tmp_path / names[0]]
+    assert earlier_probability_files(tmp_path / "a7b.nii.gz", []) == [tmp_path / names[2]]
+
+
 def test_predict_annotated_and_probabilities_write_the_models_own_on_every_voxel(case, tmp_path, capsys,
                                                                                  monkeypatch):
     import nibabel as nib

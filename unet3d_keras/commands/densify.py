@@ -216,7 +216,9 @@ def probability_paths(output: Path, classes: Sequence[int]) -> list[Path]:
 def earlier_probability_files(output: Path, written: Sequence[Path]) -> list[Path]:
     """The probability files next to ``output`` that this run did not write (an earlier run's, of a class or with
     ``--probabilities`` no longer asked for), sorted."""
-    pattern = re.escape(probability_paths(output, ["@"])[0].name).replace("@", r"\d+")
+    # the placeholder is the last "@" of the name: the output's own name may hold one too
+    head, _, tail = probability_paths(output, ["@"])[0].name.rpartition("@")
+    pattern = re.escape(head) + r"\d+" + re.escape(tail)
     return sorted(path for path in output.parent.glob("*") if re.fullmatch(pattern, path.name) and path not in written)
 
 
