@@ -68,8 +68,8 @@ _UNANNOTATED = -1
 _MIRRORINGS = 2 ** len(BATCH_SPATIAL_AXES)  # each subset of the axes that tta.mirrored flips
 #: Most of the time left that the mirrored prediction may take; beyond it each window is predicted once.
 MIRROR_SHARE_MAX = 0.25
-#: A timed run stops training this many times the estimated time of the prediction and of one held-back
-#: evaluation, plus PREDICTION_SLACK_SECONDS, before its deadline (the estimate comes from one timed model call).
+#: A timed run stops training this many times the estimated time of the prediction and of the held-back evaluation
+#: of the epoch it cuts short, plus PREDICTION_SLACK_SECONDS, before its deadline (estimated from one model call).
 PREDICTION_MARGIN = 1.3
 PREDICTION_SLACK_SECONDS = 3.0
 
@@ -305,12 +305,8 @@ def fit_sparse(
                            100 * MIRROR_SHARE_MAX)
             mirror = False
         predict_estimate *= _MIRRORINGS if mirror else 1
-        # The held-back evaluation at the end of the epoch that the deadline cuts short runs after training has
-        # stopped: unreserved, it ended 0.8-1.1 s after train_until in 30 s runs on the volume of tests/test_sparse.py's
-        # budget test (three at once on two cores), using up the prediction's margin.
-        evaluation_estimate = call_seconds * math.ceil(held_out.n_groups / config.prediction.batch_size)
-        train_until = (deadline - PREDICTION_MARGIN * (predict_estimate + evaluation_estimate)
-                       - PREDICTION_SLACK_SECONDS)
+        predict_estimate += call_seconds * math.ceil(held_out.n_groups / config.prediction.batch_size)
+        train_until = deadline - PREDICTION_MARGIN * predict_estimate - PREDICTION_SLACK_SECONDS
     timed = steps is None and deadline is not None  # train until the budget or a plateau
     n_epochs = math.ceil(steps / STEPS_PER_EPOCH) if steps is not None else config.training.n_epochs
     fit_epochs = 10**6 if timed else n_epochs
