@@ -20,7 +20,7 @@ def test_every_window_holds_the_voxel_it_was_drawn_for(patch):
     sampler = ClassFirstPatchSampler(images, index_map, 2, UNANNOTATED, patch, batch_size=8,
                                      augmentation=AugmentationParams(), seed=3, steps_per_epoch=8)
     drawn = np.zeros(2, int)
-    for index in range(len(sampler)):
+    for index in range(8):
         x, y = sampler[index]
         assert x.shape == (8, *patch, 1) and y.shape == (8, *patch, 2)
         labelled = y.reshape(8, -1, 2).sum(axis=1)  # annotated voxels of each class in each window
@@ -45,3 +45,23 @@ def test_the_window_moves_by_up_to_a_quarter_of_its_side():
         for axis, side in enumerate(patch):
             assert set(shift[:, axis]) <= set(range(-(side // 4), side // 4 + 1))
             assert shift[:, axis].min() < 0 < shift[:, axis].max()
+
+
+def test_a_batch_depends_on_its_index_only_and_each_epoch_draws_anew():
+    # Keras prefetches from one endless iterator: a batch must not depend on when or in which order it is asked for.
+    shape = (20, 18, 16)
+    index_map = np.full(shape, UNANNOTATED, np.int32)
+    index_map[::3, ::4, ::5] = 0
+    index_map[8:12, 6:10, 6:9] = 1
+    images = np.random.default_rng(0).normal(size=(1, *shape)).astype(np.float32)
+
+    def sampler():
+        return ClassFirstPatchSampler(images, index_map, 2, UNANNOTATED, (8, 8, 8), batch_size=2,
+                                      augmentation=AugmentationParams(), seed=5, steps_per_epoch=4)
+
+    assert sampler().num_batches is None  # endless: Keras keeps one iterator over the epochs
+    in_order = [sampler()[i] for i in range(12)]
+    shuffled = sampler()
+    for i in (11, 3, 7, 0, 3):
+        assert all(np.array_equal(a, b) for a, b in zip(shuffled[i], in_order[i]))
+    assert not np.array_equal(in_order[4][0], in_order[0][0])  # the second epoch's first batch is another draw

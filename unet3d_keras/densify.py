@@ -327,7 +327,8 @@ def fit_sparse(
         logger.warning("no voxel of a foreground class is held back (each class's annotated voxels lie in too few "
                        "tiles to spare one): no held-back score to stop on, training runs to the time budget")
     if time.monotonic() < train_until:
-        model.fit(sampler, epochs=fit_epochs, callbacks=[budget, schedule, monitor], verbose=0, shuffle=False)
+        model.fit(sampler, epochs=fit_epochs, steps_per_epoch=STEPS_PER_EPOCH, callbacks=[budget, schedule, monitor],
+                  verbose=0, shuffle=False)
     progress.close()
     kept_epoch = monitor.restore_best(len(budget.losses))
     plateau = f"no gain on the held-back voxels in {options.patience_epochs} epochs"
@@ -346,8 +347,7 @@ def fit_sparse(
     return SparseModel(model=model, config=config, classes=tuple(classes), patch_shape=patch,
                        epochs=len(budget.losses), train_seconds=time.monotonic() - train_start,
                        history=budget.losses, steps=budget.steps, stop_reason=reason,
-                       plateaued=monitor.stopped_on_plateau, scores=scores,
-                       kept_epoch=kept_epoch,
+                       plateaued=monitor.stopped_on_plateau, scores=scores, kept_epoch=kept_epoch,
                        score_history=monitor.history, held_out_voxels=int(held_out.mask.sum()),
                        held_out_mask=held_out.mask[tuple(slice(0, s) for s in sparse.shape)] if monitor.windows
                        else None, mirror=mirror,

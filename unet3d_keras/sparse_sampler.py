@@ -32,10 +32,15 @@ class ClassFirstPatchSampler(keras.utils.PyDataset):
         patch_shape: ``(px, py, pz)`` window, at most the image shape.
         batch_size: windows per batch.
         augmentation: the augmentation applied to each window.
-        seed: seeds each batch together with the epoch and the batch index.
-        steps_per_epoch: batches per epoch.
+        seed: seeds each batch together with its epoch and its place in the epoch.
+        steps_per_epoch: batches per epoch (fit it with this ``steps_per_epoch``).
         sampling: ``"class_first"`` draws a class, then one of its voxels; ``"uniform"`` draws
             any annotated voxel (classes in proportion to their annotated voxels).
+
+    An endless stream: batch ``i`` is that of epoch ``i // steps_per_epoch + 1``. Keras then keeps one data
+    iterator for the whole fit; a finite dataset makes a new one each epoch, and dropping the old one stalled
+    an epoch's first step by about 5 s in 5 of 6 runs of ``benchmarks/densify_epoch_stalls.py`` (none in 6
+    with this stream).
 
     Batches are ``(x, y)``: float32 ``(batch, px, py, pz, n_channels)`` and one-hot float32
     ``(batch, px, py, pz, n_classes)``, all zero where unannotated.
@@ -63,17 +68,16 @@ class ClassFirstPatchSampler(keras.utils.PyDataset):
             self.by_class = [np.concatenate(self.by_class)]
         elif sampling != "class_first":
             raise ValueError(f"sampling: expected one of {SAMPLINGS}, received {sampling!r}")
-        self.epoch = 0
 
-    def __len__(self) -> int:
-        return self.steps_per_epoch
-
-    def on_epoch_end(self) -> None:
-        """Move on to the next epoch's batches."""
-        self.epoch += 1
+    @property
+    def num_batches(self) -> None:
+        """None: the stream does not end."""
+        return None
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        # epoch + 1: the draws, and so the figures on the docs pages, of the dataset of one epoch this replaced
+        epoch, step = divmod(int(index), self.steps_per_epoch)
+        rng = np.random.default_rng([self.seed, epoch + 1, step])
         shape = np.asarray(self.images.shape[1:])
         x, y = [], []
         for _ in range(self.batch_size):
