@@ -29,7 +29,7 @@ STAGES = [
                               "reference_models", "instance_normalization"]),
     ("training", "model file,\nlog, state", ["*training", "callbacks", "pipeline", "preparation", "run_state",
                                              "run_lock", "precision", "distribute", "distribute_tf",
-                                             "distribute_jax", "schedule"]),
+                                             "distribute_jax", "schedule", "step_loop"]),
     ("predictor", "probabilities,\nlabel maps", ["predictor", "*prediction", "sliding_window",
                                                  "predict_functions", "tta", "label_maps", "regions",
                                                  "inference_io", "export", "exported_models", "sparse",

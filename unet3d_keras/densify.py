@@ -34,6 +34,7 @@ from .densify_monitor import HeldOutMonitor
 from .schedule import TimeBudget, TimeCosine, cosine_learning_rate
 from .sparse import annotated_classes
 from .sparse_sampler import ClassFirstPatchSampler
+from .step_loop import fit_steps
 from .tasks import resolve_task
 from .tta import BATCH_SPATIAL_AXES, mirrored
 from .utils.patches import compute_patch_indices
@@ -327,8 +328,7 @@ def fit_sparse(
         logger.warning("no voxel of a foreground class is held back (each class's annotated voxels lie in too few "
                        "tiles to spare one): no held-back score to stop on, training runs to the time budget")
     if time.monotonic() < train_until:
-        model.fit(sampler, epochs=fit_epochs, steps_per_epoch=STEPS_PER_EPOCH, callbacks=[budget, schedule, monitor],
-                  verbose=0, shuffle=False)
+        fit_steps(model, sampler.__getitem__, fit_epochs, STEPS_PER_EPOCH, [budget, schedule, monitor])
     progress.close()
     kept_epoch = monitor.restore_best(len(budget.losses))
     plateau = f"no gain on the held-back voxels in {options.patience_epochs} epochs"

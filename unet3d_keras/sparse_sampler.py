@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import keras
 import numpy as np
 
 from .augmentation.compose import augment_sample
@@ -21,7 +20,7 @@ from .labels import one_hot_with_ignore
 __all__ = ["ClassFirstPatchSampler"]
 
 
-class ClassFirstPatchSampler(keras.utils.PyDataset):
+class ClassFirstPatchSampler:
     """Random augmented training windows centred near annotated voxels of one volume.
 
     Args:
@@ -33,14 +32,12 @@ class ClassFirstPatchSampler(keras.utils.PyDataset):
         batch_size: windows per batch.
         augmentation: the augmentation applied to each window.
         seed: seeds each batch together with its epoch and its place in the epoch.
-        steps_per_epoch: batches per epoch (fit it with this ``steps_per_epoch``).
+        steps_per_epoch: batches per epoch.
         sampling: ``"class_first"`` draws a class, then one of its voxels; ``"uniform"`` draws
             any annotated voxel (classes in proportion to their annotated voxels).
 
-    An endless stream: batch ``i`` is that of epoch ``i // steps_per_epoch + 1``. Keras then keeps one data
-    iterator for the whole fit; a finite dataset makes a new one each epoch, and dropping the old one stalled
-    an epoch's first step by about 5 s in 5 of 6 runs of ``benchmarks/densify_epoch_stalls.py`` (none in 6
-    with this stream).
+    Batch ``i`` (any ``i >= 0``) is that of epoch ``i // steps_per_epoch + 1``: it depends on its index
+    only, so it may be made ahead of time (``unet3d_keras.step_loop`` makes the next while one trains).
 
     Batches are ``(x, y)``: float32 ``(batch, px, py, pz, n_channels)`` and one-hot float32
     ``(batch, px, py, pz, n_classes)``, all zero where unannotated.
@@ -49,7 +46,6 @@ class ClassFirstPatchSampler(keras.utils.PyDataset):
     def __init__(self, images: np.ndarray, index_map: np.ndarray, n_classes: int, ignore: int,
                  patch_shape: Sequence[int], batch_size: int, augmentation: AugmentationParams,
                  seed: int, steps_per_epoch: int, sampling: str = "class_first") -> None:
-        super().__init__(workers=1)
         self.images = images
         self.index_map = index_map
         self.n_classes = n_classes
@@ -69,13 +65,8 @@ class ClassFirstPatchSampler(keras.utils.PyDataset):
         elif sampling != "class_first":
             raise ValueError(f"sampling: expected one of {SAMPLINGS}, received {sampling!r}")
 
-    @property
-    def num_batches(self) -> None:
-        """None: the stream does not end."""
-        return None
-
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        # epoch + 1: the draws, and so the figures on the docs pages, of the dataset of one epoch this replaced
+        # epoch + 1: the draws, and so the figures on the docs pages, of the Keras dataset of one epoch it was
         epoch, step = divmod(int(index), self.steps_per_epoch)
         rng = np.random.default_rng([self.seed, epoch + 1, step])
         shape = np.asarray(self.images.shape[1:])
