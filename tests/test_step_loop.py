@@ -67,8 +67,7 @@ def test_the_weights_and_epoch_logs_are_those_of_fit_on_the_same_batches():
     for key in ("loss", "mae"):
         np.testing.assert_allclose([logs[key] for logs in record.epoch_logs], history.history[key], rtol=1e-5)
     assert record.calls[0] == ("train_begin", {"verbose": 0, "epochs": 3, "steps": 5})
-    assert [call for call in record.calls[1:]] == [("epoch_begin", 0), ("epoch_begin", 1), ("epoch_begin", 2),
-                                                   ("train_end", None)]
+    assert record.calls[1:] == [("epoch_begin", 0), ("epoch_begin", 1), ("epoch_begin", 2), ("train_end", None)]
 
 
 def test_stop_training_ends_the_run_after_the_step_that_set_it():
