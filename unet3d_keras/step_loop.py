@@ -44,17 +44,16 @@ def fit_steps(
     model.stop_training = False
     hooks.on_train_begin()
     epoch_logs: dict[str, float] = {}
-    index = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="next-batch") as pool:
-        upcoming = pool.submit(batch, index)
+        upcoming = pool.submit(batch, 0)
         for epoch in range(epochs):
             hooks.on_epoch_begin(epoch)
             step_logs: list[dict[str, float]] = []
             for step in range(steps_per_epoch):
                 hooks.on_train_batch_begin(step)
                 x, y = upcoming.result()
-                index += 1
-                upcoming = pool.submit(batch, index)  # made while the model trains on this one
+                # made while the model trains on this one
+                upcoming = pool.submit(batch, epoch * steps_per_epoch + step + 1)
                 step_logs.append(model.train_on_batch(x, y, return_dict=True))
                 hooks.on_train_batch_end(step, _mean(step_logs))  # fit's are running means over the epoch too
                 if model.stop_training:
@@ -63,7 +62,6 @@ def fit_steps(
             hooks.on_epoch_end(epoch, epoch_logs)
             if model.stop_training:
                 break
-        upcoming.cancel()
     hooks.on_train_end(epoch_logs)
 
 
