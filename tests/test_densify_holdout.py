@@ -623,7 +623,8 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
     (tmp_path / "image_scores.png").write_bytes((tmp_path / "image.nii.gz").read_bytes())
     assert main([*argv[:2], "--labels", str(tmp_path / "image_scores.png"), "--output", str(tmp_path / "image.nii"),
                  "--steps", "1"]) == 2
-    assert f"{tmp_path / 'image_scores.png'}: the scores file would overwrite an input file" in capsys.readouterr().err
+    assert (f"{tmp_path / 'image_scores.png'}: the picture of the scores would overwrite an input file"
+            in capsys.readouterr().err)
     (tmp_path / "image_check.png").write_bytes((tmp_path / "image.nii.gz").read_bytes())
     assert main([*argv[:2], "--labels", str(tmp_path / "image_check.png"), "--output", str(tmp_path / "image.nii"),
                  "--steps", "1"]) == 2

@@ -150,7 +150,7 @@ def check_paths(args: argparse.Namespace) -> Path:
         raise DataError(f"--steps: expected a positive number of steps, received {args.steps}")
     if args.seed is not None and not 0 <= args.seed < 2**32:
         raise DataError(f"--seed: expected a whole number from 0 to {2**32 - 1}, received {args.seed}")
-    for path, what in zip(report_paths(output), ("scores file", "scores file", "picture of the slices to check")):
+    for what, path in report_paths(output).items():
         if path.resolve() in inputs:
             raise DataError(f"{path}: the {what} would overwrite an input file; choose another output")
         check_no_folder_in_the_way(path, what)  # in the output's folder, checked above
@@ -200,10 +200,11 @@ def check_picture_path(output: Path) -> Path:
     return output_sibling(output, "_check.png")
 
 
-def report_paths(output: Path) -> tuple[Path, Path, Path]:
-    """The files every run writes beside ``output``: the scores, their picture and the picture of the slices to
-    check."""
-    return scores_path(output), scores_path(output, ".png"), check_picture_path(output)
+def report_paths(output: Path) -> dict[str, Path]:
+    """The files every run writes beside ``output``, in this order, under what a message calls them: the scores,
+    their picture and the picture of the slices to check."""
+    return {"scores file": scores_path(output), "picture of the scores": scores_path(output, ".png"),
+            "picture of the slices to check": check_picture_path(output)}
 
 
 def probability_paths(output: Path, classes: Sequence[int]) -> list[Path]:
@@ -310,7 +311,8 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
         figures.append(densify_check_figure(images[0], result.probabilities, annotated_voxels, shown,
                                             spacing=nib.affines.voxel_sizes(label_image.affine),
                                             title=f"{output.name}: {what}"))
-        reports = scores_file, history_picture, check_picture = report_paths(output)
+        reports = list(report_paths(output).values())
+        scores_file, history_picture, check_picture = reports
         text = json.dumps(report, indent=1) + "\n"
         # all or none: a failure on the last file (a full disk) leaves no new label map beside old probabilities,
         # scores or pictures, which would describe another run
