@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from unet3d_keras.densify_holdout import (DensifyOptions, annotated_planes, chosen_weighting, class_scores,
-                                          class_weights_for, hold_out, low_classes)
+                                          class_weights_for, hold_out, low_classes, prior_output_bias)
 from unet3d_keras.losses import balanced_class_weights
 from unet3d_keras.sparse import make_sparse_annotation
 
@@ -122,6 +122,18 @@ def test_class_weights_for():
         DensifyOptions(window_weighting="triangular")
 
 
+def test_prior_output_bias_is_the_log_of_each_class_share():
+    bias = prior_output_bias([900, 90, 10])
+    assert bias.dtype == np.float32
+    np.testing.assert_allclose(bias, np.log([0.9, 0.09, 0.01]), rtol=1e-6)
+    softmax = np.exp(bias) / np.exp(bias).sum()  # what the untrained model's last layer starts from
+    np.testing.assert_allclose(softmax, [0.9, 0.09, 0.01], rtol=1e-6)
+    # a class without training voxels counts as one: a finite bias
+    np.testing.assert_allclose(prior_output_bias([999, 0]), np.log([0.999, 0.001]), rtol=1e-6)
+    with pytest.raises(ValueError, match="output_bias: expected one of .'zero', 'prior'.. received 'ones'"):
+        DensifyOptions(output_bias="ones")
+
+
 def test_the_densify_command_defaults_are_densify_options_defaults():
     from unet3d_keras.commands.densify import densify_options, parse_args
 
@@ -161,7 +173,7 @@ def test_the_low_class_warning_suggests_the_next_weighting(weighting, advice, pl
                              class_weight_values=(1.0, 2.0, 3.0),
                              score_history=[], mirror=True, window_weighting="gaussian", class_weighting=weighting,
                              scores={"iou": [0.99, 0.85, 0.2], "dice": [0.99, 0.9, 0.33], "voxels": [10, 10, 10]})
-    args = Namespace(holdout=0.1, class_weights=weighting, sampling="class_first")
+    args = Namespace(holdout=0.1, class_weights=weighting, sampling="class_first", output_bias="zero")
     probabilities = np.zeros((3, 6, 5, 4), np.float32)
     probabilities[0] = 1.0
     probabilities[:, 3, 2, :] = [[0.3], [0.2], [0.5]]  # class 4 wins these 4 voxels, half sure: 0.5 errors each
@@ -197,7 +209,8 @@ def test_a_class_with_no_held_back_voxel_is_reported_as_such(capsys):
                              class_weight_values=None,
                              score_history=[], mirror=True, window_weighting="gaussian", class_weighting="none",
                              scores={"iou": [0.99, None], "dice": [0.99, None], "voxels": [30, 0]})
-    report = report_scores(fitted, [0, 3], Namespace(holdout=0.1, class_weights="none", sampling="class_first"), {})
+    report = report_scores(fitted, [0, 3], Namespace(holdout=0.1, class_weights="none", sampling="class_first",
+                                                     output_bias="zero"), {})
     assert report["scores"]["3"] == {"iou": None, "dice": None, "voxels": 0} and report["low_classes"] == []
     assert capsys.readouterr().out == ("held-back annotated voxels: class, voxels, IoU, Dice\n  0: 30, 0.990, 0.990\n"
                                        "  3: 0, -, - (none held back: its voxels lie in too few tiles to spare one)\n")
@@ -291,6 +304,22 @@ def case():
     dense[8:16, 7:13, 7:11] = 2
     image = (dense + rng.normal(0, 0.3, image_shape)).astype(np.float32)
     return image, make_sparse_annotation(dense, (3, 3, 3))
+
+
+def test_the_prior_output_bias_starts_the_head_at_the_training_voxels_shares(case):
+    from unet3d_keras.densify import fit_sparse
+    from unet3d_keras.errors import DataError
+
+    image, sparse = case
+    still = [*TINY, "training.initial_learning_rate=1.0e-9"]  # one step that moves no weight visibly
+    counts = np.bincount(sparse[sparse != 255], minlength=3)  # classes 0, 1, 2; nothing held back
+    for output_bias, expected in (("prior", np.log(counts / counts.sum())), ("zero", np.zeros(3))):
+        fitted = fit_sparse(image, sparse, 255, still, steps=1, seed=0, show_progress=False,
+                            options=DensifyOptions(holdout=0, output_bias=output_bias))
+        np.testing.assert_allclose(np.asarray(fitted.model.get_layer("head").bias), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(DataError, match="--output-bias prior: the model 'isensee2017' has no layer 'head'"):
+        fit_sparse(image, sparse, 255, [*TINY, "model.name=isensee2017", "model.n_segmentation_levels=1"], steps=1,
+                   show_progress=False, options=DensifyOptions(output_bias="prior"))
 
 
 def test_steps_give_a_fixed_reproducible_run_with_held_back_scores(case):
@@ -578,7 +607,7 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
     assert report["steps"] == 20 and report["classes"] == [0, 1, 2] and report["holdout"] == 0.2
     # auto's choice, recorded: class 2, 2.6% of the annotated voxels, keeps under 2% of them once a fifth is held back
     assert report["class_weights"] == "sqrt" and report["sampling"] == "class_first" and report["mirror"] is True
-    assert report["window_weighting"] == "gaussian"
+    assert report["window_weighting"] == "gaussian" and report["output_bias"] == "zero"
     weights = report["class_weight_values"]  # the square-root weights trained with: the rarest class weighs most
     assert len(weights) == 3 and weights[2] == max(weights) > weights[0] > 0
     for value, scores in report["scores"].items():
@@ -608,8 +637,9 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
     assert drawn == warned if warned else len(drawn) == 1 and drawn[0] in report["next_slices"]
     assert (tmp_path / "dense_check.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    assert main([*argv, "--output", str(tmp_path / "once.nii.gz"), "--no-mirror"]) == 0
-    assert json.loads((tmp_path / "once_scores.json").read_text())["mirror"] is False
+    assert main([*argv, "--output", str(tmp_path / "once.nii.gz"), "--no-mirror", "--output-bias", "prior"]) == 0
+    once = json.loads((tmp_path / "once_scores.json").read_text())
+    assert once["mirror"] is False and once["output_bias"] == "prior"
     assert main([*argv, "--output", str(tmp_path / "plain.nii.gz"), "--window-weighting", "uniform"]) == 0
     assert json.loads((tmp_path / "plain_scores.json").read_text())["window_weighting"] == "uniform"
 

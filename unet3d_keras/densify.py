@@ -5,9 +5,8 @@ the annotated voxels only, flips) on the annotated voxels of one volume, less a 
 to score it (:mod:`unet3d_keras.densify_holdout`): for a fixed number of steps, or until a time
 budget is spent or the held-back score stops improving (and a final decay of the learning
 rate is done), keeping the best weights of the decayed learning rate;
-:func:`predict_classes` predicts a dense label map with it (averaged over the 8 mirrorings of
-each window by default); :func:`densify` does both for one
-volume, keeping the annotated voxels' own labels.
+:func:`predict_classes` predicts a dense label map with it (averaged over the 8 mirrorings of each
+window by default); :func:`densify` does both for one volume, keeping the annotated voxels' own labels.
 """
 
 from __future__ import annotations
@@ -29,7 +28,8 @@ from .model_from_config import build_model
 from .precision import apply_mixed_precision
 from .predict_functions import model_predict_fn
 from .predictor import Predictor
-from .densify_holdout import USER_SET_WEIGHTS, DensifyOptions, chosen_weighting, class_weights_for, hold_out
+from .densify_holdout import (USER_SET_WEIGHTS, DensifyOptions, chosen_weighting, class_weights_for, hold_out,
+                              start_output_bias)
 from .densify_monitor import HeldOutMonitor
 from .schedule import TimeBudget, TimeCosine, cosine_learning_rate
 from .sparse import annotated_classes
@@ -126,14 +126,13 @@ def densify_config(classes: Sequence[int], image_shape: Sequence[int], n_channel
     padded = [math.ceil(s / factor) * factor for s in image_shape]
     raw["data"]["image_shape"] = padded
     patch = raw.get("training", {}).get("patch_shape")
-    if patch is not None and isinstance(patch, (list, tuple)) and len(patch) == 3:
-        if all(isinstance(p, int) and p > 0 for p in patch):
-            patch = [min(max(p // factor * factor, factor), s) for p, s in zip(patch, padded)]
-            raw["training"] = {**raw["training"], "patch_shape": patch}
-            if not sets_key(overrides, "prediction.overlap"):
-                # A window cut down to a small image keeps a proportionate overlap.
-                raw["prediction"] = {**raw.get("prediction", {}),
-                                     "overlap": min(raw.get("prediction", {}).get("overlap", 16), min(patch) // 2)}
+    if isinstance(patch, (list, tuple)) and len(patch) == 3 and all(isinstance(p, int) and p > 0 for p in patch):
+        patch = [min(max(p // factor * factor, factor), s) for p, s in zip(patch, padded)]
+        raw["training"] = {**raw["training"], "patch_shape": patch}
+        if not sets_key(overrides, "prediction.overlap"):
+            # A window cut down to a small image keeps a proportionate overlap.
+            raw["prediction"] = {**raw.get("prediction", {}),
+                                 "overlap": min(raw.get("prediction", {}).get("overlap", 16), min(patch) // 2)}
     return config_from_dict(raw, source="densify settings")
 
 
@@ -277,6 +276,7 @@ def fit_sparse(
     keras.utils.set_random_seed(config.seed)
     apply_mixed_precision(config.training.mixed_precision)
     model = build_model(config, task)
+    start_output_bias(model, counts, options.output_bias)
     logger.info("sparse training: %s voxels, classes %s, %d annotated voxels for training (%.1f%%), %d held back, "
                 "window %s, class weights %s (%s)", sparse.shape, classes, int(counts.sum()),
                 100 * counts.sum() / sparse.size, int(held_out.mask.sum()), patch, task.class_weights,

@@ -1,4 +1,5 @@
-"""Held-back annotated voxels of a densify run: the options, the split, the per-class scores.
+"""Held-back annotated voxels of a densify run: the options (with the class weights and the start of the output
+layer's biases that they choose), the split, the per-class scores.
 
 A share of each annotated slice (``DensifyOptions.holdout``, 10% by default) is held back from
 training, as square in-plane tiles chosen with the seed: tiles rather than scattered voxels, so
@@ -16,15 +17,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from .errors import DataError
 from .utils.patches import WEIGHTINGS
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = ["DensifyOptions", "HeldOut", "hold_out", "annotated_planes", "class_scores", "low_classes",
            "foreground_mean", "class_weights_for", "chosen_weighting", "CLASS_WEIGHTINGS", "RARE_CLASS_SHARE",
-           "SAMPLINGS", "USER_SET_WEIGHTS"]
+           "SAMPLINGS", "USER_SET_WEIGHTS", "OUTPUT_BIASES", "prior_output_bias",
+           "start_output_bias"]
 
 CLASS_WEIGHTINGS = ("auto", "none", "balanced", "sqrt")
 #: The class weighting a run reports when ``--set training.class_weights=[...]`` gave the weights.
@@ -37,6 +43,9 @@ USER_SET_WEIGHTS = "set"
 #: thin class no more than the seeds' spread and cost the other classes on most (docs/sparse_annotation.md).
 RARE_CLASS_SHARE = 0.02
 SAMPLINGS = ("class_first", "uniform")
+#: How the biases of the model's last layer (before the softmax) start: at zero (Keras's default), or at the log of
+#: each class's share of the training voxels (:func:`prior_output_bias`).
+OUTPUT_BIASES = ("zero", "prior")
 #: A plane counts as an annotated slice when at least this share of its voxels is annotated.
 _PLANE_SHARE = 0.5
 
@@ -65,6 +74,8 @@ class DensifyOptions:
             ``"gaussian"`` (weights falling off from each window's centre, where the model sees the
             most context) or ``"uniform"`` (a plain average). The held-back voxels are scored in
             windows centred on them either way.
+        output_bias: the biases of the model's last layer start at ``"zero"`` or at the
+            ``"prior"``: :func:`prior_output_bias` of the training voxels' class counts.
     """
 
     holdout: float = 0.1
@@ -75,6 +86,7 @@ class DensifyOptions:
     sampling: str = "class_first"
     mirror: bool = True
     window_weighting: str = "gaussian"
+    output_bias: str = "zero"
 
     def __post_init__(self) -> None:
         # Each message starts with the field's name: the densify command swaps in its flag.
@@ -90,6 +102,8 @@ class DensifyOptions:
             raise ValueError(f"sampling: expected one of {SAMPLINGS}, received {self.sampling!r}")
         if self.window_weighting not in WEIGHTINGS:
             raise ValueError(f"window_weighting: expected one of {WEIGHTINGS}, received {self.window_weighting!r}")
+        if self.output_bias not in OUTPUT_BIASES:
+            raise ValueError(f"output_bias: expected one of {OUTPUT_BIASES}, received {self.output_bias!r}")
 
 
 def chosen_weighting(counts: Sequence[int], weighting: str) -> str:
@@ -121,6 +135,38 @@ def class_weights_for(counts: Sequence[int], weighting: str) -> list[float] | No
         weights = np.sqrt(weights)
         weights *= counts_array.sum() / max(float((weights * counts_array).sum()), 1e-12)
     return [float(w) for w in weights]
+
+
+def prior_output_bias(counts: Sequence[int]) -> np.ndarray:
+    """Biases for the last layer before the softmax, ``(n_classes,)`` float32: the log of each class's share of
+    ``counts`` (the training voxels per class; a class without any counts as one voxel).
+
+    The untrained model then predicts the classes' shares instead of equal probabilities, so the first steps do
+    not push nearly every voxel towards the largest class. Started at zero, those steps can grow the logits by
+    orders of magnitude until a rare class's probability underflows and it is never learned
+    (examples/thin_shell/lesion.py, docs/sparse_annotation.md).
+    """
+    counts_array = np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
+    return np.log(counts_array / counts_array.sum()).astype(np.float32)
+
+
+def start_output_bias(model: keras.Model, counts: Sequence[int], output_bias: str) -> None:
+    """Start the biases of ``model``'s last convolution (``unet3d_keras.model.unet.HEAD_LAYER``) as ``output_bias``
+    (one of :data:`OUTPUT_BIASES`) says: ``"zero"`` leaves Keras's zeros, ``"prior"`` sets :func:`prior_output_bias`
+    of ``counts``.
+
+    Raises:
+        DataError: ``"prior"`` for a model without that layer (the ``isensee2017`` model ends in a sum of several).
+    """
+    if output_bias == "zero":
+        return
+    # why: the model package loads Keras, which checking a command's options does not need
+    from .model.unet import HEAD_LAYER
+
+    if HEAD_LAYER not in [layer.name for layer in model.layers]:
+        raise DataError(f"--output-bias prior: the model {model.name!r} has no layer {HEAD_LAYER!r} (the unet "
+                        f"model's last convolution) whose biases it sets; use it with model.name unet")
+    model.get_layer(HEAD_LAYER).bias.assign(prior_output_bias(counts))
 
 
 @dataclass

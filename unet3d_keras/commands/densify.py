@@ -63,7 +63,8 @@ import numpy as np
 from ..annotation_advice import AXES, MAX_CLASSES_DRAWN, classes_to_check, least_sure_slices, slice_list
 from ..checks import require_integer_values
 from ..cli import base_parser, run
-from ..densify_holdout import CLASS_WEIGHTINGS, RARE_CLASS_SHARE, SAMPLINGS, DensifyOptions, low_classes
+from ..densify_holdout import (CLASS_WEIGHTINGS, OUTPUT_BIASES, RARE_CLASS_SHARE, SAMPLINGS, DensifyOptions,
+                               low_classes)
 from ..errors import DataError
 from ..fileio import check_no_folder_in_the_way, made_folder, write_together
 from ..inference_io import check_nifti_output, nifti_suffix
@@ -111,6 +112,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sampling", choices=SAMPLINGS, default=defaults.sampling,
                         help="window centres: a class first, then one of its voxels (default), or any annotated "
                              "voxel")
+    parser.add_argument("--output-bias", choices=OUTPUT_BIASES, default=defaults.output_bias,
+                        help="the biases of the model's last layer start at zero, or at the prior: the log of each "
+                             "class's share of the training voxels, so that the first steps do not push every voxel "
+                             "towards the largest class (keeps a rare class without class weights) (default "
+                             f"{defaults.output_bias})")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the config's 42)")
     parser.add_argument("--predict-annotated", action="store_true",
                         help="write the model's own labels on the annotated voxels too (default: they keep their "
@@ -165,7 +171,8 @@ def input_paths(args: argparse.Namespace) -> set[Path]:
 #: DensifyOptions field -> the flag that sets it, for the messages of bad values
 _OPTION_FLAGS = MappingProxyType({"holdout": "--holdout", "patience_epochs": "--patience",
                                   "decay_epochs": "--decay-epochs", "class_weighting": "--class-weights",
-                                  "sampling": "--sampling", "window_weighting": "--window-weighting"})
+                                  "sampling": "--sampling", "window_weighting": "--window-weighting",
+                                  "output_bias": "--output-bias"})
 
 
 def densify_options(args: argparse.Namespace) -> DensifyOptions:
@@ -173,7 +180,7 @@ def densify_options(args: argparse.Namespace) -> DensifyOptions:
     try:
         return DensifyOptions(holdout=args.holdout, patience_epochs=args.patience, decay_epochs=args.decay_epochs,
                               class_weighting=args.class_weights, sampling=args.sampling, mirror=args.mirror,
-                              window_weighting=args.window_weighting)
+                              window_weighting=args.window_weighting, output_bias=args.output_bias)
     except ValueError as error:
         field, _, message = str(error).partition(": ")
         raise DataError(f"{_OPTION_FLAGS.get(field, field)}: {message}") from None
@@ -387,6 +394,7 @@ def report_scores(fitted: SparseModel, classes: list[int], args: argparse.Namesp
               "holdout": args.holdout, "held_out_voxels": fitted.held_out_voxels,
               "class_weights": fitted.class_weighting,
               "class_weight_values": fitted.class_weight_values, "sampling": args.sampling,
+              "output_bias": args.output_bias,
               "mirror": fitted.mirror,
               "window_weighting": fitted.window_weighting, "seed": fitted.config.seed,
               "scores": None, "low_classes": [], "history": fitted.score_history,

@@ -19,6 +19,8 @@ from ..metrics import LabelDiceCoefficient, dice_coefficient, weighted_dice_coef
 from .up_convolution import MatmulConv3DTranspose
 
 Shape3 = Sequence[int]
+#: The name of the U-Net's last convolution, whose outputs the softmax or sigmoid turns into probabilities.
+HEAD_LAYER = "head"
 
 
 def validate_input_shape(
@@ -242,7 +244,7 @@ def build_unet_3d(
         current = create_convolution_block(current, n_filters, name=f"dec{level}_conv1", **norm)
         current = create_convolution_block(current, n_filters, name=f"dec{level}_conv2", **norm)
 
-    head = keras.layers.Conv3D(n_labels, (1, 1, 1), data_format=data_format, name="head")(current)
+    head = keras.layers.Conv3D(n_labels, (1, 1, 1), data_format=data_format, name=HEAD_LAYER)(current)
     # float32 output so that losses stay accurate under mixed precision.
     outputs = keras.layers.Activation(activation_name, dtype="float32", name="head_activation")(head)
     return keras.Model(inputs=inputs, outputs=outputs, name=name)
