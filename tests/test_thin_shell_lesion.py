@@ -81,8 +81,15 @@ def test_a_run_is_scored_on_the_never_annotated_voxels_and_tabled(lesion, tmp_pa
                                                                                    densify(arguments, what)))
     assert lesion.main(["--seed", "3", "--class-weights", "none", "--steps", "64", "--scale", "1.3"]) == 0
     assert calls[0][calls[0].index("--seed"):calls[0].index("--class-weights")] == ["--seed", "3", "--steps", "64"]
+    assert calls[0][calls[0].index("--output-bias"):][:2] == ["--output-bias", "zero"]  # densify's default
     saved = json.loads((tmp_path / "results.json").read_text())
     assert set(saved["runs"]) == {"radius x1, 0.5 min", "radius x1.3, 64 steps"}  # each setting keeps its runs
+    # densify's --output-bias prior: passed on, and its runs kept under a setting of their own
+    assert lesion.main(["--seed", "3", "--class-weights", "none", "--steps", "64", "--output-bias", "prior"]) == 0
+    assert calls[-1][calls[-1].index("--output-bias"):][:2] == ["--output-bias", "prior"]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert set(saved["runs"]["radius x1, 64 steps, prior output bias"]) == {"none"}
+    assert "radius x1, 64 steps" not in saved["runs"]
 
 
 def test_the_scale_grows_the_lesions_alone(lesion):
@@ -105,20 +112,20 @@ def test_largest_logits_reads_the_head_of_each_fit(lesion, monkeypatch):
     fits = []
 
     def fit_sparse(image, sparse, ignore_label, seed, steps, show_progress, options):
-        fits.append((seed, steps, options.class_weighting))
+        fits.append((seed, steps, options.class_weighting, options.output_bias))
         inputs = keras.Input((32, 32, 32, 1))
         # logits: the input times the steps, background and lesion; the softmax after them
         head = keras.layers.Lambda(lambda x: keras.ops.concatenate([x, -x], axis=-1) * steps, name="head")(inputs)
         return type("Fitted", (), {"model": keras.Model(inputs, keras.layers.Softmax()(head))})
 
     monkeypatch.setattr(densify, "fit_sparse", fit_sparse)
-    largest = lesion.largest_logits(1.0, "none", 5, (1, 4))
+    largest = lesion.largest_logits(1.0, "none", 5, (1, 4), "prior")
     image, _ = lesion.make_lesion_volume()
     standard = (image - image.mean()) / image.std()
     # the three windows: a corner, the middle and the far corner of the volume
     windows = [standard[:32, :32, :32], standard[16:48, 16:48, 8:40], standard[32:, 32:, 16:]]
     expected = max(float(np.abs(window).max()) for window in windows)
-    assert fits == [(5, 1, "none"), (5, 4, "none")]
+    assert fits == [(5, 1, "none", "prior"), (5, 4, "none", "prior")]
     assert set(largest) == {"1", "4"}
     np.testing.assert_allclose([largest["1"], largest["4"]], [expected, 4 * expected], rtol=1e-6)
 
@@ -174,6 +181,20 @@ def test_the_page_tables_the_runs_of_each_size_and_the_logits(monkeypatch, tmp_p
     assert fields["lesion_logits"].endswith(
         "on three windows: without weights 2.09, 572, 1,280,000, 5,600,000; with square-root weights 1.27, 1.34, 112, "
         "145.")
+
+    assert page.prior_bias_text().startswith("Not measured yet: ")  # no runs with the prior biases yet
+    record["runs"]["radius x1, 640 steps, prior output bias"] = {"none": {"3": run(0.87, 0.0096, "sqrt"),
+                                                                          "1": run(0.9, 0.0094, "sqrt")}}
+    record["machine"]["radius x1, 640 steps, prior output bias"] = "CPU D"
+    record["logits"]["none, prior output bias"] = {"5": {"1": 4.74, "4": 4.91, "16": 7.9, "64": 46.5}}
+    (tmp_path / "lesion.json").write_text(json.dumps(record))
+    assert page.prior_bias_text() == (
+        "`python examples/thin_shell/lesion.py --logits --seed 5 --class-weights none --output-bias prior`: the "
+        "largest logit after 1, 4, 16, 64 steps without weights 4.74, 4.91, 7.9, 46.5 (from zero biases: 2.09, 572, "
+        "1,280,000, 5,600,000). `python examples/thin_shell/lesion.py --seed 1 3 --class-weights none --steps 640 "
+        "--output-bias prior` (CPU D; one thread each, two at a time): the lesion's IoU on the never-annotated voxels "
+        "without weights, seeds 1, 3: 0.900, 0.870; from zero biases 0.880, 0.000, and with square-root weights "
+        "0.860, 0.890 (the table above, CPU A).")
 
     monkeypatch.setattr(page, "LESION_RESULTS", tmp_path / "absent.json")
     fields = page.lesion_fields()

@@ -8,14 +8,16 @@ than the vessels, blurred and noisy. Class 1 is the lesions, 0 all the rest; two
 never-annotated voxels, its held-back score and whether densify warned about it are kept.
 
     python examples/thin_shell/lesion.py [--seed 1 3 5] [--class-weights none sqrt] [--minutes 5 | --steps N]
-                                         [--scale 1]
-    python examples/thin_shell/lesion.py --logits [--seed 5] [--class-weights none sqrt]
+                                         [--scale 1] [--output-bias prior]
+    python examples/thin_shell/lesion.py --logits [--seed 5] [--class-weights none sqrt] [--output-bias prior]
 
 Writes ``results_lesion.json``: ``{"runs": {setting: {weighting: {seed: run}}}, "lesion_share": {setting: share},
 "machine": {setting: ...}, "logits": {weighting: {seed: {steps: largest output}}}, "commands": [...]}``, a
 setting naming the scale and the length (``setting_key``; a later command replaces the runs of its setting,
 weightings and seeds), and prints a table. ``--logits`` trains densify's model for a few steps and keeps the
 largest of its outputs before the softmax (the logits) on three windows of the volume, after each length.
+``--output-bias prior`` passes densify's option of that name: the runs are kept under their own setting (``"radius
+x1, 640 steps, prior output bias"``), the logits under their weighting's name with the same tail.
 """
 
 from __future__ import annotations
@@ -47,10 +49,16 @@ SIZE_STEPS = 640
 SIZE_SCALES = (1.0, 1.07, 1.15, 1.3, 1.6, 2.0)
 
 
-def setting_key(scale: float, minutes: float, steps: int | None) -> str:
+def setting_key(scale: float, minutes: float, steps: int | None, output_bias: str = "zero") -> str:
     """The key of the runs of one volume and length in the results: ``"radius x1, 5 min"``, ``"radius x1.3, 640
-    steps"``."""
-    return f"radius x{scale:g}, {f'{steps} steps' if steps else f'{minutes:g} min'}"
+    steps"``; :func:`with_bias` of it for another ``output_bias`` than zero."""
+    return with_bias(f"radius x{scale:g}, {f'{steps} steps' if steps else f'{minutes:g} min'}", output_bias)
+
+
+def with_bias(key: str, output_bias: str) -> str:
+    """``key`` of the results for densify's ``--output-bias``: itself for zero (the default), ``"KEY, prior output
+    bias"`` for prior."""
+    return key if output_bias == "zero" else f"{key}, {output_bias} output bias"
 
 
 def make_lesion_volume(seed: int = 7, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -81,11 +89,11 @@ def make_lesion_volume(seed: int = 7, scale: float = 1.0) -> tuple[np.ndarray, n
 
 
 def one_run(folder: Path, weighting: str, seed: int, length: list[str], dense: np.ndarray,
-            sparse: np.ndarray) -> dict:
+            sparse: np.ndarray, output_bias: str = "zero") -> dict:
     """Run ``scripts/densify.py`` on the volume in ``folder`` for ``length`` (``["--max-minutes", "5"]`` or
-    ``["--steps", "640"]``); its steps, held-back lesion score and the lesion's IoU on the never-annotated
-    voxels; the lesion's share of the voxels it trained on and the weighting that ``--class-weights auto`` would
-    have chosen for them."""
+    ``["--steps", "640"]``) with ``--output-bias output_bias``; its steps, held-back lesion score and the lesion's
+    IoU on the never-annotated voxels; the lesion's share of the voxels it trained on and the weighting that
+    ``--class-weights auto`` would have chosen for them."""
     import nibabel as nib
 
     from unet3d_keras.densify_holdout import chosen_weighting
@@ -93,7 +101,8 @@ def one_run(folder: Path, weighting: str, seed: int, length: list[str], dense: n
     output = folder / f"{weighting}_{seed}" / "dense.nii.gz"
     run_process([str(ROOT / "scripts" / "densify.py"), "--image", str(folder / "image.nii.gz"),
                  "--labels", str(folder / "sparse.nii.gz"), "--output", str(output), "--seed", str(seed), *length,
-                 "--class-weights", weighting, "--quiet"], f"lesion, {weighting}, seed {seed}")
+                 "--class-weights", weighting, "--output-bias", output_bias, "--quiet"],
+                f"lesion, {weighting}, seed {seed}")
     report = json.loads(output.with_name("dense_scores.json").read_text())
     predicted = np.asarray(nib.load(output).dataobj)
     # the voxels it trained on: the annotated ones less those held back, the counts that --class-weights auto weighs
@@ -104,14 +113,17 @@ def one_run(folder: Path, weighting: str, seed: int, length: list[str], dense: n
             "training_share": training[1] / sum(training), "auto": chosen_weighting(training, "auto")}
 
 
-def largest_logits(scale: float, weighting: str, seed: int, steps: Sequence[int]) -> dict[str, float]:
-    """Train densify's model (``unet3d_keras.densify.fit_sparse``, its defaults but ``weighting``) for each of
+def largest_logits(scale: float, weighting: str, seed: int, steps: Sequence[int],
+                   output_bias: str = "zero") -> dict[str, float]:
+    """Train densify's model (``unet3d_keras.densify.fit_sparse``, its defaults but ``weighting`` and ``output_bias``)
+    for each of
     ``steps`` steps, from its initial weights each time; the largest magnitude of its outputs before the softmax
-    (the layer ``head``) on three windows of the volume, after each."""
+    (the layer ``HEAD_LAYER``) on three windows of the volume, after each."""
     import keras
 
     from unet3d_keras.densify import fit_sparse
     from unet3d_keras.densify_holdout import DensifyOptions
+    from unet3d_keras.model.unet import HEAD_LAYER
 
     image, dense = make_lesion_volume(scale=scale)
     sparse = sparse_labels(dense)
@@ -122,8 +134,8 @@ def largest_logits(scale: float, weighting: str, seed: int, steps: Sequence[int]
     largest = {}
     for count in steps:
         fitted = fit_sparse(image, sparse, IGNORE, seed=seed, steps=count, show_progress=False,
-                            options=DensifyOptions(class_weighting=weighting))
-        head = keras.Model(fitted.model.inputs, fitted.model.get_layer("head").output)
+                            options=DensifyOptions(class_weighting=weighting, output_bias=output_bias))
+        head = keras.Model(fitted.model.inputs, fitted.model.get_layer(HEAD_LAYER).output)
         largest[str(count)] = float(np.abs(np.asarray(head.predict(windows, verbose=0), float)).max())
     return largest
 
@@ -142,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"densify's --max-minutes (default {DEFAULT_MINUTES:g})")
     length.add_argument("--steps", type=int, help="densify's --steps: a fixed length instead of --minutes")
     parser.add_argument("--scale", type=float, default=1.0, help="the lesions' radii times this (default 1)")
+    parser.add_argument("--output-bias", choices=["zero", "prior"], default="zero",
+                        help="densify's --output-bias (default zero)")
     parser.add_argument("--logits", action="store_true",
                         help=f"the largest logit after {', '.join(map(str, LOGIT_STEPS))} steps instead of runs")
     args = parser.parse_args(argv)
@@ -152,15 +166,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.logits:
         for weighting in args.class_weights:
             for seed in args.seed:
-                largest = largest_logits(args.scale, weighting, seed, LOGIT_STEPS)
-                results.setdefault("logits", {}).setdefault(weighting, {})[str(seed)] = largest
+                largest = largest_logits(args.scale, weighting, seed, LOGIT_STEPS, args.output_bias)
+                key = with_bias(weighting, args.output_bias)
+                results.setdefault("logits", {}).setdefault(key, {})[str(seed)] = largest
                 save_json(RESULTS, results)
                 after = [f"{count} step{'s' if count != '1' else ''} {value:.3g}" for count, value in largest.items()]
-                print(f"{weighting}, seed {seed}: the largest logit after {', '.join(after)}", flush=True)
+                print(f"{key}, seed {seed}: the largest logit after {', '.join(after)}", flush=True)
         return 0
     image, dense = make_lesion_volume(scale=args.scale)
     sparse = sparse_labels(dense)
-    setting = setting_key(args.scale, args.minutes, args.steps)
+    setting = setting_key(args.scale, args.minutes, args.steps, args.output_bias)
     runs = results["runs"].setdefault(setting, {})
     annotated = sparse[sparse != IGNORE]
     results.setdefault("lesion_share", {})[setting] = round(float(np.mean(annotated == 1)), 4)
@@ -180,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{', warned' if result['warned'] else ''}")
 
         jobs = [(weighting, seed) for seed in args.seed for weighting in args.class_weights]
-        run_two_at_a_time(jobs, lambda job: one_run(folder, *job, length, dense, sparse), keep, results, RESULTS)
+        run_two_at_a_time(jobs, lambda job: one_run(folder, *job, length, dense, sparse, args.output_bias), keep,
+                          results, RESULTS)
     print(f"{setting}: the lesions hold {results['lesion_share'][setting]:.1%} of the annotated voxels")
     print("| class weights | lesion IoU, each seed | held-back lesion IoU, each seed | warned |")
     print("|---|---|---|---|")

@@ -25,6 +25,7 @@ from experiments import (ACCELERATOR_RESULTS, ADDED_WAYS, BLENDING_RESULTS, BOUN
 from lesion import DEFAULT_MINUTES, LOGIT_STEPS, SIZE_SCALES, SIZE_STEPS, lesion_ious
 from lesion import RESULTS as LESION_RESULTS
 from lesion import setting_key as lesion_setting
+from lesion import with_bias
 from volume import CLASSES, MEMBRANE, ONE_VOXEL, OTHER_SEED, VOLUMES
 from volume import __doc__ as VOLUME_DOC
 
@@ -923,6 +924,39 @@ def lesion_fields() -> dict[str, str]:
     else:
         logit_text = "Not measured yet: `python examples/thin_shell/lesion.py --logits --seed 5`."
     return {"lesion_sizes": "\n".join(sizes), "lesion_logits": logit_text}
+
+
+def prior_bias_text() -> str:
+    """page_usage.md's field ``prior_bias``: lesion.py's runs with densify's ``--output-bias prior`` (its largest
+    logits and its lesions at SIZE_STEPS steps without weights) beside the same runs from zero biases."""
+    record = json.loads(LESION_RESULTS.read_text()) if LESION_RESULTS.exists() else {}
+    zero_setting = lesion_setting(SIZE_SCALES[0], 0, SIZE_STEPS)
+    prior_setting = lesion_setting(SIZE_SCALES[0], 0, SIZE_STEPS, "prior")
+    prior_runs = record.get("runs", {}).get(prior_setting, {}).get("none", {})
+    logits = record.get("logits", {})
+    prior_logits = logits.get(with_bias("none", "prior"), {})
+    if not prior_runs or not prior_logits or zero_setting not in record.get("runs", {}):
+        return ("Not measured yet: `python examples/thin_shell/lesion.py --logits --seed 5 --class-weights none "
+                f"--output-bias prior` and `... --seed 1 3 5 42 --class-weights none --steps {SIZE_STEPS} "
+                "--output-bias prior`.")
+    seed = min(map(int, prior_logits))
+    seeds = sorted(map(int, prior_runs))
+    zero_runs = record["runs"][zero_setting]
+
+    def ious(runs: dict) -> str:
+        return lesion_ious(runs[str(s)] for s in seeds)
+
+    return (f"`python examples/thin_shell/lesion.py --logits --seed {seed} --class-weights none --output-bias prior`: "
+            f"the largest logit after {', '.join(map(str, LOGIT_STEPS))} steps without weights "
+            + ", ".join(three_figures(prior_logits[str(seed)][str(n)]) for n in LOGIT_STEPS)
+            + (" (from zero biases: " + ", ".join(three_figures(logits["none"][str(seed)][str(n)])
+                                                  for n in LOGIT_STEPS) + ")" if str(seed) in logits.get("none", {})
+               else "")
+            + f". `python examples/thin_shell/lesion.py --seed {' '.join(map(str, seeds))} --class-weights none "
+            f"--steps {SIZE_STEPS} --output-bias prior` ({record['machine'][prior_setting]}; one thread each, two at "
+            f"a time): the lesion's IoU on the never-annotated voxels without weights, {seed_list(seeds)}: "
+            f"{ious(prior_runs)}; from zero biases {ious(zero_runs['none'])}, and with square-root weights "
+            f"{ious(zero_runs['sqrt'])} (the table above, {record['machine'][zero_setting]}).")
 
 
 def lesion_runs(runs: dict) -> tuple[list[int], list[dict], list[int], list[dict]]:
@@ -1948,7 +1982,7 @@ def markdown() -> str:
 def usage_text() -> str:
     """The section's opening subsections (page_usage.md), its fields filled from weights.py's and ensemble.py's runs."""
     return USAGE.read_text(encoding="utf-8").format(**weight_summaries(), **lesion_fields(),
-                                                    ensemble_note=ensemble_note())
+                                                    ensemble_note=ensemble_note(), prior_bias=prior_bias_text())
 
 
 def heading_anchor(title: str) -> str:
