@@ -37,6 +37,8 @@ from experiments import ROOT  # noqa: E402
 from processes import machine_name, run_process, run_two_at_a_time, save_json, start_results  # noqa: E402
 from volume import IGNORE, iou_per_class, sparse_labels  # noqa: E402
 
+from unet3d_keras.densify_holdout import OUTPUT_BIASES, DensifyOptions  # noqa: E402
+
 RESULTS = HERE / "results_lesion.json"
 SHAPE = (64, 64, 48)
 LESIONS = (((16, 30, 22), 6.0), ((40, 30, 36), 5.5), ((30, 42, 24), 6.0))  # centre, radius
@@ -116,13 +118,11 @@ def one_run(folder: Path, weighting: str, seed: int, length: list[str], dense: n
 def largest_logits(scale: float, weighting: str, seed: int, steps: Sequence[int],
                    output_bias: str = "zero") -> dict[str, float]:
     """Train densify's model (``unet3d_keras.densify.fit_sparse``, its defaults but ``weighting`` and ``output_bias``)
-    for each of
-    ``steps`` steps, from its initial weights each time; the largest magnitude of its outputs before the softmax
-    (the layer ``HEAD_LAYER``) on three windows of the volume, after each."""
+    for each of ``steps`` steps, from its initial weights each time; the largest magnitude of its outputs before the
+    softmax (the layer ``HEAD_LAYER``) on three windows of the volume, after each."""
     import keras
 
     from unet3d_keras.densify import fit_sparse
-    from unet3d_keras.densify_holdout import DensifyOptions
     from unet3d_keras.model.unet import HEAD_LAYER
 
     image, dense = make_lesion_volume(scale=scale)
@@ -154,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"densify's --max-minutes (default {DEFAULT_MINUTES:g})")
     length.add_argument("--steps", type=int, help="densify's --steps: a fixed length instead of --minutes")
     parser.add_argument("--scale", type=float, default=1.0, help="the lesions' radii times this (default 1)")
-    parser.add_argument("--output-bias", choices=["zero", "prior"], default="zero",
-                        help="densify's --output-bias (default zero)")
+    parser.add_argument("--output-bias", choices=OUTPUT_BIASES, default=DensifyOptions().output_bias,
+                        help=f"densify's --output-bias (default {DensifyOptions().output_bias})")
     parser.add_argument("--logits", action="store_true",
                         help=f"the largest logit after {', '.join(map(str, LOGIT_STEPS))} steps instead of runs")
     args = parser.parse_args(argv)
