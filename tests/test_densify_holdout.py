@@ -502,6 +502,41 @@ def test_a_timed_run_uses_its_budget(case):
     assert earliest < result.total_seconds <= budget, times
 
 
+def test_a_timed_run_keeps_time_for_the_windows_that_its_prediction_predicts(case, caplog, monkeypatch):
+    import dataclasses
+    import logging
+    import re
+    import time
+
+    import unet3d_keras.predictor as predictor_module
+    from unet3d_keras.densify import fit_sparse, predict_classes
+
+    image, sparse = case  # (24, 20, 18) in 16^3 windows with an overlap of 8: 3 x 3 x 3 windows
+    with caplog.at_level(logging.INFO, logger="unet3d_keras.densify"):
+        fitted = fit_sparse(image, sparse, 255, TINY, deadline=time.monotonic() + 60, seed=1, show_progress=False,
+                            steps=2, options=DensifyOptions(holdout=0.0))
+    found = re.search(r"before the deadline to predict (\d+) windows mirrored and 0 held-back tiles", caplog.text)
+    assert found, caplog.text
+    predicted = []
+    make_fn = predictor_module.model_predict_fn
+
+    def counting(model):
+        model_fn = make_fn(model)
+
+        def predict(batch):
+            predicted.append(int(batch.shape[0]))
+            return model_fn(batch)
+        return predict
+
+    monkeypatch.setattr(predictor_module, "model_predict_fn", counting)
+    predict_classes(dataclasses.replace(fitted, mirror=False), image)
+    # The volume padded to the window, as the estimate once counted it, would have made 4 x 4 x 4 windows.
+    assert int(found[1]) == sum(predicted) == 27
+    predicted.clear()
+    predict_classes(dataclasses.replace(fitted, mirror=False), image[:16, 2:18, 1:17])  # the model's input size
+    assert sum(predicted) == predictor_module.Predictor(fitted.model, overlap=8).window_count((16, 16, 16)) == 1
+
+
 def test_mirroring_averages_the_eight_flips_of_a_window(case):
     import dataclasses
     import itertools

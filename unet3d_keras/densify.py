@@ -37,7 +37,6 @@ from .sparse_sampler import ClassFirstPatchSampler
 from .step_loop import fit_steps
 from .tasks import resolve_task
 from .tta import BATCH_SPATIAL_AXES, mirrored
-from .utils.patches import compute_patch_indices
 
 logger = logging.getLogger(__name__)
 
@@ -290,9 +289,8 @@ def fit_sparse(
     mirror = options.mirror
     if deadline is not None:
         # Time one model call first so that the deadline leaves room for predicting (and scoring).
-        shape = tuple(predict_shape or sparse.shape)
-        padded = [math.ceil(s / p) * p for s, p in zip(shape, patch)]
-        n_windows = _window_count(padded, patch, config.prediction.overlap) + held_out.n_groups
+        shape = _prediction_shape(predict_shape or sparse.shape, config.model.depth, patch)
+        n_windows = Predictor(model, overlap=config.prediction.overlap).window_count(shape) + held_out.n_groups
         batch = np.zeros((config.prediction.batch_size,) + patch + (len(images),), np.float32)
         model.predict_on_batch(batch)  # the first call traces the function
         probe = time.monotonic()
@@ -308,6 +306,9 @@ def fit_sparse(
         predict_estimate *= _MIRRORINGS if mirror else 1
         predict_estimate += call_seconds * math.ceil(held_out.n_groups / config.prediction.batch_size)
         train_until = deadline - PREDICTION_MARGIN * predict_estimate - PREDICTION_SLACK_SECONDS
+        logger.info("training stops %.1f s before the deadline to predict %d windows%s and %d held-back tiles "
+                    "(%.3f s a model call)", deadline - train_until, n_windows - held_out.n_groups,
+                    " mirrored" if mirror else "", held_out.n_groups, call_seconds)
     timed = steps is None and deadline is not None  # train until the budget or a plateau
     n_epochs = math.ceil(steps / STEPS_PER_EPOCH) if steps is not None else config.training.n_epochs
     fit_epochs = 10**6 if timed else n_epochs
@@ -368,9 +369,7 @@ def predict_classes(fitted: SparseModel, images: np.ndarray) -> tuple[np.ndarray
     """
     images = _as_channels(images)
     shape = images.shape[1:]
-    padded_shape = [max(math.ceil(s / f) * f, p) for s, f, p in
-                    zip(shape, [2 ** (fitted.config.model.depth - 1)] * 3, fitted.patch_shape)]
-    pad = [(0, p - s) for p, s in zip(padded_shape, shape)]
+    pad = [(0, p - s) for p, s in zip(_prediction_shape(shape, fitted.config.model.depth, fitted.patch_shape), shape)]
     volume = np.pad(_normalise(images), [(0, 0)] + pad, mode="edge")
     predictor = Predictor(fitted.model, overlap=fitted.config.prediction.overlap,
                           batch_size=fitted.config.prediction.batch_size, mirror=fitted.mirror,
@@ -444,7 +443,6 @@ def _padded(volume: np.ndarray, config: Config) -> tuple[np.ndarray, list[tuple[
     return np.pad(volume, [(0, 0)] + pad, mode="edge"), pad
 
 
-def _window_count(shape: Sequence[int], patch: Sequence[int], overlap: int) -> int:
-    if tuple(shape) == tuple(patch):
-        return 1
-    return len(compute_patch_indices(shape, patch, overlap))
+def _prediction_shape(shape: Sequence[int], depth: int, patch: Sequence[int]) -> list[int]:
+    """The shape a volume is edge-padded to for prediction: a multiple of the pooling factor, at least ``patch``."""
+    return [max(math.ceil(s / 2 ** (depth - 1)) * 2 ** (depth - 1), p) for s, p in zip(shape, patch)]

@@ -32,7 +32,7 @@ from .inference_io import output_names, probability_images, read_subject_volume,
 from .label_maps import get_prediction_labels, prediction_to_image
 from .predict_functions import model_channels, model_patch_shape, model_predict_fn
 from .samples import read_subject_ids, reading_subject
-from .sliding_window import check_window_settings, require_channels_first, sliding_window_inference
+from .sliding_window import check_window_settings, require_channels_first, sliding_window_inference, window_grid
 from .splits import load_split
 from .training import load_old_model
 from .tta import mirrored, permutation_averaged
@@ -194,14 +194,24 @@ class Predictor:
             return np.stack([self._permuted(self._predict_whole, item, item.shape[1:], False) for item in batch])
         return self._predict_whole_batch(batch)
 
+    def window_count(self, image_shape: Sequence[int]) -> int:
+        """How many windows :meth:`predict_array` predicts for a volume of ``image_shape`` ``(x, y, z)``
+        (1 when it predicts it whole), each once, or 8 times mirrored, or 48 times permuted."""
+        if self._predicts_whole(image_shape, windows=False):
+            return 1
+        return len(window_grid(image_shape, self._window(image_shape), self.overlap)[0])
+
+    def _predicts_whole(self, image_shape: Sequence[int], windows: bool) -> bool:
+        model_window = model_patch_shape(self.model)
+        return not windows and (tuple(model_window) == tuple(image_shape) or all(s is None for s in model_window))
+
     def _predict(self, volume: np.ndarray, windows: bool, show_progress: bool) -> np.ndarray:
         volume = require_channels_first(volume)
         if model_channels(self.model) != volume.shape[0]:
             raise ValueError(
                 f"the model takes {model_channels(self.model)} input channels but the volume has {volume.shape[0]}")
-        model_window = model_patch_shape(self.model)
         image_shape = volume.shape[1:]
-        whole = not windows and (tuple(model_window) == tuple(image_shape) or all(s is None for s in model_window))
+        whole = self._predicts_whole(image_shape, windows)
         window = tuple(image_shape) if whole else self._window(image_shape)
         if whole:
             def predict(v: np.ndarray, progress: bool) -> np.ndarray:
