@@ -290,13 +290,13 @@ def fit_sparse(
     if deadline is not None:
         # Time one model call first so that the deadline leaves room for predicting (and scoring).
         shape = _prediction_shape(predict_shape or sparse.shape, config.model.depth, patch)
-        n_windows = Predictor(model, overlap=config.prediction.overlap).window_count(shape) + held_out.n_groups
+        windows = Predictor(model, overlap=config.prediction.overlap).window_count(shape)
         batch = np.zeros((config.prediction.batch_size,) + patch + (len(images),), np.float32)
         model.predict_on_batch(batch)  # the first call traces the function
         probe = time.monotonic()
         model.predict_on_batch(batch)
         call_seconds = time.monotonic() - probe
-        predict_estimate = call_seconds * math.ceil(n_windows / config.prediction.batch_size)
+        predict_estimate = call_seconds * math.ceil((windows + held_out.n_groups) / config.prediction.batch_size)
         if mirror and _MIRRORINGS * predict_estimate > (deadline - time.monotonic()) * MIRROR_SHARE_MAX:
             logger.warning("predicting without mirroring: averaging the %d mirrorings of each window would take "
                            "about %.0f s of the %.0f s left (more than %.0f%%); --no-mirror chooses this up front",
@@ -307,7 +307,7 @@ def fit_sparse(
         predict_estimate += call_seconds * math.ceil(held_out.n_groups / config.prediction.batch_size)
         train_until = deadline - PREDICTION_MARGIN * predict_estimate - PREDICTION_SLACK_SECONDS
         logger.info("training stops %.1f s before the deadline to predict %d windows%s and %d held-back tiles "
-                    "(%.3f s a model call)", deadline - train_until, n_windows - held_out.n_groups,
+                    "(%.3f s a model call)", deadline - train_until, windows,
                     " mirrored" if mirror else "", held_out.n_groups, call_seconds)
     timed = steps is None and deadline is not None  # train until the budget or a plateau
     n_epochs = math.ceil(steps / STEPS_PER_EPOCH) if steps is not None else config.training.n_epochs
