@@ -4,8 +4,9 @@ layer's biases that they choose), the split, the per-class scores.
 A share of each annotated slice (``DensifyOptions.holdout``, 10% by default) is held back from
 training, as square in-plane tiles chosen with the seed: tiles rather than scattered voxels, so
 that a held-back voxel is not surrounded by training voxels of the same slice and its score
-says something about voxels nobody annotated. Voxels outside any fully annotated plane (a
-scribble, a partial slice) are held back the same way in cubic blocks. A class that no drawn tile
+says something about voxels nobody annotated. Voxels outside any such slice (a scribble, a partial
+slice, slices annotated side by side, a volume annotated throughout) are held back the same way in cubic
+blocks. A class that no drawn tile
 holds (a small lesion often is in none) gets one of its tiles held back, so that it is scored too;
 a class none of whose voxels would be left for training keeps all of them.
 
@@ -69,7 +70,7 @@ class DensifyOptions:
             ``"uniform"`` over the annotated voxels.
         mirror: predict the volume (and score the held-back voxels at the end) as the average
             over the 8 mirrorings of each window; turned off for the run, with a warning, when
-            that would take more than a quarter of its time budget.
+            that would take more than a quarter of the time left in its budget.
         window_weighting: how the overlapping windows of the volume's prediction are blended:
             ``"gaussian"`` (weights falling off from each window's centre, where the model sees the
             most context) or ``"uniform"`` (a plain average). The held-back voxels are scored in
@@ -199,7 +200,11 @@ def annotated_planes(annotated: np.ndarray) -> list[np.ndarray]:
 
 def hold_out(index_map: np.ndarray, share: float, tile: int, rng: np.random.Generator,
              unannotated: int = -1) -> HeldOut:
-    """Hold back ``share`` of the tiles of every annotated plane, chosen by ``rng``.
+    """Hold back ``share`` of the tiles of every annotated slice, chosen by ``rng``.
+
+    An annotated slice is an annotated plane (:func:`annotated_planes`) neither of whose neighbours along its
+    axis is one: a tile of one plane among annotated neighbours would be a sheet one voxel thick between
+    training voxels of the same structure, so the others go into cubic blocks with the other voxels.
 
     Args:
         index_map: int ``(x, y, z)`` class index of each voxel, ``unannotated`` where nobody annotated.
@@ -218,7 +223,7 @@ def hold_out(index_map: np.ndarray, share: float, tile: int, rng: np.random.Gene
     units: list[np.ndarray] = []  # per unit (plane or leftover), tile id of each of its voxels
     members: list[tuple[np.ndarray, ...]] = []
     for axis, planes in enumerate(annotated_planes(annotated)):
-        for index in planes:
+        for index in planes[~(np.isin(planes - 1, planes) | np.isin(planes + 1, planes))]:
             where = [slice(None)] * 3
             where[axis] = index
             u, v = np.nonzero(free[tuple(where)])
