@@ -638,7 +638,7 @@ def test_mirroring_is_dropped_with_a_warning_when_it_would_take_a_quarter_of_the
     assert kept.mirror
 
 
-def test_a_deadline_that_leaves_no_step_says_so_and_still_scores(case):
+def test_a_deadline_that_leaves_no_step_says_so_and_still_scores(case, monkeypatch):
     import time
 
     from unet3d_keras.densify import fit_sparse
@@ -649,11 +649,19 @@ def test_a_deadline_that_leaves_no_step_says_so_and_still_scores(case):
     assert fitted.stop_reason == "no time left to train before the prediction"
     assert len(fitted.scores["iou"]) == 3  # the untrained weights, scored on the held-back voxels
     assert all(0 <= iou <= 1 for iou in fitted.scores["iou"])
+    # densify refuses such a run before predicting the volume with the untrained weights
+    import unet3d_keras.densify as densify_module
+    from unet3d_keras.errors import NoTimeToTrain
+
+    monkeypatch.setattr(densify_module, "predict_classes", lambda *args: pytest.fail("an untrained model predicted"))
+    with pytest.raises(NoTimeToTrain, match="^max_seconds 0: no time left to train once the prediction was set aside$"):
+        densify_module.densify(image, sparse, 255, TINY, max_seconds=0, seed=1, show_progress=False)
 
 
-def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, capsys):
+def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, capsys, monkeypatch):
     import nibabel as nib
 
+    import unet3d_keras.densify as densify_module
     from unet3d_keras.commands.densify import main
 
     image, sparse = case
@@ -726,9 +734,10 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
             in capsys.readouterr().err)
     assert main([*argv[:6], "--output", str(tmp_path / "bad.nii.gz"), "--decay-epochs", "-1"]) == 2
     assert "--decay-epochs: expected 0 or more epochs, received -1" in capsys.readouterr().err
-    # a budget that leaves no time to train: refused after the attempt, and nothing written
+    # a budget that leaves no time to train: refused before the volume is predicted, and nothing written
     rushed = [*argv[:4], "--output", str(tmp_path / "rushed" / "dense.nii.gz"), "--max-minutes", "0.0001", "--quiet",
               *argv[10:]]
+    monkeypatch.setattr(densify_module, "predict_classes", lambda *args: pytest.fail("an untrained model predicted"))
     assert main(rushed) == 2
     assert "--max-minutes 0.0001: the budget left no time to train" in capsys.readouterr().err
     assert not (tmp_path / "rushed").exists()

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .config import Config, ConfigError, apply_overrides, config_from_dict, sets_key
-from .errors import DataError
+from .errors import DataError, NoTimeToTrain
 from .model_from_config import build_model
 from .precision import apply_mixed_precision
 from .predict_functions import model_predict_fn
@@ -256,9 +256,8 @@ def fit_sparse(
     options = options or DensifyOptions()
     patch = tuple(config.training.patch_shape or config.data.image_shape)
     tile = max(2, min(min(patch) // 2, min(sparse.shape) // 4))
-    # default_rng(seed) is also the stream of the sampler's first batch (default_rng([seed, 0, 0])). Harmless, as
-    # the sampler never draws a held-back voxel; kept so that the seeded runs of docs/sparse_annotation.md repeat
-    # (seeds.stream_rng would give the tiles a stream of their own, and change every one of them).
+    # default_rng(seed) also draws the sampler's first batch (default_rng([seed, 0, 0])): harmless, as it never draws
+    # a held-back voxel; kept so that the page's seeded runs repeat (seeds.stream_rng would change every tile).
     held_out = hold_out(index_map, options.holdout, tile, np.random.default_rng(config.seed), _UNANNOTATED)
     train_map = np.where(held_out.mask, _UNANNOTATED, index_map)
     counts = np.bincount(train_map[train_map != _UNANNOTATED].ravel(), minlength=len(classes))
@@ -411,6 +410,7 @@ def densify(
     Raises:
         DataError: shapes disagree, a label outside 0-255 or ``ignore_label`` outside 1-255, no
             annotated voxel, one class only, or ``steps`` below 1.
+        NoTimeToTrain: ``max_seconds`` left no time to train; nothing was predicted.
         ConfigError: a bad override.
     """
     start = time.monotonic()
@@ -418,6 +418,8 @@ def densify(
     deadline = None if max_seconds is None else start + max_seconds
     fitted = fit_sparse(images, sparse, ignore_label, overrides, deadline, seed, show_progress,
                         steps=steps, options=options)
+    if fitted.steps == 0:  # only a deadline stops a run before its first step
+        raise NoTimeToTrain(f"max_seconds {max_seconds:g}: no time left to train once the prediction was set aside")
     labels, probabilities = predict_classes(fitted, images)
     labels = labels.astype(sparse.dtype if sparse.dtype.kind in "iu" else np.int64)
     if keep_annotations:

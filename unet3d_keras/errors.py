@@ -4,7 +4,7 @@ Kept in a module of its own so that low-level helpers (``utils``, ``normalize``)
 writer (``data``) can raise the same type without importing each other.
 """
 
-__all__ = ["DataError", "USER_ERRORS"]
+__all__ = ["DataError", "NoTimeToTrain", "USER_ERRORS"]
 
 
 class DataError(ValueError):
@@ -13,6 +13,10 @@ class DataError(ValueError):
     Messages name the subject and the file at fault where they are known, and say what was
     expected and what was found.
     """
+
+
+class NoTimeToTrain(DataError):
+    """A time budget that the prediction alone would spend: an untrained model's map is not worth making."""
 
 
 #: Errors caused by the user's input or environment (bad config, missing or malformed input, a file

@@ -22,9 +22,10 @@ spent or the mean foreground IoU of the held-back voxels has not improved for --
 of 16 steps and a final --decay-epochs epochs have decayed the learning rate to zero, then keeps
 the weights of its best evaluation at a decayed learning rate (at most a quarter of the initial
 one; the last weights if none); --steps N trains exactly N steps
-instead and keeps the last weights (--max-minutes, if given, still bounds it). The volume is
+instead and keeps the last weights (--max-minutes, if given, still bounds it, and may drop the
+mirroring). The volume is
 predicted as the average over the 8 mirrorings of each window (--no-mirror: once, 8 times
-faster; also, with a warning, when mirroring would take more than a quarter of the budget), and
+faster; also, with a warning, when mirroring would take more than a quarter of the time left), and
 overlapping windows are blended with weights that fall off from each window's centre
 (--window-weighting uniform: a plain average). The
 per-class IoU and Dice of the held-back voxels (predicted the same way) are printed and written
@@ -65,7 +66,7 @@ from ..checks import require_integer_values
 from ..cli import base_parser, run
 from ..densify_holdout import (CLASS_WEIGHTINGS, OUTPUT_BIASES, RARE_CLASS_SHARE, SAMPLINGS, DensifyOptions,
                                low_classes)
-from ..errors import DataError
+from ..errors import DataError, NoTimeToTrain
 from ..fileio import check_no_folder_in_the_way, made_folder, write_together
 from ..inference_io import check_nifti_output, nifti_suffix
 from ..run_lock import run_folder_lock
@@ -287,15 +288,16 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
         print(f"warning: {args.labels}: no voxel is annotated 0, the background: every voxel of the output will get "
               f"one of the annotated classes {classes}; annotate some background too if the volume has any")
     minutes = args.max_minutes if args.max_minutes is not None or args.steps is not None else 10.0
-    result = densify(images, sparse, args.ignore_label, overrides=args.overrides,
-                     max_seconds=None if minutes is None else 60 * minutes - (time.monotonic() - started),
-                     seed=args.seed, show_progress=not args.quiet, steps=args.steps, options=options,
-                     keep_annotations=not args.predict_annotated)
-    predicted = time.monotonic() - started  # what --max-minutes bounds; writing the files comes after it
-    if result.fitted.steps == 0:  # an untrained model's map: not worth a file
+    try:
+        result = densify(images, sparse, args.ignore_label, overrides=args.overrides,
+                         max_seconds=None if minutes is None else 60 * minutes - (time.monotonic() - started),
+                         seed=args.seed, show_progress=not args.quiet, steps=args.steps, options=options,
+                         keep_annotations=not args.predict_annotated)
+    except NoTimeToTrain:
         raise DataError(f"--max-minutes {minutes}: the budget left no time to train once the prediction of the volume "
                         f"was set aside ({time.monotonic() - started:.0f} s in all); nothing was written, give it more "
-                        "minutes")
+                        "minutes") from None
+    predicted = time.monotonic() - started  # what --max-minutes bounds; writing the files comes after it
     dense = nib.Nifti1Image(result.labels.astype(np.uint8), label_image.affine, label_image.header)
     dense.set_data_dtype(np.uint8)  # annotated_classes holds every class to 0-255
     maps = [probability_image(probability, label_image) for probability in result.probabilities] if written else []
