@@ -4,9 +4,9 @@ layer's biases that they choose), the split, the per-class scores.
 A share of each annotated slice (``DensifyOptions.holdout``, 10% by default) is held back from
 training, as square in-plane tiles chosen with the seed: tiles rather than scattered voxels, so
 that a held-back voxel is not surrounded by training voxels of the same slice and its score
-says something about voxels nobody annotated. Voxels outside any such slice (a scribble, a partial
-slice, slices annotated side by side, a volume annotated throughout) are held back the same way in cubic
-blocks. A class that no drawn tile
+says something about voxels nobody annotated; a few slices annotated side by side are tiled together.
+Other voxels (a scribble, a partial slice, many slices side by side, a volume annotated throughout) are held
+back the same way in cubic blocks. A class that no drawn tile
 holds (a small lesion often is in none) gets one of its tiles held back, so that it is scored too;
 a class none of whose voxels would be left for training keeps all of them.
 
@@ -202,13 +202,15 @@ def hold_out(index_map: np.ndarray, share: float, tile: int, rng: np.random.Gene
              unannotated: int = -1) -> HeldOut:
     """Hold back ``share`` of the tiles of every annotated slice, chosen by ``rng``.
 
-    An annotated slice is an annotated plane (:func:`annotated_planes`) neither of whose neighbours along its
-    axis is one: a tile of one plane among annotated neighbours would be a sheet one voxel thick between
-    training voxels of the same structure, so the others go into cubic blocks with the other voxels.
+    The annotated planes (:func:`annotated_planes`) are cut into tiles, but a tile of one plane among annotated
+    neighbours would be a sheet one voxel thick between training voxels of the same structure: up to ``tile``
+    planes side by side are cut together, their tiles as thick as the slab; more (every other slice annotated
+    makes every plane across them half annotated; a volume annotated throughout) go into cubic blocks with the
+    other voxels.
 
     Args:
         index_map: int ``(x, y, z)`` class index of each voxel, ``unannotated`` where nobody annotated.
-        share: expected share of each plane's tiles held back (stochastically rounded per plane).
+        share: expected share of each slice's (or slab's) tiles held back (stochastically rounded for each).
         tile: side of the square in-plane tiles (and of the cubic blocks of other voxels).
         rng: chooses the tiles.
         unannotated: the value of ``index_map`` where nobody annotated.
@@ -220,17 +222,19 @@ def hold_out(index_map: np.ndarray, share: float, tile: int, rng: np.random.Gene
     groups = np.full(index_map.shape, -1, dtype=np.int64)
     free = annotated.copy()
     n_groups = 0
-    units: list[np.ndarray] = []  # per unit (plane or leftover), tile id of each of its voxels
+    units: list[np.ndarray] = []  # per unit (slice, slab or leftover), tile id of each of its voxels
     members: list[tuple[np.ndarray, ...]] = []
     for axis, planes in enumerate(annotated_planes(annotated)):
-        for index in planes[~(np.isin(planes - 1, planes) | np.isin(planes + 1, planes))]:
-            where = [slice(None)] * 3
-            where[axis] = index
-            u, v = np.nonzero(free[tuple(where)])
-            if not len(u):
+        for run in np.split(planes, np.flatnonzero(np.diff(planes) > 1) + 1):  # planes side by side
+            if not 1 <= len(run) <= tile:
                 continue
-            coords = [u, v]
-            coords.insert(axis, np.full(len(u), index))
+            where = [slice(None)] * 3
+            where[axis] = slice(run[0], run[-1] + 1)
+            coords = list(np.nonzero(free[tuple(where)]))
+            if not len(coords[0]):
+                continue
+            coords[axis] += run[0]
+            u, v = (c for a, c in enumerate(coords) if a != axis)
             members.append(tuple(coords))
             units.append((u // tile) * (max(index_map.shape) + 1) + v // tile)
             free[tuple(coords)] = False
