@@ -197,13 +197,13 @@ class Predictor:
     def window_count(self, image_shape: Sequence[int]) -> int:
         """How many windows :meth:`predict_array` predicts for a volume of ``image_shape`` ``(x, y, z)``
         (1 when it predicts it whole), each once, or 8 times mirrored, or 48 times permuted."""
-        if self._predicts_whole(image_shape, windows=False):
+        if self._predicts_whole(image_shape):
             return 1
         return len(window_grid(image_shape, self._window(image_shape), self.overlap)[0])
 
-    def _predicts_whole(self, image_shape: Sequence[int], windows: bool) -> bool:
+    def _predicts_whole(self, image_shape: Sequence[int]) -> bool:
         model_window = model_patch_shape(self.model)
-        return not windows and (tuple(model_window) == tuple(image_shape) or all(s is None for s in model_window))
+        return tuple(model_window) == tuple(image_shape) or all(s is None for s in model_window)
 
     def _predict(self, volume: np.ndarray, windows: bool, show_progress: bool) -> np.ndarray:
         volume = require_channels_first(volume)
@@ -211,7 +211,7 @@ class Predictor:
             raise ValueError(
                 f"the model takes {model_channels(self.model)} input channels but the volume has {volume.shape[0]}")
         image_shape = volume.shape[1:]
-        whole = self._predicts_whole(image_shape, windows)
+        whole = not windows and self._predicts_whole(image_shape)
         window = tuple(image_shape) if whole else self._window(image_shape)
         if whole:
             def predict(v: np.ndarray, progress: bool) -> np.ndarray:
