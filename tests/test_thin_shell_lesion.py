@@ -182,13 +182,13 @@ def test_the_page_tables_the_runs_of_each_size_and_the_logits(monkeypatch, tmp_p
         "on three windows: without weights 2.09, 572, 1,280,000, 5,600,000; with square-root weights 1.27, 1.34, 112, "
         "145.")
 
-    assert page.prior_bias_text().startswith("Not measured yet: ")  # no runs with the prior biases yet
+    assert page.lesion_fields()["prior_bias"].startswith("Not measured yet: ")  # no runs with the prior biases yet
     record["runs"]["radius x1, 640 steps, prior output bias"] = {"none": {"3": run(0.87, 0.0096, "sqrt"),
                                                                           "1": run(0.9, 0.0094, "sqrt")}}
     record["machine"]["radius x1, 640 steps, prior output bias"] = "CPU D"
     record["logits"]["none, prior output bias"] = {"5": {"1": 4.74, "4": 4.91, "16": 7.9, "64": 46.5}}
     (tmp_path / "lesion.json").write_text(json.dumps(record))
-    assert page.prior_bias_text() == (
+    assert page.lesion_fields()["prior_bias"] == (
         "`python examples/thin_shell/lesion.py --logits --seed 5 --class-weights none --output-bias prior`: the "
         "largest logit after 1, 4, 16, 64 steps without weights 4.74, 4.91, 7.9, 46.5 (from zero biases: 2.09, 572, "
         "1,280,000, 5,600,000). `python examples/thin_shell/lesion.py --seed 1 3 --class-weights none --steps 640 "

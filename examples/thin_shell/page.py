@@ -864,7 +864,8 @@ def three_figures(value: float) -> str:
 
 def lesion_fields() -> dict[str, str]:
     """page_usage.md's fields from lesion.py's runs: ``lesion_sizes``, the table of its fixed-length runs on lesions of
-    each size and what they show; ``lesion_logits``, the largest logit of its ``--logits`` runs."""
+    each size and what they show; ``lesion_logits``, the largest logit of its ``--logits`` runs; ``prior_bias``, its
+    runs with the prior output biases (:func:`prior_bias_text`)."""
     record = json.loads(LESION_RESULTS.read_text()) if LESION_RESULTS.exists() else {}
     command = "python examples/thin_shell/lesion.py --seed 1 3 5 42 --steps {steps} --scale {scale:g}"
     rows, missed, gains, seeds = [], [], [], [1, 3, 5, 42]
@@ -923,13 +924,13 @@ def lesion_fields() -> dict[str, str]:
                       + ", ".join(three_figures(logits["sqrt"][str(seed)][str(n)]) for n in LOGIT_STEPS) + ".")
     else:
         logit_text = "Not measured yet: `python examples/thin_shell/lesion.py --logits --seed 5`."
-    return {"lesion_sizes": "\n".join(sizes), "lesion_logits": logit_text}
+    return {"lesion_sizes": "\n".join(sizes), "lesion_logits": logit_text, "prior_bias": prior_bias_text(record)}
 
 
-def prior_bias_text() -> str:
+def prior_bias_text(record: dict) -> str:
     """page_usage.md's field ``prior_bias``: lesion.py's runs with densify's ``--output-bias prior`` (its largest
-    logits and its lesions at SIZE_STEPS steps without weights) beside the same runs from zero biases."""
-    record = json.loads(LESION_RESULTS.read_text()) if LESION_RESULTS.exists() else {}
+    logits and its lesions at SIZE_STEPS steps without weights) beside the same runs from zero biases; ``record``:
+    results_lesion.json's contents."""
     zero_setting = lesion_setting(SIZE_SCALES[0], 0, SIZE_STEPS)
     prior_setting = lesion_setting(SIZE_SCALES[0], 0, SIZE_STEPS, "prior")
     prior_runs = record.get("runs", {}).get(prior_setting, {}).get("none", {})
@@ -1982,7 +1983,7 @@ def markdown() -> str:
 def usage_text() -> str:
     """The section's opening subsections (page_usage.md), its fields filled from weights.py's and ensemble.py's runs."""
     return USAGE.read_text(encoding="utf-8").format(**weight_summaries(), **lesion_fields(),
-                                                    ensemble_note=ensemble_note(), prior_bias=prior_bias_text())
+                                                    ensemble_note=ensemble_note())
 
 
 def heading_anchor(title: str) -> str:
