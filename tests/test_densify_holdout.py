@@ -389,6 +389,25 @@ def test_steps_give_a_fixed_reproducible_run_with_held_back_scores(case):
     assert configured.class_weight_values == pytest.approx(tuple(balanced_class_weights(every)), rel=1e-5)
 
 
+def test_partial_slices_are_held_back_as_slices_in_a_volume_that_is_padded():
+    from unet3d_keras.densify import fit_sparse
+
+    # 23 x 19 x 17 is padded to 24 x 20 x 18 (depth 2): x planes 4 and 6, annotated on 10 of their 19 rows, are
+    # annotated slices of the volume (53% of a plane) but not of the padded one (47%).
+    rng = np.random.default_rng(3)
+    dense = rng.integers(0, 3, (23, 19, 17)).astype(np.uint8)
+    sparse = np.full(dense.shape, 255, np.uint8)
+    sparse[[4, 6], :10] = dense[[4, 6], :10]
+    index = np.where(sparse == 255, UNANNOTATED, sparse.astype(np.int32))
+    assert [len(p) for p in annotated_planes(index != UNANNOTATED)] == [2, 0, 0]
+    fitted = fit_sparse(dense.astype(np.float32), sparse, 255, TINY, steps=1, seed=7, show_progress=False,
+                        options=DensifyOptions(holdout=0.2))
+    held = hold_out(index, 0.2, 4, np.random.default_rng(7)).mask  # 4: a quarter of the shortest side
+    np.testing.assert_array_equal(fitted.held_out_mask, held)
+    # Each slice's own share of tiles, drawn apart: cubes of 4 voxels would hold back the same rows of both.
+    assert held[4].any() and held[6].any() and not np.array_equal(held[4], held[6])
+
+
 def test_a_plateau_stops_a_timed_run(case):
     from unet3d_keras.densify import fit_sparse
 

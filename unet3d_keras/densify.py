@@ -251,14 +251,14 @@ def fit_sparse(
     index_map = np.full(sparse.shape, _UNANNOTATED, dtype=np.int32)
     for position, value in enumerate(classes):
         index_map[sparse == value] = position
-    index_map = np.pad(index_map, pad, mode="constant", constant_values=_UNANNOTATED)
-
     options = options or DensifyOptions()
     patch = tuple(config.training.patch_shape or config.data.image_shape)
     tile = max(2, min(min(patch) // 2, min(sparse.shape) // 4))
     # default_rng(seed) also draws the sampler's first batch (default_rng([seed, 0, 0])): harmless, as it never draws
     # a held-back voxel; kept so that the page's seeded runs repeat (seeds.stream_rng would change every tile).
     held_out = hold_out(index_map, options.holdout, tile, np.random.default_rng(config.seed), _UNANNOTATED)
+    # Padded after the split: the padding would lower a partial slice's annotated share below an annotated slice's.
+    index_map, held_out = np.pad(index_map, pad, constant_values=_UNANNOTATED), held_out.padded(pad)
     train_map = np.where(held_out.mask, _UNANNOTATED, index_map)
     counts = np.bincount(train_map[train_map != _UNANNOTATED].ravel(), minlength=len(classes))
     weighting = chosen_weighting(counts, options.class_weighting)

@@ -184,6 +184,10 @@ class HeldOut:
     groups: np.ndarray
     n_groups: int
 
+    def padded(self, pad: Sequence[tuple[int, int]]) -> HeldOut:
+        """The same voxels in the volume padded by ``pad`` (``np.pad``'s widths); none held back in the padding."""
+        return HeldOut(np.pad(self.mask, pad), np.pad(self.groups, pad, constant_values=-1), self.n_groups)
+
 
 def annotated_planes(annotated: np.ndarray) -> list[np.ndarray]:
     """The annotated slices along each axis: planes with at least half of their voxels annotated.
