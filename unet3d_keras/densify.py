@@ -122,7 +122,7 @@ def densify_config(classes: Sequence[int], image_shape: Sequence[int], n_channel
     if not isinstance(depth, int) or depth < 1:
         raise ConfigError(f"--set model.depth: must be an integer >= 1, received {depth!r}")
     factor = 2 ** (depth - 1)
-    padded = [math.ceil(s / factor) * factor for s in image_shape]
+    padded = _padded_shape(image_shape, depth, [factor] * len(image_shape))
     raw["data"]["image_shape"] = padded
     patch = raw.get("training", {}).get("patch_shape")
     if isinstance(patch, (list, tuple)) and len(patch) == 3 and all(isinstance(p, int) and p > 0 for p in patch):
@@ -288,7 +288,7 @@ def fit_sparse(
     mirror = options.mirror
     if deadline is not None:
         # Time one model call first so that the deadline leaves room for predicting (and scoring).
-        shape = _prediction_shape(predict_shape or sparse.shape, config.model.depth, patch)
+        shape = _padded_shape(predict_shape or sparse.shape, config.model.depth, patch)
         windows = Predictor(model, overlap=config.prediction.overlap).window_count(shape)
         batch = np.zeros((config.prediction.batch_size,) + patch + (len(images),), np.float32)
         model.predict_on_batch(batch)  # the first call traces the function
@@ -368,7 +368,7 @@ def predict_classes(fitted: SparseModel, images: np.ndarray) -> tuple[np.ndarray
     """
     images = _as_channels(images)
     shape = images.shape[1:]
-    pad = [(0, p - s) for p, s in zip(_prediction_shape(shape, fitted.config.model.depth, fitted.patch_shape), shape)]
+    pad = [(0, p - s) for p, s in zip(_padded_shape(shape, fitted.config.model.depth, fitted.patch_shape), shape)]
     volume = np.pad(_normalise(images), [(0, 0)] + pad, mode="edge")
     predictor = Predictor(fitted.model, overlap=fitted.config.prediction.overlap,
                           batch_size=fitted.config.prediction.batch_size, mirror=fitted.mirror,
@@ -445,6 +445,6 @@ def _padded(volume: np.ndarray, config: Config) -> tuple[np.ndarray, list[tuple[
     return np.pad(volume, [(0, 0)] + pad, mode="edge"), pad
 
 
-def _prediction_shape(shape: Sequence[int], depth: int, patch: Sequence[int]) -> list[int]:
-    """The shape a volume is edge-padded to for prediction: a multiple of the pooling factor, at least ``patch``."""
+def _padded_shape(shape: Sequence[int], depth: int, patch: Sequence[int]) -> list[int]:
+    """The shape a volume is edge-padded to, to train and predict: a multiple of the pooling factor, at least patch."""
     return [max(math.ceil(s / 2 ** (depth - 1)) * 2 ** (depth - 1), p) for s, p in zip(shape, patch)]
