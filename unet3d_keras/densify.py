@@ -296,15 +296,17 @@ def fit_sparse(
         model.predict_on_batch(batch)
         call_seconds = time.monotonic() - probe
         predict_estimate = call_seconds * math.ceil((windows + held_out.n_groups) / config.prediction.batch_size)
-        if mirror and _MIRRORINGS * predict_estimate > (deadline - time.monotonic()) * MIRROR_SHARE_MAX:
-            logger.warning("predicting without mirroring: averaging the %d mirrorings of each window would take "
-                           "about %.0f s of the %.0f s left (more than %.0f%%); --no-mirror chooses this up front",
-                           _MIRRORINGS, _MIRRORINGS * predict_estimate, deadline - time.monotonic(),
-                           100 * MIRROR_SHARE_MAX)
-            mirror = False
+        left = deadline - time.monotonic()
+        dropped = mirror and _MIRRORINGS * predict_estimate > left * MIRROR_SHARE_MAX
+        mirror = mirror and not dropped
+        mirrored_seconds = _MIRRORINGS * predict_estimate
         predict_estimate *= _MIRRORINGS if mirror else 1
         predict_estimate += call_seconds * math.ceil(held_out.n_groups / config.prediction.batch_size)
         train_until = deadline - PREDICTION_MARGIN * predict_estimate - PREDICTION_SLACK_SECONDS
+        if dropped and train_until > time.monotonic():  # with no time to train, the run is refused: no advice
+            logger.warning("predicting without mirroring: averaging the %d mirrorings of each window would take "
+                           "about %.0f s of the %.0f s left (more than %.0f%%); --no-mirror chooses this up front",
+                           _MIRRORINGS, mirrored_seconds, left, 100 * MIRROR_SHARE_MAX)
         logger.info("training stops %.1f s before the deadline to predict %d windows%s and %d held-back tiles "
                     "(%.3f s a model call)", deadline - train_until, windows,
                     " mirrored" if mirror else "", held_out.n_groups, call_seconds)
@@ -331,22 +333,10 @@ def fit_sparse(
         fit_steps(model, sampler.__getitem__, fit_epochs, STEPS_PER_EPOCH, [budget, schedule, monitor])
     progress.close()
     kept_epoch = monitor.restore_best(len(budget.losses))
-    plateau = f"no gain on the held-back voxels in {options.patience_epochs} epochs"
-    if monitor.stopped_on_plateau:
-        reason = plateau + (f", then {options.decay_epochs} epochs of learning-rate decay"
-                            if monitor.decay_start else "")
-    elif budget.out_of_time and monitor.decay_start:
-        reason = plateau + ", then the time budget ran out during the learning-rate decay"
-    elif budget.out_of_time:
-        reason = "time budget spent"
-    elif budget.steps == 0:  # the deadline came before the first step (the prediction's share is kept)
-        reason = "no time left to train before the prediction"
-    else:
-        reason = f"{budget.steps} steps done"
     scores = monitor.evaluate(mirrored(model_predict_fn(model)) if mirror else None) if monitor.windows else None
     return SparseModel(model=model, config=config, classes=tuple(classes), patch_shape=patch,
                        epochs=len(budget.losses), train_seconds=time.monotonic() - train_start,
-                       history=budget.losses, steps=budget.steps, stop_reason=reason,
+                       history=budget.losses, steps=budget.steps, stop_reason=monitor.stop_reason(budget),
                        plateaued=monitor.stopped_on_plateau, scores=scores, kept_epoch=kept_epoch,
                        score_history=monitor.history, held_out_voxels=int(held_out.mask.sum()),
                        held_out_mask=held_out.mask[tuple(slice(0, s) for s in sparse.shape)] if monitor.windows

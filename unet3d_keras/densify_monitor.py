@@ -190,3 +190,17 @@ class HeldOutMonitor(keras.callbacks.Callback):
             return epochs
         self.model.set_weights(self.kept_weights)
         return self.kept_epoch
+
+    def stop_reason(self, budget: TimeBudget) -> str:
+        """Why the run that ``budget`` bounded stopped, in words for its summary."""
+        plateau = f"no gain on the held-back voxels in {self.options.patience_epochs} epochs"
+        if self.stopped_on_plateau:
+            return plateau + (f", then {self.options.decay_epochs} epochs of learning-rate decay"
+                              if self.decay_start else "")
+        if budget.out_of_time and self.decay_start:
+            return plateau + ", then the time budget ran out during the learning-rate decay"
+        if budget.out_of_time:
+            return "time budget spent"
+        if budget.steps == 0:  # the deadline came before the first step (the prediction's share is kept)
+            return "no time left to train before the prediction"
+        return f"{budget.steps} steps done"
