@@ -308,15 +308,33 @@ def test_the_densify_defaults_are_read_only_and_copied_by_each_run():
     ({"ignore_label": 300}, r"ignore_label: expected a value between 1 and 255 \(0 is background\), received 300"),
     ({"ignore_label": 0}, r"ignore_label: expected a value between 1 and 255 \(0 is background\), received 0"),
     ({"steps": 0}, "steps: expected a positive number of steps, received 0"),
+    ({"ignore_label": 2.5}, "ignore_label: expected a whole number, received 2.5"),
+    ({"overrides": ["model.depth=5"]}, r"--set model.depth: 5 halves the window 4 times, which needs sides that are "
+     r"multiples of 16, more than the volume's largest side \(9\); use at most 4"),
 ])
 def test_fit_sparse_refuses_bad_arguments_before_training(kwargs, message):
+    from unet3d_keras.config import ConfigError
     from unet3d_keras.densify import fit_sparse
     from unet3d_keras.errors import DataError
 
-    sparse = np.full((8, 8, 8), 255, np.uint8)
+    sparse = np.full((8, 9, 7), 255, np.uint8)
     sparse[0], sparse[1] = 0, 1
-    with pytest.raises(DataError, match=message):
-        fit_sparse(np.zeros((8, 8, 8), np.float32), sparse, **kwargs)
+    with pytest.raises((DataError, ConfigError), match=message):
+        fit_sparse(np.zeros((8, 9, 7), np.float32), sparse, **kwargs)
+
+
+def test_fit_sparse_takes_whole_float_labels_and_refuses_fractions():
+    from unet3d_keras.densify import fit_sparse
+    from unet3d_keras.errors import DataError
+
+    sparse = np.full((8, 8, 8), 255.0)
+    sparse[0], sparse[1] = 0.0, 1.5
+    with pytest.raises(DataError, match="the label map holds non-integer label values"):
+        fit_sparse(np.zeros((8, 8, 8), np.float32), sparse, steps=1)
+    sparse[1] = 1.0
+    fitted = fit_sparse(np.arange(512, dtype=np.float32).reshape(8, 8, 8), sparse, 255.0, TINY, steps=1,
+                        show_progress=False)
+    assert fitted.classes == (0, 1) and fitted.steps == 1
 
 
 # --------------------------------------------------------------------------------------------

@@ -121,6 +121,10 @@ def densify_config(classes: Sequence[int], image_shape: Sequence[int], n_channel
     depth = raw.get("model", {}).get("depth", 3)
     if not isinstance(depth, int) or depth < 1:
         raise ConfigError(f"--set model.depth: must be an integer >= 1, received {depth!r}")
+    if 2 ** (depth - 1) > (largest := int(max(image_shape))):  # padding to such a multiple only grows the volume
+        raise ConfigError(f"--set model.depth: {depth} halves the window {depth - 1} times, which needs sides that are "
+                          f"multiples of {2 ** (depth - 1)}, more than the volume's largest side ({largest}); use at "
+                          f"most {largest.bit_length()}")
     factor = 2 ** (depth - 1)
     padded = _padded_shape(image_shape, depth, [factor] * len(image_shape))
     raw["data"]["image_shape"] = padded
@@ -236,6 +240,9 @@ def fit_sparse(
             annotated voxel, one class only, or ``steps`` below 1.
         ConfigError: a bad override.
     """
+    if ignore_label != int(ignore_label):
+        raise DataError(f"ignore_label: expected a whole number, received {ignore_label}")
+    ignore_label = int(ignore_label)  # an index below: a float 255.0 would fail there
     if not 1 <= ignore_label <= 255:
         raise DataError(f"ignore_label: expected a value between 1 and 255 (0 is background), received {ignore_label}")
     if steps is not None and steps < 1:

@@ -129,9 +129,11 @@ def annotated_classes(sparse: np.ndarray, ignore_label: int = 255, name: str = "
         The annotated values, ascending.
 
     Raises:
-        DataError: a value outside 0-255, no annotated voxel, or fewer than two classes annotated.
+        DataError: a value that is not a whole number or lies outside 0-255, no annotated voxel, or fewer than
+            two classes annotated.
     """
     values = np.unique(np.asarray(sparse))
+    require_integer_values(values, name, error=DataError)
     check_label_range(values, name)
     classes = [int(v) for v in values if v != ignore_label]
     if not classes:
