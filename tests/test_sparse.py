@@ -515,6 +515,31 @@ def test_densify_bad_inputs(sparse_case, capsys):
         assert f"--seed: expected a whole number from 0 to 4294967295, received {seed}" in capsys.readouterr().err
 
 
+def test_densify_takes_255_as_a_class_when_the_ignore_value_is_commoner(sparse_case, capsys):
+    folder, affine, dense = sparse_case
+    sparse = make_sparse_annotation((dense > 0).astype(np.uint8), (2, 2, 2))
+    mask = np.where(sparse == 255, 128, sparse * 255).astype(np.uint8)  # a 0/255 mask, 128 where unannotated
+    nib.save(nib.Nifti1Image(mask, affine), folder / "mask.nii.gz")
+    tiny = ["--set", "model.n_base_filters=2", "--set", "model.depth=2", "--set", "training.patch_shape=[16,16,16]"]
+    from unet3d_keras.commands.densify import main
+
+    args = ["--image", str(folder / "image.nii.gz"), "--labels", str(folder / "mask.nii.gz"), "--steps", "1",
+            "--quiet", *tiny]
+    assert main([*args, "--output", str(folder / "out.nii.gz"), "--ignore-label", "128"]) == 0
+    written = np.asarray(nib.load(folder / "out.nii.gz").dataobj)
+    annotated = mask != 128
+    np.testing.assert_array_equal(written[annotated], mask[annotated])
+    assert set(np.unique(written).tolist()) <= {0, 255}
+    # A sparse map whose unannotated voxels are 255, with a class named as the ignore value: refused, nothing written
+    nib.save(nib.Nifti1Image(np.where(annotated, mask // 255, 255).astype(np.uint8), affine), folder / "s.nii.gz")
+    assert main([*args, "--labels", str(folder / "s.nii.gz"), "--output", str(folder / "no.nii.gz"),
+                 "--ignore-label", "1"]) == 2
+    assert (f"s.nii.gz: --ignore-label 1 collides with a real label: the file holds more voxels of 255, the usual "
+            f"value of unannotated voxels, than of 1 ({np.sum(~annotated)} against {np.sum(mask == 255)})"
+            in capsys.readouterr().err)
+    assert not (folder / "no.nii.gz").exists()
+
+
 def test_densify_reads_labels_simpleitk_reads_and_writes_them_on_their_grid(sparse_case):
     import SimpleITK as sitk
 

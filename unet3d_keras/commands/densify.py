@@ -87,7 +87,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--labels", required=True, metavar="SPARSE", help="sparse label map (NIfTI)")
     parser.add_argument("--output", required=True, metavar="OUT",
                         help="dense label map to write (.nii or .nii.gz; its folder is made if missing)")
-    parser.add_argument("--ignore-label", type=int, default=255, help="value of unannotated voxels (default 255)")
+    parser.add_argument("--ignore-label", type=int, default=255, help="value of unannotated voxels (default 255; with another value, 255 can be a class, as in a 0/255 mask, "
+                             "if fewer voxels hold it)")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="time bound of the whole run, from reading the inputs to the prediction; writing the "
                              "files takes seconds more (default 10; with --steps, none)")
@@ -243,12 +244,16 @@ def read_inputs(images: list[str], labels: str, ignore_label: int,
     sparse = np.asanyarray(read[-1].dataobj)
     require_integer_values(sparse, f"{labels}: the label map", error=DataError)
     sparse = sparse.astype(np.int64) if sparse.dtype.kind == "f" else sparse
-    values = np.unique(sparse).tolist()  # one pass over the volume for the checks below
+    unique, counts = np.unique(sparse, return_counts=True)  # one pass over the volume for the checks below
+    values, count_of = unique.tolist(), dict(zip(unique.tolist(), counts.tolist()))
     check_label_range(values, labels)  # before the advice on --ignore-label, which takes 1-255 only
-    if ignore_label != 255 and 255 in values:
+    # 255 is a class (a 0/255 mask) only where the ignore value is the commoner: unannotated voxels outnumber a class.
+    if ignore_label != 255 and count_of.get(255, 0) > count_of.get(ignore_label, 0):
         raise DataError(
-            f"{labels}: --ignore-label {ignore_label} collides with a real label: the file also holds 255, the usual "
-            f"value of unannotated voxels, which would become a class; pass --ignore-label 255 (or relabel the file)"
+            f"{labels}: --ignore-label {ignore_label} collides with a real label: the file holds more voxels of 255, "
+            f"the usual value of unannotated voxels, than of {ignore_label} ({count_of[255]} against "
+            f"{count_of.get(ignore_label, 0)}), and 255 would become a class; pass --ignore-label 255 (or relabel the "
+            "file)"
         )
     if ignore_label not in values:
         raise DataError(
