@@ -87,8 +87,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--labels", required=True, metavar="SPARSE", help="sparse label map (NIfTI)")
     parser.add_argument("--output", required=True, metavar="OUT",
                         help="dense label map to write (.nii or .nii.gz; its folder is made if missing)")
-    parser.add_argument("--ignore-label", type=int, default=255, help="value of unannotated voxels (default 255; with another value, 255 can be a class, as in a 0/255 mask, "
-                             "if fewer voxels hold it)")
+    parser.add_argument("--ignore-label", type=int, default=255,
+                        help="value of unannotated voxels (default 255; with another value, 255 can be a class, as "
+                             "in a 0/255 mask, if fewer voxels hold it)")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="time bound of the whole run, from reading the inputs to the prediction; writing the "
                              "files takes seconds more (default 10; with --steps, none)")
