@@ -260,7 +260,9 @@ def fit_sparse(
         index_map[sparse == value] = position
     options = options or DensifyOptions()
     patch = tuple(config.training.patch_shape or config.data.image_shape)
-    tile = max(2, min(min(patch) // 2, min(sparse.shape) // 4))
+    # A tile spans half the window and at most a quarter of the volume along each axis: one cube side for all axes
+    # made the tiles of a thin stack of sections 2 voxels wide.
+    tile = [max(2, min(p // 2, s // 4)) for p, s in zip(patch, sparse.shape)]
     # default_rng(seed) also draws the sampler's first batch (default_rng([seed, 0, 0])): harmless, as it never draws
     # a held-back voxel; kept so that the page's seeded runs repeat (seeds.stream_rng would change every tile).
     held_out = hold_out(index_map, options.holdout, tile, np.random.default_rng(config.seed), _UNANNOTATED)

@@ -2,11 +2,11 @@
 layer's biases that they choose), the split, the per-class scores.
 
 A share of each annotated slice (``DensifyOptions.holdout``, 10% by default) is held back from
-training, as square in-plane tiles chosen with the seed: tiles rather than scattered voxels, so
+training, as in-plane tiles chosen with the seed: tiles rather than scattered voxels, so
 that a held-back voxel is not surrounded by training voxels of the same slice and its score
 says something about voxels nobody annotated; a few slices annotated side by side are tiled together.
 Other voxels (a scribble, a partial slice, many slices side by side, a volume annotated throughout) are held
-back the same way in cubic blocks. A class that no drawn tile
+back the same way in blocks. A class that no drawn tile
 holds (a small lesion often is in none) gets one of its tiles held back, so that it is scored too;
 a class none of whose voxels would be left for training keeps all of them.
 
@@ -202,26 +202,28 @@ def annotated_planes(annotated: np.ndarray) -> list[np.ndarray]:
             for axis in range(3)]
 
 
-def hold_out(index_map: np.ndarray, share: float, tile: int, rng: np.random.Generator,
+def hold_out(index_map: np.ndarray, share: float, tile: int | Sequence[int], rng: np.random.Generator,
              unannotated: int = -1) -> HeldOut:
     """Hold back ``share`` of the tiles of every annotated slice, chosen by ``rng``.
 
     The annotated planes (:func:`annotated_planes`) are cut into tiles, but a tile of one plane among annotated
-    neighbours would be a sheet one voxel thick between training voxels of the same structure: up to ``tile``
-    planes side by side are cut together, their tiles as thick as the slab; more (every other slice annotated
-    makes every plane across them half annotated; a volume annotated throughout) go into cubic blocks with the
-    other voxels.
+    neighbours would be a sheet one voxel thick between training voxels of the same structure: up to a tile's
+    side of planes side by side are cut together, their tiles as thick as the slab; more (every other slice
+    annotated makes every plane across them half annotated; a volume annotated throughout) go into blocks with
+    the other voxels.
 
     Args:
         index_map: int ``(x, y, z)`` class index of each voxel, ``unannotated`` where nobody annotated.
         share: expected share of each slice's (or slab's) tiles held back (stochastically rounded for each).
-        tile: side of the square in-plane tiles (and of the cubic blocks of other voxels).
+        tile: the tiles' (and the blocks') side along each axis, or one side for all: a plane's tiles take the
+            sides of its two axes.
         rng: chooses the tiles.
         unannotated: the value of ``index_map`` where nobody annotated.
 
     Returns:
         The :class:`HeldOut` voxels.
     """
+    sides = [int(tile)] * 3 if np.ndim(tile) == 0 else [int(t) for t in tile]
     annotated = index_map != unannotated
     groups = np.full(index_map.shape, -1, dtype=np.int64)
     free = annotated.copy()
@@ -230,7 +232,7 @@ def hold_out(index_map: np.ndarray, share: float, tile: int, rng: np.random.Gene
     members: list[tuple[np.ndarray, ...]] = []
     for axis, planes in enumerate(annotated_planes(annotated)):
         for run in np.split(planes, np.flatnonzero(np.diff(planes) > 1) + 1):  # planes side by side
-            if not 1 <= len(run) <= tile:
+            if not 1 <= len(run) <= sides[axis]:
                 continue
             where = [slice(None)] * 3
             where[axis] = slice(run[0], run[-1] + 1)
@@ -238,15 +240,15 @@ def hold_out(index_map: np.ndarray, share: float, tile: int, rng: np.random.Gene
             if not len(coords[0]):
                 continue
             coords[axis] += run[0]
-            u, v = (c for a, c in enumerate(coords) if a != axis)
+            u, v = (c // sides[a] for a, c in enumerate(coords) if a != axis)
             members.append(tuple(coords))
-            units.append((u // tile) * (max(index_map.shape) + 1) + v // tile)
+            units.append(u * (max(index_map.shape) + 1) + v)
             free[tuple(coords)] = False
-    if free.any():  # annotated voxels outside the annotated planes: cubic blocks
+    if free.any():  # annotated voxels outside the annotated planes: blocks
         coords = np.nonzero(free)
         members.append(coords)
-        units.append(np.ravel_multi_index([c // tile for c in coords],
-                                          [math.ceil(s / tile) for s in index_map.shape]))
+        units.append(np.ravel_multi_index([c // t for c, t in zip(coords, sides)],
+                                          [math.ceil(s / t) for s, t in zip(index_map.shape, sides)]))
     tile_ids = np.full(index_map.shape, -1, dtype=np.int64)  # every annotated voxel's tile, numbered across units
     n_tiles = 0
     for coords, tiles in zip(members, units):

@@ -16,7 +16,7 @@ the same shape and affine as SPARSE (NIfTI, or any format SimpleITK reads; OUT i
 The label values are those found in SPARSE, whole numbers from 0 to 255; the smallest plays
 the background.
 
-A share of each annotated slice (--holdout, 10%) is held back from training, in square tiles
+A share of each annotated slice (--holdout, 10%) is held back from training, in tiles
 chosen with the seed. Training runs until --max-minutes (default 10, reading and prediction included) is
 spent or the mean foreground IoU of the held-back voxels has not improved for --patience epochs
 of 16 steps and a final --decay-epochs epochs have decayed the learning rate to zero, then keeps
