@@ -29,7 +29,7 @@ from .precision import apply_mixed_precision
 from .predict_functions import model_predict_fn
 from .predictor import Predictor
 from .densify_holdout import (USER_SET_WEIGHTS, DensifyOptions, chosen_weighting, class_weights_for, hold_out,
-                              start_output_bias)
+                              start_output_bias, tile_sides)
 from .densify_monitor import HeldOutMonitor
 from .schedule import TimeBudget, TimeCosine, cosine_learning_rate
 from .sparse import annotated_classes
@@ -260,11 +260,9 @@ def fit_sparse(
         index_map[sparse == value] = position
     options = options or DensifyOptions()
     patch = tuple(config.training.patch_shape or config.data.image_shape)
-    # A tile spans half the window and at most a quarter of the volume along each axis: one cube side for all axes
-    # made the tiles of a thin stack of sections 2 voxels wide.
-    tile = [max(2, min(p // 2, s // 4)) for p, s in zip(patch, sparse.shape)]
+    tile = tile_sides(patch, sparse.shape)
     # default_rng(seed) also draws the sampler's first batch (default_rng([seed, 0, 0])): harmless, as it never draws
-    # a held-back voxel; kept so that the page's seeded runs repeat (seeds.stream_rng would change every tile).
+    # a held-back voxel; kept so that seeded runs repeat across versions (seeds.stream_rng would change every tile).
     held_out = hold_out(index_map, options.holdout, tile, np.random.default_rng(config.seed), _UNANNOTATED)
     # Padded after the split: the padding would lower a partial slice's annotated share below an annotated slice's.
     index_map, held_out = np.pad(index_map, pad, constant_values=_UNANNOTATED), held_out.padded(pad)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["DensifyOptions", "HeldOut", "hold_out", "annotated_planes", "class_scores", "low_classes",
            "foreground_mean", "class_weights_for", "chosen_weighting", "CLASS_WEIGHTINGS", "RARE_CLASS_SHARE",
            "SAMPLINGS", "USER_SET_WEIGHTS", "OUTPUT_BIASES", "prior_output_bias",
-           "start_output_bias"]
+           "start_output_bias", "tile_sides"]
 
 CLASS_WEIGHTINGS = ("auto", "none", "balanced", "sqrt")
 #: The class weighting a run reports when ``--set training.class_weights=[...]`` gave the weights.
@@ -200,6 +200,23 @@ def annotated_planes(annotated: np.ndarray) -> list[np.ndarray]:
     """
     return [np.flatnonzero(annotated.mean(axis=tuple(a for a in range(3) if a != axis)) >= _PLANE_SHARE)
             for axis in range(3)]
+
+
+def tile_sides(patch: Sequence[int], shape: Sequence[int]) -> list[int]:
+    """The held-back tiles' side along each axis of a volume: cubes of half the training window's side, at most a
+    quarter of the volume's shortest side (at least 2 voxels).
+
+    An axis shorter than a quarter of the longest (a stack of thin sections) is left out of that bound and gets
+    its own side, half the window and a quarter of the volume along it: the stack's sections keep tiles as wide
+    as their own sides allow, which that bound made 2 voxels wide.
+
+    Args:
+        patch: the training window ``(x, y, z)``.
+        shape: the volume's ``(x, y, z)``.
+    """
+    long_axes = [a for a, s in enumerate(shape) if 4 * s >= max(shape)]
+    cube = max(2, min(min(patch[a] for a in long_axes) // 2, min(shape[a] for a in long_axes) // 4))
+    return [cube if a in long_axes else max(2, min(patch[a] // 2, shape[a] // 4)) for a in range(len(shape))]
 
 
 def hold_out(index_map: np.ndarray, share: float, tile: int | Sequence[int], rng: np.random.Generator,
