@@ -101,7 +101,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              f"{defaults.holdout}; 0: none)")
     parser.add_argument("--patience", type=int, default=defaults.patience_epochs, metavar="EPOCHS",
                         help="stop after this many epochs of 16 steps without a gain on the held-back voxels "
-                             f"(default {defaults.patience_epochs}), after a final decay of the learning rate")
+                             f"(default {defaults.patience_epochs}), after a final decay of the learning rate; a "
+                             "timed run only: --steps trains its N steps")
     parser.add_argument("--decay-epochs", type=int, default=defaults.decay_epochs, metavar="EPOCHS",
                         help=f"epochs of that final decay to a zero learning rate (default {defaults.decay_epochs}; "
                              "0: stop at once)")
