@@ -208,11 +208,14 @@ def tile_sides(patch: Sequence[int], shape: Sequence[int]) -> list[int]:
 
     An axis shorter than a quarter of the longest (a stack of thin sections) is left out of that bound and gets
     its own side, half the window and a quarter of the volume along it: the stack's sections keep tiles as wide
-    as their own sides allow, which that bound made 2 voxels wide.
+    as their own sides allow, where that bound would make them a few voxels wide.
 
     Args:
         patch: the training window ``(x, y, z)``.
         shape: the volume's ``(x, y, z)``.
+
+    Returns:
+        The ``[x, y, z]`` sides, for :func:`hold_out`.
     """
     long_axes = [a for a, s in enumerate(shape) if 4 * s >= max(shape)]
     cube = max(2, min(min(patch[a] for a in long_axes) // 2, min(shape[a] for a in long_axes) // 4))
