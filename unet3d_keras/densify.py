@@ -121,11 +121,11 @@ def densify_config(classes: Sequence[int], image_shape: Sequence[int], n_channel
     depth = raw.get("model", {}).get("depth", 3)
     if not isinstance(depth, int) or depth < 1:
         raise ConfigError(f"--set model.depth: must be an integer >= 1, received {depth!r}")
-    if 2 ** (depth - 1) > (largest := int(max(image_shape))):  # padding to such a multiple only grows the volume
-        raise ConfigError(f"--set model.depth: {depth} halves the window {depth - 1} times, which needs sides that are "
-                          f"multiples of {2 ** (depth - 1)}, more than the volume's largest side ({largest}); use at "
-                          f"most {largest.bit_length()}")
     factor = 2 ** (depth - 1)
+    if factor > (largest := int(max(image_shape))):  # padding to such a multiple only grows the volume
+        raise ConfigError(f"--set model.depth: {depth} halves the window {depth - 1} times, which needs sides that are "
+                          f"multiples of {factor}, more than the volume's largest side ({largest}); use at "
+                          f"most {largest.bit_length()}")
     padded = _padded_shape(image_shape, depth, [factor] * len(image_shape))
     raw["data"]["image_shape"] = padded
     patch = raw.get("training", {}).get("patch_shape")
