@@ -276,8 +276,10 @@ def fit_sparse(
         weight_text = "[" + ",".join(f"{w:.6g}" for w in weights) + "]"
         config = densify_config(classes, sparse.shape, len(images), ignore_label,
                                 [f"training.class_weights={weight_text}", *overrides], seed)
-    histogram = np.bincount(np.asarray(sparse, dtype=np.int64).ravel(), minlength=256)
-    task = resolve_task(config, histogram, int(histogram[ignore_label]), "the sparse labels")
+    # The training voxels only (not the held-back ones): class_weights=balanced then matches the option's balanced.
+    histogram = np.zeros(256, np.int64)
+    histogram[list(classes)] = counts
+    task = resolve_task(config, histogram, int((sparse == ignore_label).sum()), "the sparse labels")
     keras.utils.set_random_seed(config.seed)
     apply_mixed_precision(config.training.mixed_precision)
     model = build_model(config, task)
