@@ -789,8 +789,14 @@ def test_densify_command_writes_and_prints_the_held_back_scores(case, tmp_path, 
     assert main([*argv, "--output", str(tmp_path / "once.nii.gz"), "--no-mirror", "--output-bias", "prior"]) == 0
     once = json.loads((tmp_path / "once_scores.json").read_text())
     assert once["mirror"] is False and once["output_bias"] == "prior"
-    assert main([*argv, "--output", str(tmp_path / "plain.nii.gz"), "--window-weighting", "uniform"]) == 0
-    assert json.loads((tmp_path / "plain_scores.json").read_text())["window_weighting"] == "uniform"
+    assert "--patience" not in out  # not given: no warning
+    # the plateau's flags, given with --steps, are told to be ignored; the run's length stays its steps
+    assert main([*argv, "--output", str(tmp_path / "plain.nii.gz"), "--window-weighting", "uniform",
+                 "--patience", "1", "--decay-epochs", "0"]) == 0
+    assert ("warning: --steps 20 trains exactly its steps, with no plateau stop: --patience, --decay-epochs ignored\n"
+            in capsys.readouterr().out)
+    plain = json.loads((tmp_path / "plain_scores.json").read_text())
+    assert plain["window_weighting"] == "uniform" and plain["steps"] == 20
 
     assert main([*argv[:6], "--output", str(tmp_path / "bad.nii.gz"), "--holdout", "1"]) == 2
     assert "--holdout: expected a share between 0 and 1" in capsys.readouterr().err
