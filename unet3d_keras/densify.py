@@ -253,7 +253,7 @@ def fit_sparse(
         raise DataError(f"the images {images.shape[1:]} and the sparse labels {sparse.shape} differ in shape")
     classes = annotated_classes(sparse, ignore_label)
     config = densify_config(classes, sparse.shape, len(images), ignore_label, overrides, seed)
-    volume, pad = _padded(_normalise(images), config)
+    volume, pad = _padded(_normalise(images), config.data.image_shape)
     # Channel index of every voxel, -1 where unannotated (and in the padding).
     index_map = np.full(sparse.shape, _UNANNOTATED, dtype=np.int32)
     for position, value in enumerate(classes):
@@ -367,8 +367,7 @@ def predict_classes(fitted: SparseModel, images: np.ndarray) -> tuple[np.ndarray
     """
     images = _as_channels(images)
     shape = images.shape[1:]
-    pad = [(0, p - s) for p, s in zip(_padded_shape(shape, fitted.config.model.depth, fitted.patch_shape), shape)]
-    volume = np.pad(_normalise(images), [(0, 0)] + pad, mode="edge")
+    volume, _ = _padded(_normalise(images), _padded_shape(shape, fitted.config.model.depth, fitted.patch_shape))
     predictor = Predictor(fitted.model, overlap=fitted.config.prediction.overlap,
                           batch_size=fitted.config.prediction.batch_size, mirror=fitted.mirror,
                           weighting=fitted.window_weighting)
@@ -438,9 +437,10 @@ def _as_channels(images: np.ndarray) -> np.ndarray:
     return images
 
 
-def _padded(volume: np.ndarray, config: Config) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """The volume edge-padded to ``data.image_shape`` (a multiple of the pooling factor)."""
-    pad = [(0, p - s) for p, s in zip(config.data.image_shape, volume.shape[1:])]
+def _padded(volume: np.ndarray, shape: Sequence[int]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """``(n_channels, x, y, z)`` edge-padded at the end of each axis to ``shape`` (:func:`_padded_shape`), and the
+    padding of each spatial axis."""
+    pad = [(0, p - s) for p, s in zip(shape, volume.shape[1:])]
     return np.pad(volume, [(0, 0)] + pad, mode="edge"), pad
 
 
