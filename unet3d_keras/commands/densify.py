@@ -99,8 +99,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--holdout", type=float, default=defaults.holdout, metavar="SHARE",
                         help=f"share of each annotated slice held back to score and stop training (default "
                              f"{defaults.holdout}; 0: none)")
-    # None when not given: given with --steps, they are warned about
-    parser.add_argument("--patience", type=int, default=None, metavar="EPOCHS",
+    # None when not given (timed_options_given): given with --steps, they are warned about
+    parser.add_argument("--patience", dest="patience_epochs", type=int, default=None, metavar="EPOCHS",
                         help="stop after this many epochs of 16 steps without a gain on the held-back voxels "
                              f"(default {defaults.patience_epochs}), after a final decay of the learning rate; a "
                              "timed run only: --steps trains its N steps")
@@ -180,12 +180,15 @@ _OPTION_FLAGS = MappingProxyType({"holdout": "--holdout", "patience_epochs": "--
                                   "output_bias": "--output-bias"})
 
 
+def timed_options_given(args: argparse.Namespace) -> dict[str, int]:
+    """The plateau's options that the command line gave (only a timed run stops on a plateau), by field."""
+    return {key: getattr(args, key) for key in ("patience_epochs", "decay_epochs") if getattr(args, key) is not None}
+
+
 def densify_options(args: argparse.Namespace) -> DensifyOptions:
     """The run's :class:`DensifyOptions`; a bad value raises DataError naming its flag."""
     try:
-        given = {key: value for key, value in (("patience_epochs", args.patience), ("decay_epochs", args.decay_epochs))
-                 if value is not None}
-        return DensifyOptions(holdout=args.holdout, **given,
+        return DensifyOptions(holdout=args.holdout, **timed_options_given(args),
                               class_weighting=args.class_weights, sampling=args.sampling, mirror=args.mirror,
                               window_weighting=args.window_weighting, output_bias=args.output_bias)
     except ValueError as error:
@@ -297,9 +300,8 @@ def _densify_into(args: argparse.Namespace, output: Path, options: DensifyOption
     if 0 not in classes:  # e.g. only the structure was painted: the map would have no background at all
         print(f"warning: {args.labels}: no voxel is annotated 0, the background: every voxel of the output will get "
               f"one of the annotated classes {classes}; annotate some background too if the volume has any")
-    ignored = [flag for flag, value in (("--patience", args.patience), ("--decay-epochs", args.decay_epochs))
-               if value is not None and args.steps is not None]  # only a timed run stops on a plateau
-    if ignored:
+    ignored = [_OPTION_FLAGS[key] for key in timed_options_given(args)]
+    if ignored and args.steps is not None:
         print(f"warning: --steps {args.steps} trains exactly its steps, with no plateau stop: {', '.join(ignored)} "
               "ignored")
     minutes = args.max_minutes if args.max_minutes is not None or args.steps is not None else 10.0
