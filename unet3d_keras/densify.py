@@ -305,11 +305,10 @@ def fit_sparse(
         model.predict_on_batch(batch)
         call_seconds = time.monotonic() - probe
         predict_estimate = call_seconds * math.ceil((windows + held_out.n_groups) / config.prediction.batch_size)
-        left = deadline - time.monotonic()
-        dropped = mirror and _MIRRORINGS * predict_estimate > left * MIRROR_SHARE_MAX
+        left, mirrored_seconds = deadline - time.monotonic(), _MIRRORINGS * predict_estimate
+        dropped = mirror and mirrored_seconds > left * MIRROR_SHARE_MAX
         mirror = mirror and not dropped
-        mirrored_seconds = _MIRRORINGS * predict_estimate
-        predict_estimate *= _MIRRORINGS if mirror else 1
+        predict_estimate = mirrored_seconds if mirror else predict_estimate
         predict_estimate += call_seconds * math.ceil(held_out.n_groups / config.prediction.batch_size)
         train_until = deadline - PREDICTION_MARGIN * predict_estimate - PREDICTION_SLACK_SECONDS
         if dropped and train_until > time.monotonic():  # with no time to train, the run is refused: no advice
