@@ -51,7 +51,8 @@ def test_the_summary_gives_each_volumes_paired_gains_and_what_the_weights_cost(p
     assert summary["weights_why"] == (
         " and up to 0.020 at 12 minutes (mean of 3 seeds), and on the two-voxel membranes with no brightness of "
         "their own they cost the membrane 0.020 too, lower on every one of 3 seeds")
-    usage = page.USAGE.read_text(encoding="utf-8").format(**summary, **page.lesion_fields(), ensemble_note="")
+    usage = page.USAGE.read_text(encoding="utf-8").format(**summary, **page.lesion_fields(), ensemble_note="",
+                                                          colony_weights="")
     assert "they cost the cells up to 0.025 with each window predicted once (clear membranes, 2 seeds) and up to " \
            "0.020 at 12 minutes" in usage
 

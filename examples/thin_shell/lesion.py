@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from experiments import ROOT  # noqa: E402
 from processes import machine_name, run_process, run_two_at_a_time, save_json, start_results  # noqa: E402
-from volume import IGNORE, iou_per_class, sparse_labels  # noqa: E402
+from volume import IGNORE, iou_per_class, save_arrays, sparse_labels  # noqa: E402
 
 from unet3d_keras.densify_holdout import OUTPUT_BIASES, DensifyOptions  # noqa: E402
 
@@ -160,8 +160,6 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"the largest logit after {', '.join(map(str, LOGIT_STEPS))} steps instead of runs")
     args = parser.parse_args(argv)
 
-    import nibabel as nib
-
     results, _ = start_results(RESULTS, __file__, argv, {"runs": {}})
     if args.logits:
         for weighting in args.class_weights:
@@ -183,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     length = ["--steps", str(args.steps)] if args.steps else ["--max-minutes", str(args.minutes)]
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
-        nib.save(nib.Nifti1Image(image, np.eye(4)), folder / "image.nii.gz")
-        nib.save(nib.Nifti1Image(sparse, np.eye(4)), folder / "sparse.nii.gz")
+        save_arrays(folder, {"image.nii.gz": image, "sparse.nii.gz": sparse})
 
         def keep(job: tuple[str, int], result: dict) -> str:
             weighting, seed = job

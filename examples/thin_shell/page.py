@@ -22,6 +22,9 @@ from experiments import (ACCELERATOR_RESULTS, ADDED_WAYS, BLENDING_RESULTS, BOUN
                          OPTION_ROWS, ORACLE_RESULTS, OTHER_ROWS, ROOT, ROWS, SELF_TRAINING_FIRST_SHARE,
                          SELF_TRAINING_RESULTS, SELF_TRAINING_WAYS, TABLE, TUNING_RESULTS, TUNING_TOPICS,
                          TUNING_VARIANTS, VOLUME_TABLES, WATERSHED_RESULTS, WEIGHT_RESULTS, chosen_settings)
+from colonies import RESULTS as COLONY_RESULTS
+from colonies import ROWS as COLONY_ROWS
+from colonies import __doc__ as COLONY_DOC
 from lesion import DEFAULT_MINUTES, LOGIT_STEPS, SIZE_SCALES, SIZE_STEPS, lesion_ious
 from lesion import RESULTS as LESION_RESULTS
 from lesion import setting_key as lesion_setting
@@ -768,7 +771,7 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
     bounds = bound_membranes()
     verdict += (weight_lines(results) + bound_lines(olds) + accelerator_lines(olds, bounds) + oracle_lines(olds, bounds)
                 + forest_lines(olds, today_runs) + watershed_lines(olds) + self_training_lines(olds)
-                + ensemble_lines(olds) + edge_notes)
+                + ensemble_lines(olds) + edge_notes + colony_goal_lines())
     stale = any(uniform_rows(volume_results["rows"])[0] for volume_results in results.values())
     return ([f"Seed {DEFAULT_SEED} alone, in the tables' rows: the membrane IoU on the never-annotated voxels (the "
              "tables give the other classes, the options and the other seeds"
@@ -1975,15 +1978,173 @@ def markdown() -> str:
     for volume, volume_results in results.items():
         results_name, heading = VOLUME_TABLES[volume]
         lines += [f"#### {heading}", "", *table(volume_results, results_name, volume)]
-    lines += ["#### The MNI152 rows", "", *mni152_lines(), MACHINES.read_text(encoding="utf-8").rstrip(), ""]
+    lines += [*colony_lines(), "#### The MNI152 rows", "", *mni152_lines(),
+              MACHINES.read_text(encoding="utf-8").rstrip(), ""]
     body = "\n".join(lines[1:])
     return "\n".join([lines[0], "", "In this section:", "", *contents_lines(body), body])
+
+
+#: a run whose membrane IoU is below this lost the class
+LOST_IOU = 0.1
+#: the order of colonies.py's rows in the page's table
+COLONY_ORDER = ("old", "today, 5 min", "today, 12 min", "today without class weights, 5 min")
+COLONY_HEADING = "A rare membrane: small colonies of touching cells in a wide field (`colonies.py`)"
+
+
+class ColonyRuns(NamedTuple):
+    """colonies.py's runs of the seeds that every row ran: the seeds, each row's runs of them, each row's mean IoU
+    per class."""
+    seeds: list[int]
+    runs: dict[str, list[dict]]
+    means: dict[str, np.ndarray]
+
+
+def colony_record() -> dict:
+    """colonies.py's results file (empty before it runs)."""
+    return json.loads(COLONY_RESULTS.read_text()) if COLONY_RESULTS.exists() else {}
+
+
+def colony_runs(record: dict) -> ColonyRuns | None:
+    """:class:`ColonyRuns` of colonies.py's ``record``; None until every row has run."""
+    runs = record.get("runs", {})
+    if not all(row in runs for row in COLONY_ROWS):
+        return None
+    seeds = seed_order(set.intersection(*(set(runs[row]) for row in COLONY_ROWS)))
+    chosen = {row: [runs[row][str(seed)] for seed in seeds] for row in COLONY_ROWS}
+    return ColonyRuns(seeds, chosen, {row: np.mean([run["iou"] for run in row_runs], axis=0)
+                                      for row, row_runs in chosen.items()})
+
+
+def colony_goal(colonies: ColonyRuns, minutes: int) -> tuple[float, bool]:
+    """Today's defaults at ``minutes`` against the old densification: the ratio of their mean membrane IoUs, and
+    whether the goal holds (the membrane at least doubled, no other class more than 0.01 lower)."""
+    old, today = colonies.means["old"], colonies.means[f"today, {minutes} min"]
+    return today[MEMBRANE] / old[MEMBRANE], today[MEMBRANE] >= 2 * old[MEMBRANE] and max(old[:2] - today[:2]) <= 0.01
+
+
+def colony_lost(colonies: ColonyRuns) -> tuple[list[int], np.ndarray]:
+    """The seeds on which the old densification lost the membrane (IoU below LOST_IOU); on the others, the mean
+    membrane IoU of the old densification and of today's defaults at 12 minutes (empty where it lost every seed)."""
+    old, today = (np.array([run["iou"][MEMBRANE] for run in colonies.runs[row]]) for row in ("old", "today, 12 min"))
+    kept = old >= LOST_IOU
+    lost = [seed for seed, keeps in zip(colonies.seeds, kept) if not keeps]
+    return lost, np.array([old[kept].mean(), today[kept].mean()]) if kept.any() else np.array([])
+
+
+def colony_goal_lines() -> list[str]:
+    """A bullet for the goal's verdict: today's defaults against the old densification on the colonies."""
+    record = colony_record()
+    colonies = colony_runs(record)
+    if colonies is None:
+        return []
+    goals = {minutes: colony_goal(colonies, minutes) for minutes in (5, 12)}
+    met = [f"{minutes} minutes" for minutes, (_, holds) in goals.items() if holds]
+    return [f"- **A rare membrane** ([{COLONY_HEADING.split(' (')[0].lower()}](#{heading_anchor(COLONY_HEADING)}), "
+            f"the membrane {100 * record['volume']['annotated_share'][MEMBRANE]:.1f}% "
+            "of the annotated voxels): today's defaults score the membrane "
+            + " and ".join(f"x{ratio:.2f} at {minutes} minutes" for minutes, (ratio, _) in goals.items())
+            + f" the old densification's ({seed_list(colonies.seeds)}); the goal holds at "
+            + (" and ".join(met) if met else "neither budget") + "." + lost_text(colonies)]
+
+
+def lost_text(colonies: ColonyRuns) -> str:
+    """A sentence on the seeds that the old densification lost (:func:`colony_lost`); empty where it lost none."""
+    lost, kept = colony_lost(colonies)
+    if not lost:
+        return ""
+    return (f" The old densification lost the membrane on {len(lost)} of {len(colonies.seeds)} seeds"
+            + (f"; on the others today's defaults at 12 minutes score it x{kept[1] / kept[0]:.2f} the old"
+               if len(kept) else "") + ".")
+
+
+def colony_weights() -> str:
+    """page_usage.md's field on what ``auto`` chose on the colonies, and what densify did there without weights."""
+    record = colony_record()
+    colonies = colony_runs(record)
+    if colonies is None:
+        return ""
+    weighted, unweighted = colonies.runs["today, 5 min"], colonies.runs["today without class weights, 5 min"]
+    shares = record["volume"]["annotated_share"]
+    lost = sum(run["iou"][MEMBRANE] < LOST_IOU for run in unweighted)
+    chosen = ", ".join(sorted({run["class_weights"] for run in weighted}))
+    return (f"; on the small colonies of cells below (the membrane {100 * shares[MEMBRANE]:.1f}%, the cells "
+            f"{100 * shares[1]:.1f}% of the annotated voxels), `{chosen}`, and without weights "
+            f"densify lost the membrane on {lost} of {len(unweighted)} seeds at 5 minutes (\"A rare membrane\" below)")
+
+
+def colony_lines() -> list[str]:
+    """The subsection of colonies.py's runs: a table of each row's IoU per class on the never-annotated voxels (mean
+    of the seeds), then today's defaults against the old densification (the goal's test) and against no class
+    weights, seed by seed."""
+    record = colony_record()
+    lines = [f"#### {COLONY_HEADING}", "", "Data: " + re.sub(r"\n *", " ", COLONY_DOC.split("\n\n")[1]), ""]
+    colonies = colony_runs(record)
+    if colonies is None:
+        return lines + ["Not measured yet: `python examples/thin_shell/colonies.py`.", ""]
+    seeds, chosen, means = colonies
+    annotated = record["volume"]["annotated_share"]
+    shares = ", ".join(f"{name} {100 * share:.1f}%" for name, share in zip(CLASSES, annotated))
+
+    def weighting(row_runs: list[dict]) -> str:
+        return ", ".join(sorted({run["class_weights"] for run in row_runs}))
+
+    table = [f"| intensity thresholds | {record['thresholds'][MEMBRANE]:.3f} | - | {record['thresholds'][1]:.3f} | "
+             f"{record['thresholds'][0]:.3f} | - | - |"]
+    for row in COLONY_ORDER:
+        row_runs = chosen[row]
+        table.append(f"| {row} | {means[row][MEMBRANE]:.3f} | "
+                     + ", ".join(f"{run['iou'][MEMBRANE]:.3f}" for run in row_runs)
+                     + f" | {means[row][1]:.3f} | {means[row][0]:.3f} | "
+                     + ", ".join(str(run["steps"]) for run in row_runs) + f" | {weighting(row_runs)} |")
+    old = means["old"]
+    bullets = []
+    for minutes in (5, 12):
+        today = means[f"today, {minutes} min"]
+        ratio, met = colony_goal(colonies, minutes)
+        each = [f"x{run['iou'][MEMBRANE] / base['iou'][MEMBRANE]:.2f}" if base["iou"][MEMBRANE] else
+                f"{run['iou'][MEMBRANE]:.3f} from 0"
+                for base, run in zip(chosen["old"], chosen[f"today, {minutes} min"])]
+        bullets.append(
+            f"- **Today's defaults, {minutes} minutes, against the old densification.** Membrane x{ratio:.2f} "
+            f"({old[MEMBRANE]:.3f} -> {today[MEMBRANE]:.3f}; each seed " + ", ".join(each)
+            + f"), cells {signed(today[1] - old[1])}, background {signed(today[0] - old[0])}: the goal (the membrane "
+            "at least doubled, no other class 0.01 lower) is " + ("met." if met else "not met."))
+    lost, kept = colony_lost(colonies)
+    if lost:
+        bullets.append(
+            f"- **The old densification lost the membrane** (IoU below {LOST_IOU}) on {seed_list(lost)}, "
+            f"{len(lost)} of {len(seeds)} (membrane / cell IoU "
+            + ", ".join(f"{run['iou'][MEMBRANE]:.3f} / {run['iou'][1]:.3f}" for run in chosen["old"]
+                        if run["iou"][MEMBRANE] < LOST_IOU) + "). "
+            + (f"On the other seeds today's defaults at 12 minutes score the membrane x{kept[1] / kept[0]:.2f} the "
+               f"old ({kept[0]:.3f} -> {kept[1]:.3f})." if len(kept) else ""))
+    unweighted, weighted = chosen["today without class weights, 5 min"], chosen["today, 5 min"]
+    changes = seed_changes(unweighted, weighted, "iou")
+    bullets.append(
+        f"- **What the class weights give.** `auto` chose {weighting(weighted)} here. At 5 minutes, against "
+        "`--class-weights none`, they moved the membrane by " + ", ".join(signed(c) for c in changes[:, MEMBRANE])
+        + " and the cells by " + ", ".join(signed(c) for c in changes[:, 1]) + f" ({seed_list(seeds)}).")
+    warned = []
+    for row, row_runs in chosen.items():
+        if row != "old":
+            about = sorted({label for run in row_runs for label in run["warned"]})
+            warned.append(f"{row} {sum(bool(run['warned']) for run in row_runs)} of {len(seeds)}"
+                          + (f" (about the {' and the '.join(CLASSES[label] for label in about)})" if about else ""))
+    bullets.append(
+        "- **Warnings.** Runs that warned about a class far below the others: " + "; ".join(warned)
+        + ". The old densification held no voxels back, so it scored nothing and warned of nothing.")
+    commands = ", then ".join(f"`{command}`" for command in record["commands"])
+    return lines + [
+        f"{commands} ({record['machine']}; one thread each, two at a time). The annotated voxels: "
+        f"{shares}. IoU on the never-annotated voxels, mean of {seed_list(seeds)}:", "",
+        "| densification | membrane IoU | membrane, each seed | cell IoU | background IoU | steps, each seed | "
+        "class weights |", "|---|---|---|---|---|---|---|", *table, "", *bullets, ""]
 
 
 def usage_text() -> str:
     """The section's opening subsections (page_usage.md), its fields filled from weights.py's and ensemble.py's runs."""
     return USAGE.read_text(encoding="utf-8").format(**weight_summaries(), **lesion_fields(),
-                                                    ensemble_note=ensemble_note())
+                                                    ensemble_note=ensemble_note(), colony_weights=colony_weights())
 
 
 def heading_anchor(title: str) -> str:

@@ -27,7 +27,7 @@ rotates the training windows, ``next_slices.py`` adds the slices that densify na
 watershed finds, ``weights.py`` pairs square-root class weights with the defaults at one budget,
 ``self_training.py`` trains again on the model's surest predictions (self-training) beside the defaults,
 ``ensemble.py`` averages two models trained within the budget, ``accelerator.py`` runs densify and the bound
-on a GPU;
+on a GPU, ``colonies.py`` densifies a rare membrane (small colonies of touching cells in a wide field);
 ``run.py --markdown-only`` puts their figures on the page too (``page.py``).
 """
 

@@ -188,7 +188,12 @@ def write_inputs(folder: Path, volume_arguments: dict) -> None:
     almost_dense = dense.copy()
     almost_dense[0, 0, 0] = IGNORE
     arrays = (image, sparse_labels(dense), almost_dense, *after_other_volume(image, volume_arguments))
-    for name, array in zip(INPUT_FILES, arrays, strict=True):
+    save_arrays(folder, dict(zip(INPUT_FILES, arrays, strict=True)))
+
+
+def save_arrays(folder: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write each array of ``arrays`` (file name -> array) into ``folder`` as NIfTI on an identity affine."""
+    for name, array in arrays.items():
         nib.save(nib.Nifti1Image(array, np.eye(4)), folder / name)
 
 
