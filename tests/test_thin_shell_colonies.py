@@ -20,7 +20,8 @@ def colonies(monkeypatch):
     return load_example("thin_shell_colonies", FOLDER / "colonies.py", monkeypatch)
 
 
-def test_each_colony_is_five_touching_cells_in_a_ball_wrapped_in_membrane(colonies):
+def test_each_colony_is_five_touching_cells_in_a_ball_wrapped_in_membrane(colonies, monkeypatch):
+    volume = load_example("thin_shell_volume", FOLDER / "volume.py", monkeypatch)
     cells = colonies.colony_cells(np.random.default_rng(0))
     grid = np.indices(colonies.SHAPE)
     for index, centre in enumerate(colonies.COLONY_CENTRES):
@@ -37,7 +38,7 @@ def test_each_colony_is_five_touching_cells_in_a_ball_wrapped_in_membrane(coloni
     image, dense = colonies.make_colony_volume()
     assert image.shape == dense.shape == colonies.SHAPE and image.dtype == np.float32
     # the membrane is two voxels thick between cells (both sides of a face), one against the background
-    np.testing.assert_array_equal(dense == 2, colonies.membrane_mask(cells, thickness=2))
+    np.testing.assert_array_equal(dense == 2, volume.membrane_mask(cells, thickness=2))
     np.testing.assert_array_equal(dense == 1, (cells > 0) & (dense != 2))
     np.testing.assert_array_equal(colonies.make_colony_volume()[0], image)  # the same volume every time
     # the blur mixes the membrane with the dim background and the interiors with their bright membrane: on average

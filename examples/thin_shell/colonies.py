@@ -35,8 +35,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from experiments import OLD, ROOT  # noqa: E402
 from processes import machine_name, run_process, run_two_at_a_time, start_results  # noqa: E402
-from volume import (CLASSES, IGNORE, SHAPE, best_thresholds, draw_image, iou_per_class, membrane_mask,  # noqa: E402
-                    save_arrays, sparse_labels, threshold_classes)
+from volume import (CLASSES, IGNORE, SHAPE, best_thresholds, iou_per_class, make_volume, save_arrays,  # noqa: E402
+                    sparse_labels, threshold_classes)
 
 RESULTS = HERE / "results_colonies.json"
 #: each colony's centre (voxel indices); the planes of two slices per axis are x, y 16 and 48, z 12 and 36
@@ -72,14 +72,9 @@ def colony_cells(rng: np.random.Generator) -> np.ndarray:
 
 
 def make_colony_volume(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The image (float32) and dense labels (uint8: 0 background, 1 cell, 2 membrane), both ``SHAPE``."""
-    rng = np.random.default_rng(seed)
-    cells = colony_cells(rng)
-    membrane = membrane_mask(cells, thickness=2)
-    brightness = rng.uniform(0.7, 1.1, cells.max() + 1)
-    dense = np.where(membrane, 2, np.where(cells > 0, 1, 0)).astype(np.uint8)
-    image = draw_image(cells, brightness, membrane, 1.5, 1.0) + rng.normal(0, 0.2, SHAPE)
-    return image.astype(np.float32), dense
+    """The image (float32) and dense labels (uint8: 0 background, 1 cell, 2 membrane), both ``SHAPE``: the image and
+    membranes of ``volume.py --volume thick`` (:func:`volume.make_volume`'s defaults) on :func:`colony_cells`."""
+    return make_volume(seed, layout=colony_cells)
 
 
 def one_run(folder: Path, row: str, seed: int, dense: np.ndarray, sparse: np.ndarray) -> dict:
@@ -99,7 +94,7 @@ def one_run(folder: Path, row: str, seed: int, dense: np.ndarray, sparse: np.nda
             "iou": iou_per_class(predicted, dense, sparse == IGNORE)}
 
 
-def cells_text(values: list[float]) -> str:
+def iou_text(values: list[float]) -> str:
     """Per-class IoU as the table writes it: 'membrane / cell / background'."""
     return " / ".join(f"{values[c]:.3f}" for c in (2, 1, 0))
 
@@ -129,16 +124,16 @@ def main(argv: list[str] | None = None) -> int:
             row, seed = job
             results["runs"].setdefault(row, {})[str(seed)] = result
             return f"{row}, seed {seed}: {result['steps']} steps, IoU membrane / cell / background " \
-                   f"{cells_text(result['iou'])}"
+                   f"{iou_text(result['iou'])}"
 
         jobs = [(row, seed) for seed in args.seed for row in args.rows]
         run_two_at_a_time(jobs, lambda job: one_run(folder, *job, dense, sparse), keep, results, RESULTS)
     shares = zip(CLASSES, results["volume"]["annotated_share"])
     print(f"annotated voxels: {', '.join(f'{name} {share:.1%}' for name, share in shares)}")
-    print(f"intensity thresholds: IoU membrane / cell / background {cells_text(results['thresholds'])}")
+    print(f"intensity thresholds: IoU membrane / cell / background {iou_text(results['thresholds'])}")
     for row, runs in results["runs"].items():
         mean = np.mean([run["iou"] for run in runs.values()], axis=0)
-        print(f"{row}: {cells_text(list(mean))} (mean of seeds {', '.join(runs)})")
+        print(f"{row}: {iou_text(list(mean))} (mean of seeds {', '.join(runs)})")
     return 0
 
 

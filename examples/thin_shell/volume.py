@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Callable
 from pathlib import Path
 
 import nibabel as nib
@@ -125,27 +126,30 @@ def draw_image(cells: np.ndarray, brightness: np.ndarray, membrane: np.ndarray, 
 
 
 def make_volume(seed: int = 0, thickness: int = 2, membrane_value: float | None = 1.5, blur: float = 1.0,
-                noise: float = 0.2, brightness_range: tuple[float, float] = (0.7, 1.1)
-                ) -> tuple[np.ndarray, np.ndarray]:
+                noise: float = 0.2, brightness_range: tuple[float, float] = (0.7, 1.1),
+                layout: Callable[[np.random.Generator], np.ndarray] = make_cells) -> tuple[np.ndarray, np.ndarray]:
     """The image (float32) and dense labels (uint8) of the synthetic tissue, ``SHAPE``.
 
     ``thickness`` 2: both sides of a boundary between cells are membrane; 1: only the side of
     the cell with the smaller number (so that every membrane is one voxel thick).
     ``membrane_value`` None: a membrane voxel has its cell's brightness (drawn from ``brightness_range``),
     so that only the edge between two cells of different brightness shows it.
+    ``layout`` draws the cells from the generator (:func:`make_cells` by default).
     """
     rng = np.random.default_rng(seed)
-    cells, membrane, brightness = make_tissue(rng, thickness, brightness_range)
+    cells, membrane, brightness = make_tissue(rng, thickness, brightness_range, layout)
     dense = np.where(membrane, 2, np.where(cells > 0, 1, 0)).astype(np.uint8)
     image = draw_image(cells, brightness, membrane, membrane_value, blur) + rng.normal(0, noise, SHAPE)
     return image.astype(np.float32), dense
 
 
-def make_tissue(rng: np.random.Generator, thickness: int = 2, brightness_range: tuple[float, float] = (0.7, 1.1)
+def make_tissue(rng: np.random.Generator, thickness: int = 2, brightness_range: tuple[float, float] = (0.7, 1.1),
+                layout: Callable[[np.random.Generator], np.ndarray] = make_cells
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """What :func:`make_volume` draws before the image: the cells (:func:`make_cells`), their membrane
-    (:func:`membrane_mask`) and each cell's brightness (``(cells.max() + 1,)``, drawn from ``brightness_range``)."""
-    cells = make_cells(rng)
+    """What :func:`make_volume` draws before the image: the cells (``layout``, :func:`make_cells` by default), their
+    membrane (:func:`membrane_mask`) and each cell's brightness (``(cells.max() + 1,)``, drawn from
+    ``brightness_range``)."""
+    cells = layout(rng)
     return cells, membrane_mask(cells, thickness), rng.uniform(*brightness_range, cells.max() + 1)
 
 
