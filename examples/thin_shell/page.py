@@ -2120,8 +2120,8 @@ def colony_lines() -> list[str]:
         bullets.append(
             f"- **The old densification lost the membrane** (IoU below {LOST_IOU}) on {seed_list(lost)}, "
             f"{len(lost)} of {len(seeds)} (membrane / cell IoU "
-            + ", ".join(f"{run['iou'][MEMBRANE]:.3f} / {run['iou'][1]:.3f}" for run in chosen["old"]
-                        if run["iou"][MEMBRANE] < LOST_IOU) + "). "
+            + ", ".join(f"{run['iou'][MEMBRANE]:.3f} / {run['iou'][1]:.3f}"
+                        for seed, run in zip(seeds, chosen["old"]) if seed in lost) + "). "
             + (f"On the other seeds today's defaults at 12 minutes score the membrane x{kept[1] / kept[0]:.2f} the "
                f"old ({kept[0]:.3f} -> {kept[1]:.3f})." if len(kept) else ""))
     unweighted, weighted = chosen["today without class weights, 5 min"], chosen["today, 5 min"]
